@@ -1,0 +1,138 @@
+"""Checks of the SFT loss mask component."""
+
+import random
+
+import torch
+
+from toolkit import probe
+from toolkit.checks import CheckFailed, Partial, check
+from toolkit.pipeline import check_mask
+from toolkit.tokenizer import SPECIAL_TOKENS
+
+SPECIAL = {s: 256 + i for i, s in enumerate(SPECIAL_TOKENS)}
+BOS, USER, ASSISTANT, END, PAD = (SPECIAL[s] for s in SPECIAL_TOKENS)
+NAMES = {v: k for k, v in SPECIAL.items()}
+
+
+def mask_cases(n: int = 48, seed: int = 0, max_len: int = 28) -> torch.Tensor:
+    """Chat rows of 1-3 turns with random content ids, some truncated, right-padded."""
+    rng = random.Random(seed)
+    content = lambda: [rng.choice([rng.randrange(256), rng.randrange(261, 600)]) for _ in range(rng.randint(1, 6))]
+    rows = []
+    for _ in range(n):
+        ids = [BOS]
+        for _ in range(rng.randint(1, 3)):
+            ids += [USER] + content() + [ASSISTANT] + content() + [END]
+        rows.append(ids[:max_len])
+    T = max(map(len, rows))
+    return torch.tensor([r + [PAD] * (T - len(r)) for r in rows])
+
+
+def diagnose(tokens: torch.Tensor, got: torch.Tensor, want: torch.Tensor) -> str:
+    """One sentence naming the classic mistake behind a wrong mask."""
+    targets = tokens[:, 1:]
+    if torch.equal(got[:, :-1], want[:, 1:]) or torch.equal(got[:, 1:], want[:, :-1]):
+        return "the mask is shifted by one position: mask[b, t] is about the target tokens[b, t + 1]"
+    for tok, what in ((ASSISTANT, "the <|assistant|> tag"), (USER, "the <|user|> tag"), (PAD, "padding"), (BOS, "<|bos|>")):
+        if (got & (targets == tok)).any():
+            return f"the mask supervises {what}, which is part of the prompt, not of the answer"
+    if (want & ~got & (targets == END)).any():
+        return "the mask leaves out the <|end|> that closes the assistant's turn: the model would never learn to stop"
+    if (got & ~want).any():
+        b, t = (got & ~want).nonzero()[0].tolist()
+        return f"row {b}: target {t} (a user's token) is supervised; only the assistant's tokens and its <|end|> count"
+    b, t = (want & ~got).nonzero()[0].tolist()
+    return f"row {b}: target {t} (an assistant's token) is not supervised; every turn of the assistant counts"
+
+
+@check("sft_mask", points=3)
+def matches_reference(ctx):
+    "Exactly the reference mask on 48 chats (1-3 turns, truncated, padded)."
+    tokens = mask_cases()
+    want = torch.tensor(ctx.snapshot()["masks"], dtype=torch.bool)
+    got = check_mask(ctx.components.sft_mask(tokens.clone(), dict(SPECIAL)), tokens, ctx.components.source("sft_mask"))
+    if not torch.equal(got, want):
+        raise CheckFailed(diagnose(tokens, got, want))
+
+
+# -- behaviour -------------------------------------------------------------------------
+MARGIN = 0.10  # thresholds are the solution's rates minus this margin
+
+
+def behaviour_metrics(pipeline) -> dict:
+    """Probe the base and the chat model; the rates the behavioural check grades."""
+    world, base, chat = pipeline.world, pipeline.base_model, pipeline.chat_model
+    prompts = probe.prompt_set(world)
+    b, c = pipeline.probe(base, False, prompts), pipeline.probe(chat, True, prompts)
+    head = probe.headline_prompts(world, pipeline.config.headline_samples)
+    hb, hc = pipeline.probe(base, False, head), pipeline.probe(chat, True, head)
+    users = probe.run_user_turn(chat, pipeline.tokenizer, world, n=30, seed=pipeline.config.seed)
+    of = lambda gens, kind: [g for g in gens if g.prompt.kind == kind]
+    answered = lambda g: g.label == "Answer"
+    return {
+        "answer_seen": probe.rate(of(c, "seen"), answered),
+        "answer_held_out": probe.rate(of(c, "held_out"), answered),
+        "correct_held_out": probe.rate(of(c, "held_out"), lambda g: g.correct),
+        "clarification": probe.rate(of(c, "ambiguous"), lambda g: g.label == "Clarification"),
+        "stops": probe.rate([g for g in c if g.label in ("Answer", "Clarification")], lambda g: g.stopped),
+        "writes_user_turn": users,
+        "base_answer": probe.rate(of(b, "seen") + of(b, "held_out"), answered),
+        "base_top": max(probe.LABELS, key=lambda lab: sum(g.label == lab for g in b)),
+        "_dists": {"all": {"base": probe.distribution(b), "chat": probe.distribution(c)},
+                   "headline": {"base": probe.distribution(hb), "chat": probe.distribution(hc)}},
+        "_examples": [(g.prompt.question, gb.text, g.text) for g, gb in list(zip(c, b))[:: max(1, len(c) // 8)]],
+    }
+
+
+# (metric, the check's message when it falls short, direction): thresholds come from the
+# solution's rates recorded in the snapshot, minus MARGIN (plus MARGIN for "at most" metrics).
+CRITERIA = [
+    ("answer_seen", "the chat model does not answer questions it was fine-tuned on (Answer rate {x:.2f} < {t:.2f}): "
+                    "does the mask supervise the assistant's answer, not the prompt?", 1),
+    ("clarification", "the chat model does not ask back on ambiguous questions (Clarification rate {x:.2f} < {t:.2f})", 1),
+    ("stops", "the chat model does not stop after its answer (stop rate {x:.2f} < {t:.2f}): supervise the <|end|> token", 1),
+    ("writes_user_turn", "given <|user|> alone, the chat model writes the user's question (rate {x:.2f} > {t:.2f}): "
+                         "the mask supervises the user's turns", -1),
+]
+
+
+def thresholds(reference: dict) -> dict[str, float]:
+    return {m: reference[m] - MARGIN * d for m, _, d in CRITERIA}
+
+
+@check("sft_mask", points=5, behavioural=True)
+def behaviour(ctx):
+    "After SFT with this mask the chat model answers, asks back on ambiguous questions, stops, and leaves the user's turn alone."
+    from toolkit.plots import plot_curves, plot_distributions
+
+    reference = ctx.snapshot()["behaviour"]
+    m = behaviour_metrics(ctx.pipeline)
+    limits = thresholds(reference)
+    plots = []
+    if ctx.report_dir is not None:
+        for key, title in (("headline", f"'{probe.HEADLINE}': base vs chat"), ("all", "all probe prompts: base vs chat")):
+            plot_distributions(m["_dists"][key], f"Probability distribution, {title}", ctx.plot_path(f"sft_{key}.png"))
+            plots.append(f"sft_{key}.png")
+        plot_curves({"SFT": ctx.pipeline.curves["sft"]}, "SFT loss (masked tokens)", ctx.plot_path("sft_loss.png"))
+        plots.append("sft_loss.png")
+    ctx.metrics.update({k: v for k, v in m.items()}, thresholds=limits, reference=reference, _plots=plots)
+    fractions, reasons = [], []
+    for metric, message, direction in CRITERIA:
+        x, t = m[metric], limits[metric]
+        worst = 0.0 if direction > 0 else 1.0  # linear partial credit from the worst value to the threshold
+        fractions.append(min(1.0, max(0.0, (x - worst) / (t - worst))))
+        if fractions[-1] < 1:
+            reasons.append(message.format(x=x, t=t))
+    if reasons:
+        return Partial(sum(fractions) / len(fractions), "; ".join(reasons))
+
+
+def record(components) -> dict:
+    """The solution's masks on the fixed cases, and its behaviour that sets the thresholds."""
+    from toolkit.pipeline import Pipeline
+
+    tokens = mask_cases()
+    masks = components.sft_mask(tokens.clone(), dict(SPECIAL))
+    metrics = behaviour_metrics(Pipeline(components))
+    keep = {k: v for k, v in metrics.items() if not k.startswith("_")}
+    return {"masks": masks.int().tolist(), "behaviour": keep, "margin": MARGIN}

@@ -1,0 +1,8 @@
+"""Put the repository root on sys.path, so that tests can ``import toolkit`` and ``import solutions``."""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))

@@ -1,0 +1,146 @@
+"""The ``toolkit`` command line."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from toolkit.plugins import COMPONENTS, SubmissionError
+
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+def _err(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def _fail_usage(msg: str):
+    _err(f"error: {msg}")
+    sys.exit(EXIT_USAGE)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="toolkit")
+def main():
+    """Build a GPT from scratch as plugins, and grade them."""
+
+
+@main.command()
+@click.argument("submission", required=False)
+@click.option("--component", "-c", "components", multiple=True, type=click.Choice(list(COMPONENTS)),
+              help="Check only this component (repeatable). Default: every component the submission provides.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout instead of the table.")
+@click.option("--report", type=click.Path(file_okay=False, path_type=Path),
+              help="Write index.html (with plots) and results.json to this directory.")
+@click.option("--baseline", is_flag=True, help="Grade the toolkit's naive baselines instead of a submission.")
+@click.option("--public-only", is_flag=True, help="Leave out hidden checks even where the grader has them.")
+def run(submission, components, as_json, report, baseline, public_only):
+    """Check SUBMISSION: a .py file, a directory, a .ipynb notebook, an installed entry point or a module.
+
+    Each component the submission provides is swapped into the reference pipeline on its own,
+    the others coming from the baselines. Progress goes to stderr.
+
+    \b
+    Exit codes:
+      0  every check passed
+      1  some check failed
+      2  usage error, or the submission could not be loaded or breaks the contract
+    """
+    from toolkit.runner import hidden_available, run_submission
+
+    if bool(submission) == baseline:
+        _fail_usage("give a SUBMISSION or --baseline (one of them)")
+    include_hidden = hidden_available() and not public_only
+    log = (lambda m: None) if as_json else _err
+    try:
+        result = run_submission(None if baseline else submission, list(components) or None, report_dir=report,
+                                include_hidden=include_hidden, log=log)
+    except SubmissionError as e:
+        if as_json:
+            click.echo(json.dumps({"submission": submission, "error": str(e)}))
+        _err(f"error: {e}")
+        sys.exit(EXIT_USAGE)
+    if report:
+        from toolkit.report import write_report
+        path = write_report(result, report)
+        log(f"report: {path}")
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), default=str))
+    else:
+        _print_table(result)
+    sys.exit(EXIT_PASS if result.passed and result.results else EXIT_FAIL)
+
+
+def _print_table(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"toolkit run {result.submission}")
+    for col in ("check", "points", "result", "reason"):
+        table.add_column(col, overflow="fold")
+    colour = {"passed": "green", "partial": "yellow", "failed": "red"}
+    for r in result.results:
+        table.add_row(r.name, f"{r.score:g}/{r.points:g}", f"[{colour[r.status]}]{r.status}[/]", r.reason)
+    console = Console(width=120)
+    console.print(table)
+    scope = "public and hidden checks" if result.hidden_included else "public checks only"
+    console.print(f"total: {result.score:g} / {result.max_score:g} ({scope})")
+    if result.missing:
+        console.print(f"not provided: {', '.join(result.missing)}")
+
+
+@main.command()
+@click.argument("submission", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins(submission, as_json):
+    """List the hooks and the plugin that answers each (with SUBMISSION loaded, if given)."""
+    from toolkit.plugins import answering_plugins, build_manager, installed_plugins, load_submission
+
+    try:
+        pm = build_manager(load_submission(submission) if submission else [])
+    except SubmissionError as e:
+        _fail_usage(str(e))
+    hooks = answering_plugins(pm)
+    installed = [{"name": n, "target": t, "error": e} for n, t, e in installed_plugins()]
+    if as_json:
+        click.echo(json.dumps({"hooks": hooks, "installed": installed}))
+        return
+    for hook, plugin in hooks.items():
+        click.echo(f"{hook:24} {plugin}")
+    for ep in installed:
+        status = f"  (broken: {ep['error']})" if ep["error"] else ""
+        click.echo(f"installed entry point {ep['name']} -> {ep['target']}{status}")
+
+
+@main.command()
+@click.argument("submission", default="solutions/")
+@click.option("--component", "-c", "components", multiple=True, type=click.Choice(list(COMPONENTS)))
+def record(submission, components):
+    """Re-record the public snapshots in graders/snapshots/ from SUBMISSION (the solutions)."""
+    from toolkit.checks import SNAPSHOT_DIR
+    from toolkit.plugins import Components, build_manager, load_submission, provided_components
+
+    try:
+        plugins_ = load_submission(submission)
+        pm = build_manager(plugins_)
+    except SubmissionError as e:
+        _fail_usage(str(e))
+    SNAPSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    for comp in provided_components(plugins_):
+        if components and comp not in components:
+            continue
+        grader = importlib.import_module(f"graders.{comp}")
+        if not hasattr(grader, "record"):
+            continue
+        data = grader.record(Components(pm, only=comp))
+        path = SNAPSHOT_DIR / f"{comp}.json"
+        path.write_text(json.dumps(data, indent=1) + "\n")
+        _err(f"recorded {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""The contract: one hook per component a student implements.
+
+A plugin is a Python file (or package, or notebook) with functions named like the hooks
+below and decorated with ``@toolkit.hookimpl``::
+
+    import toolkit
+
+    @toolkit.hookimpl
+    def toolkit_attention(config):
+        return MyAttention(config)
+
+Rules that hold for every hook (the grader turns each broken rule into a clear error):
+
+* Name the function exactly as the hook and use the marker ``toolkit.hookimpl``; a typo in
+  either means the toolkit never sees your function.
+* Take only the arguments listed, under the same names, and give them **no default
+  values**: pluggy never passes an argument that has a default, so you would always get
+  the default.
+* Return a value; ``None`` is an error.
+* Provide each hook once per submission.
+
+Components and their hooks (a component is graded as a whole):
+
+=============  ==========================================
+tokenizer      ``toolkit_tokenizer``
+attention      ``toolkit_attention``
+sft_mask       ``toolkit_sft_mask``
+reward         ``toolkit_reward_model``, ``toolkit_reward_loss``
+=============  ==========================================
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from toolkit.model import GPT, GPTConfig
+    from toolkit.tokenizer import Tokenizer
+
+hookspec = pluggy.HookspecMarker("toolkit")
+
+
+@hookspec(firstresult=True)
+def toolkit_tokenizer() -> Tokenizer:
+    """Return a new, untrained byte-level BPE tokenizer (a ``toolkit.tokenizer.Tokenizer``).
+
+    The pipeline calls ``tok.train(text, vocab_size)``, then ``tok.encode(text)`` and
+    ``tok.decode(ids)``. Ids 0..255 are bytes, ids 256..260 the special tokens
+    ``<|bos|> <|user|> <|assistant|> <|end|> <|pad|>``, merges take ids from 261 on.
+
+    :return: an object with ``train``, ``encode``, ``decode``, ``merges`` and
+        ``special_tokens`` as documented on ``toolkit.tokenizer.Tokenizer``.
+
+    Example::
+
+        tok = MyTokenizer(); tok.train("aaab", 262)   # one merge: (97, 97) -> 261
+        tok.encode("aaab") == [261, 97, 98]
+        tok.encode("<|user|>hi") == [257, 104, 105]
+
+    Pitfalls: a special token must never be split into bytes nor merged with its
+    neighbours; ``decode`` must not raise on ids that form invalid UTF-8.
+    """
+
+
+@hookspec(firstresult=True)
+def toolkit_attention(config: GPTConfig) -> nn.Module:
+    """Return a causal multi-head self-attention module for a GPT with ``config``.
+
+    :param config: ``toolkit.model.GPTConfig``; use ``config.n_embd`` (C) and
+        ``config.n_head`` (nh); the head size is ``hs = C // nh``.
+    :return: an ``nn.Module`` whose ``forward(x)`` maps ``x`` of shape ``(B, T, C)`` to a
+        tensor of the same shape and dtype. Position ``t`` of the output may depend on
+        positions ``0..t`` of the input only (the causal mask).
+
+    Parameters must be exactly two ``nn.Linear`` layers, so that the toolkit can load the
+    reference model's weights into your module:
+
+    * ``c_attn = nn.Linear(C, 3 * C)``: queries, keys and values, concatenated in that
+      order on the last axis; head ``h`` uses channels ``h*hs .. (h+1)*hs`` of each;
+    * ``c_proj = nn.Linear(C, C)``: the output projection, applied after the heads are
+      concatenated back to ``(B, T, C)``.
+
+    Pitfalls: scale the scores by ``1 / sqrt(hs)`` (not ``1 / hs``); mask before the
+    softmax; softmax over the keys axis (the last one); ``view`` to heads as
+    ``(B, T, nh, hs)`` then ``transpose(1, 2)``, never straight to ``(B, nh, T, hs)``.
+    """
+
+
+@hookspec(firstresult=True)
+def toolkit_sft_mask(tokens: torch.Tensor, special_tokens: dict[str, int]) -> torch.Tensor:
+    """Say which targets count in the supervised fine-tuning (SFT) loss.
+
+    :param tokens: ``LongTensor (B, T)``: conversations in the chat template, one per row,
+        right-padded with ``<|pad|>``. A row reads::
+
+            <|bos|><|user|> What is ...? <|assistant|> The ... . <|end|><|user|> ... <|pad|>...
+
+    :param special_tokens: the ids of the special tokens, e.g. ``{"<|user|>": 257, ...}``.
+    :return: ``BoolTensor (B, T - 1)``, aligned with the *targets*: the model reads
+        ``tokens[:, :-1]`` and predicts ``tokens[:, 1:]``, and ``mask[b, t]`` says whether
+        predicting ``tokens[b, t + 1]`` counts in the loss. True exactly where that target is
+        an assistant token or the ``<|end|>`` that closes the assistant's turn.
+
+    Example (one row, ids shown by name)::
+
+        tokens:   bos  user  Hi  ?  assistant  Hello  .  end  pad     (T = 9)
+        targets:  user  Hi   ?  assistant  Hello  .  end  pad          (T - 1 = 8)
+        mask:     F     F    F  F          T      T  T    F
+
+    Pitfalls: the one-position shift (an off-by-one drops the first answer token or
+    supervises the ``<|assistant|>`` tag); forgetting ``<|end|>`` (the model never learns
+    to stop); several turns per row; never supervise padding.
+    """
+
+
+@hookspec(firstresult=True)
+def toolkit_reward_model(backbone: GPT) -> nn.Module:
+    """Return a reward model: the GPT ``backbone`` plus a scalar head.
+
+    :param backbone: a pretrained ``toolkit.model.GPT``; ``backbone.hidden(idx)`` maps
+        ``idx (B, T)`` to final hidden states ``(B, T, C)``, ``C = backbone.config.n_embd``.
+        Keep it as a submodule so that it is trained with the head.
+    :return: an ``nn.Module`` whose ``forward(idx, lengths)`` takes ``idx`` ``LongTensor
+        (B, T)`` (right-padded) and ``lengths`` ``LongTensor (B,)`` (real tokens per row) and
+        returns rewards ``FloatTensor (B,)``, read at the last real token of each row.
+
+    Pitfall: reading the reward at position ``T - 1`` reads padding for every row but
+    the longest; the model then cannot tell answers apart.
+    """
+
+
+@hookspec(firstresult=True)
+def toolkit_reward_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
+    """Pairwise preference loss for a batch of (chosen, rejected) reward pairs.
+
+    :param chosen: ``FloatTensor (B,)``, rewards of the answers people preferred.
+    :param rejected: ``FloatTensor (B,)``, rewards of the answers they rejected.
+    :return: a scalar ``FloatTensor ()``: the mean Bradley-Terry loss
+        ``-log(sigmoid(chosen - rejected))``; lower when chosen beats rejected.
+
+    Example: equal rewards give ``ln 2 = 0.6931``.
+    Pitfall: ``log(sigmoid(z))`` overflows for large negative ``z``; use
+    ``torch.nn.functional.logsigmoid``.
+    """

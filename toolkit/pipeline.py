@@ -1,0 +1,196 @@
+"""The reference GPT pipeline: world -> tokenizer -> base model -> chat model -> probe.
+
+Every stage takes its components from a ``Components`` object, so a student's plugin
+can be swapped in anywhere. The base model, the only slow stage, is cached on disk under
+a key that hashes everything it depends on. All randomness is seeded, and the number of
+torch threads is pinned, so a run gives the same numbers every time on one machine.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import inspect
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+
+import torch
+
+from toolkit import probe
+from toolkit.model import GPT, GPTConfig
+from toolkit.plugins import Components, PluginError
+from toolkit.template import encode_batch, render_chat, render_document
+from toolkit.train import TrainConfig, pretrain, sft, stream_loss
+from toolkit.world import World
+
+PIPELINE_VERSION = 1  # bump when a change to the code changes what a stage produces
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    seed: int = 0
+    n_docs: int = 20000  # pretraining documents (about 2.7 MB of text)
+    vocab_size: int = 1024  # asked of the tokenizer; the model uses what it returns
+    model: GPTConfig = field(default_factory=GPTConfig)
+    pretrain: TrainConfig = field(default_factory=lambda: TrainConfig(steps=800, lr=3e-3))
+    sft: TrainConfig = field(default_factory=lambda: TrainConfig(steps=60, lr=3e-3, warmup=5))
+    threads: int = 2  # pinned: float sums depend on it
+    probe_temperature: float = 1.0
+    headline_samples: int = 40
+
+    @classmethod
+    def small(cls) -> "PipelineConfig":
+        """A fast configuration for tests: smaller everything. Behaviour is weaker."""
+        return cls(n_docs=3000, model=GPTConfig(block_size=64, n_layer=2, n_head=2, n_embd=64),
+                   pretrain=TrainConfig(steps=60, lr=3e-3), sft=TrainConfig(steps=10, lr=3e-3, warmup=2),
+                   headline_samples=8)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("TOOLKIT_CACHE", Path.home() / ".cache" / "toolkit"))
+
+
+def seed_everything(seed: int, threads: int) -> None:
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+
+
+class Pipeline:
+    """One run of the reference pipeline with the given components."""
+
+    def __init__(self, components: Components | None = None, config: PipelineConfig | None = None,
+                 cache_dir: Path | None = None, log=print):
+        self.components = components or Components()
+        self.config = config or PipelineConfig()
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.log = log
+        self.curves: dict[str, list[float]] = {}
+        self.timings: dict[str, float] = {}
+        seed_everything(self.config.seed, self.config.threads)
+
+    # -- data ------------------------------------------------------------------------
+    @cached_property
+    def world(self) -> World:
+        return World(seed=self.config.seed)
+
+    @cached_property
+    def corpus(self) -> str:
+        docs = self.world.pretraining_documents(self.config.n_docs, seed=self.config.seed)
+        return "".join(render_document(d) for d in docs)
+
+    @cached_property
+    def conversations(self) -> list[str]:
+        """The SFT conversations, rendered in the chat template."""
+        return [render_chat(c) for c in self.world.sft_conversations(seed=self.config.seed)]
+
+    @cached_property
+    def tokenizer(self):
+        """Trained on all the text the pipeline uses: the corpus and the conversations."""
+        tok = self.components.tokenizer()
+        t0 = time.perf_counter()
+        tok.train(self.corpus + "".join(self.conversations), self.config.vocab_size)
+        self.timings["tokenizer"] = time.perf_counter() - t0
+        return tok
+
+    @cached_property
+    def stream(self) -> torch.Tensor:
+        """The corpus as one stream of token ids; the last 5% is held out for validation."""
+        return torch.tensor(self.tokenizer.encode(self.corpus), dtype=torch.long)
+
+    @property
+    def train_stream(self) -> torch.Tensor:
+        return self.stream[: int(0.95 * len(self.stream))]
+
+    @property
+    def val_stream(self) -> torch.Tensor:
+        return self.stream[int(0.95 * len(self.stream)) :]
+
+    @cached_property
+    def model_config(self) -> GPTConfig:
+        return replace(self.config.model, vocab_size=self.tokenizer.vocab_size)
+
+    def new_model(self) -> GPT:
+        seed_everything(self.config.seed, self.config.threads)
+        return GPT(self.model_config, self.components.attention)
+
+    # -- base model --------------------------------------------------------------------
+    def base_key(self) -> str:
+        """Hash of everything the base model depends on."""
+        h = hashlib.sha256()
+        h.update(json.dumps({"version": PIPELINE_VERSION, "config": self.config.to_dict(),
+                             "model": self.model_config.to_dict()}, sort_keys=True).encode())
+        h.update(self.stream.numpy().tobytes())
+        attention = type(self.components.attention(self.model_config))
+        try:
+            h.update(inspect.getsource(attention).encode())
+        except (OSError, TypeError):  # e.g. defined in a notebook
+            h.update(f"{attention.__module__}.{attention.__qualname__}".encode())
+        return h.hexdigest()[:20]
+
+    @cached_property
+    def base_model(self) -> GPT:
+        model = self.new_model()
+        path = self.cache_dir / f"base-{self.base_key()}.pt"
+        if path.exists():
+            state = torch.load(path, weights_only=True)
+            model.load_state_dict(state["model"])
+            self.curves["pretrain"] = state["curve"]
+            self.log(f"base model: loaded from cache {path}")
+            return model
+        self.log(f"base model: pretraining {self.config.pretrain.steps} steps (cached afterwards) ...")
+        t0 = time.perf_counter()
+        self.curves["pretrain"] = pretrain(model, self.train_stream, self.config.pretrain)
+        self.timings["pretrain"] = time.perf_counter() - t0
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        torch.save({"model": model.state_dict(), "curve": self.curves["pretrain"]}, tmp)
+        os.replace(tmp, path)  # atomic: a killed run never leaves half a file
+        return model
+
+    def val_loss(self, model: GPT) -> float:
+        return stream_loss(model, self.val_stream)
+
+    # -- chat model --------------------------------------------------------------------
+    @cached_property
+    def sft_data(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The SFT conversations as tokens (N, T) and the plugin's mask (N, T-1)."""
+        tokens, _ = encode_batch(self.tokenizer, self.conversations, self.model_config.block_size + 1)
+        mask = self.components.sft_mask(tokens, dict(self.tokenizer.special_tokens))
+        return tokens, check_mask(mask, tokens, self.components.source("sft_mask"))
+
+    @cached_property
+    def chat_model(self) -> GPT:
+        model = copy.deepcopy(self.base_model)
+        tokens, mask = self.sft_data
+        self.log(f"chat model: SFT {self.config.sft.steps} steps on {len(tokens)} conversations ...")
+        t0 = time.perf_counter()
+        self.curves["sft"] = sft(model, tokens, mask, self.config.sft)
+        self.timings["sft"] = time.perf_counter() - t0
+        return model
+
+    # -- behaviour ---------------------------------------------------------------------
+    def probe(self, model: GPT, chat: bool, prompts: list[probe.Prompt]) -> list[probe.Generation]:
+        return probe.run_probe(model, self.tokenizer, self.world, prompts, chat=chat,
+                               temperature=self.config.probe_temperature, seed=self.config.seed)
+
+
+def check_mask(mask, tokens: torch.Tensor, plugin: str) -> torch.Tensor:
+    """The mask as a BoolTensor (N, T-1), or a PluginError that says what was wrong."""
+    expected = (tokens.shape[0], tokens.shape[1] - 1)
+    if not isinstance(mask, torch.Tensor):
+        raise PluginError(f"{plugin}: toolkit_sft_mask returned {type(mask).__name__}; expected a BoolTensor of shape {expected}")
+    if tuple(mask.shape) != expected:
+        hint = " (one per target: tokens[:, 1:])" if tuple(mask.shape) == tuple(tokens.shape) else ""
+        raise PluginError(f"{plugin}: toolkit_sft_mask returned shape {tuple(mask.shape)}; expected {expected}{hint}")
+    if mask.dtype != torch.bool:
+        if not ((mask == 0) | (mask == 1)).all():
+            raise PluginError(f"{plugin}: toolkit_sft_mask returned values other than 0/1 (dtype {mask.dtype})")
+        mask = mask.bool()
+    return mask

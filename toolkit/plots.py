@@ -1,0 +1,43 @@
+"""The report's plots, drawn with matplotlib (no display needed)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from toolkit.probe import LABELS  # noqa: E402
+
+
+def plot_distributions(dists: dict[str, dict[str, dict[str, float]]], title: str, path) -> None:
+    """Grouped bar chart: one group per class, one bar per model, 95% intervals as error bars."""
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    width = 0.8 / len(dists)
+    for j, (model, dist) in enumerate(dists.items()):
+        xs = [i + (j - (len(dists) - 1) / 2) * width for i in range(len(LABELS))]
+        ps = [dist[label]["p"] for label in LABELS]
+        err = [[p - dist[label]["lo"] for p, label in zip(ps, LABELS)], [dist[label]["hi"] - p for p, label in zip(ps, LABELS)]]
+        ax.bar(xs, ps, width, yerr=err, capsize=3, label=f"{model} (n={dist[LABELS[0]]['n']})")
+    ax.set_xticks(range(len(LABELS)), LABELS)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("probability")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_curves(curves: dict[str, list[float]], title: str, path, ylabel: str = "loss") -> None:
+    """One line per curve, against the step."""
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
+    for name, ys in curves.items():
+        ax.plot(range(1, len(ys) + 1), ys, label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,278 @@
+"""Loading a submission and resolving every component to exactly one plugin.
+
+``load_submission`` imports a student's code (a ``.py`` file, a package or plain directory,
+a notebook, an installed entry point or a dotted module); ``build_manager`` makes a fresh
+pluggy ``PluginManager`` for one run, with the baselines registered as ``baseline.<name>``
+and blocked for every component the submission provides, and turns each known pluggy
+pitfall into a ``SubmissionError`` that names the file, the hook and what was expected.
+``Components`` is the typed object the pipeline calls; pluggy is never called inside a model.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.metadata
+import importlib.util
+import inspect
+import itertools
+import sys
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+import pluggy
+
+from toolkit import hookspecs
+from toolkit.baselines import BASELINES
+
+PROJECT = "toolkit"
+ENTRY_POINT_GROUP = "toolkit"
+COMPONENTS: dict[str, tuple[str, ...]] = {
+    "tokenizer": ("toolkit_tokenizer",),
+    "attention": ("toolkit_attention",),
+    "sft_mask": ("toolkit_sft_mask",),
+    "reward": ("toolkit_reward_model", "toolkit_reward_loss"),
+}
+HOOK_COMPONENT = {hook: comp for comp, hooks in COMPONENTS.items() for hook in hooks}
+
+
+class SubmissionError(Exception):
+    """A submission that cannot be loaded or breaks the contract. The message is one sentence."""
+
+
+class PluginError(Exception):
+    """Student code raised or returned something wrong while the toolkit called a hook."""
+
+
+@dataclass
+class Plugin:
+    """One loaded module of a submission, and where it came from."""
+
+    name: str  # e.g. "my_plugin.py" or "solutions/attention.py"
+    module: types.ModuleType
+
+
+# -- loading -------------------------------------------------------------------------
+_counter = itertools.count()
+
+
+def _exec_module(name: str, path: Path, source: str | None = None, package_dir: Path | None = None):
+    """Import one file under a unique module name, so that two submissions never collide."""
+    modname = f"toolkit_submission_{next(_counter)}_{path.stem}"
+    if package_dir is not None:
+        spec = importlib.util.spec_from_file_location(modname, path, submodule_search_locations=[str(package_dir)])
+    else:
+        spec = importlib.util.spec_from_loader(modname, loader=None, origin=str(path))
+    module = importlib.util.module_from_spec(spec)
+    module.__file__ = str(path)
+    sys.modules[modname] = module
+    try:
+        if package_dir is not None:
+            spec.loader.exec_module(module)
+        else:
+            code = compile(source if source is not None else path.read_text(encoding="utf-8"), str(path), "exec")
+            exec(code, module.__dict__)
+    except BaseException as e:  # SystemExit and KeyboardInterrupt from student code too
+        sys.modules.pop(modname, None)
+        raise SubmissionError(f"{name}: importing it raised {type(e).__name__}: {e}".rstrip(": ")) from e
+    return module
+
+
+def _notebook_source(path: Path) -> str:
+    """The code cells of a notebook, with IPython magics (``%...``, ``!...``) left out."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as e:
+        raise SubmissionError(f"{path}: not a readable Jupyter notebook ({type(e).__name__}: {e})") from e
+    lines = []
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            lines += [ln for ln in cell.source.splitlines() if not ln.lstrip().startswith(("%", "!"))]
+    return "\n".join(lines) + "\n"
+
+
+def load_submission(spec: str | Path) -> list[Plugin]:
+    """Import a submission: a file, a directory, a notebook, an entry point or a module name."""
+    path = Path(spec)
+    if path.is_file() and path.suffix == ".py":
+        return [Plugin(str(path), _exec_module(str(path), path))]
+    if path.is_file() and path.suffix == ".ipynb":
+        return [Plugin(str(path), _exec_module(str(path), path, source=_notebook_source(path)))]
+    if path.is_dir() and (path / "__init__.py").exists():
+        return [Plugin(str(path), _exec_module(str(path), path / "__init__.py", package_dir=path))]
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in (".py", ".ipynb") and not p.name.startswith("_"))
+        if not files:
+            raise SubmissionError(f"{path}: the directory holds no .py or .ipynb file")
+        return [plugin for f in files for plugin in load_submission(f)]
+    if path.exists():
+        raise SubmissionError(f"{path}: expected a .py file, a .ipynb notebook or a directory")
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == str(spec):
+            try:
+                return [Plugin(f"entry point {ep.name}", ep.load())]
+            except BaseException as e:
+                raise SubmissionError(f"entry point {ep.name} ({ep.value}): loading it raised {type(e).__name__}: {e}") from e
+    try:
+        return [Plugin(str(spec), importlib.import_module(str(spec)))]
+    except ModuleNotFoundError as e:
+        if e.name and str(spec).startswith(e.name):
+            raise SubmissionError(f"{spec}: no such file, directory, entry point ({ENTRY_POINT_GROUP!r} group) or module") from e
+        raise SubmissionError(f"{spec}: importing it raised ModuleNotFoundError: {e}") from e
+    except BaseException as e:
+        raise SubmissionError(f"{spec}: importing it raised {type(e).__name__}: {e}") from e
+
+
+def installed_plugins() -> list[tuple[str, str, str | None]]:
+    """Entry points in the ``toolkit`` group: (name, target, error or None); each loaded alone."""
+    out = []
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            ep.load()
+            out.append((ep.name, ep.value, None))
+        except BaseException as e:  # one broken plugin must not break the listing
+            out.append((ep.name, ep.value, f"{type(e).__name__}: {e}"))
+    return out
+
+
+# -- validating ----------------------------------------------------------------------
+def _hook_functions(plugin: Plugin) -> dict[str, object]:
+    """The functions the module marks as toolkit hooks, after checking the classic mistakes."""
+    known = [name for name in dir(hookspecs) if name.startswith("toolkit_")]
+    found = {}
+    for attr, fn in vars(plugin.module).items():
+        if not inspect.isfunction(fn):
+            continue
+        markers = [a for a in vars(fn) if a.endswith("_impl")]
+        if f"{PROJECT}_impl" not in markers:
+            wrong = [m for m in markers if m.lower() == f"{PROJECT}_impl"]
+            if wrong or attr in known:
+                marker = f"HookimplMarker({wrong[0][:-5]!r})" if wrong else "no marker"
+                raise SubmissionError(
+                    f"{plugin.name}: function {attr} has {marker}; decorate it with @toolkit.hookimpl")
+            continue
+        if attr not in known:
+            close = difflib.get_close_matches(attr, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else f"; the hooks are {', '.join(known)}"
+            raise SubmissionError(f"{plugin.name}: {attr} is marked @toolkit.hookimpl but is not a toolkit hook{hint}")
+        spec_args = list(inspect.signature(getattr(hookspecs, attr)).parameters)
+        params = inspect.signature(fn).parameters
+        for p in params.values():
+            if p.default is not inspect.Parameter.empty:
+                raise SubmissionError(
+                    f"{plugin.name}: hook {attr} gives argument {p.name!r} a default value, "
+                    f"which pluggy never overrides; write def {attr}({', '.join(spec_args)})")
+            if p.name not in spec_args:
+                raise SubmissionError(
+                    f"{plugin.name}: hook {attr} takes argument {p.name!r}, but the hook passes only "
+                    f"({', '.join(spec_args)})")
+        found[attr] = fn
+    return found
+
+
+def provided_components(plugins: list[Plugin]) -> dict[str, str]:
+    """Component -> name of the plugin that provides it. Raises on gaps and duplicates."""
+    by_hook: dict[str, str] = {}
+    for plugin in plugins:
+        for hook in _hook_functions(plugin):
+            if hook in by_hook:
+                where = by_hook[hook] if by_hook[hook] == plugin.name else f"{by_hook[hook]} and {plugin.name}"
+                raise SubmissionError(f"{where}: hook {hook} is implemented twice; keep exactly one")
+            by_hook[hook] = plugin.name
+    if not by_hook:
+        names = ", ".join(p.name for p in plugins)
+        raise SubmissionError(
+            f"{names}: no toolkit hooks found; expected functions such as toolkit_attention decorated with @toolkit.hookimpl")
+    out = {}
+    for comp, hooks in COMPONENTS.items():
+        present = [h for h in hooks if h in by_hook]
+        if present and len(present) < len(hooks):
+            missing = [h for h in hooks if h not in by_hook]
+            raise SubmissionError(
+                f"{by_hook[present[0]]}: component {comp} needs hooks {', '.join(hooks)}, but {', '.join(missing)} is missing")
+        if present:
+            out[comp] = by_hook[present[0]]
+    return out
+
+
+def build_manager(plugins: list[Plugin] = ()) -> pluggy.PluginManager:
+    """A fresh manager: specs, the submission's plugins, and baselines for everything else."""
+    provided = provided_components(list(plugins)) if plugins else {}
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(hookspecs)
+    for comp, cls in BASELINES.items():
+        if comp in provided:
+            pm.set_blocked(f"baseline.{comp}")
+        else:
+            pm.register(cls(), name=f"baseline.{comp}")
+    for plugin in plugins:
+        try:
+            if pm.register(plugin.module, name=plugin.name) is None:
+                raise SubmissionError(f"{plugin.name}: the plugin name is blocked; rename the file")
+        except pluggy.PluginValidationError as e:
+            raise SubmissionError(f"{plugin.name}: {e}") from e
+    pm.check_pending()
+    for hook, comp in HOOK_COMPONENT.items():
+        impls = getattr(pm.hook, hook).get_hookimpls()
+        expected = provided.get(comp, f"baseline.{comp}")
+        if [i.plugin_name for i in impls] != [expected]:
+            raise SubmissionError(f"{hook}: expected exactly one implementation, from {expected}; "
+                                  f"found {[i.plugin_name for i in impls]}")
+    return pm
+
+
+def answering_plugins(pm: pluggy.PluginManager) -> dict[str, str]:
+    """Hook -> name of the plugin that answers it."""
+    return {hook: getattr(pm.hook, hook).get_hookimpls()[0].plugin_name for hook in HOOK_COMPONENT}
+
+
+# -- calling ---------------------------------------------------------------------------
+class Components:
+    """The components a pipeline is built from; each call names the plugin if it goes wrong.
+
+    ``Components(pm)`` uses whatever ``pm`` answers; ``Components(pm, only="attention")``
+    takes that component from ``pm`` and every other one from the baselines, which is how a
+    submission's components are swapped into the pipeline one at a time.
+    """
+
+    def __init__(self, pm: pluggy.PluginManager | None = None, only: str | None = None):
+        pm = pm or build_manager()
+        self._pm = pm
+        self._baseline = build_manager() if only else pm
+        self.only = only
+
+    def _relay(self, hook: str) -> pluggy.PluginManager:
+        use_pm = self.only is None or HOOK_COMPONENT[hook] == self.only
+        return self._pm if use_pm else self._baseline
+
+    def source(self, component: str) -> str:
+        return answering_plugins(self._relay(COMPONENTS[component][0]))[COMPONENTS[component][0]]
+
+    def _call(self, hook: str, **kwargs):
+        pm = self._relay(hook)
+        plugin = answering_plugins(pm)[hook]
+        try:
+            result = getattr(pm.hook, hook)(**kwargs)
+        except Exception as e:
+            raise PluginError(f"{plugin}: hook {hook} raised {type(e).__name__}: {e}") from e
+        if result is None:
+            raise PluginError(f"{plugin}: hook {hook} returned None; it must return a value (see toolkit.hookspecs.{hook})")
+        return result
+
+    def tokenizer(self):
+        return self._call("toolkit_tokenizer")
+
+    def attention(self, config):
+        return self._call("toolkit_attention", config=config)
+
+    def sft_mask(self, tokens, special_tokens):
+        return self._call("toolkit_sft_mask", tokens=tokens, special_tokens=special_tokens)
+
+    def reward_model(self, backbone):
+        return self._call("toolkit_reward_model", backbone=backbone)
+
+    def reward_loss(self, chosen, rejected):
+        return self._call("toolkit_reward_loss", chosen=chosen, rejected=rejected)

@@ -1,0 +1,72 @@
+"""Run the checks on a submission: each component it provides, swapped in one at a time."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+import toolkit
+from toolkit.checks import Context, Result, collect, run_check
+from toolkit.pipeline import PipelineConfig
+from toolkit.plugins import COMPONENTS, Components, build_manager, load_submission, provided_components
+
+
+@dataclass
+class Run:
+    submission: str
+    results: list[Result]
+    missing: list[str]  # components the submission does not provide
+    hidden_included: bool
+    environment: dict = field(default_factory=dict)
+
+    @property
+    def score(self) -> float:
+        return round(sum(r.score for r in self.results), 4)
+
+    @property
+    def max_score(self) -> float:
+        return round(sum(r.points for r in self.results), 4)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.status == "passed" for r in self.results)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.update(score=self.score, max_score=self.max_score, passed=self.passed)
+        return d
+
+
+def environment(config: PipelineConfig) -> dict:
+    """What determines the numbers: recorded with every result."""
+    return {"toolkit": toolkit.__version__, "torch": torch.__version__, "python": platform.python_version(),
+            "threads": config.threads, "seed": config.seed}
+
+
+def hidden_available() -> bool:
+    return (Path(__file__).resolve().parent.parent / "graders" / "hidden").is_dir()
+
+
+def run_submission(spec: str | None, components: list[str] | None = None, config: PipelineConfig | None = None,
+                   report_dir: Path | None = None, cache_dir: Path | None = None, include_hidden: bool = False,
+                   log=lambda msg: print(msg, file=sys.stderr)) -> Run:
+    """Grade ``spec`` (None: the baselines). Raises SubmissionError if it cannot be loaded."""
+    config = config or PipelineConfig()
+    if spec is None:
+        pm, provided = build_manager(), list(COMPONENTS)
+    else:
+        plugins = load_submission(spec)
+        pm, provided = build_manager(plugins), list(provided_components(plugins))
+    wanted = components or list(COMPONENTS)
+    results = []
+    for comp in [c for c in COMPONENTS if c in wanted and c in provided]:
+        ctx = Context(Components(pm, only=comp), comp, config, report_dir, cache_dir, log)
+        for c in collect([comp], include_hidden=include_hidden):
+            log(f"  {c.name} ...")
+            results.append(run_check(c, ctx))
+    missing = [c for c in wanted if c not in provided]
+    return Run(str(spec or "baselines"), results, missing, include_hidden and hidden_available(), environment(config))

@@ -1,0 +1,102 @@
+"""Training loops: pretraining on a token stream, and supervised fine-tuning on chats.
+
+Both are plain loops (AdamW, linear warm-up, cosine decay) in the nanoGPT style; every
+random choice comes from a seeded ``torch.Generator``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 600
+    batch_size: int = 32
+    lr: float = 3e-3
+    warmup: int = 30
+    weight_decay: float = 0.1
+    seed: int = 0
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _fit(model, cfg: TrainConfig, loss_of_batch: Callable[[torch.Generator], torch.Tensor],
+         on_step: Callable[[int, float], None] | None = None) -> list[float]:
+    gen = torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
+    model.train()
+    losses = []
+    for step in range(cfg.steps):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        loss = loss_of_batch(gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if on_step:
+            on_step(step, losses[-1])
+    model.eval()
+    return losses
+
+
+def stream_batch(stream: torch.Tensor, block_size: int, batch_size: int, gen: torch.Generator):
+    """Random windows of a 1-D token stream: inputs and targets (B, T), shifted by one."""
+    ix = torch.randint(len(stream) - block_size - 1, (batch_size,), generator=gen)
+    x = torch.stack([stream[i : i + block_size] for i in ix])
+    y = torch.stack([stream[i + 1 : i + 1 + block_size] for i in ix])
+    return x, y
+
+
+def pretrain(model, stream: torch.Tensor, cfg: TrainConfig, on_step=None) -> list[float]:
+    """Next-token prediction on random windows of ``stream``. Returns the loss per step."""
+    T = model.config.block_size
+
+    def loss_of_batch(gen):
+        x, y = stream_batch(stream, T, cfg.batch_size, gen)
+        logits = model(x)  # (B, T, V)
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
+
+    return _fit(model, cfg, loss_of_batch, on_step)
+
+
+def masked_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the targets where ``mask`` is True. Shapes (B, T, V), (B, T), (B, T)."""
+    per_token = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # (B, T)
+    mask = mask.to(per_token.dtype)
+    return (per_token * mask).sum() / mask.sum().clamp(min=1)
+
+
+def sft(model, tokens: torch.Tensor, mask: torch.Tensor, cfg: TrainConfig, on_step=None) -> list[float]:
+    """Supervised fine-tuning: ``tokens`` (N, T) chats, ``mask`` (N, T-1) which targets count."""
+
+    def loss_of_batch(gen):
+        ix = torch.randint(len(tokens), (cfg.batch_size,), generator=gen)
+        batch, m = tokens[ix], mask[ix]
+        return masked_loss(model(batch[:, :-1]), batch[:, 1:], m)
+
+    return _fit(model, cfg, loss_of_batch, on_step)
+
+
+@torch.no_grad()
+def stream_loss(model, stream: torch.Tensor, n_batches: int = 8, batch_size: int = 32, seed: int = 1234) -> float:
+    """Mean next-token loss on fixed random windows of ``stream`` (a validation loss)."""
+    gen = torch.Generator().manual_seed(seed)
+    losses = []
+    for _ in range(n_batches):
+        x, y = stream_batch(stream, model.config.block_size, batch_size, gen)
+        logits = model(x)
+        losses.append(F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1)).item())
+    return sum(losses) / len(losses)
