@@ -65,7 +65,8 @@ def behaviour_metrics(pipeline) -> dict:
     prompts = probe.prompt_set(world)
     b, c = pipeline.probe(base, False, prompts), pipeline.probe(chat, True, prompts)
     head = probe.headline_prompts(world, pipeline.config.headline_samples)
-    hb, hc = pipeline.probe(base, False, head), pipeline.probe(chat, True, head)
+    t = pipeline.config.headline_temperature
+    hb, hc = pipeline.probe(base, False, head, t), pipeline.probe(chat, True, head, t)
     users = probe.run_user_turn(chat, pipeline.tokenizer, world, n=30, seed=pipeline.config.seed)
     of = lambda gens, kind: [g for g in gens if g.prompt.kind == kind]
     answered = lambda g: g.label == "Answer"
@@ -110,8 +111,11 @@ def behaviour(ctx):
     limits = thresholds(reference)
     plots = []
     if ctx.report_dir is not None:
-        for key, title in (("headline", f"'{probe.HEADLINE}': base vs chat"), ("all", "all probe prompts: base vs chat")):
-            plot_distributions(m["_dists"][key], f"Probability distribution, {title}", ctx.plot_path(f"sft_{key}.png"))
+        t = ctx.pipeline.config.headline_temperature
+        for key, subtitle in (("headline", f"'{probe.HEADLINE}', sampled at temperature {t:g}"),
+                              ("all", "all probe prompts, greedy")):
+            plot_distributions(m["_dists"][key], f"Probability distribution: base vs chat\n{subtitle}",
+                               ctx.plot_path(f"sft_{key}.png"))
             plots.append(f"sft_{key}.png")
         plot_curves({"SFT": ctx.pipeline.curves["sft"]}, "SFT loss (masked tokens)", ctx.plot_path("sft_loss.png"))
         plots.append("sft_loss.png")

@@ -37,16 +37,18 @@ class PipelineConfig:
     vocab_size: int = 1024  # asked of the tokenizer; the model uses what it returns
     model: GPTConfig = field(default_factory=GPTConfig)
     pretrain: TrainConfig = field(default_factory=lambda: TrainConfig(steps=800, lr=3e-3))
-    sft: TrainConfig = field(default_factory=lambda: TrainConfig(steps=60, lr=3e-3, warmup=5))
+    sft: TrainConfig = field(default_factory=lambda: TrainConfig(steps=200, lr=1e-3, warmup=5, replay_batch_size=8))
     threads: int = 2  # pinned: float sums depend on it
-    probe_temperature: float = 1.0
+    probe_temperature: float = 0.0  # the prompt set: greedy, one reply per prompt
+    headline_temperature: float = 1.0  # the headline: sampled, to see the model's distribution
     headline_samples: int = 40
 
     @classmethod
     def small(cls) -> "PipelineConfig":
         """A fast configuration for tests: smaller everything. Behaviour is weaker."""
         return cls(n_docs=3000, model=GPTConfig(block_size=64, n_layer=2, n_head=2, n_embd=64),
-                   pretrain=TrainConfig(steps=60, lr=3e-3), sft=TrainConfig(steps=10, lr=3e-3, warmup=2),
+                   pretrain=TrainConfig(steps=60, lr=3e-3),
+                   sft=TrainConfig(steps=10, lr=1e-3, warmup=2, replay_batch_size=4),
                    headline_samples=8)
 
     def to_dict(self) -> dict:
@@ -74,6 +76,21 @@ class Pipeline:
         self.curves: dict[str, list[float]] = {}
         self.timings: dict[str, float] = {}
         seed_everything(self.config.seed, self.config.threads)
+
+    def sharing_base(self, components: Components) -> "Pipeline":
+        """A pipeline with other components that reuses this one's data and base model.
+
+        Only the later stages (the SFT mask, the reward model) may differ: the tokenizer
+        and the attention, which the data and the base model depend on, must be the same.
+        """
+        for comp in ("tokenizer", "attention"):
+            if components.source(comp) != self.components.source(comp):
+                raise ValueError(f"sharing_base: the {comp} differs ({components.source(comp)})")
+        other = Pipeline(components, self.config, self.cache_dir, self.log)
+        for stage in ("world", "corpus", "conversations", "tokenizer", "stream", "model_config", "base_model"):
+            if stage in self.__dict__:
+                other.__dict__[stage] = self.__dict__[stage]
+        return other
 
     # -- data ------------------------------------------------------------------------
     @cached_property
@@ -124,8 +141,10 @@ class Pipeline:
     def base_key(self) -> str:
         """Hash of everything the base model depends on."""
         h = hashlib.sha256()
-        h.update(json.dumps({"version": PIPELINE_VERSION, "config": self.config.to_dict(),
-                             "model": self.model_config.to_dict()}, sort_keys=True).encode())
+        c = self.config  # only the fields pretraining depends on: SFT settings do not count
+        h.update(json.dumps({"version": PIPELINE_VERSION, "seed": c.seed, "threads": c.threads,
+                             "pretrain": asdict(c.pretrain), "model": self.model_config.to_dict()},
+                            sort_keys=True).encode())
         h.update(self.stream.numpy().tobytes())
         attention = type(self.components.attention(self.model_config))
         try:
@@ -171,14 +190,17 @@ class Pipeline:
         tokens, mask = self.sft_data
         self.log(f"chat model: SFT {self.config.sft.steps} steps on {len(tokens)} conversations ...")
         t0 = time.perf_counter()
-        self.curves["sft"] = sft(model, tokens, mask, self.config.sft)
+        self.curves["sft"] = sft(model, tokens, mask, self.config.sft, replay=self.train_stream)
         self.timings["sft"] = time.perf_counter() - t0
         return model
 
     # -- behaviour ---------------------------------------------------------------------
-    def probe(self, model: GPT, chat: bool, prompts: list[probe.Prompt]) -> list[probe.Generation]:
+    def probe(self, model: GPT, chat: bool, prompts: list[probe.Prompt],
+              temperature: float | None = None) -> list[probe.Generation]:
+        """Generate a reply to each prompt and classify it (``probe_temperature`` by default)."""
+        t = self.config.probe_temperature if temperature is None else temperature
         return probe.run_probe(model, self.tokenizer, self.world, prompts, chat=chat,
-                               temperature=self.config.probe_temperature, seed=self.config.seed)
+                               temperature=t, seed=self.config.seed)
 
 
 def check_mask(mask, tokens: torch.Tensor, plugin: str) -> torch.Tensor:

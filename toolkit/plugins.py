@@ -110,6 +110,8 @@ def load_submission(spec: str | Path) -> list[Plugin]:
         return [plugin for f in files for plugin in load_submission(f)]
     if path.exists():
         raise SubmissionError(f"{path}: expected a .py file, a .ipynb notebook or a directory")
+    if path.suffix in (".py", ".ipynb") or "/" in str(spec) or str(spec).startswith("."):
+        raise SubmissionError(f"{spec}: no such file or directory")
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if ep.name == str(spec):
             try:
@@ -256,7 +258,7 @@ class Components:
         plugin = answering_plugins(pm)[hook]
         try:
             result = getattr(pm.hook, hook)(**kwargs)
-        except Exception as e:
+        except (Exception, SystemExit) as e:  # a student's sys.exit() must not end the grader
             raise PluginError(f"{plugin}: hook {hook} raised {type(e).__name__}: {e}") from e
         if result is None:
             raise PluginError(f"{plugin}: hook {hook} returned None; it must return a value (see toolkit.hookspecs.{hook})")

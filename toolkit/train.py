@@ -22,6 +22,7 @@ class TrainConfig:
     warmup: int = 30
     weight_decay: float = 0.1
     seed: int = 0
+    replay_batch_size: int = 0  # SFT only: pretraining windows mixed into every batch
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -79,13 +80,26 @@ def masked_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor)
     return (per_token * mask).sum() / mask.sum().clamp(min=1)
 
 
-def sft(model, tokens: torch.Tensor, mask: torch.Tensor, cfg: TrainConfig, on_step=None) -> list[float]:
-    """Supervised fine-tuning: ``tokens`` (N, T) chats, ``mask`` (N, T-1) which targets count."""
+def sft(model, tokens: torch.Tensor, mask: torch.Tensor, cfg: TrainConfig,
+        replay: torch.Tensor | None = None, on_step=None) -> list[float]:
+    """Supervised fine-tuning: ``tokens`` (N, T) chats, ``mask`` (N, T-1) which targets count.
+
+    With ``cfg.replay_batch_size`` > 0, each step also takes the plain next-token loss on
+    that many windows of the pretraining stream ``replay``. This "replay" keeps what
+    pretraining taught, above all copying the subject of a question into the answer, which
+    a few hundred steps on a few hundred chats would otherwise overwrite: the chat model
+    then answers facts it never saw in SFT. The mask alone decides what the chat turns teach.
+    """
 
     def loss_of_batch(gen):
         ix = torch.randint(len(tokens), (cfg.batch_size,), generator=gen)
         batch, m = tokens[ix], mask[ix]
-        return masked_loss(model(batch[:, :-1]), batch[:, 1:], m)
+        loss = masked_loss(model(batch[:, :-1]), batch[:, 1:], m)
+        if cfg.replay_batch_size and replay is not None:
+            x, y = stream_batch(replay, model.config.block_size, cfg.replay_batch_size, gen)
+            logits = model(x)  # (b, T, V)
+            loss = loss + F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
+        return loss
 
     return _fit(model, cfg, loss_of_batch, on_step)
 

@@ -1,0 +1,101 @@
+"""The SFT mask checks fail on each classic wrong mask and pass on correct ones.
+
+The behavioural tests run the real pipeline (the base model is pretrained once and cached,
+then each mask gets its own SFT run of the full budget): they are what the grader does.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from graders import sft_mask as grader
+from toolkit.checks import Context, collect, run_check
+from toolkit.pipeline import Pipeline, PipelineConfig
+from toolkit.plugins import Components, build_manager, load_submission
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGINS = ROOT / "tests" / "plugins"
+CORRECT = {"solution": ROOT / "solutions" / "sft_mask.py", "vectorised": PLUGINS / "sft_vectorised.py"}
+# wrong mask -> what the reason must say
+WRONG_MASKS = {
+    "sft_shifted.py": "shifted by one",
+    "sft_no_end.py": "<|end|>",
+    "sft_inverted.py": "supervises",
+    "sft_everything.py": "supervises",
+}
+WRONG_BEHAVIOUR = {  # wrong mask -> the behavioural criterion it must fail
+    "sft_everything.py": "writes the user's question",
+    "sft_no_end.py": "does not stop",
+    "sft_inverted.py": "does not answer",
+    "sft_shifted.py": "does not answer",
+}
+
+
+def components(path: Path) -> Components:
+    return Components(build_manager(load_submission(str(path))), only="sft_mask")
+
+
+def check(name: str):
+    return next(c for c in collect(["sft_mask"], include_hidden=False) if c.name == f"sft_mask.{name}")
+
+
+def ctx(path: Path, pipeline: Pipeline | None = None) -> Context:
+    comps = components(path)
+    c = Context(comps, "sft_mask", PipelineConfig(), log=lambda m: None)
+    if pipeline is not None:
+        c._pipeline = pipeline.sharing_base(comps)
+    return c
+
+
+@pytest.mark.parametrize("name", CORRECT)
+def test_reference_mask_passes_on_correct_masks(name):
+    result = run_check(check("matches_reference"), ctx(CORRECT[name]))
+    assert result.status == "passed", result.reason
+
+
+@pytest.mark.parametrize("plugin, says", WRONG_MASKS.items())
+def test_reference_mask_fails_on_wrong_masks(plugin, says):
+    result = run_check(check("matches_reference"), ctx(PLUGINS / plugin))
+    assert result.status == "failed" and result.score == 0
+    assert says in result.reason
+
+
+def test_diagnose_names_a_supervised_assistant_tag():
+    tokens = grader.mask_cases()
+    want = components(CORRECT["solution"]).sft_mask(tokens.clone(), dict(grader.SPECIAL))
+    got = want | (tokens[:, 1:] == grader.ASSISTANT)
+    assert "the <|assistant|> tag" in grader.diagnose(tokens, got, want)
+
+
+def test_thresholds_come_from_the_reference_with_the_margin():
+    reference = {"answer_seen": 0.98, "clarification": 1.0, "stops": 1.0, "writes_user_turn": 0.0}
+    limits = grader.thresholds(reference)
+    assert limits["answer_seen"] == pytest.approx(0.88)
+    assert limits["writes_user_turn"] == pytest.approx(0.10)
+
+
+# -- behaviour (the real pipeline) ----------------------------------------------------
+@pytest.fixture(scope="module")
+def shared_pipeline():
+    """Data, tokenizer and base model built once; each test runs SFT with its own mask."""
+    p = Pipeline(components(CORRECT["solution"]), PipelineConfig(), log=lambda m: None)
+    p.base_model
+    return p
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["vectorised"])
+def test_behaviour_passes_on_a_correct_mask(shared_pipeline, name):
+    result = run_check(check("behaviour"), ctx(CORRECT[name], shared_pipeline))
+    assert result.status == "passed", result.reason
+    m = result.metrics
+    assert m["answer_seen"] >= 0.9 and m["clarification"] >= 0.7 and m["stops"] >= 0.9
+    assert m["base_top"] == "Continuation" and m["base_answer"] <= 0.3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("plugin, says", WRONG_BEHAVIOUR.items())
+def test_behaviour_fails_on_wrong_masks(shared_pipeline, plugin, says):
+    result = run_check(check("behaviour"), ctx(PLUGINS / plugin, shared_pipeline))
+    assert result.status != "passed" and result.score < result.points
+    assert says in result.reason
