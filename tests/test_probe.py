@@ -153,11 +153,6 @@ def test_wilson_is_symmetric_and_contains_the_share():
             assert lo == pytest.approx(1 - mhi, abs=1e-12) and hi == pytest.approx(1 - mlo, abs=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG toolkit/probe.py:130-131: centre -/+ half is computed in floating point, so for k=0 "
-    "the lower bound can be a tiny positive number (wilson(0, 11)[0] == 2.8e-17) and for k=n "
-    "the upper bound can fall short of 1 (wilson(6, 6)[1] == 0.9999999999999999): the share "
-    "p lies outside its own interval and plot_distributions gets a negative yerr and raises"))
 def test_wilson_bounds_are_exact_at_the_extremes():
     assert wilson(0, 11)[0] == 0.0
     assert wilson(6, 6)[1] == 1.0

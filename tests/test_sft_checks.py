@@ -7,6 +7,7 @@ then each mask gets its own SFT run of the full budget): they are what the grade
 from pathlib import Path
 
 import pytest
+import torch
 
 from graders import sft_mask as grader
 from toolkit.checks import Context, collect, run_check
@@ -79,18 +80,23 @@ def test_thresholds_come_from_the_reference_with_the_margin():
 def shared_pipeline():
     """Data, tokenizer and base model built once; each test runs SFT with its own mask."""
     p = Pipeline(components(CORRECT["solution"]), PipelineConfig(), log=lambda m: None)
-    p.base_model
+    p.base_model, p.sft_data
     return p
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["vectorised"])
-def test_behaviour_passes_on_a_correct_mask(shared_pipeline, name):
-    result = run_check(check("behaviour"), ctx(CORRECT[name], shared_pipeline))
+def test_behaviour_passes_on_a_correct_mask(shared_pipeline):
+    """The vectorised mask passes. (The solution passes in tests/test_cli.py's end-to-end run.)"""
+    tokens, solution_mask = shared_pipeline.sft_data
+    result = run_check(check("behaviour"), ctx(CORRECT["vectorised"], shared_pipeline))
     assert result.status == "passed", result.reason
     m = result.metrics
     assert m["answer_seen"] >= 0.9 and m["clarification"] >= 0.7 and m["stops"] >= 0.9
+    assert m["writes_user_turn"] <= 0.1
     assert m["base_top"] == "Continuation" and m["base_answer"] <= 0.3
+    # Same masks on the real SFT data, so (deterministic training) the same behaviour.
+    assert torch.equal(components(CORRECT["vectorised"]).sft_mask(tokens.clone(), dict(shared_pipeline.tokenizer.special_tokens)),
+                       solution_mask)
 
 
 @pytest.mark.slow

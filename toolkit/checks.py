@@ -27,6 +27,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import torch
+
+import graders
+import toolkit
 from toolkit.pipeline import Pipeline, PipelineConfig
 from toolkit.plugins import Components, PluginError
 
@@ -161,15 +165,23 @@ def run_check(c: Check, ctx: Context) -> Result:
         score, status, reason = 0.0, "failed", str(e)
     except PluginError as e:
         score, status, reason = 0.0, "failed", str(e)
-    except Exception as e:  # student code failing inside a model, a tokenizer, ...
+    except (Exception, SystemExit) as e:  # student code failing inside a model, a tokenizer, ...
         where = _student_frame(e)
         score, status, reason = 0.0, "failed", f"{type(e).__name__}: {e}{where}"
     return Result(c.name, c.component, c.points, score, status, " ".join(reason.split()), c.description,
                   c.hidden, round(time.perf_counter() - t0, 3), ctx.metrics)
 
 
+_OURS = tuple(Path(m.__file__).resolve().parent for m in (toolkit, torch, graders))
+
+
+def _is_ours(filename: str) -> bool:
+    """Is this file part of the toolkit, torch or the graders (not of the student)?"""
+    path = Path(filename).resolve()
+    return any(path.is_relative_to(d) for d in _OURS)
+
+
 def _student_frame(e: BaseException) -> str:
     """' (at file:line)' for the deepest frame outside toolkit and torch, if any."""
-    frames = [f for f in traceback.extract_tb(e.__traceback__)
-              if "/toolkit/" not in f.filename and "/torch/" not in f.filename and "/graders/" not in f.filename]
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if not _is_ours(f.filename)]
     return f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""

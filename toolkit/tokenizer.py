@@ -8,6 +8,13 @@ byte-level BPE (as in GPT-2 and minbpe):
   they are atomic: never split, never merged, always encoded as one id;
 * every merge learned in training gets the next free id, starting after the specials.
 
+Training, exactly (so that every correct implementation learns the same merges): count
+the adjacent pairs of ids inside every chunk of the training text (special tokens are
+never part of a pair); merge the most frequent pair; **on equal counts, take the greatest
+pair** as Python compares tuples, i.e. ``max(counts, key=lambda p: (counts[p], p))``;
+stop when the vocabulary reaches ``vocab_size`` or no pair is left. Encoding applies
+the learned merges to each chunk, the earliest learned first.
+
 Text is first cut into chunks by ``pretokenize`` (merges never cross a chunk boundary),
 then merges are applied inside each chunk.
 """
@@ -58,7 +65,11 @@ class Tokenizer:
         return 256 + len(self.special_tokens) + len(self.merges)
 
     def train(self, text: str, vocab_size: int) -> None:
-        """Learn merges on ``text`` until the vocabulary has ``vocab_size`` tokens."""
+        """Learn merges on ``text`` until the vocabulary has ``vocab_size`` tokens.
+
+        Most frequent pair first; on equal counts the greatest pair, ``max(counts, key=lambda
+        p: (counts[p], p))``; stop early when no pair is left.
+        """
         raise NotImplementedError
 
     def encode(self, text: str) -> list[int]:

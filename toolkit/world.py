@@ -1,6 +1,6 @@
 """A small generated world of facts, and the texts the pipeline trains on.
 
-Three fact families (capitals of 124 countries, sums of small numbers, colours of things).
+Three fact families (capitals of 123 countries, sums of small numbers, colours of things).
 From them we write:
 
 * a pretraining corpus of documents: fact lists ("The capital of Peru is Lima . ..."),

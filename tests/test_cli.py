@@ -1,0 +1,90 @@
+"""``toolkit`` as a user runs it: a subprocess, its exit code, stdout, stderr and report.
+
+``test_run_solutions_end_to_end`` is the main job of ``make demo`` with the full
+configuration: the first run of the suite pretrains the base model (cached afterwards).
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGINS = ROOT / "tests" / "plugins"
+
+
+def toolkit(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "toolkit.cli", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True)
+
+
+def test_help_documents_exit_codes():
+    out = toolkit("run", "--help")
+    assert out.returncode == 0
+    for line in ("0  every check passed", "1  some check failed", "2  usage error"):
+        assert line in out.stdout
+
+
+def test_missing_submission_is_a_usage_error_in_one_sentence(tmp_path):
+    out = toolkit("run", tmp_path / "nope.py")
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"error: {tmp_path / 'nope.py'}: no such file or directory"
+    assert out.stdout == ""
+
+
+def test_contract_breach_names_file_and_hook(tmp_path):
+    path = tmp_path / "mask.py"
+    path.write_text("import toolkit\n\n@toolkit.hookimpl\ndef toolkit_sft_mask(tokens, special_tokens=None):\n    return tokens\n")
+    out = toolkit("run", path, "--json")
+    assert out.returncode == 2
+    doc = json.loads(out.stdout)
+    assert str(path) in doc["error"] and "toolkit_sft_mask" in doc["error"] and "default" in doc["error"]
+
+
+def test_failing_check_exits_1_with_a_reason():
+    out = toolkit("run", PLUGINS / "attn_no_mask.py", "--json")
+    assert out.returncode == 1, out.stderr
+    doc = json.loads(out.stdout)
+    causal = next(r for r in doc["results"] if r["name"] == "attention.causal")
+    assert causal["status"] == "failed" and "mask" in causal["reason"]
+    assert doc["score"] < doc["max_score"] and doc["passed"] is False
+
+
+def test_table_output_for_a_passing_component():
+    out = toolkit("run", PLUGINS / "attn_einsum.py")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "attention.causal" in out.stdout and "total: 6 / 6" in out.stdout
+    assert "not provided: tokenizer, sft_mask, reward" in out.stdout
+
+
+def test_plugins_lists_every_hook_and_who_answers():
+    out = toolkit("plugins", "--json")
+    assert out.returncode == 0
+    hooks = json.loads(out.stdout)["hooks"]
+    assert set(hooks) == {"toolkit_tokenizer", "toolkit_attention", "toolkit_sft_mask",
+                          "toolkit_reward_model", "toolkit_reward_loss"}
+    assert hooks["toolkit_attention"] == "baseline.attention"
+    mine = json.loads(toolkit("plugins", PLUGINS / "attn_einsum.py", "--json").stdout)["hooks"]
+    assert mine["toolkit_attention"] == str(PLUGINS / "attn_einsum.py")
+    assert mine["toolkit_sft_mask"] == "baseline.sft_mask"
+
+
+@pytest.mark.slow
+def test_run_solutions_end_to_end(tmp_path):
+    """`toolkit run solutions/ --report DIR --json`: every check passes, the report has the chart."""
+    out = toolkit("run", "solutions/", "--report", tmp_path / "report", "--json")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    doc = json.loads(out.stdout)
+    assert doc["passed"] and doc["score"] == doc["max_score"] > 0
+    assert {r["component"] for r in doc["results"]} == {"tokenizer", "attention", "sft_mask", "reward"}
+    assert doc["environment"]["threads"] == 2 and doc["environment"]["torch"].startswith("2.13.0")
+    behaviour = next(r for r in doc["results"] if r["name"] == "sft_mask.behaviour")["metrics"]
+    assert behaviour["answer_seen"] >= 0.9 and behaviour["clarification"] >= 0.7
+    assert behaviour["base_answer"] <= 0.3 and behaviour["base_top"] == "Continuation"
+    report = tmp_path / "report"
+    html = (report / "index.html").read_text()
+    assert "data:image/png;base64," in html and "sft_headline" in html
+    assert json.loads((report / "results.json").read_text())["score"] == doc["score"]
+    assert (report / "sft_headline.png").stat().st_size > 10_000
