@@ -48,7 +48,9 @@ def environment(config: PipelineConfig) -> dict:
 
 
 def hidden_available() -> bool:
-    return (Path(__file__).resolve().parent.parent / "graders" / "hidden").is_dir()
+    """Does this copy hold hidden checks (the instructor's, not a student release)?"""
+    hidden = Path(__file__).resolve().parent.parent / "graders" / "hidden"
+    return any(p.name != "__init__.py" for p in hidden.glob("*.py"))
 
 
 def run_submission(spec: str | None, components: list[str] | None = None, config: PipelineConfig | None = None,
