@@ -74,6 +74,22 @@ def causal(ctx):
         raise CheckFailed("output at position 0 has a gradient from later positions: the causal mask leaks")
 
 
+@check("attention", points=1)
+def stable(ctx):
+    "Inputs whose attention scores exceed 100 give finite outputs (float32, where exp(89) is inf)."
+    B, T, C, nh = 2, 6, 16, 4
+    module, x = seeded_module(ctx, B, T, C, nh, seed=2)
+    module, x = module.float(), 20 * x.float()
+    with torch.no_grad():
+        q, k, _ = module.c_attn(x).split(C, dim=2)  # the scores the module will see, head 0
+        largest = (q[..., : C // nh] @ k[..., : C // nh].transpose(1, 2)).abs().max().item() / (C // nh) ** 0.5
+        y = _forward(module, x)
+    assert largest > 100, largest  # the check tests what it says
+    if not torch.isfinite(y).all():
+        raise CheckFailed(f"the output has inf or NaN when attention scores reach {largest:.0f}: subtract each row's "
+                          "maximum score before exp (or use torch.softmax)")
+
+
 class _Spy(TorchFunctionMode):
     BANNED = {"scaled_dot_product_attention", "multi_head_attention_forward"}
 

@@ -48,6 +48,7 @@ WRONG = {  # wrong plugin -> {check it must fail: what the reason must say}; it 
         "attention.causal": "changed",  # a softmax over the queries mixes in later positions
     },
     "attn_sdpa.py": {"attention.written_out": "forward calls scaled_dot_product_attention"},
+    "attn_naive_softmax.py": {"attention.stable": "subtract each row's maximum"},
     "reward_sign_flipped.py": {"reward.loss_sanity": "check the sign of chosen - rejected"},
     "reward_separate_terms.py": {"reward.loss_sanity": "expected ln 2"},
     "reward_sigmoid_strengths.py": {"reward.loss_sanity": "must depend on chosen - rejected only"},
@@ -89,7 +90,7 @@ def test_every_check_has_a_wrong_plugin_and_every_plugin_file_is_used():
     assert set(CHECKS) >= {f"{comp}.{name}" for comp, name in
                            [("tokenizer", "round_trip"), ("tokenizer", "special_tokens"),
                             ("tokenizer", "merges_match"), ("attention", "matches_reference"),
-                            ("attention", "causal"), ("attention", "written_out"),
+                            ("attention", "causal"), ("attention", "written_out"), ("attention", "stable"),
                             ("reward", "loss_sanity"), ("reward", "reads_last_real_token")]}
     caught = {check for fails in WRONG.values() for check in fails}
     assert caught == set(CHECKS), f"checks no wrong plugin fails: {sorted(set(CHECKS) - caught)}"

@@ -55,7 +55,7 @@ def test_failing_check_exits_1_with_a_reason():
 def test_table_output_for_a_passing_component():
     out = toolkit("run", PLUGINS / "attn_einsum.py")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "attention.causal" in out.stdout and "total: 6 / 6" in out.stdout
+    assert "attention.causal" in out.stdout and "total: 7 / 7" in out.stdout
     assert "not provided: tokenizer, sft_mask, reward" in out.stdout
 
 
