@@ -28,13 +28,13 @@ from toolkit.plugins import Components, build_manager, load_submission  # noqa: 
 from toolkit.runner import environment  # noqa: E402
 
 
-def timed(fn, repeats: int) -> tuple[float, object]:
-    times, out = [], None
+def median_time(fn, repeats: int) -> float:
+    times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        out = fn()
+        fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+    return statistics.median(times)
 
 
 def main() -> int:
@@ -52,7 +52,7 @@ def main() -> int:
         p = Pipeline(Components(solutions, only="sft_mask"), config, cache_dir=Path(cache), log=lambda m: None)
         text = p.corpus[:1_000_000]
         for name, comps in (("solution", Components(solutions, only="tokenizer")), ("baseline", Components())):
-            figures[f"tokenizer_train_1MB_{name}_s"], _ = timed(lambda: comps.tokenizer().train(text, 1000), args.repeats)
+            figures[f"tokenizer_train_1MB_{name}_s"] = median_time(lambda: comps.tokenizer().train(text, 1000), args.repeats)
         figures["tokenizer_ratio_solution_over_baseline"] = (
             figures["tokenizer_train_1MB_solution_s"] / figures["tokenizer_train_1MB_baseline_s"])
 

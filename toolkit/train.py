@@ -61,14 +61,18 @@ def stream_batch(stream: torch.Tensor, block_size: int, batch_size: int, gen: to
     return x, y
 
 
+def next_token_loss(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of the model's predictions for inputs ``x`` against targets ``y`` (B, T)."""
+    logits = model(x)  # (B, T, V)
+    return F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
+
+
 def pretrain(model, stream: torch.Tensor, cfg: TrainConfig, on_step=None) -> list[float]:
     """Next-token prediction on random windows of ``stream``. Returns the loss per step."""
     T = model.config.block_size
 
     def loss_of_batch(gen):
-        x, y = stream_batch(stream, T, cfg.batch_size, gen)
-        logits = model(x)  # (B, T, V)
-        return F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
+        return next_token_loss(model, *stream_batch(stream, T, cfg.batch_size, gen))
 
     return _fit(model, cfg, loss_of_batch, on_step)
 
@@ -96,9 +100,8 @@ def sft(model, tokens: torch.Tensor, mask: torch.Tensor, cfg: TrainConfig,
         batch, m = tokens[ix], mask[ix]
         loss = masked_loss(model(batch[:, :-1]), batch[:, 1:], m)
         if cfg.replay_batch_size and replay is not None:
-            x, y = stream_batch(replay, model.config.block_size, cfg.replay_batch_size, gen)
-            logits = model(x)  # (b, T, V)
-            loss = loss + F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
+            loss = loss + next_token_loss(model, *stream_batch(replay, model.config.block_size,
+                                                               cfg.replay_batch_size, gen))
         return loss
 
     return _fit(model, cfg, loss_of_batch, on_step)
@@ -110,7 +113,5 @@ def stream_loss(model, stream: torch.Tensor, n_batches: int = 8, batch_size: int
     gen = torch.Generator().manual_seed(seed)
     losses = []
     for _ in range(n_batches):
-        x, y = stream_batch(stream, model.config.block_size, batch_size, gen)
-        logits = model(x)
-        losses.append(F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1)).item())
+        losses.append(next_token_loss(model, *stream_batch(stream, model.config.block_size, batch_size, gen)).item())
     return sum(losses) / len(losses)
