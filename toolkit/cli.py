@@ -38,7 +38,8 @@ def main():
               help="Write index.html (with plots) and results.json to this directory.")
 @click.option("--baseline", is_flag=True, help="Grade the toolkit's naive baselines instead of a submission.")
 @click.option("--public-only", is_flag=True, help="Leave out hidden checks even where the grader has them.")
-def run(submission, components, as_json, report, baseline, public_only):
+@click.option("--fast", is_flag=True, help="Unit checks only: leave out the behavioural checks that train models.")
+def run(submission, components, as_json, report, baseline, public_only, fast):
     """Check SUBMISSION: a .py file, a directory, a .ipynb notebook, an installed entry point or a module.
 
     Each component the submission provides is swapped into the reference pipeline on its own,
@@ -58,7 +59,7 @@ def run(submission, components, as_json, report, baseline, public_only):
     log = (lambda m: None) if as_json else _err
     try:
         result = run_submission(None if baseline else submission, list(components) or None, report_dir=report,
-                                include_hidden=include_hidden, log=log)
+                                include_hidden=include_hidden, behavioural=not fast, log=log)
     except SubmissionError as e:
         if as_json:
             click.echo(json.dumps({"submission": submission, "error": str(e)}))

@@ -80,7 +80,7 @@ def _exec_module(name: str, path: Path, source: str | None = None, package_dir: 
 
 
 def _notebook_source(path: Path) -> str:
-    """The code cells of a notebook, with IPython magics (``%...``, ``!...``) left out."""
+    """The code cells of a notebook, without IPython magics (``%...``, ``!...``) or nbgrader test cells."""
     import nbformat
 
     try:
@@ -89,6 +89,9 @@ def _notebook_source(path: Path) -> str:
         raise SubmissionError(f"{path}: not a readable Jupyter notebook ({type(e).__name__}: {e})") from e
     lines = []
     for cell in nb.cells:
+        grading = cell.metadata.get("nbgrader", {})
+        if grading.get("grade") and not grading.get("solution"):
+            continue  # an autograded test cell: it runs the checks, it is not the submission
         if cell.cell_type == "code":
             lines += [ln for ln in cell.source.splitlines() if not ln.lstrip().startswith(("%", "!"))]
     return "\n".join(lines) + "\n"
