@@ -1,13 +1,32 @@
 """Checks of the tokenizer component (byte-level BPE)."""
 
-from toolkit.checks import CheckFailed, check
+import contextlib
+import random
+import signal
+import threading
+import time
+from collections import Counter
+
+import torch
+
+from toolkit.baselines import WholeWordTokenizer
+from toolkit.checks import CheckFailed, Partial, check
+from toolkit.model import GPTConfig
+from toolkit.pipeline import Pipeline, PipelineConfig
+from toolkit.template import render_document
 from toolkit.tokenizer import SPECIAL_TOKENS
+from toolkit.train import TrainConfig, bits_per_byte
 from toolkit.world import World
 
 ROUND_TRIP = [
     "", "The capital of France is Paris .", "Ça, c'est déjà l'été à Málaga", "東京は日本の首都です",
     "Здравствуй, мир", "emoji 🙂🚀👩‍👩‍👧", "  lots   of\n\n\twhitespace  ", "trailing space ",
     "<|bos|><|user|> What is 2 plus 3 ?<|assistant|> 2 plus 3 is 5 .<|end|>", "a<|end|>b<|pad|>",
+    "<|user|><|user|>", "<|en", "d|>", "tab\tand\r\nnewline", "  ", "\u00a0non-breaking", "ﬁ ligature ǅ", "x" * 300,
+]
+ENCODINGS = ROUND_TRIP + [
+    "What is the capital of Kenya ?", "The capital of Peru is Lima .", "Q : What is 17 plus 25 ? A : 17 plus 25 is 42 .",
+    "capitalcapitalcapital", "   leading spaces", "What's the colour of the sky?", "1234567890",
 ]
 
 
@@ -67,7 +86,153 @@ def merges_match(ctx):
         raise CheckFailed(f"learned {len(got)} merges, expected {len(expected)}")
 
 
+@check("tokenizer", points=2)
+def encodings_match(ctx):
+    "Encodes a fixed set of strings to exactly the reference's ids."
+    tok = _trained(ctx)
+    for s, want in zip(ENCODINGS, ctx.snapshot()["encodings"]):
+        got = tok.encode(s)
+        if got != want:
+            i = next((i for i, (g, w) in enumerate(zip(got, want)) if g != w), min(len(got), len(want)))
+            raise CheckFailed(f"encode({s[:40]!r}) differs from the reference at token {i}: got {got[i:i + 3]}, "
+                              f"expected {want[i:i + 3]}; apply the learned merges inside each chunk, earliest first")
+
+
+# -- speed ------------------------------------------------------------------------------
+SPEED_VOCAB = 600
+SPEED_MULTIPLE = 5  # allowed: 5x the reference's time
+TIME_LIMIT = 60.0  # seconds: past this, training is stopped and the check fails
+
+
+def speed_corpus() -> str:
+    """~120 kB of made-up words (2,300 distinct chunks, some non-ASCII): many pairs to count."""
+    rng = random.Random(0)
+    syllables = [a + b for a in "bcdfghklmnprstvz" for b in "aeiou"] + ["é", "ß", "東", "🙂"]
+    words = ["".join(rng.choice(syllables) for _ in range(rng.randint(1, 4))) for _ in range(3000)]
+    return " ".join(rng.choice(words) for _ in range(20000))
+
+
+class _OutOfTime(BaseException):  # not an Exception: a student's `except Exception` cannot swallow it
+    pass
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float, what: str):
+    """Stop the block after ``seconds`` with CheckFailed (main thread only; elsewhere, no limit)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise _OutOfTime
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    except _OutOfTime:
+        raise CheckFailed(f"{what} did not finish within {seconds:g} s") from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _best_time(train, text: str, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        train(text, SPEED_VOCAB)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def yardstick_seconds(text: str) -> float:
+    """Counting the text's chunks (the baseline's training): how fast this machine is, right now."""
+    return _best_time(lambda t, v: WholeWordTokenizer().train(t, v), text, repeats=5)
+
+
+@check("tokenizer", points=1)
+def speed(ctx):
+    "Training is incremental: at most 5x the reference's time (relative to a yardstick timed in the same run)."
+    text = speed_corpus()
+    ratio_ref = ctx.snapshot()["speed_ratio"]  # reference seconds / yardstick seconds, as recorded
+    yardstick = yardstick_seconds(text)
+    allowed = SPEED_MULTIPLE * ratio_ref * yardstick
+    tok = ctx.components.tokenizer()
+    with time_limit(TIME_LIMIT, f"training a {SPEED_VOCAB}-token vocabulary on {len(text) // 1000} kB"):
+        seconds = _best_time(tok.train, text, repeats=1)
+        if allowed < seconds < 2 * allowed:  # near the line, a busy machine gets two more tries
+            seconds = min(seconds, _best_time(tok.train, text, repeats=2))
+    ctx.metrics.update(train_seconds=seconds, allowed_seconds=allowed, times_reference=seconds / yardstick / ratio_ref)
+    if seconds > allowed:
+        raise CheckFailed(f"training took {seconds:.2f} s, {seconds / yardstick / ratio_ref:.0f}x the reference's time "
+                          f"(allowed {SPEED_MULTIPLE}x): after a merge, update the counts of the pairs that changed "
+                          "instead of recounting every pair")
+
+
+# -- behaviour: a small GPT pretrained with the tokenizer ------------------------------------
+BEHAVIOUR = PipelineConfig(n_docs=6000, model=GPTConfig(block_size=64, n_layer=2, n_head=2, n_embd=64),
+                           pretrain=TrainConfig(steps=300, lr=3e-3))
+BPB_MARGIN = 0.15  # full credit up to 15% more bits per byte than the reference's tokenizer
+BPB_ZERO = 2.0  # no credit from twice the reference's bits per byte
+
+
+def validation_text(shuffle: bool = False) -> str:
+    """300 documents the model never saw in training (another seed); words shuffled if asked."""
+    docs = World(seed=0).pretraining_documents(300, seed=12345)
+    if shuffle:
+        rng = random.Random(0)
+        docs = [" ".join(rng.sample(d.split(" "), len(d.split(" ")))) for d in docs]
+    return "".join(render_document(d) for d in docs)
+
+
+def measure(pipeline: Pipeline) -> dict:
+    """Bits per byte of the pipeline's base model on held-out and on shuffled text, and token statistics."""
+    tok, model = pipeline.tokenizer, pipeline.base_model
+    out = {}
+    for name, text in (("bpb", validation_text()), ("shuffled_bpb", validation_text(shuffle=True))):
+        ids = tok.encode(text)
+        if tok.decode(ids) != text:
+            raise CheckFailed("decode(encode(text)) is not the text on the validation documents; fix round_trip first")
+        out[name] = round(bits_per_byte(model, torch.tensor(ids, dtype=torch.long), len(text.encode())), 4)
+        if name == "bpb":
+            lengths = Counter(len(tok.decode([i]).encode()) for i in ids)
+            out["bytes_per_token"] = round(len(text.encode()) / len(ids), 4)
+            out["token_lengths"] = {str(k): lengths[k] for k in sorted(lengths)}
+    return out
+
+
+@check("tokenizer", points=4, behavioural=True)
+def behaviour(ctx):
+    "A small GPT pretrained with the tokenizer reaches the reference's bits per byte (+15%) and finds shuffled text harder."
+    ref = ctx.snapshot()["behaviour"]
+    pipeline = Pipeline(ctx.components, BEHAVIOUR, ctx.cache_dir, log=ctx.log)
+    with time_limit(10 * TIME_LIMIT, "training the tokenizer on the pipeline's 0.8 MB corpus"):
+        pipeline.tokenizer
+    got = measure(pipeline)
+    ctx.metrics.update({k: v for k, v in got.items() if k != "token_lengths"}, reference_bpb=ref["bpb"])
+    path = ctx.plot_path("tokenizer_lengths.png")
+    if path:
+        from toolkit.plots import plot_token_lengths
+        plot_token_lengths({"yours": got, "reference": ref}, path)
+    if not got["bpb"] < got["shuffled_bpb"]:
+        return Partial(0, f"the model finds shuffled text as easy as real text ({got['shuffled_bpb']:.3f} vs "
+                          f"{got['bpb']:.3f} bits per byte): the token stream loses the text's structure")
+    full, zero = ref["bpb"] * (1 + BPB_MARGIN), ref["bpb"] * BPB_ZERO
+    if got["bpb"] <= full:
+        return None
+    fraction = max(0.0, (zero - got["bpb"]) / (zero - full))
+    return Partial(fraction, f"{got['bpb']:.3f} bits per byte against the reference's {ref['bpb']:.3f} (full credit up "
+                             f"to {full:.3f}), {got['bytes_per_token']:.2f} bytes per token against "
+                             f"{ref['bytes_per_token']:.2f}: does training learn all the merges it is asked for?")
+
+
 def record(components) -> dict:
     tok = components.tokenizer()
     tok.train(small_corpus(), 400)
-    return {"vocab_size": 400, "merges": [list(p) for p in tok.merges]}
+    text = speed_corpus()
+    reference = _best_time(components.tokenizer().train, text, repeats=3)
+    return {"vocab_size": 400, "merges": [list(p) for p in tok.merges],
+            "encodings": [tok.encode(s) for s in ENCODINGS],
+            "speed_ratio": round(reference / yardstick_seconds(text), 3),
+            "behaviour": measure(Pipeline(components, BEHAVIOUR))}

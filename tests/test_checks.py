@@ -27,14 +27,22 @@ CHECKS = {c.name: c for c in collect(COMPONENTS, include_hidden=False) if not c.
 """Every non-behavioural public check of the three components, by name ("attention.causal")."""
 
 CORRECT = {  # component -> name -> a plugin that must pass every check of the component
-    "tokenizer": {"solution": ROOT / "solutions" / "tokenizer.py", "naive": PLUGINS / "tok_naive.py"},
+    "tokenizer": {"solution": ROOT / "solutions" / "tokenizer.py", "incremental": PLUGINS / "tok_incremental.py"},
     "attention": {"solution": ROOT / "solutions" / "attention.py", "einsum": PLUGINS / "attn_einsum.py"},
     "reward": {"solution": ROOT / "solutions" / "reward.py", "gather": PLUGINS / "reward_gather.py"},
 }
 
 WRONG = {  # wrong plugin -> {check it must fail: what the reason must say}; it passes its other checks
-    "tok_first_seen_tiebreak.py": {"tokenizer.merges_match": "the tie-break"},
-    "tok_special_as_bytes.py": {"tokenizer.special_tokens": "encode('<|bos|>') gave [60, 124"},
+    "tok_first_seen_tiebreak.py": {"tokenizer.merges_match": "the tie-break",
+                                   "tokenizer.encodings_match": "differs from the reference",
+                                   "tokenizer.speed": "instead of recounting every pair"},  # naive training too
+    "tok_unweighted.py": {"tokenizer.merges_match": "merge #0 is (97, 110)",
+                          "tokenizer.encodings_match": "differs from the reference at token 1"},
+    "tok_forgets_merges.py": {"tokenizer.merges_match": "learned 0 merges",
+                              "tokenizer.encodings_match": "at token 1: got [104, 101, 32]"},
+    "tok_naive.py": {"tokenizer.speed": "update the counts of the pairs that changed"},
+    "tok_special_as_bytes.py": {"tokenizer.special_tokens": "encode('<|bos|>') gave [60, 124",
+                                "tokenizer.encodings_match": "at token 0: got [60, 124"},
     "tok_strict_decode.py": {"tokenizer.round_trip": "decode([0xE2, 0x82]) raised UnicodeDecodeError"},
     "tok_decode_drops_specials.py": {"tokenizer.round_trip": "decode(encode('<|bos|><|user|>"},
     "attn_no_mask.py": {
@@ -89,7 +97,8 @@ def assert_fails(result: Result, says: str) -> None:
 def test_every_check_has_a_wrong_plugin_and_every_plugin_file_is_used():
     assert set(CHECKS) >= {f"{comp}.{name}" for comp, name in
                            [("tokenizer", "round_trip"), ("tokenizer", "special_tokens"),
-                            ("tokenizer", "merges_match"), ("attention", "matches_reference"),
+                            ("tokenizer", "merges_match"), ("tokenizer", "encodings_match"), ("tokenizer", "speed"),
+                            ("attention", "matches_reference"),
                             ("attention", "causal"), ("attention", "written_out"), ("attention", "stable"),
                             ("reward", "loss_sanity"), ("reward", "reads_last_real_token")]}
     caught = {check for fails in WRONG.values() for check in fails}
@@ -118,12 +127,12 @@ def test_naive_bpe_learns_the_solutions_merges_on_another_corpus():
 
     text = " ".join(World(seed=3).pretraining_documents(60, seed=11)) + " aaaa bbbb abab <|end|> ab"
     merges = {}
-    for variant, path in CORRECT["tokenizer"].items():
+    for variant, path in {**CORRECT["tokenizer"], "naive": PLUGINS / "tok_naive.py"}.items():
         tok = Components(build_manager(load_submission(str(path))), only="tokenizer").tokenizer()
         tok.train(text, 330)
         merges[variant] = list(tok.merges.items())
     assert len(merges["solution"]) == 330 - 261
-    assert merges["naive"] == merges["solution"]
+    assert merges["incremental"] == merges["naive"] == merges["solution"]
 
 
 # -- wrong plugins fail, with a reason that names the problem ---------------------------
@@ -192,3 +201,37 @@ def test_exception_names_a_student_file_inside_a_folder_named_toolkit(tmp_path):
     result = run("attention.causal", path)
     assert result.status == "failed" and "ValueError" in result.reason
     assert f"(at {path.name}:" in result.reason
+
+
+# -- the tokenizer's speed limit and its behavioural check ---------------------------------
+def test_speed_stops_a_training_that_runs_past_the_time_limit(monkeypatch):
+    import graders.tokenizer
+
+    monkeypatch.setattr(graders.tokenizer, "TIME_LIMIT", 0.5)
+    result = run("tokenizer.speed", PLUGINS / "tok_naive.py")
+    assert result.status == "failed" and "did not finish within 0.5 s" in result.reason
+
+
+def run_behavioural(check_name: str, path: Path, tmp_path: Path) -> Result:
+    check = next(c for c in collect([check_name.split(".")[0]], include_hidden=False) if c.name == check_name)
+    comp = check.component
+    ctx = Context(Components(build_manager(load_submission(str(path))), only=comp), comp, PipelineConfig(),
+                  report_dir=tmp_path, log=lambda msg: None)
+    return run_check(check, ctx)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["solution", "incremental"])
+def test_tokenizer_behaviour_passes_on_correct_tokenizers(variant, tmp_path):
+    result = run_behavioural("tokenizer.behaviour", CORRECT["tokenizer"][variant], tmp_path)
+    assert result.status == "passed", result.reason
+    assert result.metrics["bpb"] < result.metrics["shuffled_bpb"] / 4
+    assert (tmp_path / "tokenizer_lengths.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_tokenizer_behaviour_fails_when_no_merge_is_learned(tmp_path):
+    result = run_behavioural("tokenizer.behaviour", PLUGINS / "tok_forgets_merges.py", tmp_path)
+    assert result.status == "failed" and result.score == 0
+    assert "bits per byte against the reference's" in result.reason and "1.0" in result.reason[:6]
+    assert result.metrics["bytes_per_token"] < 1.1

@@ -95,6 +95,47 @@ def _print_table(result) -> None:
 
 
 @main.command()
+@click.argument("submissions_dir", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Write grades.csv, gradescope/, feedback/ and summary.html to this directory.")
+@click.option("--fast", is_flag=True, help="Unit checks only: leave out the behavioural checks that train models.")
+@click.option("--component", "-c", "components", multiple=True, type=click.Choice(list(COMPONENTS)),
+              help="Grade only this component (repeatable). Default: every component.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Submissions graded at the same time.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=600, show_default=True,
+              metavar="SECONDS", help="Wall-clock limit per submission; past it the submission's status is timeout.")
+@click.option("--gradebook", "assignment", metavar="ASSIGNMENT",
+              help="Also write the scores into GRADES_DIR/gradebook.db, an nbgrader gradebook, under ASSIGNMENT.")
+def grade(submissions_dir, out, fast, components, workers, timeout, assignment):
+    """Grade a class: every entry of SUBMISSIONS_DIR (one sub-folder, .py or .ipynb per student).
+
+    Each submission runs in its own subprocess (`toolkit run --json`), public and hidden checks,
+    so a crashing or hanging one never stops the batch. Writes into --out (GRADES_DIR):
+    grades.csv, gradescope/<student>/results.json, feedback/<student>/index.html, summary.html.
+
+    \b
+    Exit codes:
+      0  the batch completed (whatever the students' scores)
+      2  usage error: SUBMISSIONS_DIR missing or without submissions,
+         or --gradebook without nbgrader installed
+    """
+    import importlib.util
+
+    from toolkit.grade import STATUSES, Options, find_submissions, grade_class
+
+    try:
+        submissions = find_submissions(submissions_dir)
+    except ValueError as e:
+        _fail_usage(str(e))
+    if assignment and importlib.util.find_spec("nbgrader") is None:
+        _fail_usage("--gradebook needs nbgrader: pip install 'toolkit[course]'")
+    records = grade_class(submissions, out, Options(fast, tuple(components), timeout), workers, assignment)
+    counts = ", ".join(f"{n} {s}" for s in STATUSES if (n := sum(r["status"] == s for r in records.values())))
+    _err(f"{len(records)} submissions: {counts}; see {out / 'grades.csv'} and {out / 'summary.html'}")
+
+
+@main.command()
 @click.argument("submission", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plugins(submission, as_json):

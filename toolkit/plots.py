@@ -41,3 +41,22 @@ def plot_curves(curves: dict[str, list[float]], title: str, path, ylabel: str = 
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def plot_token_lengths(stats: dict[str, dict], path) -> None:
+    """Share of tokens by length in bytes, one bar per tokenizer; compression in the legend."""
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
+    lengths = sorted({int(k) for s in stats.values() for k in s["token_lengths"]})
+    width = 0.8 / len(stats)
+    for j, (name, s) in enumerate(stats.items()):
+        total = sum(s["token_lengths"].values())
+        xs = [x + (j - (len(stats) - 1) / 2) * width for x in lengths]
+        ax.bar(xs, [s["token_lengths"].get(str(x), 0) / total for x in lengths], width,
+               label=f"{name}: {s['bytes_per_token']:.2f} bytes/token, {s['bpb']:.3f} bits/byte")
+    ax.set_xlabel("token length (bytes)")
+    ax.set_ylabel("share of tokens")
+    ax.set_title("Token lengths on held-out text")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

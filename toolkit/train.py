@@ -115,3 +115,19 @@ def stream_loss(model, stream: torch.Tensor, n_batches: int = 8, batch_size: int
     for _ in range(n_batches):
         losses.append(next_token_loss(model, *stream_batch(stream, model.config.block_size, batch_size, gen)).item())
     return sum(losses) / len(losses)
+
+
+@torch.no_grad()
+def bits_per_byte(model, ids: torch.Tensor, n_bytes: int) -> float:
+    """Total next-token loss over ``ids`` (consecutive windows), in bits per byte of the text.
+
+    Loss per token depends on how much text a token holds; bits per byte does not, so it
+    compares models trained with different tokenizers.
+    """
+    T = model.config.block_size
+    total = 0.0
+    for i in range(0, len(ids) - 1, T):
+        x, y = ids[i : i + T], ids[i + 1 : i + 1 + T]
+        logits = model(x[: len(y)].unsqueeze(0))  # (1, t, V)
+        total += F.cross_entropy(logits[0], y, reduction="sum").item()
+    return total / n_bytes / math.log(2)

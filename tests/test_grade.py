@@ -1,0 +1,248 @@
+"""``toolkit grade``: a class of six submissions, each graded in its own subprocess.
+
+The class: alice (correct attention, SFT mask and reward), bob (attention without the causal
+mask, nothing else), carol (raises at import), dave (alice with renamed variables, new
+comments and another layout), erin (loops forever at import) and frank (kills its own
+process). It is graded twice with ``--fast`` and without the tokenizer, whose checks are the
+slowest, so that the whole file takes about a minute: three workers, as erin only sleeps.
+"""
+
+import csv
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from toolkit.cli import main
+from toolkit.grade import (find_submissions, normalised_tokens, parse_output, similarity, submission_code,
+                           to_gradescope)
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGINS = ROOT / "tests" / "plugins"
+HAS_NBGRADER = importlib.util.find_spec("nbgrader") is not None
+OPTIONS = ["--fast", "--timeout", "15", "--workers", "3", "-c", "attention", "-c", "sft_mask", "-c", "reward"]
+MAX_TOTAL = 7 + 3 + 4  # attention, sft_mask, reward unit checks
+
+
+def _dave_attention() -> str:
+    """alice's attention, renamed, re-commented and re-formatted: the same code to a grader's eye."""
+    src = (PLUGINS / "attn_einsum.py").read_text()
+    for old, new in [("EinsumAttention", "MyAttention"), ("scores", "att"), ("weights", "probs"),
+                     ("allowed", "keep"), ("qkv", "proj"), ("hs", "head_size"), ('"""A correct', '"""My')]:
+        src = src.replace(old, new)
+    src = src.replace("probs = att.exp()", "# softmax, by hand\n        probs = att.exp()")
+    return "# Homework 1, by dave\n" + src.replace("probs, v)", "probs,\n                         v)")
+
+
+def _write_class(folder: Path) -> Path:
+    for student in ("alice", "dave"):
+        (folder / student).mkdir(parents=True)
+        for name in ("sft_vectorised.py", "reward_gather.py"):
+            (folder / student / name).write_text((PLUGINS / name).read_text())
+    (folder / "alice" / "attention.py").write_text((PLUGINS / "attn_einsum.py").read_text())
+    (folder / "dave" / "attention.py").write_text(_dave_attention())
+    (folder / "bob.py").write_text((PLUGINS / "attn_no_mask.py").read_text())
+    (folder / "carol.py").write_text("import toolkit\n\nraise RuntimeError('work in progress')\n")
+    (folder / "erin.py").write_text("import time\n\nwhile True:\n    time.sleep(0.1)\n")
+    (folder / "frank.py").write_text("import os\n\nos._exit(3)\n")
+    (folder / ".hidden").mkdir()
+    (folder / "notes.txt").write_text("not a submission\n")
+    return folder
+
+
+def toolkit_grade(submissions: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "toolkit.cli", "grade", str(submissions), "--out", str(out),
+                           *OPTIONS, *extra], cwd=ROOT, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def klass(tmp_path_factory) -> Path:
+    return _write_class(tmp_path_factory.mktemp("class"))
+
+
+@pytest.fixture(scope="module")
+def graded(klass, tmp_path_factory):
+    """The class graded once, with an nbgrader gradebook when nbgrader is installed: (out dir, process)."""
+    out = tmp_path_factory.mktemp("grades")
+    proc = toolkit_grade(klass, out, *(["--gradebook", "hw1"] if HAS_NBGRADER else []))
+    return out, proc
+
+
+def _rows(out: Path) -> dict[str, dict]:
+    with (out / "grades.csv").open() as f:
+        return {row["student"]: row for row in csv.DictReader(f)}
+
+
+def test_batch_completes_with_exit_0_and_every_status(graded):
+    out, proc = graded
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "6 submissions: 3 graded, 1 load_error, 1 timeout, 1 crashed" in proc.stderr
+    rows = _rows(out)
+    assert list(rows) == ["alice", "bob", "carol", "dave", "erin", "frank"]
+    assert {s: r["status"] for s, r in rows.items()} == {
+        "alice": "graded", "bob": "graded", "carol": "load_error", "dave": "graded", "erin": "timeout", "frank": "crashed"}
+
+
+def test_csv_scores_missing_components_and_totals(graded):
+    rows = _rows(graded[0])
+    alice, bob = rows["alice"], rows["bob"]
+    assert list(alice)[1:5] == ["attention.matches_reference", "attention.causal", "attention.stable", "attention.written_out"]
+    assert alice["total"] == alice["max_total"] == str(MAX_TOTAL) and alice["missing"] == ""
+    assert alice["attention.causal"] == "2" and alice["reward.loss_sanity"] == "2"
+    assert bob["attention.causal"] == "0" and bob["attention.written_out"] == "1"
+    assert bob["missing"] == "sft_mask reward" and bob["sft_mask.matches_reference"] == ""
+    assert float(bob["total"]) < MAX_TOTAL
+    for student in ("carol", "erin", "frank"):
+        assert rows[student]["total"] == "0" and rows[student]["max_total"] == str(MAX_TOTAL)
+
+
+def test_grading_twice_gives_a_byte_identical_csv(graded, klass, tmp_path):
+    proc = toolkit_grade(klass, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "grades.csv").read_bytes() == (graded[0] / "grades.csv").read_bytes()
+
+
+def test_gradescope_results(graded):
+    out = graded[0]
+    alice = json.loads((out / "gradescope" / "alice" / "results.json").read_text())
+    assert alice["score"] == MAX_TOTAL and alice["visibility"] == "visible" and alice["stdout_visibility"] == "hidden"
+    assert alice["execution_time"] > 0 and "output" in alice
+    assert all(t["status"] == "passed" and t["score"] == t["max_score"] and t["visibility"] == "visible"
+               for t in alice["tests"])
+    bob = {t["name"]: t for t in json.loads((out / "gradescope" / "bob" / "results.json").read_text())["tests"]}
+    assert bob["attention.causal"]["status"] == "failed" and "mask" in bob["attention.causal"]["output"]
+    assert bob["reward.loss_sanity"]["output"].startswith("not provided")
+    erin = json.loads((out / "gradescope" / "erin" / "results.json").read_text())
+    assert erin["score"] == 0 and "within 15 s" in erin["output"]
+
+
+def test_feedback_gives_the_reasons(graded):
+    feedback = graded[0] / "feedback"
+    assert "mask the scores of future positions" in (feedback / "bob" / "index.html").read_text()
+    carol = (feedback / "carol" / "index.html").read_text()
+    assert "load error" in carol and "RuntimeError: work in progress" in carol
+    assert "within 15 s" in (feedback / "erin" / "index.html").read_text()
+    assert "exited with code 3" in (feedback / "frank" / "index.html").read_text()
+
+
+def test_summary_flags_alice_and_dave_not_bob(graded):
+    out = graded[0]
+    page = (out / "summary.html").read_text()
+    assert "data:image/png;base64," in page and (out / "summary.png").stat().st_size > 10_000
+    similar = page.split("<h2>Similar submissions</h2>")[1].split("<h2>")[0]
+    assert "<td>attention</td><td>alice</td><td>dave</td>" in similar
+    assert "bob" not in similar
+    assert "<code>attention.causal</code>" in page
+
+
+@pytest.mark.skipif(not HAS_NBGRADER, reason="nbgrader is not installed")
+def test_gradebook_scores_read_back(graded):
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{graded[0] / 'gradebook.db'}") as gb:
+        assert gb.find_submission("hw1", "alice").score == MAX_TOTAL
+        assert gb.find_submission("hw1", "carol").score == 0
+        assert gb.find_grade("attention.causal", "attention", "hw1", "bob").score == 0
+        assert gb.find_grade("attention.stable", "attention", "hw1", "bob").score == 1
+        assert gb.find_assignment("hw1").max_score == MAX_TOTAL
+
+
+def test_run_autograder_writes_gradescope_results(tmp_path):
+    (tmp_path / "submission").mkdir()
+    (tmp_path / "submission" / "attention.py").write_text((PLUGINS / "attn_no_mask.py").read_text())
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(ROOT),
+           "SUBMISSION": str(tmp_path / "submission"), "RESULTS": str(tmp_path / "results")}
+    proc = subprocess.run(["bash", str(ROOT / "graders" / "gradescope" / "run_autograder")], env=env,
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "results" / "results.json").read_text())
+    causal = next(t for t in results["tests"] if t["name"] == "attention.causal")
+    assert causal["status"] == "failed" and results["score"] == 2
+
+
+# -- usage errors, in process --------------------------------------------------------------
+def test_usage_errors_exit_2(tmp_path):
+    runner = CliRunner()
+    missing = runner.invoke(main, ["grade", str(tmp_path / "nope"), "--out", str(tmp_path / "out")])
+    assert missing.exit_code == 2 and "no such directory" in missing.output
+    (tmp_path / "empty").mkdir()
+    empty = runner.invoke(main, ["grade", str(tmp_path / "empty"), "--out", str(tmp_path / "out")])
+    assert empty.exit_code == 2 and "no submission" in empty.output
+    help_ = runner.invoke(main, ["grade", "--help"])
+    assert "0  the batch completed" in help_.output and "2  usage error" in help_.output
+
+
+def test_find_submissions_names_students_and_skips_hidden_entries(tmp_path):
+    _write_class(tmp_path)
+    assert list(find_submissions(tmp_path)) == ["alice", "bob", "carol", "dave", "erin", "frank"]
+    (tmp_path / "bob").mkdir()
+    with pytest.raises(ValueError, match="two submissions for student 'bob'"):
+        find_submissions(tmp_path)
+
+
+# -- pure functions ------------------------------------------------------------------------
+RUBRIC = [
+    {"name": "attention.causal", "component": "attention", "points": 2, "hidden": False, "description": "causal"},
+    {"name": "attention.secret", "component": "attention", "points": 1, "hidden": True, "description": "secret"},
+    {"name": "reward.loss_sanity", "component": "reward", "points": 2, "hidden": False, "description": "loss"},
+]
+
+
+def _result(name, score, status, reason=""):
+    return {"name": name, "component": name.split(".")[0], "points": 2, "score": score, "status": status, "reason": reason}
+
+
+def test_to_gradescope_one_test_per_check():
+    run = {"results": [_result("attention.causal", 0.0, "failed", "mask the future"),
+                       _result("attention.secret", 0.5, "partial", "half")], "missing": ["reward"]}
+    doc = to_gradescope({"status": "graded", "run": run, "error": "", "seconds": 3.2}, RUBRIC)
+    assert doc["score"] == 0.5 and doc["execution_time"] == 3.2
+    assert doc["visibility"] == "visible" and doc["stdout_visibility"] == "hidden"
+    assert "0.5 / 5 points" in doc["output"] and "Not provided: reward" in doc["output"]
+    causal, secret, reward = doc["tests"]
+    assert causal == {"name": "attention.causal", "number": "2.1", "score": 0.0, "max_score": 2,
+                      "status": "failed", "output": "mask the future", "visibility": "visible"}
+    assert secret["visibility"] == "after_published" and secret["score"] == 0.5 and secret["status"] == "failed"
+    assert reward["number"] == "4.1" and reward["score"] == 0 and reward["output"].startswith("not provided")
+
+
+def test_to_gradescope_for_a_submission_that_was_not_graded():
+    record = {"status": "load_error", "run": None, "error": "bob.py: importing it raised SyntaxError", "seconds": 1}
+    doc = to_gradescope(record, RUBRIC)
+    assert doc["score"] == 0 and "SyntaxError" in doc["output"]
+    assert all(t["score"] == 0 and "SyntaxError" in t["output"] for t in doc["tests"])
+
+
+def test_parse_output_statuses():
+    run = {"results": [], "missing": []}
+    assert parse_output("hello from the student\n" + json.dumps(run) + "\n", "", 1)["run"] == run
+    load = parse_output(json.dumps({"error": "x.py: no hooks"}), "error: x.py: no hooks", 2)
+    assert load["status"] == "load_error" and load["error"] == "x.py: no hooks"
+    crash = parse_output("", "Fatal Python error: Segmentation fault\n", -11)
+    assert crash["status"] == "crashed" and crash["error"] == "the grading process was killed by SIGSEGV: Fatal Python error: Segmentation fault"
+
+
+def test_similarity_ignores_names_comments_docstrings_and_layout():
+    alice = (PLUGINS / "attn_einsum.py").read_text()
+    assert similarity(alice, _dave_attention()) == 1.0
+    assert similarity(alice, (PLUGINS / "attn_no_mask.py").read_text()) < 0.9
+    assert normalised_tokens('"""doc"""\nx = f(1,  # one\n      "a")\n') == ["ID", "=", "ID", "(", "1", ",", "STR", ")", "\n"]
+    assert normalised_tokens("def f(:\n") == []
+
+
+def test_submission_code_splits_a_file_by_component_and_reads_notebooks(tmp_path):
+    import nbformat
+
+    both = (PLUGINS / "attn_einsum.py").read_text() + "\n" + (PLUGINS / "reward_gather.py").read_text()
+    (tmp_path / "both.py").write_text(both)
+    code = submission_code(tmp_path / "both.py")
+    assert set(code) == {"attention", "reward"}
+    assert "class EinsumAttention" in code["attention"] and "EinsumAttention" not in code["reward"]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("%matplotlib inline\n" + (PLUGINS / "attn_einsum.py").read_text())])
+    nbformat.write(nb, tmp_path / "nb.ipynb")
+    assert similarity(submission_code(tmp_path / "nb.ipynb")["attention"], code["attention"]) == 1.0

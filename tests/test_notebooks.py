@@ -1,0 +1,242 @@
+"""The nbgrader assignments: the source notebooks, the student versions, and autograding them.
+
+* Every source notebook in ``assignments/`` is a well-formed nbgrader notebook whose test
+  cells call ``toolkit.notebook.grade`` once per public check, worth the check's points.
+* The real ``nbgrader generate_assignment`` (through ``toolkit.course``) takes every line of
+  every solution out and leaves the test cells as they were.
+* The source notebooks, solutions included, pass their own checks when executed in a
+  kernel (tokenizer and attention; the SFT notebook trains a model for a minute and is not
+  executed here), and load as submissions with ``toolkit.plugins.load_submission``.
+* End to end on attention: a correct and a wrong (unmasked) submission go through the real
+  ``nbgrader autograde``, and the gradebook holds their points.
+
+Everything is written under pytest's temporary directories; the kernels are this
+interpreter's (a ``python3`` kernelspec for ``sys.executable`` is put first on JUPYTER_PATH).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+import nbformat
+import pytest
+
+from toolkit import course
+from toolkit.checks import collect
+from toolkit.plugins import load_submission, provided_components
+
+NAMES = ["tokenizer", "attention", "sft_mask"]
+EXECUTED = ["tokenizer", "attention"]  # sft_mask's behaviour cell trains for a minute or more
+NOTEBOOKS = {name: course.ASSIGNMENTS / name / f"{name}.ipynb" for name in NAMES}
+CHECKS = {c.name: c for c in collect(NAMES, include_hidden=True)}
+TEST_CELL = 'from toolkit.notebook import grade\ngrade("{}", globals())'
+HIDDEN_TEST_CELL = ('from toolkit.notebook import grade\n### BEGIN HIDDEN TESTS\n'
+                    'grade("{}", globals())\n### END HIDDEN TESTS')
+
+
+def read(path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+def grading(cell) -> dict:
+    return cell.metadata.get("nbgrader", {})
+
+
+def grade_cells(nb) -> list:
+    return [c for c in nb.cells if grading(c).get("grade") and not grading(c).get("solution")]
+
+
+def answer_cells(nb) -> list:
+    return [c for c in nb.cells if grading(c).get("solution")]
+
+
+def solution_regions(source: str) -> list[list[str]]:
+    """The lines between each ``### BEGIN SOLUTION`` and ``### END SOLUTION``."""
+    regions, current = [], None
+    for line in source.splitlines():
+        if "### BEGIN SOLUTION" in line:
+            current = []
+        elif "### END SOLUTION" in line:
+            regions.append(current)
+            current = None
+        elif current is not None:
+            current.append(line)
+    assert current is None, "a solution region is not closed"
+    return regions
+
+
+def public_checks(component: str) -> list[str]:
+    return [c.name for c in collect([component], include_hidden=False)]
+
+
+def check_of(cell) -> str:
+    return re.search(r'grade\("([\w.]+)", globals\(\)\)', cell.source).group(1)
+
+
+# -- the source notebooks, as committed ------------------------------------------------
+@pytest.mark.parametrize("name", NAMES)
+def test_source_notebook_is_a_clean_nbgrader_notebook(name):
+    nb = read(NOTEBOOKS[name])
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3"
+    ids = [grading(c)["grade_id"] for c in nb.cells if grading(c)]
+    assert len(ids) == len(set(ids)), "grade_id values must be unique"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, f"cell {cell.id} is committed with outputs"
+        if grading(cell):
+            assert grading(cell)["schema_version"] == 3
+            assert re.fullmatch(r"[\w-]+", grading(cell)["grade_id"])
+    answers = answer_cells(nb)
+    assert answers, "no autograded answer cell"
+    for cell in answers:
+        assert grading(cell)["grade"] is False and cell.cell_type == "code"
+        assert solution_regions(cell.source), f"answer cell {cell.id} has no ### BEGIN SOLUTION region"
+        assert "scaled_dot_product_attention" not in cell.source
+    for cell in grade_cells(nb):
+        assert grading(cell)["locked"] is True
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_one_test_cell_per_check_worth_its_points(name):
+    cells = grade_cells(read(NOTEBOOKS[name]))
+    named = [check_of(c) for c in cells]
+    assert sorted(named) == sorted(set(named)), "a check has two test cells"
+    assert set(public_checks(name)) <= set(named), f"checks without a test cell: {set(public_checks(name)) - set(named)}"
+    for cell, check in zip(cells, named):
+        assert check in CHECKS and CHECKS[check].component == name, f"{check} is not a check of {name}"
+        assert grading(cell)["points"] == CHECKS[check].points, f"{check}: the cell's points differ from @check's"
+        template = HIDDEN_TEST_CELL if CHECKS[check].hidden else TEST_CELL
+        assert cell.source == template.format(check)
+    assert course.test_cells(NOTEBOOKS[name]) == {
+        grading(c)["grade_id"]: (check, float(CHECKS[check].points)) for c, check in zip(cells, named)}
+
+
+# -- nbgrader: the course directory and the student versions ---------------------------
+@pytest.fixture(scope="module")
+def kernel_path(tmp_path_factory):
+    """JUPYTER_PATH with a ``python3`` kernelspec for this interpreter, for every kernel below."""
+    path = tmp_path_factory.mktemp("jupyter")
+    spec = path / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (ipykernel)", "language": "python"}))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JUPYTER_PATH", str(path))
+        yield path
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory, kernel_path):
+    """A course directory in which ``nbgrader generate_assignment`` has made every student version."""
+    root = course.setup(tmp_path_factory.mktemp("course"))
+    made = course.generate(root)
+    assert [p.name for p in made] == sorted(f"{n}.ipynb" for n in NAMES)
+    return root
+
+
+def test_course_directory_config(tmp_path):
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.preprocessors import Execute
+    from traitlets.config.loader import PyFileConfigLoader
+
+    root = course.setup(tmp_path / "course", ["attention"])
+    assert (root / "source" / "attention" / "attention.ipynb").read_bytes() == NOTEBOOKS["attention"].read_bytes()
+    assert not (root / "source" / "tokenizer").exists()
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    assert Execute(config=config).timeout == course.TIMEOUT >= 600  # not nbgrader's 30 s
+    coursedir = CourseDirectory(config=config)
+    assert coursedir.root == str(root)
+    assert coursedir.db_url == f"sqlite:///{root / 'gradebook.db'}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_student_version_has_no_solution(released, name):
+    source, student = read(NOTEBOOKS[name]), read(released / "release" / name / f"{name}.ipynb")
+    solution_lines = {line.strip() for c in answer_cells(source) for region in solution_regions(c.source)
+                      for line in region if line.strip()}
+    for cell in student.cells:
+        if cell.cell_type == "code":
+            leaked = solution_lines & {line.strip() for line in cell.source.splitlines()}
+            assert not leaked, f"cell {cell.id} of the student version shows solution lines: {sorted(leaked)}"
+            assert "BEGIN SOLUTION" not in cell.source and "HIDDEN TESTS" not in cell.source
+    stubs = {c.id: c.source.count("raise NotImplementedError()") for c in answer_cells(student)}
+    assert stubs == {c.id: len(solution_regions(c.source)) for c in answer_cells(source)}
+    # The test cells reach the students unchanged (hidden tests, if any, without their hidden part).
+    assert [(c.id, c.source, grading(c)["points"]) for c in grade_cells(student)] == [
+        (c.id, re.sub(r"\n### BEGIN HIDDEN TESTS.*### END HIDDEN TESTS", "", c.source, flags=re.S),
+         grading(c)["points"]) for c in grade_cells(source)]
+    hidden = {n for n, c in CHECKS.items() if c.component == name and c.hidden}
+    assert not any(h in cell.source for cell in student.cells for h in hidden)
+    points = course.test_cells(released / "release" / name / f"{name}.ipynb")
+    assert {check: p for check, p in points.values()} == {
+        n: c.points for n, c in CHECKS.items() if c.component == name and not c.hidden}
+
+
+# -- the source notebooks run and pass ---------------------------------------------------
+@pytest.mark.parametrize("name", NAMES)
+def test_source_notebook_loads_as_a_submission(name):
+    plugins = load_submission(NOTEBOOKS[name])
+    assert provided_components(plugins) == {name: str(NOTEBOOKS[name])}
+    assert not hasattr(plugins[0].module, "grade"), "the test cells ran while loading the submission"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", EXECUTED)
+def test_source_notebook_passes_its_checks(name, tmp_path, kernel_path):
+    """Executed in a kernel like a student would (behavioural checks, which train models, left out)."""
+    from nbclient import NotebookClient
+
+    nb = read(NOTEBOOKS[name])
+    nb.cells = [c for c in nb.cells if not (grading(c).get("grade") and not grading(c).get("solution")
+                                            and CHECKS[check_of(c)].behavioural)]
+    nb.cells.append(nbformat.v4.new_code_cell("import sys\nsys.prefix"))
+    NotebookClient(nb, kernel_name="python3", timeout=300, allow_errors=True,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute(env=course.environment())
+    errors = [(c.id, o.ename, o.evalue) for c in nb.cells if c.cell_type == "code"
+              for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    assert nb.cells[-1].outputs[0].data["text/plain"] == repr(sys.prefix), "the kernel is not this interpreter"
+    tests = grade_cells(nb)
+    assert tests
+    for cell in tests:
+        check = check_of(cell)
+        streams = [o for o in cell.outputs if o.output_type == "stream"]
+        assert all(o.name == "stdout" for o in streams), f"{check} wrote to stderr: nbgrader would give 0"
+        assert "".join(o.text for o in streams).startswith(f"PASSED {check}:")
+        result = [o for o in cell.outputs if o.output_type == "execute_result"]
+        assert float(result[0].data["text/plain"]) == CHECKS[check].points  # nbgrader's partial-credit value
+
+
+# -- end to end: nbgrader autograde, read back from the gradebook -------------------------
+def submit(root, student: str, code: str) -> None:
+    """``submitted/<student>/attention/attention.ipynb``: the student version with ``code`` as the answer."""
+    nb = read(root / "release" / "attention" / "attention.ipynb")
+    (answer,) = answer_cells(nb)
+    answer.source = code
+    path = root / "submitted" / student / "attention" / "attention.ipynb"
+    path.parent.mkdir(parents=True)
+    nbformat.write(nb, path)
+
+
+@pytest.mark.slow
+def test_autograde_attention_end_to_end(released):
+    (answer,) = answer_cells(read(NOTEBOOKS["attention"]))
+    solution = "\n".join(ln for ln in answer.source.splitlines() if "### " not in ln)
+    assert "masked_fill" in solution
+    submit(released, "good", solution)
+    submit(released, "bad", "\n".join(ln for ln in solution.splitlines() if "masked_fill" not in ln))
+
+    graded = course.autograde(released, "attention")
+
+    full = {n: c.points for n, c in CHECKS.items() if c.component == "attention" and not c.hidden}
+    assert graded["good"] == full
+    assert set(graded["bad"]) == set(full)
+    assert graded["bad"]["attention.causal"] == 0
+    assert sum(graded["bad"].values()) < sum(full.values())
+    assert graded["bad"]["attention.written_out"] == full["attention.written_out"]  # the rest still earns its points
+    assert course.scores(released, "attention", "good") == graded["good"]

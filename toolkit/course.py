@@ -1,0 +1,119 @@
+"""The nbgrader driver: lay out a course directory, make the student notebooks, autograde them.
+
+One assignment per component, its source notebook in ``assignments/<assignment>/``. Typical use::
+
+    from toolkit import course
+    course.setup("course")                     # course/source/*, course/nbgrader_config.py
+    course.generate("course", "attention")     # course/release/attention/attention.ipynb
+    # students' work goes to course/submitted/<student>/attention/attention.ipynb, then
+    course.autograde("course", "attention", "alice")   # {"attention.causal": 2.0, ...}
+
+Every step is the real nbgrader (``python -m nbgrader ...`` in a subprocess, in the course
+directory), so ``cd course && nbgrader autograde attention`` does the same thing by hand.
+The autograded test cells call ``toolkit.notebook.grade``, which runs one check and returns
+its points; nbgrader records them in ``<root>/gradebook.db``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+
+REPO = Path(__file__).resolve().parent.parent
+ASSIGNMENTS = REPO / "assignments"
+TIMEOUT = 900  # seconds per cell: behavioural checks train models; nbgrader's default of 30 s would kill them
+
+CONFIG = '''\
+# Written by toolkit.course.setup.
+c = get_config()  # noqa: F821
+c.CourseDirectory.root = {root!r}
+c.CourseDirectory.db_url = {db_url!r}
+# Behavioural checks pretrain and fine-tune models inside a test cell: minutes, not seconds.
+c.ExecutePreprocessor.timeout = {timeout}
+'''
+
+_GRADE_CALL = re.compile(r"""grade\(\s*["']([\w.]+)["']""")
+
+
+def assignments() -> list[str]:
+    """The assignments: folders of ``assignments/`` that hold a notebook of their own name."""
+    return sorted(p.parent.name for p in ASSIGNMENTS.glob("*/*.ipynb") if p.stem == p.parent.name)
+
+
+def setup(root: str | Path, names: list[str] | None = None) -> Path:
+    """Make ``root`` an nbgrader course directory: ``source/<name>/`` and ``nbgrader_config.py``."""
+    root = Path(root).resolve()
+    for name in names or assignments():
+        shutil.copytree(ASSIGNMENTS / name, root / "source" / name, dirs_exist_ok=True)
+    db_url = f"sqlite:///{root / 'gradebook.db'}"
+    (root / "nbgrader_config.py").write_text(CONFIG.format(root=str(root), db_url=db_url, timeout=TIMEOUT))
+    return root
+
+
+def environment() -> dict[str, str]:
+    """The environment for nbgrader and its kernels: this interpreter's ``bin`` first on PATH
+    (the gradebook runs ``alembic``; the ``python3`` kernel is this interpreter), and this
+    toolkit (with its ``graders``) importable even when it is not installed."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO), env.get("PYTHONPATH", "")] if p)
+    return env
+
+
+def nbgrader(root: str | Path, *args: str) -> str:
+    """Run ``nbgrader ARGS`` in the course directory; its log, or RuntimeError with the log."""
+    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=root, env=environment(),
+                          capture_output=True, text=True)
+    log = proc.stdout + proc.stderr
+    if proc.returncode != 0 or re.search(r"\| (ERROR|CRITICAL)\]", log):
+        raise RuntimeError(f"nbgrader {' '.join(args)} failed (exit {proc.returncode}):\n{log}")
+    return log
+
+
+def generate(root: str | Path, assignment: str = "*") -> list[Path]:
+    """``nbgrader generate_assignment``: the student notebooks, ``release/<assignment>/*.ipynb``.
+
+    Solutions and hidden tests are taken out. ``assignment`` may be a glob: ``"*"`` makes every
+    assignment in one nbgrader run (each run spends seconds importing nbgrader).
+    """
+    nbgrader(root, "generate_assignment", assignment, "--force")
+    return sorted(Path(root, "release").glob(f"{assignment}/*.ipynb"))
+
+
+def autograde(root: str | Path, assignment: str, student: str = "*") -> dict[str, dict[str, float]]:
+    """``nbgrader autograde`` ``submitted/<student>/<assignment>/``; student -> check -> points.
+
+    ``student`` may be a glob: ``"*"`` grades every submission in one nbgrader run.
+    """
+    nbgrader(root, "autograde", assignment, "--student", student, "--force")
+    graded = sorted(Path(root, "autograded").glob(f"{student}/{assignment}"))
+    return {path.parent.name: scores(root, assignment, path.parent.name) for path in graded}
+
+
+def test_cells(notebook: str | Path) -> dict[str, tuple[str, float]]:
+    """The autograded test cells of a notebook: grade_id -> (check name, points)."""
+    out = {}
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade") and not meta.get("solution") and (m := _GRADE_CALL.search(cell.source)):
+            out[meta["grade_id"]] = (m.group(1), float(meta["points"]))
+    return out
+
+
+def scores(root: str | Path, assignment: str, student: str) -> dict[str, float]:
+    """Points per check of a graded submission, read from the gradebook (check name -> score)."""
+    from nbgrader.api import Gradebook
+
+    root = Path(root).resolve()
+    out = {}
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        for nb in gb.find_submission(assignment, student).notebooks:
+            checks = test_cells(root / "source" / assignment / f"{nb.name}.ipynb")
+            out.update({checks[g.name][0]: g.score for g in nb.grades if g.name in checks})
+    return out
