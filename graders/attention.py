@@ -1,11 +1,18 @@
 """Checks of the attention component (causal multi-head self-attention)."""
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from toolkit import probe
 from toolkit.checks import CheckFailed, check
-from toolkit.model import GPTConfig
+from toolkit.model import GPT, GPTConfig
+from toolkit.pipeline import Pipeline
+from toolkit.plugins import Components
+from toolkit.template import base_prompt
+from toolkit.train import pretrain, stream_batch
 
 # (B, T, C, n_head): batch 1 and more, T = 1, one head and many, head sizes 4, 10, 3, 2.
 SHAPES = [(1, 1, 8, 2), (2, 5, 12, 3), (3, 7, 10, 1), (2, 6, 24, 8), (1, 9, 16, 8)]
@@ -91,17 +98,23 @@ def stable(ctx):
 
 
 class _Spy(TorchFunctionMode):
+    """Records the banned functions a forward calls, and the outputs of its softmax calls."""
+
     BANNED = {"scaled_dot_product_attention", "multi_head_attention_forward"}
 
     def __init__(self):
         super().__init__()
         self.called = set()
+        self.softmaxes = []
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", "")
         if name in self.BANNED:
             self.called.add(name)
-        return func(*args, **(kwargs or {}))
+        out = func(*args, **(kwargs or {}))
+        if name == "softmax":
+            self.softmaxes.append(out)
+        return out
 
 
 @check("attention", points=1)
@@ -116,6 +129,120 @@ def written_out(ctx):
         raise CheckFailed(f"forward calls {', '.join(sorted(spy.called))}; write the scores, mask and softmax yourself")
 
 
+# -- behaviour: the module inside the reference GPT ------------------------------------------
+LOGITS_ATOL = 1e-4  # float32 through 4 layers: a correct module differs by ~1e-6
+LOSS_TOL = 1e-4
+N_PROMPTS = 30  # greedy replies compared
+CURVE_STEPS = 60
+CURVE_TAIL = 20  # the last steps, where the curves of wrong modules have drifted apart
+CURVE_BAND = 0.03  # nats: largest allowed mean distance there (correct modules: ~1e-6; wrong ones: 0.06-0.11)
+
+
+def reference_pipeline(ctx) -> Pipeline:
+    """Baselines everywhere: its base model is the reference base model (cached)."""
+    return Pipeline(Components(), ctx.config, ctx.cache_dir, log=ctx.log)
+
+
+def with_reference_weights(ctx, ref: Pipeline) -> GPT:
+    """A GPT built with the student's attention, holding the reference base model's weights."""
+    model = GPT(ref.model_config, ctx.components.attention)
+    mine = sorted(n for n, _ in model.named_parameters())
+    theirs = sorted(n for n, _ in ref.base_model.named_parameters())
+    if mine != theirs:
+        extra = sorted(set(mine) ^ set(theirs))[:3]
+        raise CheckFailed(f"the GPT's parameters differ from the reference's ({', '.join(extra)}): keep exactly "
+                          "c_attn and c_proj in the attention module")
+    model.load_state_dict(ref.base_model.state_dict(), strict=False)  # the module's buffers keep their values
+    return model.eval()
+
+
+def reference_maps(attn: nn.Module, x: torch.Tensor, n_head: int) -> torch.Tensor:
+    """Attention probabilities (nh, T, T) of ``attn``'s weights on x (1, T, C), by the textbook formula."""
+    B, T, C = x.shape
+    q, k, _ = attn.c_attn(x).split(C, dim=2)
+    q, k = (t.view(B, T, n_head, C // n_head).transpose(1, 2) for t in (q, k))  # (B, nh, T, hs)
+    scores = q @ k.transpose(-2, -1) / (C // n_head) ** 0.5  # (B, nh, T, T)
+    scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+    return scores.softmax(-1)[0]
+
+
+def _plot_heatmaps(ctx, ref: Pipeline, model: GPT) -> None:
+    path = ctx.plot_path("attention_heads.png")
+    if path is None:
+        return
+    from toolkit.plots import plot_attention
+
+    ids = ref.tokenizer.encode(base_prompt(probe.HEADLINE))
+    labels = [ref.tokenizer.decode([i]) for i in ids]
+    idx = torch.tensor([ids])
+    seen = {}
+    hook = model.h[0].attn.register_forward_pre_hook(lambda m, args: seen.setdefault("x", args[0]))
+    with _Spy() as spy, torch.no_grad():
+        model(idx)
+    hook.remove()
+    n_head = ref.model_config.n_head
+    maps = {"reference": reference_maps(ref.base_model.h[0].attn, seen["x"], n_head)}
+    first = spy.softmaxes[0] if spy.softmaxes else None  # the first softmax of layer 0
+    title = "Layer 1 attention on the headline prompt"
+    if first is not None and first.dim() == 4 and tuple(first.shape[1:]) == (n_head, len(ids), len(ids)):
+        maps = {"yours": first[0], **maps}
+    else:
+        title += " (yours not shown: no softmax call of shape (B, nh, T, T) found)"
+    plot_attention(maps, labels, title, path)
+
+
+@check("attention", points=3, behavioural=True)
+def reference_weights(ctx):
+    "With the reference base model's weights, the GPT gives the reference's logits, validation loss and greedy replies."
+    ref = reference_pipeline(ctx)
+    base = ref.base_model.eval()
+    model = with_reference_weights(ctx, ref)
+    _plot_heatmaps(ctx, ref, model)
+    x, _ = stream_batch(ref.val_stream, ref.model_config.block_size, 8, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        err = (model(x) - base(x)).abs().max().item()
+    ctx.metrics["logits_max_diff"] = err
+    if not err <= LOGITS_ATOL:
+        raise CheckFailed(f"with the reference weights the logits differ by up to {err:.2e} (> {LOGITS_ATOL:g}): "
+                          "the module does not compute the reference's attention")
+    loss, ref_loss = ref.val_loss(model), ref.val_loss(base)
+    ctx.metrics.update(val_loss=loss, reference_val_loss=ref_loss)
+    if not abs(loss - ref_loss) <= LOSS_TOL:
+        raise CheckFailed(f"validation loss {loss:.4f} against the reference's {ref_loss:.4f} (tolerance {LOSS_TOL:g})")
+    prompts = probe.prompt_set(ref.world)[:N_PROMPTS]
+    mine, theirs = ref.probe(model, False, prompts, 0.0), ref.probe(base, False, prompts, 0.0)
+    differ = [(a, b) for a, b in zip(mine, theirs) if a.text != b.text]
+    ctx.metrics["greedy_identical"] = f"{N_PROMPTS - len(differ)}/{N_PROMPTS}"
+    if differ:
+        a, b = differ[0]
+        raise CheckFailed(f"{len(differ)} of {N_PROMPTS} greedy replies differ from the reference's, e.g. to "
+                          f"{a.prompt.question!r}: {a.text!r} instead of {b.text!r}")
+
+
+@check("attention", points=2, behavioural=True)
+def trains_like_reference(ctx):
+    "Trained from scratch for 60 steps, the GPT's loss over the last 20 stays within 0.03 nats of the reference's."
+    want = ctx.snapshot()["curve"]
+    got = short_training_curve(ctx.pipeline)
+    gap = sum(a - b for a, b in zip(got[-CURVE_TAIL:], want[-CURVE_TAIL:])) / CURVE_TAIL
+    ctx.metrics.update(curve_gap=gap, final_loss=got[-1], reference_final_loss=want[-1])
+    path = ctx.plot_path("attention_curve.png")
+    if path:
+        from toolkit.plots import plot_curves
+        plot_curves({"yours": got, "reference": want}, f"Training from scratch, {CURVE_STEPS} steps", path)
+    if not abs(gap) <= CURVE_BAND:
+        hint = ("lower than the reference's: the model may see what it must predict (causal mask? heads mixed?)"
+                if gap < 0 else "higher than the reference's: the module learns worse (mask, scale, heads?)")
+        raise CheckFailed(f"over the last {CURVE_TAIL} steps the loss is on average {abs(gap):.3f} nats {hint} "
+                          f"(band {CURVE_BAND:g})")
+
+
+def short_training_curve(pipeline: Pipeline) -> list[float]:
+    model = pipeline.new_model()
+    cfg = replace(pipeline.config.pretrain, steps=CURVE_STEPS)
+    return [round(x, 5) for x in pretrain(model, pipeline.train_stream, cfg)]
+
+
 def record(components) -> dict:
     class Ctx:  # the same seeded modules the checks build, from the given components
         pass
@@ -126,4 +253,5 @@ def record(components) -> dict:
         module, x = seeded_module(ctx, B, T, C, nh)
         with torch.no_grad():
             outputs.append(module(x).tolist())
-    return {"shapes": SHAPES, "atol": ATOL, "outputs": outputs}
+    return {"shapes": SHAPES, "atol": ATOL, "outputs": outputs,
+            "curve": short_training_curve(Pipeline(components, log=lambda msg: None))}

@@ -7,8 +7,8 @@
 * The source notebooks, solutions included, pass their own checks when executed in a
   kernel (tokenizer and attention; the SFT notebook trains a model for a minute and is not
   executed here), and load as submissions with ``toolkit.plugins.load_submission``.
-* End to end on attention: a correct and a wrong (unmasked) submission go through the real
-  ``nbgrader autograde``, and the gradebook holds their points.
+* End to end on attention (its fast checks): a correct and a wrong (unmasked) submission
+  go through the real ``nbgrader autograde``, and the gradebook holds their points.
 
 Everything is written under pytest's temporary directories; the kernels are this
 interpreter's (a ``python3`` kernelspec for ``sys.executable`` is put first on JUPYTER_PATH).
@@ -29,6 +29,7 @@ from toolkit.plugins import load_submission, provided_components
 
 NAMES = ["tokenizer", "attention", "sft_mask"]
 EXECUTED = ["tokenizer", "attention"]  # sft_mask's behaviour cell trains for a minute or more
+FAST = "attention_fast"  # an extra assignment: attention without its behavioural test cells
 NOTEBOOKS = {name: course.ASSIGNMENTS / name / f"{name}.ipynb" for name in NAMES}
 CHECKS = {c.name: c for c in collect(NAMES, include_hidden=True)}
 TEST_CELL = 'from toolkit.notebook import grade\ngrade("{}", globals())'
@@ -67,12 +68,15 @@ def solution_regions(source: str) -> list[list[str]]:
     return regions
 
 
-def public_checks(component: str) -> list[str]:
-    return [c.name for c in collect([component], include_hidden=False)]
-
-
 def check_of(cell) -> str:
     return re.search(r'grade\("([\w.]+)", globals\(\)\)', cell.source).group(1)
+
+
+def without_behavioural_tests(nb) -> nbformat.NotebookNode:
+    """The notebook without the test cells of behavioural checks (they train models for minutes)."""
+    slow = {c.id for c in grade_cells(nb) if CHECKS[check_of(c)].behavioural}
+    nb.cells = [c for c in nb.cells if c.id not in slow]
+    return nb
 
 
 # -- the source notebooks, as committed ------------------------------------------------
@@ -104,13 +108,14 @@ def test_one_test_cell_per_check_worth_its_points(name):
     cells = grade_cells(read(NOTEBOOKS[name]))
     named = [check_of(c) for c in cells]
     assert sorted(named) == sorted(set(named)), "a check has two test cells"
-    assert set(public_checks(name)) <= set(named), f"checks without a test cell: {set(public_checks(name)) - set(named)}"
+    missing = {n for n, c in CHECKS.items() if c.component == name} - set(named)  # hidden ones too
+    assert not missing, f"checks without a test cell: {sorted(missing)}"
     for cell, check in zip(cells, named):
         assert check in CHECKS and CHECKS[check].component == name, f"{check} is not a check of {name}"
         assert grading(cell)["points"] == CHECKS[check].points, f"{check}: the cell's points differ from @check's"
         template = HIDDEN_TEST_CELL if CHECKS[check].hidden else TEST_CELL
         assert cell.source == template.format(check)
-    assert course.test_cells(NOTEBOOKS[name]) == {
+    assert course.check_cells(NOTEBOOKS[name]) == {
         grading(c)["grade_id"]: (check, float(CHECKS[check].points)) for c, check in zip(cells, named)}
 
 
@@ -131,10 +136,18 @@ def kernel_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def released(tmp_path_factory, kernel_path):
-    """A course directory in which ``nbgrader generate_assignment`` has made every student version."""
+    """A course directory in which one ``nbgrader generate_assignment`` run made every student version.
+
+    It has one more assignment, ``attention_fast``: the attention notebook without the test cells of
+    its behavioural checks (they train models for minutes), for the end-to-end autograding test.
+    """
     root = course.setup(tmp_path_factory.mktemp("course"))
+    fast = root / "source" / FAST / "attention.ipynb"
+    fast.parent.mkdir()
+    nbformat.write(without_behavioural_tests(read(NOTEBOOKS["attention"])), fast)
     made = course.generate(root)
-    assert [p.name for p in made] == sorted(f"{n}.ipynb" for n in NAMES)
+    assert [p.relative_to(root / "release").as_posix() for p in made] == sorted(
+        [f"{n}/{n}.ipynb" for n in NAMES] + [f"{FAST}/attention.ipynb"])
     return root
 
 
@@ -172,7 +185,7 @@ def test_student_version_has_no_solution(released, name):
          grading(c)["points"]) for c in grade_cells(source)]
     hidden = {n for n, c in CHECKS.items() if c.component == name and c.hidden}
     assert not any(h in cell.source for cell in student.cells for h in hidden)
-    points = course.test_cells(released / "release" / name / f"{name}.ipynb")
+    points = course.check_cells(released / "release" / name / f"{name}.ipynb")
     assert {check: p for check, p in points.values()} == {
         n: c.points for n, c in CHECKS.items() if c.component == name and not c.hidden}
 
@@ -191,9 +204,7 @@ def test_source_notebook_passes_its_checks(name, tmp_path, kernel_path):
     """Executed in a kernel like a student would (behavioural checks, which train models, left out)."""
     from nbclient import NotebookClient
 
-    nb = read(NOTEBOOKS[name])
-    nb.cells = [c for c in nb.cells if not (grading(c).get("grade") and not grading(c).get("solution")
-                                            and CHECKS[check_of(c)].behavioural)]
+    nb = without_behavioural_tests(read(NOTEBOOKS[name]))
     nb.cells.append(nbformat.v4.new_code_cell("import sys\nsys.prefix"))
     NotebookClient(nb, kernel_name="python3", timeout=300, allow_errors=True,
                    resources={"metadata": {"path": str(tmp_path)}}).execute(env=course.environment())
@@ -214,11 +225,11 @@ def test_source_notebook_passes_its_checks(name, tmp_path, kernel_path):
 
 # -- end to end: nbgrader autograde, read back from the gradebook -------------------------
 def submit(root, student: str, code: str) -> None:
-    """``submitted/<student>/attention/attention.ipynb``: the student version with ``code`` as the answer."""
-    nb = read(root / "release" / "attention" / "attention.ipynb")
+    """``submitted/<student>/attention_fast/attention.ipynb``: the student version, ``code`` as the answer."""
+    nb = read(root / "release" / FAST / "attention.ipynb")
     (answer,) = answer_cells(nb)
     answer.source = code
-    path = root / "submitted" / student / "attention" / "attention.ipynb"
+    path = root / "submitted" / student / FAST / "attention.ipynb"
     path.parent.mkdir(parents=True)
     nbformat.write(nb, path)
 
@@ -231,12 +242,13 @@ def test_autograde_attention_end_to_end(released):
     submit(released, "good", solution)
     submit(released, "bad", "\n".join(ln for ln in solution.splitlines() if "masked_fill" not in ln))
 
-    graded = course.autograde(released, "attention")
+    graded = course.autograde(released, FAST)
 
-    full = {n: c.points for n, c in CHECKS.items() if c.component == "attention" and not c.hidden}
+    full = dict(course.check_cells(released / "source" / FAST / "attention.ipynb").values())
+    assert set(full) == {n for n, c in CHECKS.items() if c.component == "attention" and not c.behavioural}
     assert graded["good"] == full
     assert set(graded["bad"]) == set(full)
     assert graded["bad"]["attention.causal"] == 0
     assert sum(graded["bad"].values()) < sum(full.values())
     assert graded["bad"]["attention.written_out"] == full["attention.written_out"]  # the rest still earns its points
-    assert course.scores(released, "attention", "good") == graded["good"]
+    assert course.scores(released, FAST, "good") == graded["good"]

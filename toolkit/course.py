@@ -1,17 +1,18 @@
 """The nbgrader driver: lay out a course directory, make the student notebooks, autograde them.
 
-One assignment per component, its source notebook in ``assignments/<assignment>/``. Typical use::
+One assignment per component, its source notebook in ``assignments/<assignment>/`` (of a
+checkout of this repository). Typical use::
 
     from toolkit import course
-    course.setup("course")                     # course/source/*, course/nbgrader_config.py
-    course.generate("course", "attention")     # course/release/attention/attention.ipynb
+    root = course.setup("course")          # course/source/<assignment>/, course/nbgrader_config.py
+    course.generate(root)                  # course/release/<assignment>/<assignment>.ipynb, every assignment
     # students' work goes to course/submitted/<student>/attention/attention.ipynb, then
-    course.autograde("course", "attention", "alice")   # {"attention.causal": 2.0, ...}
+    course.autograde(root, "attention")    # {"alice": {"attention.causal": 2.0, ...}, ...}
 
 Every step is the real nbgrader (``python -m nbgrader ...`` in a subprocess, in the course
-directory), so ``cd course && nbgrader autograde attention`` does the same thing by hand.
-The autograded test cells call ``toolkit.notebook.grade``, which runs one check and returns
-its points; nbgrader records them in ``<root>/gradebook.db``.
+directory, with ``environment()``), so ``cd course && nbgrader autograde attention`` does
+the same by hand. The autograded test cells call ``toolkit.notebook.grade``, which runs one
+check and returns its points; nbgrader records them in ``<root>/gradebook.db``.
 """
 
 from __future__ import annotations
@@ -57,9 +58,12 @@ def setup(root: str | Path, names: list[str] | None = None) -> Path:
 
 
 def environment() -> dict[str, str]:
-    """The environment for nbgrader and its kernels: this interpreter's ``bin`` first on PATH
-    (the gradebook runs ``alembic``; the ``python3`` kernel is this interpreter), and this
-    toolkit (with its ``graders``) importable even when it is not installed."""
+    """The environment for nbgrader and its kernels.
+
+    This interpreter's ``bin`` comes first on PATH (a new gradebook runs ``alembic``); this
+    toolkit's folder is on PYTHONPATH, so that the kernels import the same ``toolkit`` and
+    ``graders`` even when the toolkit is not installed.
+    """
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO), env.get("PYTHONPATH", "")] if p)
@@ -96,7 +100,7 @@ def autograde(root: str | Path, assignment: str, student: str = "*") -> dict[str
     return {path.parent.name: scores(root, assignment, path.parent.name) for path in graded}
 
 
-def test_cells(notebook: str | Path) -> dict[str, tuple[str, float]]:
+def check_cells(notebook: str | Path) -> dict[str, tuple[str, float]]:
     """The autograded test cells of a notebook: grade_id -> (check name, points)."""
     out = {}
     for cell in nbformat.read(notebook, as_version=4).cells:
@@ -114,6 +118,6 @@ def scores(root: str | Path, assignment: str, student: str) -> dict[str, float]:
     out = {}
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
         for nb in gb.find_submission(assignment, student).notebooks:
-            checks = test_cells(root / "source" / assignment / f"{nb.name}.ipynb")
+            checks = check_cells(root / "source" / assignment / f"{nb.name}.ipynb")
             out.update({checks[g.name][0]: g.score for g in nb.grades if g.name in checks})
     return out

@@ -7,7 +7,7 @@ process group, a wall-clock timeout) and writes, in the output folder:
   ``status`` (graded, load_error, timeout, crashed) and the ``missing`` components;
 - ``gradescope/<student>/results.json`` (``to_gradescope``, also used by
   ``graders/gradescope/run_autograder``);
-- ``feedback/<student>/index.html``: the run's report, or the reason it could not be graded;
+- ``feedback/<student>/index.html``: the run's report, every check with its score and reason;
 - ``summary.html`` and ``summary.png``: score distribution, pass rate of every check, time per
   submission, failures by kind, and pairs of near-identical submissions (``similar_pairs``);
 - ``gradebook.db`` with ``--gradebook ASSIGNMENT``: the scores in an nbgrader gradebook.
@@ -122,7 +122,8 @@ def parse_output(stdout: str, stderr: str, returncode: int) -> dict:
         return {"status": "load_error", "run": None, "error": doc["error"]}
     how = f"was killed by {signal.Signals(-returncode).name}" if returncode < 0 else f"exited with code {returncode}"
     last = next((ln.strip() for ln in reversed(stderr.splitlines()) if ln.strip()), "")
-    return {"status": "crashed", "run": None, "error": f"the grading process {how}" + (f": {last[:300]}" if last else "")}
+    error = f"the grading process {how}" + (f": {last[:300]}" if last else "")
+    return {"status": "crashed", "run": None, "error": error}
 
 
 # -- the rubric and the scores -------------------------------------------------------------
@@ -214,17 +215,23 @@ def to_gradescope(record: dict, checks: list[dict]) -> dict:
 
 
 # -- feedback ------------------------------------------------------------------------------
-def write_error_feedback(out: Path, student: str, record: dict) -> None:
-    """The feedback page of a submission that could not be graded: its status and the reason."""
-    from toolkit.report import STYLE
+def write_feedback(out: Path, student: str, record: dict, checks: list[dict]) -> None:
+    """``out/index.html`` (``toolkit.report``): every check of the rubric with its score and reason.
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "index.html").write_text(
-        f"""<!doctype html><html><head><meta charset="utf-8"><title>toolkit report: {html.escape(student)}</title>
-<style>{STYLE}</style></head><body><h1>Report for <code>{html.escape(student)}</code></h1>
-<p class="failed"><b>Not graded ({record["status"].replace("_", " ")}):</b> {html.escape(record["error"])}</p>
-<p>No check could run, so every check scores 0. Fix this, then check with <code>toolkit run</code>.</p></body></html>""",
-        encoding="utf-8")
+    A check that did not run scores 0 with the reason (component not provided, submission not
+    graded). Plots the run wrote into ``out`` stay and are embedded.
+    """
+    from toolkit.checks import Result
+    from toolkit.report import write_report
+    from toolkit.runner import Run
+
+    results = check_results(record)
+    rows = [Result(**results[c["name"]]) if c["name"] in results else
+            Result(c["name"], c["component"], c["points"], 0.0, "failed", _not_run_reason(record, c["component"]),
+                   c["description"], c["hidden"], 0.0) for c in checks]
+    hidden = any(c["hidden"] for c in checks)
+    run = record["run"] or {"submission": student, "missing": [], "hidden_included": hidden, "environment": {}}
+    write_report(Run(run["submission"], rows, run["missing"], run["hidden_included"], run["environment"]), out)
 
 
 # -- similar submissions -------------------------------------------------------------------
@@ -286,8 +293,9 @@ def component_code(source: str) -> dict[str, str]:
             if name not in used:
                 used.add(name)
                 todo += [n.id for n in ast.walk(defs[name]) if isinstance(n, ast.Name) and n.id in defs]
-        if used:
-            code[comp] = "\n\n".join(ast.get_source_segment(source, defs[n]) for n in sorted(used, key=lambda n: defs[n].lineno))
+        in_order = sorted(used, key=lambda n: defs[n].lineno)
+        if in_order:
+            code[comp] = "\n\n".join(ast.get_source_segment(source, defs[n]) for n in in_order)
     return code
 
 
@@ -332,7 +340,7 @@ def class_statistics(records: dict[str, dict], checks: list[dict]) -> dict:
         passed = sum(r["status"] == "passed" for r in ran)
         rates[c["name"]] = {"ran": len(ran), "passed": passed, "rate": passed / len(ran) if ran else 0.0}
     failures = {s: sum(r["status"] == s for r in records.values()) for s in STATUSES[1:]}
-    failures["failed checks"] = sum(r["status"] == "graded" and any(x["status"] != "passed" for x in check_results(r).values())
+    failures["failed checks"] = sum(any(x["status"] != "passed" for x in check_results(r).values())
                                     for r in records.values())
     return {"pass_rate": rates, "failures": failures}
 
@@ -384,11 +392,12 @@ def write_summary(out: Path, records: dict[str, dict], checks: list[dict], pairs
     rates = [[f"<code>{html.escape(c['name'])}</code>", _num(c["points"]), stats["pass_rate"][c["name"]]["ran"],
               stats["pass_rate"][c["name"]]["passed"], f"{stats['pass_rate'][c['name']]['rate']:.0%}"] for c in checks]
     similar = [[p["component"], html.escape(p["a"]), html.escape(p["b"]), f"{p['similarity']:.3f}"] for p in pairs]
+    failures = [[kind.replace("_", " "), n] for kind, n in stats["failures"].items()]
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>toolkit grades: summary</title>
 <style>{STYLE}</style></head><body>
 <h1>Class summary: {len(records)} submissions</h1>
 <img alt="summary" src="data:image/png;base64,{image}">
-<h2>Failures by kind</h2>{_table(["kind", "submissions"], [[k.replace("_", " "), n] for k, n in stats["failures"].items()])}
+<h2>Failures by kind</h2>{_table(["kind", "submissions"], failures)}
 <h2>Pass rate per check</h2>{_table(["check", "points", "ran", "passed", "pass rate"], rates)}
 <h2>Similar submissions</h2>
 <p>Pairs whose code for a component is near-identical once names, comments, docstrings and formatting
@@ -415,7 +424,8 @@ def write_gradebook(db: Path, assignment: str, records: dict[str, dict], checks:
         for comp in dict.fromkeys(c["component"] for c in checks):
             gb.update_or_create_notebook(comp, assignment)
         for c in checks:
-            gb.update_or_create_grade_cell(c["name"], c["component"], assignment, max_score=c["points"], cell_type="code")
+            gb.update_or_create_grade_cell(c["name"], c["component"], assignment, max_score=c["points"],
+                                           cell_type="code")
         for student, record in sorted(records.items()):
             gb.update_or_create_student(student)
             gb.update_or_create_submission(assignment, student)
@@ -432,7 +442,7 @@ def _progress():
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    return Progress(TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]} failed"),
+    return Progress(TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]} failed,"),
                     TextColumn("time left"), TimeRemainingColumn(), console=Console(stderr=True))
 
 
@@ -465,8 +475,7 @@ def grade_class(submissions: dict[str, Path], out: Path, options: Options, worke
         gradescope = out / "gradescope" / student
         gradescope.mkdir(parents=True, exist_ok=True)
         (gradescope / "results.json").write_text(json.dumps(to_gradescope(record, checks), indent=1) + "\n")
-        if record["status"] != "graded":
-            write_error_feedback(out / "feedback" / student, student, record)
+        write_feedback(out / "feedback" / student, student, record, checks)
     code = {student: submission_code(path) for student, path in submissions.items()}
     write_summary(out, records, checks, similar_pairs(code))
     if assignment:

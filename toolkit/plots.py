@@ -60,3 +60,20 @@ def plot_token_lengths(stats: dict[str, dict], path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def plot_attention(maps: dict, labels: list[str], title: str, path) -> None:
+    """One heatmap per head (columns) for each module (rows): who attends to whom."""
+    n_head = next(iter(maps.values())).shape[0]
+    fig, axes = plt.subplots(len(maps), n_head, figsize=(2.6 * n_head, 2.8 * len(maps)), dpi=110, squeeze=False)
+    for row, (name, m) in enumerate(maps.items()):
+        for h in range(n_head):
+            ax = axes[row][h]
+            ax.imshow(m[h].detach().float().numpy(), vmin=0, vmax=1, cmap="Blues")
+            ax.set_title(f"{name}, head {h + 1}", fontsize=8)
+            ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
+            ax.set_yticks(range(len(labels)), labels, fontsize=6)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
