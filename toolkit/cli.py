@@ -159,6 +159,27 @@ def plugins(submission, as_json):
 
 
 @main.command()
+@click.argument("submission", required=False)
+@click.option("--base", is_flag=True, help="Talk to the base model (a completion engine) instead of the chat model.")
+@click.option("--temperature", "-t", default=0.8, show_default=True, type=click.FloatRange(min=0),
+              help="0 for greedy.")
+@click.option("--top-k", "-k", default=None, type=click.IntRange(min=1), help="Sample among the k likeliest tokens.")
+@click.option("--max-tokens", default=40, show_default=True, type=click.IntRange(min=1))
+def chat(submission, base, temperature, top_k, max_tokens):
+    """Talk to the chat model fine-tuned with SUBMISSION's SFT mask (the baseline's without one).
+
+    Each line you type is one user turn; the reply streams as it is generated. End with
+    Ctrl-D. The first start trains the chat model (about a minute; the base model is cached).
+    """
+    from toolkit.chat import chat_loop
+
+    try:
+        chat_loop(submission, base, temperature, top_k, max_tokens)
+    except SubmissionError as e:
+        _fail_usage(str(e))
+
+
+@main.command()
 @click.argument("submission", default="solutions/")
 @click.option("--component", "-c", "components", multiple=True, type=click.Choice(list(COMPONENTS)))
 def record(submission, components):

@@ -38,3 +38,16 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, temperature: float =
             break
         idx = torch.cat([idx, nxt[:, None]], dim=1)
     return out
+
+
+@torch.no_grad()
+def stream(model, ids: list[int], max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+           stop_ids: set[int] = frozenset(), generator: torch.Generator | None = None):
+    """Yield the new tokens of one prompt one at a time, as ``generate`` would produce them."""
+    idx = torch.tensor([ids])
+    for _ in range(max_new_tokens):
+        (nxt,) = generate(model, idx, 1, temperature, top_k, generator=generator)[0]
+        yield nxt
+        if nxt in stop_ids:
+            return
+        idx = torch.cat([idx, torch.tensor([[nxt]])], dim=1)
