@@ -15,9 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = ROOT / "tests" / "plugins"
 
 
-def toolkit(*args, cwd=ROOT):
+def toolkit(*args, cwd=ROOT, input=None):
     return subprocess.run([sys.executable, "-m", "toolkit.cli", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, input=input)
 
 
 def test_help_documents_exit_codes():
@@ -88,3 +88,18 @@ def test_run_solutions_end_to_end(tmp_path):
     assert "data:image/png;base64," in html and "sft_headline" in html
     assert json.loads((report / "results.json").read_text())["score"] == doc["score"]
     assert (report / "sft_headline.png").stat().st_size > 10_000
+
+
+def test_json_stays_parseable_when_student_code_prints(tmp_path):
+    path = tmp_path / "chatty.py"
+    path.write_text((PLUGINS / "attn_einsum.py").read_text() + "\nprint('hello from import')\n")
+    out = toolkit("run", path, "--json", "--fast")
+    assert json.loads(out.stdout)["score"] == 7
+    assert "hello from import" in out.stderr
+
+
+@pytest.mark.slow
+def test_chat_with_the_base_model_continues_the_question():
+    out = toolkit("chat", "--base", "-t", "0", "--max-tokens", "12", input="What is the capital of France ?\n")
+    assert out.returncode == 0, out.stderr
+    assert "What is the capital of" in out.stdout  # a completion engine: another quiz question

@@ -421,3 +421,34 @@ def test_solutions_directory_provides_every_component():
     pm = build_manager(plugins)
     assert not any(name.startswith("baseline.") for name in answering_plugins(pm).values())
     assert all(pm.is_blocked(f"baseline.{comp}") for comp in COMPONENTS)
+
+
+def nbgrader_cell(source: str, answer: bool):
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["nbgrader"] = {"schema_version": 3, "solution": answer, "grade": False, "locked": not answer,
+                                 "grade_id": f"cell-{abs(hash(source))}"}
+    return cell
+
+
+def test_notebook_cell_that_fails_outside_the_answers_is_skipped(tmp_path, capsys):
+    """A try-it cell that calls unfinished code fails in Jupyter on its own; it must not sink the submission."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbgrader_cell("import toolkit\n\ndef helper():\n    raise NotImplementedError()", answer=False),
+        nbgrader_cell("@toolkit.hookimpl\ndef toolkit_sft_mask(tokens, special_tokens):\n    return 'mask'", answer=True),
+        nbgrader_cell("helper()  # try it", answer=False),
+    ]
+    path = tmp_path / "sft.ipynb"
+    nbformat.write(nb, str(path))
+    plugins = load_submission(path)
+    assert provided_components(plugins) == {"sft_mask": str(path)}
+    assert f"warning: {path} (code cell 3) raised NotImplementedError" in capsys.readouterr().err
+
+
+def test_notebook_answer_cell_that_fails_names_the_cell(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbgrader_cell("import toolkit", answer=False), nbgrader_cell("1 / 0", answer=True)]
+    path = tmp_path / "sft.ipynb"
+    nbformat.write(nb, str(path))
+    with pytest.raises(SubmissionError, match=r"\(code cell 2\): importing it raised ZeroDivisionError"):
+        load_submission(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import sys
@@ -57,9 +58,10 @@ def run(submission, components, as_json, report, baseline, public_only, fast):
         _fail_usage("give a SUBMISSION or --baseline (one of them)")
     include_hidden = hidden_available() and not public_only
     log = (lambda m: None) if as_json else _err
-    try:
-        result = run_submission(None if baseline else submission, list(components) or None, report_dir=report,
-                                include_hidden=include_hidden, behavioural=not fast, log=log)
+    try:  # with --json, stdout carries only the JSON: whatever student code prints goes to stderr
+        with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+            result = run_submission(None if baseline else submission, list(components) or None, report_dir=report,
+                                    include_hidden=include_hidden, behavioural=not fast, log=log)
     except SubmissionError as e:
         if as_json:
             click.echo(json.dumps({"submission": submission, "error": str(e)}))

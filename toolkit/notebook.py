@@ -43,8 +43,12 @@ def grade(name: str, namespace: dict, show_plots: bool = True) -> float:
     found = [c for c in collect([component], include_hidden=True) if c.name == name]
     if not found:
         raise LookupError(f"no check named {name!r}; `toolkit run --help` lists how to see them")
-    check = found[0]
-    report_dir = Path(tempfile.mkdtemp(prefix="toolkit-"))
+    with tempfile.TemporaryDirectory(prefix="toolkit-") as tmp:
+        return _grade(found[0], component, namespace, Path(tmp), show_plots)
+
+
+def _grade(check, component: str, namespace: dict, report_dir: Path, show_plots: bool) -> float:
+    name = check.name
     with contextlib.redirect_stderr(sys.stdout):
         plugin = _plugin(namespace)
         pm = build_manager([plugin])
@@ -72,4 +76,4 @@ def _show(pngs: list[Path]) -> None:
     if get_ipython() is None:
         return
     for png in pngs:
-        display(Image(filename=str(png)))
+        display(Image(data=png.read_bytes(), format="png"))

@@ -57,8 +57,14 @@ class Plugin:
 _counter = itertools.count()
 
 
-def _exec_module(name: str, path: Path, source: str | None = None, package_dir: Path | None = None):
-    """Import one file under a unique module name, so that two submissions never collide."""
+def _exec_module(name: str, path: Path, cells: list[tuple[str, bool]] | None = None,
+                 package_dir: Path | None = None):
+    """Import one file under a unique module name, so that two submissions never collide.
+
+    ``cells``: a notebook's code, as (source, must_run) pairs run in order. A cell that
+    raises stops the import if it must run (an nbgrader answer cell); any other is skipped
+    with a warning on stderr, as it would fail on its own in Jupyter.
+    """
     modname = f"toolkit_submission_{next(_counter)}_{path.stem}"
     if package_dir is not None:
         spec = importlib.util.spec_from_file_location(modname, path, submodule_search_locations=[str(package_dir)])
@@ -67,34 +73,47 @@ def _exec_module(name: str, path: Path, source: str | None = None, package_dir: 
     module = importlib.util.module_from_spec(spec)
     module.__file__ = str(path)
     sys.modules[modname] = module
+    cells = cells if cells is not None or package_dir else [(path.read_text(encoding="utf-8"), True)]
     try:
         if package_dir is not None:
             spec.loader.exec_module(module)
-        else:
-            code = compile(source if source is not None else path.read_text(encoding="utf-8"), str(path), "exec")
-            exec(code, module.__dict__)
-    except BaseException as e:  # SystemExit and KeyboardInterrupt from student code too
+        for n, (source, must_run) in enumerate(cells or [], 1):
+            where = f" (code cell {n})" if len(cells) > 1 else ""
+            try:
+                exec(compile(source, str(path), "exec"), module.__dict__)
+            except BaseException as e:  # SystemExit and KeyboardInterrupt from student code too
+                if must_run:
+                    raise SubmissionError(f"{name}{where}: importing it raised {type(e).__name__}: {e}".rstrip(": ")) from e
+                print(f"warning: {name}{where} raised {type(e).__name__}: {e}; cell skipped", file=sys.stderr)
+    except SubmissionError:
+        sys.modules.pop(modname, None)
+        raise
+    except BaseException as e:
         sys.modules.pop(modname, None)
         raise SubmissionError(f"{name}: importing it raised {type(e).__name__}: {e}".rstrip(": ")) from e
     return module
 
 
-def _notebook_source(path: Path) -> str:
-    """The code cells of a notebook, without IPython magics (``%...``, ``!...``) or nbgrader test cells."""
+def _notebook_cells(path: Path) -> list[tuple[str, bool]]:
+    """A notebook's code cells as (source, must_run), without IPython magics or nbgrader test cells.
+
+    must_run: the cell is an nbgrader answer cell, or the notebook has no nbgrader markup.
+    """
     import nbformat
 
     try:
         nb = nbformat.read(path, as_version=4)
     except Exception as e:
         raise SubmissionError(f"{path}: not a readable Jupyter notebook ({type(e).__name__}: {e})") from e
-    lines = []
+    marked = any("nbgrader" in cell.metadata for cell in nb.cells)
+    cells = []
     for cell in nb.cells:
         grading = cell.metadata.get("nbgrader", {})
-        if grading.get("grade") and not grading.get("solution"):
-            continue  # an autograded test cell: it runs the checks, it is not the submission
-        if cell.cell_type == "code":
-            lines += [ln for ln in cell.source.splitlines() if not ln.lstrip().startswith(("%", "!"))]
-    return "\n".join(lines) + "\n"
+        if cell.cell_type != "code" or (grading.get("grade") and not grading.get("solution")):
+            continue  # markdown, or an autograded test cell: it runs the checks, it is not the submission
+        lines = [ln for ln in cell.source.splitlines() if not ln.lstrip().startswith(("%", "!"))]
+        cells.append(("\n".join(lines) + "\n", grading.get("solution", False) or not marked))
+    return cells
 
 
 def load_submission(spec: str | Path) -> list[Plugin]:
@@ -103,7 +122,7 @@ def load_submission(spec: str | Path) -> list[Plugin]:
     if path.is_file() and path.suffix == ".py":
         return [Plugin(str(path), _exec_module(str(path), path))]
     if path.is_file() and path.suffix == ".ipynb":
-        return [Plugin(str(path), _exec_module(str(path), path, source=_notebook_source(path)))]
+        return [Plugin(str(path), _exec_module(str(path), path, cells=_notebook_cells(path)))]
     if path.is_dir() and (path / "__init__.py").exists():
         return [Plugin(str(path), _exec_module(str(path), path / "__init__.py", package_dir=path))]
     if path.is_dir():
