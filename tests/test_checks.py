@@ -270,3 +270,32 @@ def test_trains_like_reference(plugin, says, tmp_path):
         assert abs(result.metrics["curve_gap"]) < 1e-3
     else:
         assert_fails(result, says)
+
+
+# -- hidden checks (graders/hidden): the solution, live, on inputs the public checks never use ----
+HIDDEN = {c.name: c for c in collect(None, include_hidden=True) if c.hidden}
+HIDDEN_CASES = {  # check -> (a correct plugin written differently, a wrong plugin, what its reason says)
+    "tokenizer.merges_on_another_corpus": ("tok_incremental.py", "tok_first_seen_tiebreak.py", "merge #19 is"),
+    "attention.random_shapes": ("attn_einsum.py", "attn_scale_by_hs.py", "differs from the solution's by"),
+    "sft_mask.other_conversations": ("sft_vectorised.py", "sft_shifted.py", "shifted by one position"),
+    "reward.loss_matches_solution": ("reward_gather.py", "reward_separate_terms.py", "expected 1.820981"),
+}
+
+
+def run_hidden(check_name: str, path: Path) -> Result:
+    comp = HIDDEN[check_name].component
+    ctx = Context(Components(build_manager(load_submission(str(path))), only=comp), comp, PipelineConfig(),
+                  log=lambda msg: None)
+    return run_check(HIDDEN[check_name], ctx)
+
+
+def test_every_hidden_check_is_tested():
+    assert set(HIDDEN) == set(HIDDEN_CASES)
+
+
+@pytest.mark.parametrize("check_name", sorted(HIDDEN_CASES))
+def test_hidden_check_passes_on_a_correct_plugin_and_fails_on_a_wrong_one(check_name):
+    correct, wrong, says = HIDDEN_CASES[check_name]
+    result = run_hidden(check_name, PLUGINS / correct)
+    assert result.status == "passed", result.reason
+    assert_fails(run_hidden(check_name, PLUGINS / wrong), says)

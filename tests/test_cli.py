@@ -53,9 +53,9 @@ def test_failing_check_exits_1_with_a_reason():
 
 
 def test_table_output_for_a_passing_component():
-    out = toolkit("run", PLUGINS / "attn_einsum.py")
+    out = toolkit("run", PLUGINS / "attn_einsum.py", "--fast")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "attention.causal" in out.stdout and "total: 7 / 7" in out.stdout
+    assert "attention.causal" in out.stdout and "total: 9 / 9 (public and hidden checks)" in out.stdout
     assert "not provided: tokenizer, sft_mask, reward" in out.stdout
 
 
@@ -94,7 +94,7 @@ def test_json_stays_parseable_when_student_code_prints(tmp_path):
     path = tmp_path / "chatty.py"
     path.write_text((PLUGINS / "attn_einsum.py").read_text() + "\nprint('hello from import')\n")
     out = toolkit("run", path, "--json", "--fast")
-    assert json.loads(out.stdout)["score"] == 7
+    assert json.loads(out.stdout)["score"] == 9  # 7 public, 2 hidden
     assert "hello from import" in out.stderr
 
 

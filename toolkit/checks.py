@@ -105,7 +105,7 @@ def collect(components: list[str] | None = None, include_hidden: bool = True) ->
                 comp, points, behavioural = fn.__check__
                 if components is None or comp in components:
                     checks.append(Check(f"{comp}.{fn.__name__}", comp, points, fn, is_hidden, behavioural))
-    return sorted(checks, key=lambda c: (list_order(c.component), c.behavioural, c.fn.__code__.co_firstlineno))
+    return sorted(checks, key=lambda c: (list_order(c.component), c.behavioural, c.hidden, c.fn.__code__.co_firstlineno))
 
 
 def list_order(component: str) -> int:

@@ -182,6 +182,23 @@ def chat(submission, base, temperature, top_k, max_tokens):
 
 
 @main.command()
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+def release(out_dir):
+    """Write the student release to OUT_DIR: toolkit, public checks, nbgrader student notebooks.
+
+    No solutions, no hidden checks, no solution code in any notebook: the release is scanned
+    and nothing is written if a line of solution code is found. Exit code 2 on failure.
+    """
+    from toolkit.release import build_release
+
+    try:
+        path = build_release(out_dir)
+    except (FileExistsError, RuntimeError) as e:
+        _fail_usage(str(e))
+    _err(f"student release: {path}")
+
+
+@main.command()
 @click.argument("submission", default="solutions/")
 @click.option("--component", "-c", "components", multiple=True, type=click.Choice(list(COMPONENTS)))
 def record(submission, components):

@@ -301,7 +301,7 @@ def component_code(source: str) -> dict[str, str]:
 
 def submission_code(path: Path) -> dict[str, str]:
     """Component -> its code in a submission (a file, a folder or a notebook), over all its files."""
-    from toolkit.plugins import SubmissionError, _notebook_source
+    from toolkit.plugins import SubmissionError, _notebook_cells
 
     files = [path] if path.is_file() else sorted(
         p for p in path.rglob("*") if p.suffix in (".py", ".ipynb") and p.is_file()
@@ -309,7 +309,8 @@ def submission_code(path: Path) -> dict[str, str]:
     code: dict[str, str] = {}
     for f in files:
         try:
-            source = _notebook_source(f) if f.suffix == ".ipynb" else f.read_text(encoding="utf-8", errors="replace")
+            source = ("".join(cell for cell, _ in _notebook_cells(f)) if f.suffix == ".ipynb"
+                      else f.read_text(encoding="utf-8", errors="replace"))
         except SubmissionError:
             continue
         for comp, text in component_code(source).items():

@@ -1,1 +1,16 @@
-"""Hidden checks: run by the instructor's grader only, never shipped in a student release."""
+"""Hidden checks: run by the instructor's grader only, never shipped in a student release.
+
+They compare a submission with ``solutions/`` directly, on inputs no student has seen,
+so that fitting the public snapshots is not enough.
+"""
+
+from pathlib import Path
+
+from toolkit.plugins import Components, build_manager, load_submission
+
+SOLUTIONS = Path(__file__).resolve().parents[2] / "solutions"
+
+
+def solution(component: str) -> Components:
+    """The instructor's solution of ``component``, swapped in like a submission."""
+    return Components(build_manager(load_submission(str(SOLUTIONS / f"{component}.py"))), only=component)

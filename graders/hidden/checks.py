@@ -1,0 +1,69 @@
+"""Hidden checks of every component: the solution, live, on inputs the public checks never use."""
+
+import random
+
+import torch
+
+from graders.attention import seeded_module
+from graders.hidden import solution
+from graders.sft_mask import SPECIAL, diagnose, mask_cases
+from toolkit.checks import CheckFailed, check
+from toolkit.pipeline import check_mask
+from toolkit.world import World
+
+
+@check("tokenizer", points=2)
+def merges_on_another_corpus(ctx):
+    "Learns the solution's merges, and encodes like it, on a corpus the public checks never use."
+    text = " ".join(World(seed=3).pretraining_documents(80, seed=11)) + " aaaa bbbb abab ÿÿÿ <|end|> ab"
+    mine, ref = ctx.components.tokenizer(), solution("tokenizer").tokenizer()
+    mine.train(text, 360)
+    ref.train(text, 360)
+    for i, (g, e) in enumerate(zip(list(mine.merges), list(ref.merges))):
+        if tuple(g) != tuple(e):
+            raise CheckFailed(f"on another corpus, merge #{i} is {tuple(g)}, expected {tuple(e)}")
+    if len(mine.merges) != len(ref.merges):
+        raise CheckFailed(f"on another corpus, learned {len(mine.merges)} merges, expected {len(ref.merges)}")
+    for s in ("aaaaaaa", "abababab", "What is the capital of Chile ?"):
+        if mine.encode(s) != ref.encode(s):
+            raise CheckFailed(f"encode({s!r}) gave {mine.encode(s)}, expected {ref.encode(s)}")
+
+
+@check("attention", points=2)
+def random_shapes(ctx):
+    "Same output as the solution on 8 random shapes (float64, atol 1e-9)."
+    rng = random.Random(2024)
+
+    class Ref:
+        components = solution("attention")
+
+    for i in range(8):
+        nh, hs = rng.randint(1, 6), rng.randint(1, 7)
+        B, T, C = rng.randint(1, 4), rng.randint(1, 20), nh * hs
+        module, x = seeded_module(ctx, B, T, C, nh, seed=100 + i)
+        ref, _ = seeded_module(Ref, B, T, C, nh, seed=100 + i)
+        with torch.no_grad():
+            err = (module(x) - ref(x)).abs().max().item()
+        if not err <= 1e-9:
+            raise CheckFailed(f"output differs from the solution's by {err:.2e} for B={B} T={T} C={C} n_head={nh}")
+
+
+@check("sft_mask", points=2)
+def other_conversations(ctx):
+    "The solution's mask on 64 other chats (longer, more turns, truncated, padded)."
+    tokens = mask_cases(n=64, seed=7, max_len=40)
+    want = solution("sft_mask").sft_mask(tokens.clone(), dict(SPECIAL))
+    got = check_mask(ctx.components.sft_mask(tokens.clone(), dict(SPECIAL)), tokens, ctx.components.source("sft_mask"))
+    if not torch.equal(got, want):
+        raise CheckFailed(diagnose(tokens, got, want))
+
+
+@check("reward", points=1)
+def loss_matches_solution(ctx):
+    "The loss equals the solution's on random rewards (float64, 1e-9)."
+    gen = torch.Generator().manual_seed(99)
+    c, j = (torch.randn(32, generator=gen, dtype=torch.float64) * 3 for _ in range(2))
+    got, want = ctx.components.reward_loss(c, j), solution("reward").reward_loss(c, j)
+    if not isinstance(got, torch.Tensor) or got.shape != () or not abs(got.item() - want.item()) <= 1e-9:
+        shown = f"{got.item():.6f}" if isinstance(got, torch.Tensor) and got.numel() == 1 else repr(got)[:40]
+        raise CheckFailed(f"loss on random rewards is {shown}, expected {want.item():.6f} (the mean of -log sigmoid)")

@@ -1,0 +1,54 @@
+"""`toolkit release`: the student release holds no solution code and grades on public checks only."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from toolkit.release import build_release, leaks, secret_lines
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    return build_release(tmp_path_factory.mktemp("release") / "out")
+
+
+def test_release_holds_no_solution_and_no_hidden_check(release):
+    files = {p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file()}
+    assert not any(f.startswith(("solutions/", "tests/", "graders/gradescope/")) for f in files)
+    assert not [f for f in files if f.startswith("graders/hidden/")]
+    assert {"assignments/tokenizer/tokenizer.ipynb", "assignments/attention/attention.ipynb",
+            "assignments/sft_mask/sft_mask.ipynb", "graders/snapshots/attention.json", "toolkit/cli.py"} <= files
+    assert leaks(release) == []
+    for notebook in release.glob("assignments/*/*.ipynb"):
+        assert "raise NotImplementedError()" in notebook.read_text()
+        assert "BEGIN SOLUTION" not in notebook.read_text()
+
+
+def test_leak_scan_finds_a_planted_line_of_solution_code(release, tmp_path):
+    line = sorted(secret_lines())[len(secret_lines()) // 2]
+    planted = tmp_path / "copy"
+    (planted / "toolkit").mkdir(parents=True)
+    (planted / "toolkit" / "extra.py").write_text(f"x = 1\n    {line}\n")
+    assert leaks(planted) == [f"toolkit/extra.py: {line}"]
+
+
+def test_release_refuses_a_folder_that_is_not_empty(tmp_path):
+    (tmp_path / "something").write_text("")
+    with pytest.raises(FileExistsError, match="not empty"):
+        build_release(tmp_path)
+
+
+def test_toolkit_run_in_the_release_grades_on_public_checks_only(release):
+    env = {**os.environ, "PYTHONPATH": str(release)}
+    out = subprocess.run([sys.executable, "-m", "toolkit.cli", "run", str(ROOT / "tests/plugins/attn_einsum.py"),
+                          "--fast"], cwd=release, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "total: 7 / 7 (public checks only)" in out.stdout
+    where = subprocess.run([sys.executable, "-c", "import toolkit; print(toolkit.__file__)"], cwd=release, env=env,
+                           capture_output=True, text=True).stdout
+    assert where.startswith(str(release))  # the release's own toolkit, not the checkout's
