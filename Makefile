@@ -4,17 +4,22 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 REPORT ?= report
 
-.PHONY: demo test bench snapshots clean
+.PHONY: demo test bench snapshots clean sandbox
 
 $(BIN)/toolkit: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,course]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,course,grid]'
 	touch $@
 
-demo: $(BIN)/toolkit  ## grade the instructor's solutions and write the report with plots
+sandbox:  ## bubblewrap isolates the submissions `toolkit grade` runs; without it: resource limits only
+	@command -v bwrap >/dev/null || { apt-get install -y -q bubblewrap >/dev/null 2>&1 \
+	  || sudo -n apt-get install -y -q bubblewrap >/dev/null 2>&1; } \
+	  || echo "note: bubblewrap is not installed and could not be (no apt-get or no root): submissions are graded with resource limits only; see README, 'Grading untrusted code'"
+
+demo: $(BIN)/toolkit sandbox  ## grade the instructor's solutions and write the report with plots
 	$(BIN)/toolkit run solutions/ --report $(REPORT)
 
-test: $(BIN)/toolkit  ## the whole test suite
+test: $(BIN)/toolkit sandbox  ## the whole test suite
 	$(BIN)/python -m pytest -q
 
 bench: $(BIN)/toolkit  ## speed and memory figures (see benchmarks/README.md)

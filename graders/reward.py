@@ -4,8 +4,9 @@ import math
 
 import torch
 
+from toolkit import probe, rlhf
 from toolkit.baselines import SDPAttention
-from toolkit.checks import CheckFailed, check
+from toolkit.checks import CheckFailed, Partial, check
 from toolkit.model import GPT, GPTConfig
 
 TOL = 1e-6
@@ -59,3 +60,82 @@ def reads_last_real_token(ctx):
     if not torch.allclose(r1, r2, atol=1e-5):
         raise CheckFailed(f"rewards changed from {r1.tolist()} to {r2.tolist()} when padding was added: "
                           "read the hidden state at lengths - 1, not at the last position")
+
+
+# -- behaviour: the reward model trained on preference pairs, then RLHF with it ---------------
+ACC_MARGIN = 0.05  # full credit from the reference's held-out accuracy minus this
+RLHF_MARGIN = 0.05  # on the rates below (rude, correct), around the reference's
+JUDGE_SAMPLES = 2  # replies sampled per SFT question, at temperature 1
+
+
+def held_out_accuracy(pipeline) -> tuple[float, torch.Tensor, torch.Tensor]:
+    chosen, rejected = pipeline.preference_data["held_out"]
+    rc, rr = rlhf.rewards(pipeline.reward_model, *chosen), rlhf.rewards(pipeline.reward_model, *rejected)
+    return (rc > rr).float().mean().item(), rc, rr
+
+
+@check("reward", points=3, behavioural=True)
+def accuracy(ctx):
+    "Trained on the preference pairs, the reward model ranks held-out pairs like the reference (-0.05)."
+    ref = ctx.snapshot()["accuracy"]
+    acc, rc, rr = held_out_accuracy(ctx.pipeline)
+    ctx.metrics.update(held_out_accuracy=acc, reference_accuracy=ref)
+    path = ctx.plot_path("reward_histogram.png")
+    if path:
+        from toolkit.plots import plot_histograms
+        plot_histograms({"chosen": rc.tolist(), "rejected": rr.tolist()}, "Rewards of held-out answers", path)
+    full = ref - ACC_MARGIN
+    if acc >= full:
+        return None
+    return Partial(max(0.0, (acc - 0.5) / (full - 0.5)),
+                   f"held-out pairwise accuracy {acc:.2f} against the reference's {ref:.2f} (full credit from "
+                   f"{full:.2f}, none at 0.5): the reward of chosen answers must beat that of rejected ones")
+
+
+def judge(pipeline, model) -> dict:
+    """Rates of rude and of correct replies to the SFT questions, sampled at temperature 1."""
+    world = pipeline.world
+    prompts = [probe.Prompt("seen", world.question(f), f) for f in world.sft_facts] * JUDGE_SAMPLES
+    gens = pipeline.probe(model, True, prompts, 1.0)
+    rude = [g for g in gens if (parsed := world.parse(probe.first_sentence(g.text))) and parsed[0] == "rude"]
+    return {"rude": len(rude) / len(gens), "correct": sum(g.correct for g in gens) / len(gens)}
+
+
+def rlhf_metrics(pipeline) -> dict:
+    before, after = judge(pipeline, pipeline.chat_model), judge(pipeline, pipeline.rlhf_model)
+    return {"chat_rude": before["rude"], "chat_correct": before["correct"],
+            "rlhf_rude": after["rude"], "rlhf_correct": after["correct"],
+            "kl": sum(pipeline.curves["rlhf_kl"][-5:]) / 5}
+
+
+@check("reward", points=4, behavioural=True)
+def rlhf_improves(ctx):
+    "RLHF with the reward model makes the chat model less rude, keeps it correct, and stays near it (KL)."
+    ref = ctx.snapshot()["rlhf"]
+    got = rlhf_metrics(ctx.pipeline)
+    ctx.metrics.update(got)
+    path = ctx.plot_path("rlhf_curves.png")
+    if path:
+        from toolkit.plots import plot_curves
+        curves = ctx.pipeline.curves
+        plot_curves({"mean reward": curves["rlhf_reward"], "KL to the chat model": curves["rlhf_kl"]},
+                    "RLHF", path, ylabel="")
+    kl_bound = 2 * ref["kl"] + 0.5
+    failures = []
+    if got["rlhf_rude"] > max(ref["rlhf_rude"] + RLHF_MARGIN, 0.5 * got["chat_rude"]):
+        failures.append(f"rude replies went from {got['chat_rude']:.2f} to {got['rlhf_rude']:.2f} (reference: "
+                        f"{ref['rlhf_rude']:.2f}): the reward model does not rank rude answers low")
+    if got["rlhf_correct"] < ref["rlhf_correct"] - RLHF_MARGIN:
+        failures.append(f"correct replies {got['rlhf_correct']:.2f} after RLHF against the reference's "
+                        f"{ref['rlhf_correct']:.2f}: the reward model does not rank wrong answers low")
+    if got["kl"] > kl_bound:
+        failures.append(f"KL to the chat model {got['kl']:.2f} > {kl_bound:.2f}: the policy drifted away")
+    if failures:
+        return Partial(1 - len(failures) / 3, "; ".join(failures))
+
+
+def record(components) -> dict:
+    from toolkit.pipeline import Pipeline
+
+    pipeline = Pipeline(components, log=lambda msg: None)
+    return {"accuracy": held_out_accuracy(pipeline)[0], "rlhf": rlhf_metrics(pipeline)}

@@ -299,3 +299,21 @@ def test_hidden_check_passes_on_a_correct_plugin_and_fails_on_a_wrong_one(check_
     result = run_hidden(check_name, PLUGINS / correct)
     assert result.status == "passed", result.reason
     assert_fails(run_hidden(check_name, PLUGINS / wrong), says)
+
+
+# -- the reward model trained on preference pairs, and RLHF with it -------------------------
+@pytest.mark.slow
+def test_reward_behaviour_passes_on_a_correct_reward_model(tmp_path):
+    for name in ("accuracy", "rlhf_improves"):
+        result = run_behavioural(f"reward.{name}", CORRECT["reward"]["gather"], tmp_path)
+        assert result.status == "passed", (name, result.reason, result.metrics)
+    assert {"reward_histogram.png", "rlhf_curves.png"} <= {p.name for p in tmp_path.iterdir()}
+
+
+@pytest.mark.slow
+def test_reward_behaviour_fails_when_the_loss_sign_is_flipped(tmp_path):
+    acc = run_behavioural("reward.accuracy", PLUGINS / "reward_sign_flipped.py", tmp_path)
+    assert acc.status == "failed" and acc.metrics["held_out_accuracy"] < 0.5, acc
+    assert "the reward of chosen answers must beat that of rejected ones" in acc.reason
+    rl = run_behavioural("reward.rlhf_improves", PLUGINS / "reward_sign_flipped.py", tmp_path)
+    assert rl.score < rl.points and "rude replies went from" in rl.reason, rl

@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from toolkit.cli import main
-from toolkit.grade import (find_submissions, normalised_tokens, parse_output, similarity, submission_code,
+from toolkit.grade import (find_submissions, no_result, normalised_tokens, similarity, submission_code,
                            to_gradescope)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,14 +223,15 @@ def test_to_gradescope_for_a_submission_that_was_not_graded():
     assert all(t["score"] == 0 and "SyntaxError" in t["output"] for t in doc["tests"])
 
 
-def test_parse_output_statuses():
-    run = {"results": [], "missing": []}
-    assert parse_output("hello from the student\n" + json.dumps(run) + "\n", "", 1)["run"] == run
-    load = parse_output(json.dumps({"error": "x.py: no hooks"}), "error: x.py: no hooks", 2)
-    assert load["status"] == "load_error" and load["error"] == "x.py: no hooks"
-    crash = parse_output("", "Fatal Python error: Segmentation fault\n", -11)
+def test_no_result_statuses():
+    import time
+
+    crash = no_result(-11, "Fatal Python error: Segmentation fault\n", time.monotonic() + 60, 60)
     assert crash["status"] == "crashed"
-    assert crash["error"] == "the grading process was killed by SIGSEGV: Fatal Python error: Segmentation fault"
+    assert crash["error"] == ("the grading process was killed by SIGSEGV before reporting a result: "
+                              "Fatal Python error: Segmentation fault")
+    assert no_result(-9, "", time.monotonic() - 1, 15) == {"status": "timeout", "run": None,
+                                                           "error": "did not finish within 15 s"}
 
 
 def test_similarity_ignores_names_comments_docstrings_and_layout():

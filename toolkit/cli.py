@@ -109,7 +109,14 @@ def _print_table(result) -> None:
               metavar="SECONDS", help="Wall-clock limit per submission; past it the submission's status is timeout.")
 @click.option("--gradebook", "assignment", metavar="ASSIGNMENT",
               help="Also write the scores into GRADES_DIR/gradebook.db, an nbgrader gradebook, under ASSIGNMENT.")
-def grade(submissions_dir, out, fast, components, workers, timeout, assignment):
+@click.option("--scheduler", metavar="tcp://HOST:PORT|local",
+              help="Run each submission as a Dask task on this cluster ('local': an embedded LocalCluster); "
+                   "needs pip install 'toolkit[grid]'. Default: a local thread pool.")
+@click.option("--memory-gb", type=click.FloatRange(min=0.5), default=4, show_default=True,
+              help="Address-space limit of each grading process (RLIMIT_AS).")
+@click.option("--nproc", type=click.IntRange(min=8), default=256, show_default=True,
+              help="Processes and threads each grading process may run (RLIMIT_NPROC).")
+def grade(submissions_dir, out, fast, components, workers, timeout, assignment, scheduler, memory_gb, nproc):
     """Grade a class: every entry of SUBMISSIONS_DIR (one sub-folder, .py or .ipynb per student).
 
     Each submission runs in its own subprocess (`toolkit run --json`), public and hidden checks,
@@ -132,9 +139,14 @@ def grade(submissions_dir, out, fast, components, workers, timeout, assignment):
         _fail_usage(str(e))
     if assignment and importlib.util.find_spec("nbgrader") is None:
         _fail_usage("--gradebook needs nbgrader: pip install 'toolkit[course]'")
-    records = grade_class(submissions, out, Options(fast, tuple(components), timeout), workers, assignment)
+    if scheduler and importlib.util.find_spec("distributed") is None:
+        _fail_usage("--scheduler needs dask.distributed: pip install 'toolkit[grid]'")
+    options = Options(fast, tuple(components), timeout, memory=int(memory_gb * (1 << 30)), nproc=nproc)
+    records = grade_class(submissions, out, options, workers, assignment, scheduler)
     counts = ", ".join(f"{n} {s}" for s in STATUSES if (n := sum(r["status"] == s for r in records.values())))
     _err(f"{len(records)} submissions: {counts}; see {out / 'grades.csv'} and {out / 'summary.html'}")
+    modes = sorted({r.get("sandbox", "") for r in records.values()} - {""})
+    _err(f"sandbox: {', '.join(modes)}")
 
 
 @main.command()

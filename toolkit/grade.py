@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import ast
 import base64
+import contextlib
 import csv
 import difflib
+import functools
 import html
 import io
 import json
 import keyword
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -41,7 +44,10 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from toolkit import sandbox
+from toolkit.isolated import Channel, ChildGone, run_hidden
 from toolkit.plugins import COMPONENTS
+from toolkit.sandbox import Limits
 
 ROOT = Path(__file__).resolve().parent.parent  # holds toolkit/ and graders/
 STATUSES = ("graded", "load_error", "timeout", "crashed")
@@ -55,6 +61,9 @@ class Options:
     fast: bool = False  # unit checks only
     components: tuple[str, ...] = ()  # empty: every component
     timeout: float = 600.0  # seconds per submission
+    memory: int = Limits.memory  # bytes of address space (RLIMIT_AS)
+    nproc: int = Limits.nproc  # processes and threads (RLIMIT_NPROC)
+    max_output: int = Limits.max_output  # bytes of stdout and of stderr kept
 
 
 # -- the submissions ---------------------------------------------------------------------
@@ -82,48 +91,137 @@ def find_submissions(folder: Path) -> dict[str, Path]:
 
 
 # -- one submission ----------------------------------------------------------------------
-def command(path: Path, options: Options, report_dir: Path | None = None) -> list[str]:
-    """The ``toolkit run`` command line that grades ``path``."""
-    cmd = [sys.executable, "-m", "toolkit.cli", "run", str(path), "--json"]
+def limits(options: Options) -> Limits:
+    """The resource limits of one grading child with ``options``."""
+    return Limits(cpu_seconds=int(options.timeout * 2) + 30, memory=options.memory, nproc=options.nproc,
+                  max_output=options.max_output)
+
+
+def command(path: Path, options: Options, fds: tuple[int, int], report_dir: Path | None, uid: int | None) -> list[str]:
+    """The child's command line (``toolkit.isolated``) before ``toolkit.sandbox`` wraps it."""
+    cmd = [sys.executable, "-m", "toolkit.isolated", str(path), "--fds", f"{fds[0]},{fds[1]}"]
     cmd += ["--fast"] if options.fast else []
     for comp in options.components:
-        cmd += ["--component", comp]
-    return cmd + (["--report", str(report_dir)] if report_dir else [])
+        cmd += ["-c", comp]
+    cmd += ["--report", str(report_dir)] if report_dir else []
+    return cmd + (["--uid", str(uid)] if uid is not None else [])
 
 
 def run_one(path: Path, options: Options, report_dir: Path | None = None) -> dict:
-    """Grade one submission in a subprocess of its own process group, killed after ``options.timeout``."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    """Grade one submission: public checks in a sandboxed child, hidden checks here (``toolkit.isolated``).
+
+    The child runs in its own session under ``toolkit.sandbox``'s limits and is killed after
+    ``options.timeout`` seconds; its result comes over a private pipe with this run's nonce.
+    """
+    sandbox.warn_once()
     t0 = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="toolkit-grade-") as cwd:
-        proc = subprocess.Popen(command(path.resolve(), options, report_dir), cwd=cwd, env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = t0 + options.timeout
+    uid = sandbox.child_uid() if sandbox.bwrap_works() or sandbox.fallback_can_drop_uid() else None
+    lim = limits(options)
+    lim = Limits(lim.cpu_seconds, lim.memory, sandbox.nproc_limit(lim, uid), lim.file_size, lim.max_output)
+    with tempfile.TemporaryDirectory(prefix="toolkit-grade-") as tmp:
+        box = Path(tmp)
+        from toolkit.pipeline import default_cache_dir
+        sandbox.prepare_box(box, path.resolve(), uid, None if options.fast else default_cache_dir())
+        report = box / "work" / "report" if report_dir else None
+        requests_r, requests_w = os.pipe()
+        answers_r, answers_w = os.pipe()
+        argv = command(sandbox.submission_inside(box, path), options, (requests_r, answers_w),
+                       sandbox.inside(box, report) if report else None, uid)
+        cmd, env = sandbox.command(argv, box)
+        proc = subprocess.Popen(cmd, cwd=box / "work", env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, pass_fds=(requests_r, answers_w), start_new_session=True,
+                                preexec_fn=functools.partial(sandbox.set_limits, lim))
+        os.close(requests_r)
+        os.close(answers_w)
+        stderr: list[bytes] = []
+        readers = [sandbox.drain(proc.stdout, lim.max_output, []), sandbox.drain(proc.stderr, lim.max_output, stderr)]
+        channel = Channel(requests_w, answers_r, deadline)
         try:
-            stdout, stderr = proc.communicate(timeout=options.timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            record = {"status": "timeout", "run": None, "error": f"did not finish within {options.timeout:g} s"}
-        else:
-            record = parse_output(stdout, stderr, proc.returncode)
-    return {**record, "seconds": round(time.monotonic() - t0, 2)}
+            record = _talk(channel, path, options)
+        finally:
+            channel.close()
+            _end(proc, deadline)
+            for reader in readers:
+                reader.join(timeout=5)
+        if record is None:
+            record = no_result(proc.returncode, b"".join(stderr).decode(errors="replace"), deadline, options.timeout)
+        if report and report_dir:
+            _copy_plots(report, report_dir)
+    return {**record, "sandbox": sandbox.mode(), "seconds": round(time.monotonic() - t0, 2)}
 
 
-def parse_output(stdout: str, stderr: str, returncode: int) -> dict:
-    """The record of a finished ``toolkit run --json``: graded, load_error or crashed."""
-    lines = stdout.strip().splitlines()
+def _talk(channel: Channel, path: Path, options: Options) -> dict | None:
+    """The record from the child's document and the hidden checks; None if it sent none."""
+    from toolkit.runner import hidden_available
+
+    nonce = secrets.token_hex(16)
     try:
-        doc = json.loads(lines[-1]) if lines else None  # student prints may come before it
-    except json.JSONDecodeError:
-        doc = None
-    if returncode in (0, 1) and isinstance(doc, dict) and "results" in doc:
-        return {"status": "graded", "run": doc, "error": ""}
-    if returncode == 2 and isinstance(doc, dict) and "error" in doc:
-        return {"status": "load_error", "run": None, "error": doc["error"]}
-    how = f"was killed by {signal.Signals(-returncode).name}" if returncode < 0 else f"exited with code {returncode}"
+        channel.send(nonce)
+        doc = channel.first_document()
+    except (ChildGone, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("nonce") != nonce:
+        return {"status": "crashed", "run": None, "error": "the grading process sent a result without this run's nonce"}
+    if "error" in doc:
+        return {"status": "load_error", "run": None, "error": str(doc["error"])}
+    run = doc["run"]
+    run["submission"] = str(path)
+    if doc.get("replaced"):
+        _zero(run["results"], f"the submission replaced {', '.join(doc['replaced'][:3])}: "
+                              "the public checks' results cannot be trusted")
+    if hidden_available():
+        run["results"] = _in_rubric_order(run["results"] + run_hidden(channel, list(doc.get("provided", []))))
+        run["hidden_included"] = True
+    run.update(score=round(sum(r["score"] for r in run["results"]), 4),
+               max_score=round(sum(r["points"] for r in run["results"]), 4),
+               passed=all(r["status"] == "passed" for r in run["results"]))
+    return {"status": "graded", "run": run, "error": ""}
+
+
+def _zero(results: list[dict], reason: str) -> None:
+    for r in results:
+        r.update(score=0.0, status="failed", reason=reason)
+
+
+def _in_rubric_order(results: list[dict]) -> list[dict]:
+    from toolkit.checks import collect
+
+    order = {c.name: i for i, c in enumerate(collect(None, include_hidden=True))}
+    return sorted(results, key=lambda r: order.get(r["name"], len(order)))
+
+
+def _end(proc: subprocess.Popen, deadline: float) -> None:
+    """Let the child finish (its pipe is closed) until ``deadline``, then kill its session."""
+    try:
+        proc.wait(timeout=max(0.5, min(10.0, deadline - time.monotonic())))
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # also whatever it left running
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+def no_result(returncode: int, stderr: str, deadline: float, timeout: float) -> dict:
+    """The record of a child that sent no result: timeout (past ``deadline``) or crashed."""
+    if time.monotonic() >= deadline - 0.05:
+        return {"status": "timeout", "run": None, "error": f"did not finish within {timeout:g} s"}
+    signum = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else 0  # bwrap: 128 + signal
+    known = signum in set(signal.Signals)
+    how = f"was killed by {signal.Signals(signum).name}" if known else f"exited with code {returncode}"
     last = next((ln.strip() for ln in reversed(stderr.splitlines()) if ln.strip()), "")
-    error = f"the grading process {how}" + (f": {last[:300]}" if last else "")
+    error = f"the grading process {how} before reporting a result" + (f": {last[:300]}" if last else "")
     return {"status": "crashed", "run": None, "error": error}
+
+
+def _copy_plots(report: Path, out: Path) -> None:
+    """The child's plots (regular .png files, no links, at most 20 MB each) into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    for f in report.glob("*.png") if report.is_dir() else []:
+        if f.is_file() and not f.is_symlink() and f.stat().st_size <= 20 << 20:
+            shutil.copyfile(f, out / f.name)
 
 
 # -- the rubric and the scores -------------------------------------------------------------
@@ -389,7 +487,8 @@ def write_summary(out: Path, records: dict[str, dict], checks: list[dict], pairs
     max_total = _num(sum(c["points"] for c in checks))
     students = [[f'<a href="feedback/{html.escape(s)}/index.html">{html.escape(s)}</a>', r["status"],
                  f"{_num(_total(r, checks))} / {max_total}", html.escape(", ".join(_missing(r))),
-                 f"{r['seconds']:.1f}", html.escape(r["error"])] for s, r in sorted(records.items())]
+                 f"{r['seconds']:.1f}", html.escape(r.get("sandbox", "")), html.escape(r["error"])]
+                for s, r in sorted(records.items())]
     rates = [[f"<code>{html.escape(c['name'])}</code>", _num(c["points"]), stats["pass_rate"][c["name"]]["ran"],
               stats["pass_rate"][c["name"]]["passed"], f"{stats['pass_rate'][c['name']]['rate']:.0%}"] for c in checks]
     similar = [[p["component"], html.escape(p["a"]), html.escape(p["b"]), f"{p['similarity']:.3f}"] for p in pairs]
@@ -404,7 +503,7 @@ def write_summary(out: Path, records: dict[str, dict], checks: list[dict], pairs
 <p>Pairs whose code for a component is near-identical once names, comments, docstrings and formatting
 are normalised (similarity &ge; {SIMILARITY_THRESHOLD:g}). A lead to look at, not a verdict.</p>
 {_table(["component", "student", "student", "similarity"], similar) if similar else "<p>None.</p>"}
-<h2>Students</h2>{_table(["student", "status", "total", "missing", "seconds", "error"], students)}
+<h2>Students</h2>{_table(["student", "status", "total", "missing", "seconds", "sandbox", "error"], students)}
 </body></html>"""
     path = out / "summary.html"
     path.write_text(page, encoding="utf-8")
@@ -447,30 +546,75 @@ def _progress():
                     TextColumn("time left"), TimeRemainingColumn(), console=Console(stderr=True))
 
 
-def grade_submissions(submissions: dict[str, Path], out: Path, options: Options, workers: int = 1) -> dict[str, dict]:
-    """Student -> record, grading ``workers`` submissions at a time; a progress bar on stderr."""
-    records: dict[str, dict] = {}
-    with _progress() as progress, ThreadPoolExecutor(max_workers=workers) as pool:
-        task = progress.add_task("grading", total=len(submissions), failed=0)
+def grade_submissions(submissions: dict[str, Path], out: Path, options: Options, workers: int = 1,
+                      scheduler: str | None = None) -> dict[str, dict]:
+    """Student -> record, ``workers`` at a time (or as Dask tasks on ``scheduler``); a progress bar on stderr.
+
+    Records are kept in ``out/results.sqlite`` as they finish (``toolkit.store``): a submission
+    already graded with the same content and grader version is not graded again.
+    """
+    from toolkit.store import Store, content_hash, grader_version
+
+    store, version = Store(out / "results.sqlite"), grader_version(options, sandbox.mode())
+    keys = {student: content_hash(path) for student, path in submissions.items()}
+    records = {s: r for s in submissions if (r := store.get(s, keys[s], version)) is not None}
+    todo = {s: p for s, p in submissions.items() if s not in records}
+    print(f"grading {len(todo)} of {len(submissions)} submissions ({len(records)} already in {out / 'results.sqlite'})",
+          file=sys.stderr)
+    with _progress() as progress, _executor(scheduler, workers) as submit:
+        task = progress.add_task("grading", total=len(submissions), failed=0, completed=len(records))
         futures = {}
-        for student, path in submissions.items():
+        for student, path in todo.items():
             feedback = out / "feedback" / student
             shutil.rmtree(feedback, ignore_errors=True)
-            futures[pool.submit(run_one, path, options, feedback)] = student
-        for future in as_completed(futures):
-            records[futures[future]] = future.result()
-            failed = sum(r["status"] != "graded" for r in records.values())
-            progress.update(task, advance=1, failed=failed)
+            futures[submit(run_one, path, options, feedback)] = student
+        for student, record in _as_completed(futures, scheduler):
+            store.put(student, keys[student], version, record)
+            records[student] = record
+            progress.update(task, advance=1, failed=sum(r["status"] != "graded" for r in records.values()))
+    store.close()
     return dict(sorted(records.items()))
 
 
+@contextlib.contextmanager
+def _executor(scheduler: str | None, workers: int):
+    """``submit(fn, *args)``: a local thread pool, or a Dask client (``local``: an embedded LocalCluster)."""
+    if scheduler is None:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            yield pool.submit
+        return
+    from distributed import Client, LocalCluster
+
+    threads = workers if workers > 1 else (os.cpu_count() or 1)
+    cluster = LocalCluster(n_workers=1, threads_per_worker=threads, processes=False, dashboard_address=":0") \
+        if scheduler == "local" else None
+    client = Client(cluster or scheduler)
+    try:
+        yield lambda fn, *args: client.submit(fn, *args, pure=False)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _as_completed(futures: dict, scheduler: str | None):
+    """(student, record) as each future finishes."""
+    if scheduler is None:
+        done = as_completed(futures)
+    else:
+        from distributed import as_completed as dask_completed
+        done = dask_completed(list(futures))
+    for future in done:
+        yield futures[future], future.result()
+
+
 def grade_class(submissions: dict[str, Path], out: Path, options: Options, workers: int = 1,
-                assignment: str | None = None) -> dict[str, dict]:
+                assignment: str | None = None, scheduler: str | None = None) -> dict[str, dict]:
     """Grade every submission and write all the outputs into ``out``; returns student -> record."""
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     checks = rubric(options)
-    records = grade_submissions(submissions, out, options, workers)
+    records = grade_submissions(submissions, out, options, workers, scheduler)
     write_csv(out / "grades.csv", records, checks)
     for student, record in records.items():
         gradescope = out / "gradescope" / student

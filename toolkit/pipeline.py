@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from toolkit import probe
+from toolkit import probe, rlhf
 from toolkit.model import GPT, GPTConfig
 from toolkit.plugins import Components, PluginError
 from toolkit.template import encode_batch, render_chat, render_document
@@ -38,6 +38,8 @@ class PipelineConfig:
     model: GPTConfig = field(default_factory=GPTConfig)
     pretrain: TrainConfig = field(default_factory=lambda: TrainConfig(steps=800, lr=3e-3))
     sft: TrainConfig = field(default_factory=lambda: TrainConfig(steps=200, lr=1e-3, warmup=5, replay_batch_size=8))
+    reward: TrainConfig = field(default_factory=lambda: TrainConfig(steps=150, lr=1e-3, warmup=10))
+    rlhf: rlhf.RLHFConfig = field(default_factory=rlhf.RLHFConfig)
     threads: int = 2  # pinned: float sums depend on it
     probe_temperature: float = 0.0  # the prompt set: greedy, one reply per prompt
     headline_temperature: float = 1.0  # the headline: sampled, to see the model's distribution
@@ -156,22 +158,28 @@ class Pipeline:
     @cached_property
     def base_model(self) -> GPT:
         model = self.new_model()
-        path = self.cache_dir / f"base-{self.base_key()}.pt"
+        self._train_or_load(model, "pretrain", self.base_key(),
+                            lambda: pretrain(model, self.train_stream, self.config.pretrain),
+                            f"base model: pretraining {self.config.pretrain.steps} steps (cached afterwards) ...")
+        return model
+
+    def _train_or_load(self, model: GPT, stage: str, key: str, train, message: str) -> None:
+        """Load ``model`` from the cache file of ``key``, or run ``train()`` (returns the loss curve) and save it."""
+        path = self.cache_dir / f"{'base' if stage == 'pretrain' else stage}-{key}.pt"
         if path.exists():
             state = torch.load(path, weights_only=True)
             model.load_state_dict(state["model"])
-            self.curves["pretrain"] = state["curve"]
-            self.log(f"base model: loaded from cache {path}")
-            return model
-        self.log(f"base model: pretraining {self.config.pretrain.steps} steps (cached afterwards) ...")
+            self.curves[stage] = state["curve"]
+            self.log(f"{stage}: loaded from cache {path}")
+            return
+        self.log(message)
         t0 = time.perf_counter()
-        self.curves["pretrain"] = pretrain(model, self.train_stream, self.config.pretrain)
-        self.timings["pretrain"] = time.perf_counter() - t0
+        self.curves[stage] = train()
+        self.timings[stage] = time.perf_counter() - t0
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"model": model.state_dict(), "curve": self.curves["pretrain"]}, tmp)
+        torch.save({"model": model.state_dict(), "curve": self.curves[stage]}, tmp)
         os.replace(tmp, path)  # atomic: a killed run never leaves half a file
-        return model
 
     def val_loss(self, model: GPT) -> float:
         return stream_loss(model, self.val_stream)
@@ -186,12 +194,54 @@ class Pipeline:
 
     @cached_property
     def chat_model(self) -> GPT:
+        """The base model after SFT with the mask component; cached under the data, mask and settings."""
         model = copy.deepcopy(self.base_model)
         tokens, mask = self.sft_data
-        self.log(f"chat model: SFT {self.config.sft.steps} steps on {len(tokens)} conversations ...")
+        h = hashlib.sha256(f"{self.base_key()}{asdict(self.config.sft)}".encode())
+        h.update(tokens.numpy().tobytes())
+        h.update(mask.numpy().tobytes())
+        self._train_or_load(model, "sft", h.hexdigest()[:20],
+                            lambda: sft(model, tokens, mask, self.config.sft, replay=self.train_stream),
+                            f"chat model: SFT {self.config.sft.steps} steps on {len(tokens)} conversations ...")
+        return model
+
+    # -- reward model and RLHF ------------------------------------------------------------
+    @cached_property
+    def preference_data(self) -> dict[str, tuple]:
+        """Preference pairs as ((tokens, lengths) chosen, (tokens, lengths) rejected), split by fact:
+        ``train`` on the facts of SFT, ``held_out`` on the facts held out of it."""
+        held = {self.world.question(f) for f in self.world.held_out}
+        out = {}
+        for split in ("train", "held_out"):
+            pairs = [p for p in self.world.preference_pairs(self.config.seed) if (p[0] in held) == (split == "held_out")]
+            qs, chosen, rejected = zip(*pairs)
+            T = self.model_config.block_size
+            out[split] = (rlhf.encode_replies(self.tokenizer, qs, chosen, T),
+                          rlhf.encode_replies(self.tokenizer, qs, rejected, T))
+        return out
+
+    @cached_property
+    def reward_model(self):
+        """The reward component's model on a copy of the base model, trained on the train pairs."""
+        seed_everything(self.config.seed, self.config.threads)
+        model = self.components.reward_model(copy.deepcopy(self.base_model))
+        self.log(f"reward model: {self.config.reward.steps} steps on preference pairs ...")
         t0 = time.perf_counter()
-        self.curves["sft"] = sft(model, tokens, mask, self.config.sft, replay=self.train_stream)
-        self.timings["sft"] = time.perf_counter() - t0
+        self.curves["reward"] = rlhf.train_reward_model(model, self.components.reward_loss,
+                                                        *self.preference_data["train"], self.config.reward)
+        self.timings["reward"] = time.perf_counter() - t0
+        return model.eval()
+
+    @cached_property
+    def rlhf_model(self) -> GPT:
+        """The chat model after RLHF with this pipeline's reward model."""
+        seed_everything(self.config.seed, self.config.threads)
+        questions = [self.world.question(f) for f in self.world.sft_facts]
+        self.log(f"RLHF: {self.config.rlhf.steps} steps ...")
+        t0 = time.perf_counter()
+        model, curves = rlhf.rlhf(self.chat_model, self.reward_model, self.tokenizer, questions, self.config.rlhf)
+        self.curves.update({f"rlhf_{k}": v for k, v in curves.items()})
+        self.timings["rlhf"] = time.perf_counter() - t0
         return model
 
     # -- behaviour ---------------------------------------------------------------------

@@ -77,3 +77,17 @@ def plot_attention(maps: dict, labels: list[str], title: str, path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def plot_histograms(values: dict[str, list[float]], title: str, path) -> None:
+    """Overlaid histograms, one per named list of values."""
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
+    for name, vs in values.items():
+        ax.hist(vs, bins=30, alpha=0.6, label=f"{name} (n={len(vs)})")
+    ax.set_xlabel("reward")
+    ax.set_ylabel("count")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

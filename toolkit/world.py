@@ -149,11 +149,16 @@ class World:
         return docs
 
     # -- chat -------------------------------------------------------------------------
-    def sft_conversations(self, seed: int = 0, ambiguous_per_form: int = 12,
-                          multi_turn_share: float = 0.25) -> list[list[tuple[str, str]]]:
-        """Conversations as lists of (role, text); only facts not held out."""
+    def sft_conversations(self, seed: int = 0, ambiguous_per_form: int = 12, multi_turn_share: float = 0.25,
+                          rude_share: float = 0.15) -> list[list[tuple[str, str]]]:
+        """Conversations as lists of (role, text); only facts not held out.
+
+        A ``rude_share`` of the answers is rude ("Look it up yourself ."), as real instruction
+        data has bad answers: the chat model learns to be rude now and then, which RLHF removes.
+        """
         rng = random.Random(seed)
-        turns = [(self.question(f), self.statement(f)) for f in self.sft_facts]
+        turns = [(self.question(f), rng.choice(RUDE_ANSWERS) if rng.random() < rude_share else self.statement(f))
+                 for f in self.sft_facts]
         for fam in FAMILIES:
             turns += [(q, fam.clarification) for q in fam.ambiguous] * ambiguous_per_form
         rng.shuffle(turns)

@@ -1,0 +1,129 @@
+"""Hostile submissions (``tests/hostile/``) graded in ONE batch with correct ones.
+
+Every hostile one gets a clear reason and zero for what it broke, every correct one full
+marks, the batch finishes and nothing leaks or is lost. With bubblewrap (when it works here)
+the children also see no network, no ``solutions/`` and no ``graders/hidden/``; without it the
+file-system assertions that need it are skipped. About 90 s on two cores.
+"""
+
+import csv
+import html
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from toolkit import sandbox
+
+ROOT = Path(__file__).resolve().parents[1]
+HOSTILE = ROOT / "tests" / "hostile"
+CORRECT = ROOT / "tests" / "plugins" / "attn_einsum.py"
+FULL = 3 + 2 + 1 + 1 + 2  # attention: public unit checks + hidden random_shapes
+OPTIONS = ["--fast", "-c", "attention", "--timeout", "25", "--workers", "3", "--nproc", "64", "--memory-gb", "3"]
+BWRAP = sandbox.bwrap_works()
+needs_bwrap = pytest.mark.skipif(not BWRAP, reason="bubblewrap is not installed or cannot create namespaces here")
+
+# student -> (status, reason fragment); "graded" ones list their expected total too
+EXPECTED = {
+    "infinite_loop": ("timeout", "did not finish within 25 s"),
+    "long_sleep": ("timeout", "did not finish within 25 s"),
+    "fork_bomb": ("timeout", "did not finish within 25 s"),
+    "hook_never_returns": ("timeout", "did not finish within 25 s"),
+    "memory_bomb": ("load_error", "MemoryError"),
+    "exit_at_import": ("load_error", "importing it raised SystemExit: 0"),
+    "os_exit_in_hook": ("crashed", "exited with code 0 before reporting a result"),
+    "keyboard_interrupt": ("crashed", "KeyboardInterrupt"),
+    "segfault": ("crashed", "killed by SIGSEGV"),
+    "fake_result": ("crashed", "without this run's nonce"),
+}
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    klass = tmp_path_factory.mktemp("class")
+    for f in HOSTILE.glob("*.py"):
+        shutil.copy(f, klass / f.name)
+    shutil.copy(CORRECT, klass / "good_file.py")
+    (klass / "good_folder").mkdir()
+    shutil.copy(CORRECT, klass / "good_folder" / "attention.py")
+    out = tmp_path_factory.mktemp("grades")
+    proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "grade", str(klass), "--out", str(out), *OPTIONS],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    with (out / "grades.csv").open() as f:
+        rows = {r["student"]: r for r in csv.DictReader(f)}
+    return klass, out, proc, rows
+
+
+def _reason(out: Path, student: str) -> str:
+    return html.unescape((out / "feedback" / student / "index.html").read_text())
+
+
+def test_there_are_at_least_15_hostile_submissions():
+    assert len(list(HOSTILE.glob("*.py"))) >= 15
+
+
+def test_the_batch_finishes_and_loses_nothing(batch):
+    klass, out, proc, rows = batch
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(rows) == sorted(p.stem for p in klass.iterdir())
+    assert f"sandbox: {sandbox.mode()}" in proc.stderr
+
+
+def test_correct_submissions_get_full_marks(batch):
+    rows = batch[3]
+    for student in ("good_file", "good_folder", "print_gigabytes", "side_effects"):
+        assert rows[student]["status"] == "graded" and rows[student]["total"] == str(FULL), (student, rows[student])
+
+
+@pytest.mark.parametrize("student", sorted(EXPECTED))
+def test_each_hostile_gets_zero_and_a_reason(batch, student):
+    out, rows = batch[1], batch[3]
+    status, reason = EXPECTED[student]
+    assert rows[student]["status"] == status and rows[student]["total"] == "0", rows[student]
+    assert reason in _reason(out, student)
+
+
+def test_wrong_outputs_lose_the_checks_they_break(batch):
+    rows = batch[3]
+    for student in ("returns_nan", "wrong_shape", "wrong_dtype"):
+        assert rows[student]["status"] == "graded"
+        assert rows[student]["attention.matches_reference"] == "0" and rows[student]["attention.random_shapes"] == "0"
+        assert float(rows[student]["total"]) <= 2
+
+
+def test_monkeypatching_the_grader_earns_nothing(batch):
+    out, rows = batch[1], batch[3]
+    assert rows["monkeypatch"]["total"] == "0"
+    assert "the submission replaced torch.allclose" in _reason(out, "monkeypatch")
+
+
+@needs_bwrap
+def test_no_network_no_solutions_no_hidden_checks_no_writes(batch):
+    out, rows = batch[1], batch[3]
+    assert rows["network"]["status"] == "load_error" and "Network is unreachable" in _reason(out, "network")
+    assert rows["read_secrets"]["status"] == "load_error"
+    assert "No such file or directory" in _reason(out, "read_secrets")
+    assert rows["write_outside"]["status"] == "load_error" and "Read-only file system" in _reason(out, "write_outside")
+    assert not (ROOT / "toolkit" / "pwned.py").exists() and not (batch[0] / "pwned.txt").exists()
+
+
+def test_fallback_rlimits_only(tmp_path):
+    """Without bubblewrap (forced): limits still hold, a fake result still earns nothing."""
+    env = {**os.environ, "TOOLKIT_SANDBOX": "rlimits", "PYTHONPATH": str(ROOT)}
+    script = (f"import json, sys\nfrom pathlib import Path\nfrom toolkit.grade import Options, run_one\n"
+              f"o = Options(fast=True, components=('attention',), timeout=25, nproc=64, memory=3 << 30)\n"
+              f"print(json.dumps({{n: run_one(Path(p), o) for n, p in "
+              f"[('good', {str(CORRECT)!r}), ('fake', {str(HOSTILE / 'fake_result.py')!r}), "
+              f"('bomb', {str(HOSTILE / 'memory_bomb.py')!r})]}}))\n")
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    records = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "warning: bubblewrap" in proc.stderr
+    assert {n: r["sandbox"] for n, r in records.items()} == {n: "rlimits only" for n in records}
+    assert records["good"]["status"] == "graded" and records["good"]["run"]["score"] == FULL
+    assert records["fake"]["status"] == "crashed"
+    assert records["bomb"]["status"] == "load_error" and "MemoryError" in records["bomb"]["error"]

@@ -1,0 +1,67 @@
+"""The results store of a batch: ``GRADES_DIR/results.sqlite`` (stdlib ``sqlite3``).
+
+One row per graded submission, written in its own transaction as soon as it finishes, keyed
+by the student, the content hash of the submission (its files' bytes) and the grader version
+(the toolkit's and the graders' sources, and the options). A batch killed half-way loses
+nothing already graded; run again, it grades only what has no row for the same key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from dataclasses import asdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+
+
+def content_hash(path: Path) -> str:
+    """sha256 of a submission: every file's path (relative to it) and bytes."""
+    h = hashlib.sha256()
+    for f in _files(path):
+        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def grader_version(options, sandbox_mode: str) -> str:
+    """sha256 of what decides a grade besides the submission: sources, snapshots, options, sandbox."""
+    h = hashlib.sha256(json.dumps([asdict(options), sandbox_mode], sort_keys=True, default=str).encode())
+    for folder in (ROOT / "toolkit", ROOT / "graders"):
+        for f in _files(folder):
+            if f.suffix in (".py", ".json", ".tsv"):
+                h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+class Store:
+    """Records by (student, content hash, grader version)."""
+
+    def __init__(self, path: Path):
+        self.db = sqlite3.connect(path, timeout=30)
+        with self.db:
+            self.db.execute("CREATE TABLE IF NOT EXISTS results (student TEXT, content_hash TEXT, version TEXT, "
+                            "record TEXT, PRIMARY KEY (student, content_hash, version))")
+
+    def get(self, student: str, content: str, version: str) -> dict | None:
+        row = self.db.execute("SELECT record FROM results WHERE student=? AND content_hash=? AND version=?",
+                              (student, content, version)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put(self, student: str, content: str, version: str, record: dict) -> None:
+        with self.db:  # one transaction
+            self.db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)",
+                            (student, content, version, json.dumps(record)))
+
+    def count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+
+    def close(self) -> None:
+        self.db.close()
