@@ -120,6 +120,7 @@ def rlhf_improves(ctx):
         curves = ctx.pipeline.curves
         plot_curves({"mean reward": curves["rlhf_reward"], "KL to the chat model": curves["rlhf_kl"]},
                     "RLHF", path, ylabel="")
+    _plot_three_models(ctx)
     kl_bound = 2 * ref["kl"] + 0.5
     failures = []
     if got["rlhf_rude"] > max(ref["rlhf_rude"] + RLHF_MARGIN, 0.5 * got["chat_rude"]):
@@ -132,6 +133,22 @@ def rlhf_improves(ctx):
         failures.append(f"KL to the chat model {got['kl']:.2f} > {kl_bound:.2f}: the policy drifted away")
     if failures:
         return Partial(1 - len(failures) / 3, "; ".join(failures))
+
+
+def _plot_three_models(ctx) -> None:
+    """The seed's chart with a third bar: base, chat and RLHF models on the headline question."""
+    path = ctx.plot_path("rlhf_headline.png")
+    if path is None:
+        return
+    from toolkit.plots import plot_distributions
+
+    p = ctx.pipeline
+    head = probe.headline_prompts(p.world, p.config.headline_samples)
+    t = p.config.headline_temperature
+    dists = {"base": probe.distribution(p.probe(p.base_model, False, head, t)),
+             "chat": probe.distribution(p.probe(p.chat_model, True, head, t)),
+             "RLHF": probe.distribution(p.probe(p.rlhf_model, True, head, t))}
+    plot_distributions(dists, f"'{probe.HEADLINE}', sampled at temperature {t:g}", path)
 
 
 def record(components) -> dict:

@@ -307,7 +307,7 @@ def test_reward_behaviour_passes_on_a_correct_reward_model(tmp_path):
     for name in ("accuracy", "rlhf_improves"):
         result = run_behavioural(f"reward.{name}", CORRECT["reward"]["gather"], tmp_path)
         assert result.status == "passed", (name, result.reason, result.metrics)
-    assert {"reward_histogram.png", "rlhf_curves.png"} <= {p.name for p in tmp_path.iterdir()}
+    assert {"reward_histogram.png", "rlhf_curves.png", "rlhf_headline.png"} <= {p.name for p in tmp_path.iterdir()}
 
 
 @pytest.mark.slow
