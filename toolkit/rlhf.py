@@ -21,7 +21,7 @@ from torch.nn import functional as F
 
 from toolkit.sample import generate
 from toolkit.template import BOS, END, USER, chat_prompt, encode_batch, render_chat
-from toolkit.train import TrainConfig, _fit
+from toolkit.train import TrainConfig, fit
 
 
 # -- the reward model ------------------------------------------------------------------
@@ -39,18 +39,13 @@ def train_reward_model(reward_model, loss_fn, chosen, rejected, cfg: TrainConfig
         ix = torch.randint(len(ct), (cfg.batch_size,), generator=gen)
         return loss_fn(reward_model(ct[ix], cl[ix]), reward_model(rt[ix], rl[ix]))
 
-    return _fit(reward_model, cfg, loss_of_batch)
+    return fit(reward_model, cfg, loss_of_batch)
 
 
 @torch.no_grad()
 def rewards(reward_model, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     reward_model.eval()
     return reward_model(tokens, lengths).float()
-
-
-def pairwise_accuracy(reward_model, chosen, rejected) -> float:
-    """Share of pairs where the chosen reply gets the higher reward (as TRL logs it)."""
-    return (rewards(reward_model, *chosen) > rewards(reward_model, *rejected)).float().mean().item()
 
 
 # -- RLHF ------------------------------------------------------------------------------

@@ -32,8 +32,9 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def _fit(model, cfg: TrainConfig, loss_of_batch: Callable[[torch.Generator], torch.Tensor],
+def fit(model, cfg: TrainConfig, loss_of_batch: Callable[[torch.Generator], torch.Tensor],
          on_step: Callable[[int, float], None] | None = None) -> list[float]:
+    """The loop every training stage shares: ``cfg.steps`` AdamW steps on ``loss_of_batch(gen)``; the losses."""
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
     model.train()
@@ -74,7 +75,7 @@ def pretrain(model, stream: torch.Tensor, cfg: TrainConfig, on_step=None) -> lis
     def loss_of_batch(gen):
         return next_token_loss(model, *stream_batch(stream, T, cfg.batch_size, gen))
 
-    return _fit(model, cfg, loss_of_batch, on_step)
+    return fit(model, cfg, loss_of_batch, on_step)
 
 
 def masked_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -104,7 +105,7 @@ def sft(model, tokens: torch.Tensor, mask: torch.Tensor, cfg: TrainConfig,
                                                                cfg.replay_batch_size, gen))
         return loss
 
-    return _fit(model, cfg, loss_of_batch, on_step)
+    return fit(model, cfg, loss_of_batch, on_step)
 
 
 @torch.no_grad()
