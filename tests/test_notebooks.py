@@ -5,8 +5,9 @@
 * The real ``nbgrader generate_assignment`` (through ``toolkit.course``) takes every line of
   every solution out and leaves the test cells as they were.
 * The source notebooks, solutions included, pass their own checks when executed in a
-  kernel (tokenizer and attention; the SFT notebook trains a model for a minute and is not
-  executed here), and load as submissions with ``toolkit.plugins.load_submission``.
+  kernel (tokenizer, attention and reward, the test cells of behavioural checks left out; the
+  SFT notebook trains a model for a minute and is not executed here), and load as
+  submissions with ``toolkit.plugins.load_submission``.
 * End to end on attention (its fast checks): a correct and a wrong (unmasked) submission
   go through the real ``nbgrader autograde``, and the gradebook holds their points.
 
@@ -27,8 +28,8 @@ from toolkit import course
 from toolkit.checks import collect
 from toolkit.plugins import load_submission, provided_components
 
-NAMES = ["tokenizer", "attention", "sft_mask"]
-EXECUTED = ["tokenizer", "attention"]  # sft_mask's behaviour cell trains for a minute or more
+NAMES = ["tokenizer", "attention", "sft_mask", "reward"]
+EXECUTED = ["tokenizer", "attention", "reward"]  # sft_mask's behaviour cell trains for a minute or more
 FAST = "attention_fast"  # an extra assignment: attention without its behavioural test cells
 NOTEBOOKS = {name: course.ASSIGNMENTS / name / f"{name}.ipynb" for name in NAMES}
 CHECKS = {c.name: c for c in collect(NAMES, include_hidden=True)}

@@ -22,7 +22,8 @@ def test_release_holds_no_solution_and_no_hidden_check(release):
     assert not any(f.startswith(("solutions/", "tests/", "graders/gradescope/")) for f in files)
     assert not [f for f in files if f.startswith("graders/hidden/")]
     assert {"assignments/tokenizer/tokenizer.ipynb", "assignments/attention/attention.ipynb",
-            "assignments/sft_mask/sft_mask.ipynb", "graders/snapshots/attention.json", "toolkit/cli.py"} <= files
+            "assignments/sft_mask/sft_mask.ipynb", "assignments/reward/reward.ipynb", "graders/snapshots/attention.json",
+            "toolkit/cli.py"} <= files
     assert leaks(release) == []
     for notebook in release.glob("assignments/*/*.ipynb"):
         assert "raise NotImplementedError()" in notebook.read_text()
