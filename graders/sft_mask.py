@@ -109,17 +109,14 @@ def behaviour(ctx):
     reference = ctx.snapshot()["behaviour"]
     m = behaviour_metrics(ctx.pipeline)
     limits = thresholds(reference)
-    plots = []
     if ctx.report_dir is not None:
         t = ctx.pipeline.config.headline_temperature
         for key, subtitle in (("headline", f"'{probe.HEADLINE}', sampled at temperature {t:g}"),
                               ("all", "all probe prompts, greedy")):
             plot_distributions(m["_dists"][key], f"Probability distribution: base vs chat\n{subtitle}",
                                ctx.plot_path(f"sft_{key}.png"))
-            plots.append(f"sft_{key}.png")
         plot_curves({"SFT": ctx.pipeline.curves["sft"]}, "SFT loss (masked tokens)", ctx.plot_path("sft_loss.png"))
-        plots.append("sft_loss.png")
-    ctx.metrics.update({k: v for k, v in m.items()}, thresholds=limits, reference=reference, _plots=plots)
+    ctx.metrics.update(m, thresholds=limits, reference=reference)
     fractions, reasons = [], []
     for metric, message, direction in CRITERIA:
         x, t = m[metric], limits[metric]

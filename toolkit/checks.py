@@ -144,9 +144,11 @@ class Context:
         return load_snapshot(self.component)
 
     def plot_path(self, name: str) -> Path | None:
+        """Where a check draws plot ``name`` (None: no report), listed for the report under ``_plots``."""
         if self.report_dir is None:
             return None
         self.report_dir.mkdir(parents=True, exist_ok=True)
+        self.metrics.setdefault("_plots", []).append(name)
         return self.report_dir / name
 
 
