@@ -79,12 +79,17 @@ def component_of(plugin: str) -> str:
     return next(comp for comp, prefix in PREFIX.items() if plugin.startswith(prefix))
 
 
-def run(check_name: str, path: Path) -> Result:
+ALL_CHECKS = {c.name: c for c in collect(COMPONENTS + ["sft_mask"], include_hidden=True)}
+"""Every check, behavioural and hidden ones too, by name."""
+
+
+def run(check_name: str, path: Path, report_dir: Path | None = None) -> Result:
     """What the runner does for one check of one submission."""
-    comp = CHECKS[check_name].component
+    check = ALL_CHECKS[check_name]
     pm = build_manager(load_submission(str(path)))
-    ctx = Context(Components(pm, only=comp), comp, PipelineConfig(), log=lambda msg: None)
-    return run_check(CHECKS[check_name], ctx)
+    ctx = Context(Components(pm, only=check.component), check.component, PipelineConfig(), report_dir=report_dir,
+                  log=lambda msg: None)
+    return run_check(check, ctx)
 
 
 def assert_fails(result: Result, says: str) -> None:
@@ -212,18 +217,10 @@ def test_speed_stops_a_training_that_runs_past_the_time_limit(monkeypatch):
     assert result.status == "failed" and "did not finish within 0.5 s" in result.reason
 
 
-def run_behavioural(check_name: str, path: Path, tmp_path: Path) -> Result:
-    check = next(c for c in collect([check_name.split(".")[0]], include_hidden=False) if c.name == check_name)
-    comp = check.component
-    ctx = Context(Components(build_manager(load_submission(str(path))), only=comp), comp, PipelineConfig(),
-                  report_dir=tmp_path, log=lambda msg: None)
-    return run_check(check, ctx)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["solution", "incremental"])
 def test_tokenizer_behaviour_passes_on_correct_tokenizers(variant, tmp_path):
-    result = run_behavioural("tokenizer.behaviour", CORRECT["tokenizer"][variant], tmp_path)
+    result = run("tokenizer.behaviour", CORRECT["tokenizer"][variant], tmp_path)
     assert result.status == "passed", result.reason
     assert result.metrics["bpb"] < result.metrics["shuffled_bpb"] / 4
     assert (tmp_path / "tokenizer_lengths.png").stat().st_size > 10_000
@@ -231,7 +228,7 @@ def test_tokenizer_behaviour_passes_on_correct_tokenizers(variant, tmp_path):
 
 @pytest.mark.slow
 def test_tokenizer_behaviour_fails_when_no_merge_is_learned(tmp_path):
-    result = run_behavioural("tokenizer.behaviour", PLUGINS / "tok_forgets_merges.py", tmp_path)
+    result = run("tokenizer.behaviour", PLUGINS / "tok_forgets_merges.py", tmp_path)
     assert result.status == "failed" and result.score == 0
     assert "bits per byte against the reference's" in result.reason
     assert result.metrics["bpb"] >= 2 * result.metrics["reference_bpb"]
@@ -242,7 +239,7 @@ def test_tokenizer_behaviour_fails_when_no_merge_is_learned(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["solution", "einsum"])
 def test_reference_weights_passes_on_correct_modules(variant, tmp_path):
-    result = run_behavioural("attention.reference_weights", CORRECT["attention"][variant], tmp_path)
+    result = run("attention.reference_weights", CORRECT["attention"][variant], tmp_path)
     assert result.status == "passed", result.reason
     assert result.metrics["greedy_identical"] == "30/30" and result.metrics["logits_max_diff"] < 1e-4
     assert (tmp_path / "attention_heads.png").stat().st_size > 10_000
@@ -252,7 +249,7 @@ def test_reference_weights_passes_on_correct_modules(variant, tmp_path):
 @pytest.mark.parametrize("plugin", ["attn_no_mask.py", "attn_scale_by_hs.py", "attn_wrong_view.py",
                                     "attn_softmax_axis.py"])
 def test_reference_weights_fails_on_wrong_modules(plugin, tmp_path):
-    result = run_behavioural("attention.reference_weights", PLUGINS / plugin, tmp_path)
+    result = run("attention.reference_weights", PLUGINS / plugin, tmp_path)
     assert_fails(result, "with the reference weights the logits differ by up to")
     assert (tmp_path / "attention_heads.png").exists()  # drawn before the verdict: it shows what is wrong
 
@@ -264,7 +261,7 @@ def test_reference_weights_fails_on_wrong_modules(plugin, tmp_path):
     ("attn_wrong_view.py", "nats lower than the reference's"),
 ])
 def test_trains_like_reference(plugin, says, tmp_path):
-    result = run_behavioural("attention.trains_like_reference", PLUGINS / plugin, tmp_path)
+    result = run("attention.trains_like_reference", PLUGINS / plugin, tmp_path)
     if says is None:
         assert result.status == "passed", result.reason
         assert abs(result.metrics["curve_gap"]) < 1e-3
@@ -282,13 +279,6 @@ HIDDEN_CASES = {  # check -> (a correct plugin written differently, a wrong plug
 }
 
 
-def run_hidden(check_name: str, path: Path) -> Result:
-    comp = HIDDEN[check_name].component
-    ctx = Context(Components(build_manager(load_submission(str(path))), only=comp), comp, PipelineConfig(),
-                  log=lambda msg: None)
-    return run_check(HIDDEN[check_name], ctx)
-
-
 def test_every_hidden_check_is_tested():
     assert set(HIDDEN) == set(HIDDEN_CASES)
 
@@ -296,24 +286,24 @@ def test_every_hidden_check_is_tested():
 @pytest.mark.parametrize("check_name", sorted(HIDDEN_CASES))
 def test_hidden_check_passes_on_a_correct_plugin_and_fails_on_a_wrong_one(check_name):
     correct, wrong, says = HIDDEN_CASES[check_name]
-    result = run_hidden(check_name, PLUGINS / correct)
+    result = run(check_name, PLUGINS / correct)
     assert result.status == "passed", result.reason
-    assert_fails(run_hidden(check_name, PLUGINS / wrong), says)
+    assert_fails(run(check_name, PLUGINS / wrong), says)
 
 
 # -- the reward model trained on preference pairs, and RLHF with it -------------------------
 @pytest.mark.slow
 def test_reward_behaviour_passes_on_a_correct_reward_model(tmp_path):
     for name in ("accuracy", "rlhf_improves"):
-        result = run_behavioural(f"reward.{name}", CORRECT["reward"]["gather"], tmp_path)
+        result = run(f"reward.{name}", CORRECT["reward"]["gather"], tmp_path)
         assert result.status == "passed", (name, result.reason, result.metrics)
     assert {"reward_histogram.png", "rlhf_curves.png", "rlhf_headline.png"} <= {p.name for p in tmp_path.iterdir()}
 
 
 @pytest.mark.slow
 def test_reward_behaviour_fails_when_the_loss_sign_is_flipped(tmp_path):
-    acc = run_behavioural("reward.accuracy", PLUGINS / "reward_sign_flipped.py", tmp_path)
+    acc = run("reward.accuracy", PLUGINS / "reward_sign_flipped.py", tmp_path)
     assert acc.status == "failed" and acc.metrics["held_out_accuracy"] < 0.5, acc
     assert "the reward of chosen answers must beat that of rejected ones" in acc.reason
-    rl = run_behavioural("reward.rlhf_improves", PLUGINS / "reward_sign_flipped.py", tmp_path)
+    rl = run("reward.rlhf_improves", PLUGINS / "reward_sign_flipped.py", tmp_path)
     assert rl.score < rl.points and "rude replies went from" in rl.reason, rl
