@@ -131,7 +131,8 @@ def grade(submissions_dir, out, fast, components, workers, timeout, assignment, 
     """
     import importlib.util
 
-    from toolkit.grade import STATUSES, Options, find_submissions, grade_class
+    from toolkit.exports import STATUSES
+    from toolkit.grade import Options, find_submissions, grade_class
 
     try:
         submissions = find_submissions(submissions_dir)
