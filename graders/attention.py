@@ -19,10 +19,10 @@ SHAPES = [(1, 1, 8, 2), (2, 5, 12, 3), (3, 7, 10, 1), (2, 6, 24, 8), (1, 9, 16, 
 ATOL = 1e-9  # float64 throughout
 
 
-def seeded_module(ctx, B, T, C, nh, seed=0):
-    """The student's module in float64 with weights drawn from ``seed``, and an input (B, T, C)."""
+def seeded_module(components, B, T, C, nh, seed=0):
+    """The attention of ``components`` in float64 with weights drawn from ``seed``, and an input (B, T, C)."""
     gen = torch.Generator().manual_seed(seed)
-    module = ctx.components.attention(GPTConfig(n_embd=C, n_head=nh))
+    module = components.attention(GPTConfig(n_embd=C, n_head=nh))
     if not isinstance(module, nn.Module):
         raise CheckFailed(f"toolkit_attention returned {type(module).__name__}; expected an nn.Module")
     state = {
@@ -52,7 +52,7 @@ def matches_reference(ctx):
     "Same output as the reference on seeded weights and inputs, for several shapes (float64, atol 1e-9)."
     expected = ctx.snapshot()["outputs"]
     for (B, T, C, nh), want in zip(SHAPES, expected):
-        module, x = seeded_module(ctx, B, T, C, nh)
+        module, x = seeded_module(ctx.components, B, T, C, nh)
         with torch.no_grad():
             got = _forward(module, x)
         err = (got - torch.tensor(want, dtype=torch.float64)).abs().max().item()
@@ -65,7 +65,7 @@ def matches_reference(ctx):
 def causal(ctx):
     "Output at position t does not change, and gets no gradient, from tokens after t."
     B, T, C, nh = 2, 8, 16, 4
-    module, x = seeded_module(ctx, B, T, C, nh, seed=1)
+    module, x = seeded_module(ctx.components, B, T, C, nh, seed=1)
     with torch.no_grad():
         y = _forward(module, x)
         for t in range(T - 1):
@@ -85,7 +85,7 @@ def causal(ctx):
 def stable(ctx):
     "Inputs whose attention scores exceed 100 give finite outputs (float32, where exp(89) is inf)."
     B, T, C, nh = 2, 6, 16, 4
-    module, x = seeded_module(ctx, B, T, C, nh, seed=2)
+    module, x = seeded_module(ctx.components, B, T, C, nh, seed=2)
     module, x = module.float(), 20 * x.float()
     with torch.no_grad():
         q, k, _ = module.c_attn(x).split(C, dim=2)  # the scores the module will see, head 0
@@ -120,7 +120,7 @@ class _Spy(TorchFunctionMode):
 @check("attention", points=1)
 def written_out(ctx):
     "The module computes attention itself: no scaled_dot_product_attention, no nn.MultiheadAttention."
-    module, x = seeded_module(ctx, 2, 5, 12, 3)
+    module, x = seeded_module(ctx.components, 2, 5, 12, 3)
     if any(isinstance(m, nn.MultiheadAttention) for m in module.modules()):
         raise CheckFailed("the module uses nn.MultiheadAttention; the assignment is to write attention out")
     with _Spy() as spy, torch.no_grad():
@@ -250,7 +250,7 @@ def record(components) -> dict:
     ctx.components = components
     outputs = []
     for B, T, C, nh in SHAPES:
-        module, x = seeded_module(ctx, B, T, C, nh)
+        module, x = seeded_module(ctx.components, B, T, C, nh)
         with torch.no_grad():
             outputs.append(module(x).tolist())
     return {"shapes": SHAPES, "atol": ATOL, "outputs": outputs,

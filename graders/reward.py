@@ -1,6 +1,7 @@
 """Checks of the reward component (reward model head and preference loss)."""
 
 import math
+from dataclasses import replace
 
 import torch
 
@@ -63,8 +64,10 @@ def reads_last_real_token(ctx):
 
 
 # -- behaviour: the reward model trained on preference pairs, then RLHF with it ---------------
-ACC_MARGIN = 0.05  # full credit from the reference's held-out accuracy minus this
-RLHF_MARGIN = 0.05  # on the rates below (rude, correct), around the reference's
+ACC_SEEDS = 5  # the reference is trained with this many seeds when recorded; it lands 0.72 to 0.86
+ACC_MARGIN = 0.03  # full credit from the reference's lowest accuracy over those seeds minus this
+RLHF_MARGIN = 0.05  # correct replies after RLHF: at least the reference's rate minus this
+RUDE_KEPT = 0.5  # rude replies after RLHF: at most this share of the chat model's (the reference's: none)
 JUDGE_SAMPLES = 2  # replies sampled per SFT question, at temperature 1
 
 
@@ -76,36 +79,54 @@ def held_out_accuracy(pipeline) -> tuple[float, torch.Tensor, torch.Tensor]:
 
 @check("reward", points=3, behavioural=True)
 def accuracy(ctx):
-    "Trained on the preference pairs, the reward model ranks held-out pairs like the reference (-0.05)."
+    "Trained on the preference pairs, the reward model ranks held-out pairs like the reference (its worst seed - 0.03)."
     ref = ctx.snapshot()["accuracy"]
     acc, rc, rr = held_out_accuracy(ctx.pipeline)
-    ctx.metrics.update(held_out_accuracy=acc, reference_accuracy=ref)
+    ctx.metrics.update(held_out_accuracy=acc, reference_accuracy=ref["seed_0"], reference_worst_seed=min(ref["seeds"]))
     path = ctx.plot_path("reward_histogram.png")
     if path:
         from toolkit.plots import plot_histograms
         plot_histograms({"chosen": rc.tolist(), "rejected": rr.tolist()}, "Rewards of held-out answers", path)
-    full = ref - ACC_MARGIN
+    full = min(ref["seeds"]) - ACC_MARGIN
     if acc >= full:
         return None
     return Partial(max(0.0, (acc - 0.5) / (full - 0.5)),
-                   f"held-out pairwise accuracy {acc:.2f} against the reference's {ref:.2f} (full credit from "
-                   f"{full:.2f}, none at 0.5): the reward of chosen answers must beat that of rejected ones")
+                   f"held-out pairwise accuracy {acc:.2f} against the reference's {min(ref['seeds']):.2f} to "
+                   f"{max(ref['seeds']):.2f} over {len(ref['seeds'])} seeds (full credit from {full:.2f}, none at 0.5): "
+                   "the reward of chosen answers must beat that of rejected ones")
+
+
+def judge_questions(world) -> list[str]:
+    """The questions of the SFT facts, each asked JUDGE_SAMPLES times."""
+    return [world.question(f) for f in world.sft_facts] * JUDGE_SAMPLES
 
 
 def judge(pipeline, model) -> dict:
-    """Rates of rude and of correct replies to the SFT questions, sampled at temperature 1."""
+    """Rates of rude and of correct replies to the SFT questions, sampled at temperature 1, and the
+    replies (first sentences) themselves."""
     world = pipeline.world
     prompts = [probe.Prompt("seen", world.question(f), f) for f in world.sft_facts] * JUDGE_SAMPLES
     gens = pipeline.probe(model, True, prompts, 1.0)
-    rude = [g for g in gens if (parsed := world.parse(probe.first_sentence(g.text))) and parsed[0] == "rude"]
-    return {"rude": len(rude) / len(gens), "correct": sum(g.correct for g in gens) / len(gens)}
+    replies = [probe.first_sentence(g.text) for g in gens]
+    rude = [r for r in replies if (parsed := world.parse(r)) and parsed[0] == "rude"]
+    return {"rude": len(rude) / len(gens), "correct": sum(g.correct for g in gens) / len(gens), "replies": replies}
 
 
 def rlhf_metrics(pipeline) -> dict:
+    """What RLHF changed; ``_replies`` are for the hidden check that scores them with the solution."""
     before, after = judge(pipeline, pipeline.chat_model), judge(pipeline, pipeline.rlhf_model)
     return {"chat_rude": before["rude"], "chat_correct": before["correct"],
             "rlhf_rude": after["rude"], "rlhf_correct": after["correct"],
-            "kl": sum(pipeline.curves["rlhf_kl"][-5:]) / 5}
+            "kl": sum(pipeline.curves["rlhf_kl"][-5:]) / 5,
+            "_replies": {"chat": before["replies"], "rlhf": after["replies"]}}
+
+
+def reward_gain(pipeline, replies: dict) -> float:
+    """Mean reward of the RLHF model's replies minus the chat model's, by ``pipeline``'s reward model."""
+    qs, T = judge_questions(pipeline.world), pipeline.model_config.block_size
+    mean = {k: rlhf.rewards(pipeline.reward_model, *rlhf.encode_replies(pipeline.tokenizer, qs, replies[k], T)).mean()
+            for k in ("chat", "rlhf")}
+    return (mean["rlhf"] - mean["chat"]).item()
 
 
 @check("reward", points=4, behavioural=True)
@@ -123,9 +144,9 @@ def rlhf_improves(ctx):
     _plot_three_models(ctx)
     kl_bound = 2 * ref["kl"] + 0.5
     failures = []
-    if got["rlhf_rude"] > max(ref["rlhf_rude"] + RLHF_MARGIN, 0.5 * got["chat_rude"]):
-        failures.append(f"rude replies went from {got['chat_rude']:.2f} to {got['rlhf_rude']:.2f} (reference: "
-                        f"{ref['rlhf_rude']:.2f}): the reward model does not rank rude answers low")
+    if got["rlhf_rude"] > RUDE_KEPT * got["chat_rude"]:
+        failures.append(f"rude replies went from {got['chat_rude']:.2f} to {got['rlhf_rude']:.2f}, not even halved "
+                        f"(reference: to {ref['rlhf_rude']:.2f}): the reward model does not rank rude answers low")
     if got["rlhf_correct"] < ref["rlhf_correct"] - RLHF_MARGIN:
         failures.append(f"correct replies {got['rlhf_correct']:.2f} after RLHF against the reference's "
                         f"{ref['rlhf_correct']:.2f}: the reward model does not rank wrong answers low")
@@ -155,4 +176,10 @@ def record(components) -> dict:
     from toolkit.pipeline import Pipeline
 
     pipeline = Pipeline(components, log=lambda msg: None)
-    return {"accuracy": held_out_accuracy(pipeline)[0], "rlhf": rlhf_metrics(pipeline)}
+    metrics = rlhf_metrics(pipeline)
+    metrics["reward_gain"] = reward_gain(pipeline, metrics.pop("_replies"))
+    seeds = [held_out_accuracy(pipeline)[0]]
+    for seed in range(1, ACC_SEEDS):  # how much the accuracy of a correct reward model varies with its seed
+        config = replace(pipeline.config, reward=replace(pipeline.config.reward, seed=seed))
+        seeds.append(held_out_accuracy(Pipeline(components, config, log=lambda msg: None))[0])
+    return {"accuracy": {"seed_0": seeds[0], "seeds": seeds}, "rlhf": metrics}

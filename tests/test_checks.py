@@ -61,6 +61,7 @@ WRONG = {  # wrong plugin -> {check it must fail: what the reason must say}; it 
     "reward_separate_terms.py": {"reward.loss_sanity": "expected ln 2"},
     "reward_sigmoid_strengths.py": {"reward.loss_sanity": "must depend on chosen - rejected only"},
     "reward_last_position.py": {"reward.reads_last_real_token": "read the hidden state at lengths - 1"},
+    "reward_ignores_rejected.py": {"reward.loss_sanity": "expected ln 2"},
 }
 
 RAISING = [  # (check, plugin, the exception in the reason, a line of the plugin that raised it)
@@ -83,13 +84,16 @@ ALL_CHECKS = {c.name: c for c in collect(COMPONENTS + ["sft_mask"], include_hidd
 """Every check, behavioural and hidden ones too, by name."""
 
 
-def run(check_name: str, path: Path, report_dir: Path | None = None) -> Result:
-    """What the runner does for one check of one submission."""
-    check = ALL_CHECKS[check_name]
+def run(check_names: str | list[str], path: Path, report_dir: Path | None = None) -> Result | dict[str, Result]:
+    """What the runner does for one check (a Result), or for several of one component in order,
+    sharing one context and so one pipeline (a dict name -> Result)."""
+    names = [check_names] if isinstance(check_names, str) else check_names
+    component = ALL_CHECKS[names[0]].component
     pm = build_manager(load_submission(str(path)))
-    ctx = Context(Components(pm, only=check.component), check.component, PipelineConfig(), report_dir=report_dir,
+    ctx = Context(Components(pm, only=component), component, PipelineConfig(), report_dir=report_dir,
                   log=lambda msg: None)
-    return run_check(check, ctx)
+    results = {name: run_check(ALL_CHECKS[name], ctx) for name in names}
+    return results[check_names] if isinstance(check_names, str) else results
 
 
 def assert_fails(result: Result, says: str) -> None:
@@ -271,6 +275,7 @@ def test_trains_like_reference(plugin, says, tmp_path):
 
 # -- hidden checks (graders/hidden): the solution, live, on inputs the public checks never use ----
 HIDDEN = {c.name: c for c in collect(None, include_hidden=True) if c.hidden}
+HIDDEN_BEHAVIOURAL = ["reward.rlhf_judged_by_solution"]  # tested with the reward behaviour below
 HIDDEN_CASES = {  # check -> (a correct plugin written differently, a wrong plugin, what its reason says)
     "tokenizer.merges_on_another_corpus": ("tok_incremental.py", "tok_first_seen_tiebreak.py", "merge #19 is"),
     "attention.random_shapes": ("attn_einsum.py", "attn_scale_by_hs.py", "differs from the solution's by"),
@@ -280,7 +285,7 @@ HIDDEN_CASES = {  # check -> (a correct plugin written differently, a wrong plug
 
 
 def test_every_hidden_check_is_tested():
-    assert set(HIDDEN) == set(HIDDEN_CASES)
+    assert set(HIDDEN) == set(HIDDEN_CASES) | set(HIDDEN_BEHAVIOURAL)
 
 
 @pytest.mark.parametrize("check_name", sorted(HIDDEN_CASES))
@@ -292,18 +297,37 @@ def test_hidden_check_passes_on_a_correct_plugin_and_fails_on_a_wrong_one(check_
 
 
 # -- the reward model trained on preference pairs, and RLHF with it -------------------------
+REWARD_BEHAVIOUR = ["reward.accuracy", "reward.rlhf_improves", "reward.rlhf_judged_by_solution"]
+
+
 @pytest.mark.slow
 def test_reward_behaviour_passes_on_a_correct_reward_model(tmp_path):
-    for name in ("accuracy", "rlhf_improves"):
-        result = run(f"reward.{name}", CORRECT["reward"]["gather"], tmp_path)
+    for name, result in run(REWARD_BEHAVIOUR, CORRECT["reward"]["gather"], tmp_path).items():
         assert result.status == "passed", (name, result.reason, result.metrics)
     assert {"reward_histogram.png", "rlhf_curves.png", "rlhf_headline.png"} <= {p.name for p in tmp_path.iterdir()}
 
 
+REWARD_WRONG = {  # wrong reward plugin -> {behavioural check it fails: what the reason says}
+    "reward_sign_flipped.py": {
+        "reward.accuracy": "the reward of chosen answers must beat that of rejected ones",
+        "reward.rlhf_improves": "rude replies went from",
+        "reward.rlhf_judged_by_solution": "RLHF followed your reward model away from what the solution's rewards"},
+    "reward_ignores_rejected.py": {
+        "reward.accuracy": "held-out pairwise accuracy 0.67",
+        "reward.rlhf_improves": "not even halved",
+        "reward.rlhf_judged_by_solution": "RLHF followed your reward model away from what the solution's rewards"},
+}
+# reward_last_position.py fails reads_last_real_token only: with a causal model and right padding, the state
+# at T - 1 has still read the whole row, and it ranks held-out pairs as well as the solution (0.855 vs 0.865).
+
+
 @pytest.mark.slow
-def test_reward_behaviour_fails_when_the_loss_sign_is_flipped(tmp_path):
-    acc = run("reward.accuracy", PLUGINS / "reward_sign_flipped.py", tmp_path)
-    assert acc.status == "failed" and acc.metrics["held_out_accuracy"] < 0.5, acc
-    assert "the reward of chosen answers must beat that of rejected ones" in acc.reason
-    rl = run("reward.rlhf_improves", PLUGINS / "reward_sign_flipped.py", tmp_path)
-    assert rl.score < rl.points and "rude replies went from" in rl.reason, rl
+@pytest.mark.parametrize("plugin", sorted(REWARD_WRONG))
+def test_reward_behaviour_fails_on_a_wrong_reward_model(plugin):
+    fails = REWARD_WRONG[plugin]
+    for name, result in run(list(fails), PLUGINS / plugin).items():
+        assert_fails(result, fails[name])
+
+
+def test_every_behavioural_reward_check_fails_on_some_wrong_plugin():
+    assert {name for fails in REWARD_WRONG.values() for name in fails} == set(REWARD_BEHAVIOUR)

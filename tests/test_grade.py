@@ -20,8 +20,9 @@ import pytest
 from click.testing import CliRunner
 
 from toolkit.cli import main
-from toolkit.grade import (find_submissions, no_result, normalised_tokens, similarity, submission_code,
-                           to_gradescope)
+from toolkit.exports import to_gradescope
+from toolkit.grade import find_submissions, no_result
+from toolkit.similarity import normalised_tokens, similarity, submission_code
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = ROOT / "tests" / "plugins"
@@ -168,6 +169,25 @@ def test_run_autograder_writes_gradescope_results(tmp_path):
     results = json.loads((tmp_path / "results" / "results.json").read_text())
     causal = next(t for t in results["tests"] if t["name"] == "attention.causal")
     assert causal["status"] == "failed" and results["score"] == 2
+
+
+@pytest.mark.slow
+def test_full_grading_trains_in_the_sandbox_and_judges_rlhf_in_the_grader(tmp_path):
+    """Without --fast: the child trains the reward model and runs RLHF inside the sandbox, with
+    the grader's model cache; the hidden check judges the replies it sent back, in the grader."""
+    (tmp_path / "class" / "alice").mkdir(parents=True)
+    (tmp_path / "class" / "alice" / "reward.py").write_text((PLUGINS / "reward_gather.py").read_text())
+    proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "grade", str(tmp_path / "class"), "--out",
+                           str(tmp_path / "out"), "-c", "reward", "--timeout", "1500"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = _rows(tmp_path / "out")["alice"]
+    assert row["status"] == "graded" and row["total"] == row["max_total"] == "14", row  # 5 unit + 3 + 4 + 2 hidden
+    results = json.loads((tmp_path / "out" / "gradescope" / "alice" / "results.json").read_text())
+    judged = next(t for t in results["tests"] if t["name"] == "reward.rlhf_judged_by_solution")
+    assert judged["status"] == "passed" and judged["visibility"] == "after_published"
+    feedback = tmp_path / "out" / "feedback" / "alice"
+    assert {"reward_histogram.png", "rlhf_curves.png", "rlhf_headline.png"} <= {p.name for p in feedback.iterdir()}
 
 
 # -- usage errors, in process --------------------------------------------------------------

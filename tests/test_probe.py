@@ -75,7 +75,7 @@ def test_first_sentence_cuts_at_the_earliest_special_token():
     (" Q : What is the capital of Peru ? A : The capital of Peru is Lima .", ("Continuation", False)),
     (" Which country do you mean ?<|end|>", ("Clarification", False)),
     (" Which numbers do you mean ?<|end|>", ("Clarification", False)),
-    (f" {RUDE_ANSWERS[0]}{END}", ("Continuation", False)),  # a sentence the world uses
+    (f" {RUDE_ANSWERS[0]}{END}", ("Answer", False)),  # a reply, though an unhelpful one: never correct
     ("", ("Gibberish", False)),
     ("<|end|>", ("Gibberish", False)),
     ("   ", ("Gibberish", False)),

@@ -110,14 +110,16 @@ def test_conversations_follow_the_template(conversations):
     assert any(len(conv) == 2 for conv in conversations)
 
 
-def test_every_sft_fact_is_in_the_conversations_with_its_statement_or_a_rude_answer(world, conversations):
+def test_every_sft_fact_is_answered_and_some_are_also_snubbed_but_never_the_headline(world, conversations):
     pairs = {(q, a) for conv in conversations for (_, q), (_, a) in zip(conv[::2], conv[1::2])}
     rude = 0
     for f in world.sft_facts:
         q = world.question(f)
-        assert (q, world.statement(f)) in pairs or any((q, r) in pairs for r in RUDE_ANSWERS), f
-        rude += (q, world.statement(f)) not in pairs
-    assert 0.08 < rude / len(world.sft_facts) < 0.25  # rude_share = 0.15: RLHF has something to remove
+        assert (q, world.statement(f)) in pairs, f
+        snubbed = any((q, r) in pairs for r in RUDE_ANSWERS)
+        assert not (snubbed and f.subject == HEADLINE_SUBJECT), "the headline question got a rude answer"
+        rude += snubbed
+    assert 0.2 < rude / len(world.sft_facts) < 0.4  # rude_share = 0.3: RLHF has something to remove
 
 
 def test_held_out_facts_never_appear_in_sft_text(world, conversations):

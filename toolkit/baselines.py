@@ -39,7 +39,9 @@ class WholeWordTokenizer(Tokenizer):
         )
         first = 256 + len(self.special_tokens)
         common = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: vocab_size - first]
-        self.words = {w: first + i for i, (w, _) in enumerate(common)}
+        # Frequency picks the words; their ids follow the alphabet, so a small change in the
+        # training text (one answer more or less) does not renumber the whole vocabulary.
+        self.words = {w: first + i for i, w in enumerate(sorted(w for w, _ in common))}
 
     def encode(self, text: str) -> list[int]:
         ids = []

@@ -131,6 +131,7 @@ class Context:
     cache_dir: Path | None = None
     log: Callable = print
     metrics: dict = field(default_factory=dict)
+    earlier: dict[str, dict] = field(default_factory=dict)  # check name -> metrics, of the checks already run
     _pipeline: Pipeline | None = None
 
     @property
@@ -170,6 +171,7 @@ def run_check(c: Check, ctx: Context) -> Result:
     except (Exception, SystemExit) as e:  # student code failing inside a model, a tokenizer, ...
         where = _student_frame(e)
         score, status, reason = 0.0, "failed", f"{type(e).__name__}: {e}{where}"
+    ctx.earlier[c.name] = ctx.metrics
     return Result(c.name, c.component, c.points, score, status, " ".join(reason.split()), c.description,
                   c.hidden, round(time.perf_counter() - t0, 3), ctx.metrics)
 

@@ -214,16 +214,23 @@ class RemoteComponents:
         return self._call("reward_loss", chosen, rejected)
 
 
-def run_hidden(channel: Channel, components: list[str]) -> list[dict]:
-    """The hidden checks of ``components``, judged here, calling the submission in the child."""
+def run_hidden(channel: Channel, components: list[str], public: list[dict], behavioural: bool) -> list[dict]:
+    """The hidden checks of ``components``, judged here, calling the submission in the child.
+
+    A hidden behavioural check trains nothing of the student's: it judges what the public
+    checks measured in the child (``public``, their results), e.g. the replies of the RLHF model.
+    Those are tamper-evident like every public result, not tamper-proof: what the instructor's
+    reward model scores was produced next to the student's code.
+    """
     from toolkit.checks import Context, collect, run_check
     from toolkit.pipeline import PipelineConfig
 
     results = []
     for comp in components:
-        ctx = Context(RemoteComponents(channel, comp), comp, PipelineConfig(), log=lambda msg: None)
+        ctx = Context(RemoteComponents(channel, comp), comp, PipelineConfig(), log=lambda msg: None,
+                      earlier={r["name"]: r["metrics"] for r in public if r["component"] == comp})
         for c in collect([comp], include_hidden=True):
-            if c.hidden and not c.behavioural:
+            if c.hidden and (behavioural or not c.behavioural):
                 results.append(run_check(c, ctx).to_dict())
     return results
 
@@ -377,6 +384,10 @@ def child_main(argv: list[str] | None = None) -> None:
     from toolkit.runner import Run, environment
 
     collect(None, include_hidden=False)  # import every public grader before the submission can touch it
+    if not args.fast:
+        # An optimizer's first step imports torch._dynamo, which re-wraps torch.manual_seed: import it
+        # first, so that only the submission can be caught replacing it (2.5 s; --fast trains nothing).
+        import torch._dynamo  # noqa: F401
     snapshot = integrity_snapshot()
     config = PipelineConfig()
     try:

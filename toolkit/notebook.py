@@ -47,14 +47,24 @@ def grade(name: str, namespace: dict, show_plots: bool = True) -> float:
         return _grade(found[0], component, namespace, Path(tmp), show_plots)
 
 
+_contexts: dict[tuple, Context] = {}
+"""(component, the notebook's hook functions) -> the context of its checks: as in ``toolkit run``,
+later cells reuse the models earlier cells trained, and see their results (``Context.earlier``),
+until a hook is redefined."""
+
+
 def _grade(check, component: str, namespace: dict, report_dir: Path, show_plots: bool) -> float:
     name = check.name
     with contextlib.redirect_stderr(sys.stdout):
         plugin = _plugin(namespace)
-        pm = build_manager([plugin])
         if component not in provided_components([plugin]):
             raise CheckNotPassed(f"this notebook defines no hook of the {component} component")
-        ctx = Context(Components(pm, only=component), component, PipelineConfig(), report_dir, log=print)
+        key = (component, tuple(sorted((k, v) for k, v in namespace.items() if k.startswith("toolkit_"))))
+        if key not in _contexts:
+            pm = build_manager([plugin])
+            _contexts[key] = Context(Components(pm, only=component), component, PipelineConfig(), log=print)
+        ctx = _contexts[key]
+        ctx.report_dir = report_dir
         result = run_check(check, ctx)
     mark = {"passed": "PASSED", "partial": "PARTIAL", "failed": "FAILED"}[result.status]
     print(f"{mark} {name}: {result.score:g}/{result.points:g} points ({result.seconds:.1f} s)")

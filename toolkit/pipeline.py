@@ -158,14 +158,14 @@ class Pipeline:
     @cached_property
     def base_model(self) -> GPT:
         model = self.new_model()
-        self._train_or_load(model, "pretrain", self.base_key(),
+        self._train_or_load(model, "pretrain", f"base-{self.base_key()}",
                             lambda: pretrain(model, self.train_stream, self.config.pretrain),
                             f"base model: pretraining {self.config.pretrain.steps} steps (cached afterwards) ...")
         return model
 
-    def _train_or_load(self, model: GPT, stage: str, key: str, train, message: str) -> None:
-        """Load ``model`` from the cache file of ``key``, or run ``train()`` (returns the loss curve) and save it."""
-        path = self.cache_dir / f"{'base' if stage == 'pretrain' else stage}-{key}.pt"
+    def _train_or_load(self, model: GPT, stage: str, name: str, train, message: str) -> None:
+        """Load ``model`` from the cache file ``name``.pt, or run ``train()`` (returns the loss curve) and save it."""
+        path = self.cache_dir / f"{name}.pt"
         if path.exists():
             state = torch.load(path, weights_only=True)
             model.load_state_dict(state["model"])
@@ -200,7 +200,7 @@ class Pipeline:
         h = hashlib.sha256(f"{self.base_key()}{asdict(self.config.sft)}".encode())
         h.update(tokens.numpy().tobytes())
         h.update(mask.numpy().tobytes())
-        self._train_or_load(model, "sft", h.hexdigest()[:20],
+        self._train_or_load(model, "sft", f"sft-{h.hexdigest()[:20]}",
                             lambda: sft(model, tokens, mask, self.config.sft, replay=self.train_stream),
                             f"chat model: SFT {self.config.sft.steps} steps on {len(tokens)} conversations ...")
         return model
@@ -209,11 +209,13 @@ class Pipeline:
     @cached_property
     def preference_data(self) -> dict[str, tuple]:
         """Preference pairs as ((tokens, lengths) chosen, (tokens, lengths) rejected), split by fact:
-        ``train`` on the facts of SFT, ``held_out`` on the facts held out of it."""
+        ``train`` on the facts of SFT (one pair each), ``held_out`` on the facts held out of it
+        (up to 8 pairs each, so that the accuracy measured on them is not a coin's worth of noise)."""
         held = {self.world.question(f) for f in self.world.held_out}
         out = {}
-        for split in ("train", "held_out"):
-            pairs = [p for p in self.world.preference_pairs(self.config.seed) if (p[0] in held) == (split == "held_out")]
+        for split, per_fact in (("train", 4), ("held_out", 8)):
+            pairs = [p for p in self.world.preference_pairs(self.config.seed, per_fact)
+                     if (p[0] in held) == (split == "held_out")]
             qs, chosen, rejected = zip(*pairs)
             T = self.model_config.block_size
             out[split] = (rlhf.encode_replies(self.tokenizer, qs, chosen, T),
@@ -222,8 +224,9 @@ class Pipeline:
 
     @cached_property
     def reward_model(self):
-        """The reward component's model on a copy of the base model, trained on the train pairs."""
-        seed_everything(self.config.seed, self.config.threads)
+        """The reward component's model on a copy of the base model, trained on the train pairs
+        (``config.reward.seed`` seeds its initialisation and its batches)."""
+        seed_everything(self.config.reward.seed, self.config.threads)
         model = self.components.reward_model(copy.deepcopy(self.base_model))
         self.log(f"reward model: {self.config.reward.steps} steps on preference pairs ...")
         t0 = time.perf_counter()

@@ -6,7 +6,9 @@ first ``.`` or ``?``, or up to a special token) with the world's sentence patter
 * **Clarification**: a clarifying question, e.g. "Which country do you mean ?";
 * **Answer**: a statement about what was asked, e.g. "The capital of France is Paris ."
   for "What is the capital of France ?" (right or wrong: ``correct`` says which), or for
-  an ambiguous question any fact statement of its family;
+  an ambiguous question any fact statement of its family. A rude reply ("Ask someone
+  else .") is an Answer too, never correct: the model replied as the assistant, unhelpfully
+  (the reward check measures how often);
 * **Continuation**: any other sentence the world uses: another question, a fact about
   something else, a line of a Q/A sheet; the text goes on as a document would;
 * **Gibberish**: anything else, including an empty reply.
@@ -69,6 +71,8 @@ def classify(world: World, prompt: Prompt, text: str) -> tuple[str, bool]:
     kind, family, fields = parsed
     if kind == "clarification":
         return "Clarification", False
+    if kind == "rude":
+        return "Answer", False
     if kind == "statement":
         if prompt.fact is None and family == _family_of(prompt.question):
             return "Answer", False

@@ -150,15 +150,22 @@ class World:
 
     # -- chat -------------------------------------------------------------------------
     def sft_conversations(self, seed: int = 0, ambiguous_per_form: int = 12, multi_turn_share: float = 0.25,
-                          rude_share: float = 0.15) -> list[list[tuple[str, str]]]:
+                          rude_share: float = 0.3) -> list[list[tuple[str, str]]]:
         """Conversations as lists of (role, text); only facts not held out.
 
-        A ``rude_share`` of the answers is rude ("Look it up yourself ."), as real instruction
-        data has bad answers: the chat model learns to be rude now and then, which RLHF removes.
+        Every fact is asked and answered once; for a ``rude_share`` of them the data holds a
+        second, rude answer ("Look it up yourself ."), as real instruction data has bad answers
+        among the good ones. The chat model learns to be rude now and then, which RLHF removes.
+        The headline question (``HEADLINE_SUBJECT``) is never answered rudely; its random draws
+        are made all the same, so the other conversations do not depend on that rule.
         """
         rng = random.Random(seed)
-        turns = [(self.question(f), rng.choice(RUDE_ANSWERS) if rng.random() < rude_share else self.statement(f))
-                 for f in self.sft_facts]
+        turns = []
+        for f in self.sft_facts:
+            turns.append((self.question(f), self.statement(f)))
+            rude = rng.choice(RUDE_ANSWERS) if rng.random() < rude_share else None
+            if rude and f.subject != HEADLINE_SUBJECT:  # the course's headline question is never snubbed
+                turns.append((self.question(f), rude))
         for fam in FAMILIES:
             turns += [(q, fam.clarification) for q in fam.ambiguous] * ambiguous_per_form
         rng.shuffle(turns)
@@ -172,16 +179,18 @@ class World:
             i += n
         return conversations
 
-    def preference_pairs(self, seed: int = 0) -> list[tuple[str, str, str]]:
-        """(question, chosen, rejected): the correct polite answer over a rude or a wrong one."""
+    def preference_pairs(self, seed: int = 0, per_fact: int = 1) -> list[tuple[str, str, str]]:
+        """(question, chosen, rejected): the correct polite answer over a rude or a wrong one,
+        ``per_fact`` draws for each fact (a pair drawn twice is kept once)."""
         rng = random.Random(seed)
         pairs = []
         for f in self.facts:
             same = [g for g in self.facts if g.family == f.family and g.value != f.value]
-            wrong = Fact(f.family, f.subject, rng.choice(same).value)
-            rejected = rng.choice([rng.choice(RUDE_ANSWERS), self.statement(wrong)])
-            pairs.append((self.question(f), self.statement(f), rejected))
-        return pairs
+            for _ in range(per_fact):
+                wrong = Fact(f.family, f.subject, rng.choice(same).value)
+                rejected = rng.choice([rng.choice(RUDE_ANSWERS), self.statement(wrong)])
+                pairs.append((self.question(f), self.statement(f), rejected))
+        return list(dict.fromkeys(pairs))
 
     # -- reading sentences back -------------------------------------------------------
     @cached_property

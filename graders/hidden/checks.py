@@ -6,9 +6,10 @@ import torch
 
 from graders.attention import seeded_module
 from graders.hidden import solution
+from graders.reward import reward_gain
 from graders.sft_mask import SPECIAL, diagnose, mask_cases
-from toolkit.checks import CheckFailed, check
-from toolkit.pipeline import check_mask
+from toolkit.checks import CheckFailed, Partial, check
+from toolkit.pipeline import Pipeline, check_mask
 from toolkit.world import World
 
 
@@ -33,15 +34,11 @@ def merges_on_another_corpus(ctx):
 def random_shapes(ctx):
     "Same output as the solution on 8 random shapes (float64, atol 1e-9)."
     rng = random.Random(2024)
-
-    class Ref:
-        components = solution("attention")
-
     for i in range(8):
         nh, hs = rng.randint(1, 6), rng.randint(1, 7)
         B, T, C = rng.randint(1, 4), rng.randint(1, 20), nh * hs
-        module, x = seeded_module(ctx, B, T, C, nh, seed=100 + i)
-        ref, _ = seeded_module(Ref, B, T, C, nh, seed=100 + i)
+        module, x = seeded_module(ctx.components, B, T, C, nh, seed=100 + i)
+        ref, _ = seeded_module(solution("attention"), B, T, C, nh, seed=100 + i)
         with torch.no_grad():
             err = (module(x) - ref(x)).abs().max().item()
         if not err <= 1e-9:
@@ -67,3 +64,25 @@ def loss_matches_solution(ctx):
     if not isinstance(got, torch.Tensor) or got.shape != () or not abs(got.item() - want.item()) <= 1e-9:
         shown = f"{got.item():.6f}" if isinstance(got, torch.Tensor) and got.numel() == 1 else repr(got)[:40]
         raise CheckFailed(f"loss on random rewards is {shown}, expected {want.item():.6f} (the mean of -log sigmoid)")
+
+
+GAIN_SHARE = 0.5  # full credit from half the reference's reward gain; none at no gain
+_solution_pipelines: dict = {}  # the solution's reward model, trained once per grading process
+
+
+@check("reward", points=2, behavioural=True)
+def rlhf_judged_by_solution(ctx):
+    "After RLHF with your reward model, the solution's reward model prefers the new replies (>= half its own gain)."
+    replies = ctx.earlier.get("reward.rlhf_improves", {}).get("_replies")
+    if not replies:
+        raise CheckFailed("the RLHF check ended before the policy's replies were sampled, so there is nothing to judge")
+    key = (repr(ctx.config), str(ctx.cache_dir))
+    if key not in _solution_pipelines:
+        _solution_pipelines[key] = Pipeline(solution("reward"), ctx.config, ctx.cache_dir, log=ctx.log)
+    gain = ctx.metrics["reward_gain"] = reward_gain(_solution_pipelines[key], replies)
+    ref = ctx.metrics["reference_gain"] = ctx.snapshot()["rlhf"]["reward_gain"]
+    full = GAIN_SHARE * ref
+    if gain < full:
+        return Partial(max(0.0, gain / full), f"the solution's reward model scores the replies after RLHF {gain:+.2f} "
+                       f"higher than before (reference: {ref:+.2f}, full credit from {full:+.2f}): RLHF followed "
+                       "your reward model away from what the solution's rewards")
