@@ -22,8 +22,13 @@ demo: $(BIN)/toolkit sandbox  ## grade the instructor's solutions and write the 
 test: $(BIN)/toolkit sandbox  ## the whole test suite
 	$(BIN)/python -m pytest -q
 
-bench: $(BIN)/toolkit  ## speed and memory figures (see benchmarks/README.md)
-	$(BIN)/python benchmarks/run.py
+BENCHMARKS := run tokenizer throughput feedback grading
+
+bench: $(BIN)/toolkit  ## every benchmarks/*.py figure (see benchmarks/README.md); fails if a target is missed
+	@failed=; for b in $(BENCHMARKS); do \
+	  echo "== benchmarks/$$b.py"; $(BIN)/python -u benchmarks/$$b.py || failed="$$failed $$b"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "bench: target missed or run failed in:$$failed"; exit 1; fi
 
 snapshots: $(BIN)/toolkit  ## re-record the public snapshots from solutions/
 	$(BIN)/toolkit record solutions/

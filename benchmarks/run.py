@@ -11,7 +11,6 @@ shared: quote the medians of one run, never assert times in unit tests.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import statistics
 import sys
@@ -25,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from graders.sft_mask import behaviour_metrics  # noqa: E402
 from toolkit.pipeline import Pipeline, PipelineConfig  # noqa: E402
 from toolkit.plugins import Components, build_manager, load_submission  # noqa: E402
-from toolkit.runner import environment  # noqa: E402
+from benchmarks.common import report  # noqa: E402
 
 
 def median_time(fn, repeats: int) -> float:
@@ -88,12 +87,7 @@ def main() -> int:
             missed.append(f"{name} = {figures[name]:.3f}, target {op} {bound}")
     if base_top != "Continuation":
         missed.append(f"base model's most frequent class is {base_top}")
-    args.out.write_text(json.dumps({"environment": environment(config), "repeats": args.repeats,
-                                    "figures": figures, "missed": missed}, indent=1) + "\n")
-    print(f"written {args.out}")
-    for m in missed:
-        print(f"MISSED: {m}")
-    return 1 if missed else 0
+    return report(args.out, figures, missed, repeats=args.repeats)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,131 @@
+"""How long a student waits for a verdict, and the memory grading takes.
+
+    python benchmarks/feedback.py [--repeats 3] [--skip-cold] [--skip-slow] [--out benchmarks/results/feedback.json]
+
+Each figure is the wall time of ``python -m toolkit run ...`` as a subprocess, from the
+command to its exit (interpreter start and ``import torch`` included), median of
+``--repeats`` runs; the cold run is done once. Peak memory is the child's maximum resident
+set size (``ru_maxrss`` of ``os.wait4``). Targets (2 cores):
+
+    toolkit run solutions/ -c COMPONENT --fast     < 5 s, each of the four components
+    toolkit run solutions/ -c sft_mask             < 45 s, warm cache
+    toolkit run solutions/                         < 2 min, warm cache (all four, behavioural checks included)
+    toolkit run solutions/                         < 5 min, cold cache (an empty TOOLKIT_CACHE: pretraining included)
+    peak RSS of grading the whole submission       < 2 GB
+
+*Warm cache* means the base models are cached, as after a student's first run, but nothing
+trained after them (SFT, reward model, RLHF): a student who edits a component pays for those
+again. Each warm run gets a fresh TOOLKIT_CACHE that links the base models (``base-*.pt``)
+of a pool, which starts as the cold run's cache, or with ``--skip-cold`` as the current
+TOOLKIT_CACHE (default ~/.cache/toolkit). A run that still had to pretrain a base model adds
+it to the pool and is run again, not counted. Every run must pass all its checks. Exit 1
+if a target is missed or a run fails. ``--skip-slow``: only the ``--fast`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from toolkit.pipeline import default_cache_dir  # noqa: E402
+from toolkit.plugins import COMPONENTS  # noqa: E402
+from benchmarks.common import report  # noqa: E402
+
+TOOLKIT = [sys.executable, "-m", "toolkit", "run", "solutions/"]
+
+
+def run(args: list[str], cache: Path) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of ``toolkit run solutions/ ARGS``; raises if it does not pass."""
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(TOOLKIT + args, cwd=ROOT, env={**os.environ, "TOOLKIT_CACHE": str(cache)},
+                                stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t0
+        proc.returncode = code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            err.seek(0)
+            tail = err.read().decode(errors="replace")[-2000:]
+            raise RuntimeError(f"{' '.join(['toolkit run solutions/', *args])} exited with {code}:\n{tail}")
+    return seconds, usage.ru_maxrss / 1024  # Linux: kilobytes
+
+
+def warm_run(args: list[str], pool: Path) -> tuple[float, float]:
+    """``run`` in a fresh cache holding only the pool's base models (see the docstring)."""
+    while True:
+        with tempfile.TemporaryDirectory() as d:
+            for f in pool.glob("base-*.pt"):
+                (Path(d) / f.name).symlink_to(f)
+            result = run(args, Path(d))
+            new = [f for f in Path(d).glob("base-*.pt") if not f.is_symlink()]
+            if not new:
+                return result
+            for f in new:
+                shutil.move(f, pool / f.name)
+            print(f"  (pretrained {len(new)} base model(s) first: now in the pool; not counted, again)", flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--skip-cold", action="store_true", help="leave out the cold-cache run (minutes)")
+    ap.add_argument("--skip-slow", action="store_true", help="only the --fast runs (implies --skip-cold)")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "feedback.json")
+    args = ap.parse_args()
+
+    # (name, toolkit run arguments, target in seconds, warm cache or cold, repeats)
+    runs = [(f"fast_{c}", ["-c", c, "--fast"], 5, "warm", args.repeats) for c in COMPONENTS]
+    if not args.skip_slow:
+        runs += [("sft_mask_warm", ["-c", "sft_mask"], 45, "warm", args.repeats),
+                 ("whole_warm", [], 120, "warm", args.repeats)]
+        if not args.skip_cold:
+            runs.insert(0, ("whole_cold", [], 300, "cold", 1))  # first: its cache fills the pool
+    figures: dict[str, float] = {}
+    missed: list[str] = []
+    with tempfile.TemporaryDirectory() as pool_dir:
+        pool = Path(pool_dir)
+        for f in default_cache_dir().glob("base-*.pt"):
+            (pool / f.name).symlink_to(f.resolve())
+        for name, cli, target, cache, repeats in runs:
+            print(f"{' '.join(['toolkit run solutions/', *cli])} ({cache} cache, {repeats}x) ...", flush=True)
+            try:
+                if cache == "cold":
+                    with tempfile.TemporaryDirectory() as d:
+                        results = [run(cli, Path(d))]
+                        for f in Path(d).glob("base-*.pt"):
+                            shutil.move(f, pool / f.name)
+                else:
+                    results = [warm_run(cli, pool) for _ in range(repeats)]
+            except RuntimeError as e:
+                print(e)
+                missed.append(f"{name}: toolkit run failed")
+                continue
+            seconds = statistics.median(s for s, _ in results)
+            figures[f"{name}_s"] = seconds
+            figures[f"{name}_peak_rss_MB"] = max(m for _, m in results)
+            print(f"  {name:18} {seconds:8.1f} s  (runs: {', '.join(f'{s:.1f}' for s, _ in results)}; target < {target} s)"
+                  f"  peak RSS {figures[f'{name}_peak_rss_MB']:.0f} MB", flush=True)
+            if seconds >= target:
+                missed.append(f"{name}_s = {seconds:.1f}, target < {target}")
+    whole = [v for k, v in figures.items() if k.startswith("whole_") and k.endswith("_peak_rss_MB")]
+    if whole:
+        figures["grading_peak_rss_MB"] = max(whole)
+        print(f"peak RSS of grading the whole submission: {max(whole):.0f} MB (target < 2048 MB)")
+        if max(whole) >= 2048:
+            missed.append(f"grading_peak_rss_MB = {max(whole):.0f}, target < 2048")
+
+    return report(args.out, figures, missed, repeats=args.repeats)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
