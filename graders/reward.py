@@ -64,7 +64,7 @@ def reads_last_real_token(ctx):
 
 
 # -- behaviour: the reward model trained on preference pairs, then RLHF with it ---------------
-ACC_SEEDS = 5  # the reference is trained with this many seeds when recorded; it lands 0.72 to 0.86
+ACC_SEEDS = 5  # the reference is trained with this many seeds when recorded; it lands 0.74 to 0.87
 ACC_MARGIN = 0.03  # full credit from the reference's lowest accuracy over those seeds minus this
 RLHF_MARGIN = 0.05  # correct replies after RLHF: at least the reference's rate minus this
 RUDE_KEPT = 0.5  # rude replies after RLHF: at most this share of the chat model's (the reference's: none)

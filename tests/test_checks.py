@@ -312,13 +312,12 @@ REWARD_WRONG = {  # wrong reward plugin -> {behavioural check it fails: what the
         "reward.accuracy": "the reward of chosen answers must beat that of rejected ones",
         "reward.rlhf_improves": "rude replies went from",
         "reward.rlhf_judged_by_solution": "RLHF followed your reward model away from what the solution's rewards"},
-    "reward_ignores_rejected.py": {
-        "reward.accuracy": "held-out pairwise accuracy 0.67",
+    "reward_ignores_rejected.py": {  # its held-out accuracy, 0.71, is within the reference's seeds (0.74-0.87) - 0.03
         "reward.rlhf_improves": "not even halved",
         "reward.rlhf_judged_by_solution": "RLHF followed your reward model away from what the solution's rewards"},
 }
-# reward_last_position.py fails reads_last_real_token only: with a causal model and right padding, the state
-# at T - 1 has still read the whole row, and it ranks held-out pairs as well as the solution (0.855 vs 0.865).
+# reward_last_position.py is caught by reads_last_real_token: with a causal model and right padding, the state
+# at T - 1 has still read the whole row, and it ranks held-out pairs within the solution's seeds (0.78).
 
 
 @pytest.mark.slow

@@ -402,3 +402,19 @@ def test_lr_without_warmup():
     cfg = TrainConfig(steps=10, lr=2e-3, warmup=0)
     assert lr_at(0, cfg) == pytest.approx(2e-3)
     assert lr_at(10, cfg) == pytest.approx(2e-4)
+
+
+def test_the_reward_model_does_not_depend_on_what_the_pipeline_built_before(tmp_path):
+    """Its seed is its own: a first run (the base model built inside ``reward_model``) and a run
+    that built the base model first train the same reward model."""
+    from dataclasses import replace
+
+    from toolkit.pipeline import Pipeline, PipelineConfig
+
+    config = replace(PipelineConfig.small(), reward=TrainConfig(steps=3, lr=1e-3, warmup=1))
+    reward = Components(build_manager(load_submission(str(Path(__file__).parents[1] / "solutions"))), only="reward")
+    first = Pipeline(reward, config, tmp_path, log=lambda m: None)
+    _ = first.base_model
+    later = Pipeline(reward, config, tmp_path, log=lambda m: None)  # loads the base model inside reward_model
+    a, b = first.reward_model.state_dict(), later.reward_model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -226,23 +226,24 @@ class Pipeline:
     def reward_model(self):
         """The reward component's model on a copy of the base model, trained on the train pairs
         (``config.reward.seed`` seeds its initialisation and its batches)."""
-        seed_everything(self.config.reward.seed, self.config.threads)
-        model = self.components.reward_model(copy.deepcopy(self.base_model))
+        backbone, pairs = copy.deepcopy(self.base_model), self.preference_data["train"]
+        seed_everything(self.config.reward.seed, self.config.threads)  # after building the base model, whose
+        model = self.components.reward_model(backbone)  # init would otherwise shift the head's on a first run
         self.log(f"reward model: {self.config.reward.steps} steps on preference pairs ...")
         t0 = time.perf_counter()
-        self.curves["reward"] = rlhf.train_reward_model(model, self.components.reward_loss,
-                                                        *self.preference_data["train"], self.config.reward)
+        self.curves["reward"] = rlhf.train_reward_model(model, self.components.reward_loss, *pairs, self.config.reward)
         self.timings["reward"] = time.perf_counter() - t0
         return model.eval()
 
     @cached_property
     def rlhf_model(self) -> GPT:
         """The chat model after RLHF with this pipeline's reward model."""
+        chat, reward_model = self.chat_model, self.reward_model  # built first: seeding below is then all RLHF's
         seed_everything(self.config.seed, self.config.threads)
         questions = [self.world.question(f) for f in self.world.sft_facts]
         self.log(f"RLHF: {self.config.rlhf.steps} steps ...")
         t0 = time.perf_counter()
-        model, curves = rlhf.rlhf(self.chat_model, self.reward_model, self.tokenizer, questions, self.config.rlhf)
+        model, curves = rlhf.rlhf(chat, reward_model, self.tokenizer, questions, self.config.rlhf)
         self.curves.update({f"rlhf_{k}": v for k, v in curves.items()})
         self.timings["rlhf"] = time.perf_counter() - t0
         return model
