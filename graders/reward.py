@@ -96,17 +96,16 @@ def accuracy(ctx):
                    "the reward of chosen answers must beat that of rejected ones")
 
 
-def judge_questions(world) -> list[str]:
+def judge_prompts(world) -> list[probe.Prompt]:
     """The questions of the SFT facts, each asked JUDGE_SAMPLES times."""
-    return [world.question(f) for f in world.sft_facts] * JUDGE_SAMPLES
+    return [probe.Prompt("seen", world.question(f), f) for f in world.sft_facts] * JUDGE_SAMPLES
 
 
 def judge(pipeline, model) -> dict:
     """Rates of rude and of correct replies to the SFT questions, sampled at temperature 1, and the
     replies (first sentences) themselves."""
     world = pipeline.world
-    prompts = [probe.Prompt("seen", world.question(f), f) for f in world.sft_facts] * JUDGE_SAMPLES
-    gens = pipeline.probe(model, True, prompts, 1.0)
+    gens = pipeline.probe(model, True, judge_prompts(world), 1.0)
     replies = [probe.first_sentence(g.text) for g in gens]
     rude = [r for r in replies if (parsed := world.parse(r)) and parsed[0] == "rude"]
     return {"rude": len(rude) / len(gens), "correct": sum(g.correct for g in gens) / len(gens), "replies": replies}
@@ -123,7 +122,7 @@ def rlhf_metrics(pipeline) -> dict:
 
 def reward_gain(pipeline, replies: dict) -> float:
     """Mean reward of the RLHF model's replies minus the chat model's, by ``pipeline``'s reward model."""
-    qs, T = judge_questions(pipeline.world), pipeline.model_config.block_size
+    qs, T = [p.question for p in judge_prompts(pipeline.world)], pipeline.model_config.block_size
     mean = {k: rlhf.rewards(pipeline.reward_model, *rlhf.encode_replies(pipeline.tokenizer, qs, replies[k], T)).mean()
             for k in ("chat", "rlhf")}
     return (mean["rlhf"] - mean["chat"]).item()

@@ -209,7 +209,7 @@ class Pipeline:
     @cached_property
     def preference_data(self) -> dict[str, tuple]:
         """Preference pairs as ((tokens, lengths) chosen, (tokens, lengths) rejected), split by fact:
-        ``train`` on the facts of SFT (one pair each), ``held_out`` on the facts held out of it
+        ``train`` on the facts of SFT (up to 4 pairs each), ``held_out`` on the facts held out of it
         (up to 8 pairs each, so that the accuracy measured on them is not a coin's worth of noise)."""
         held = {self.world.question(f) for f in self.world.held_out}
         out = {}
