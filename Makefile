@@ -8,7 +8,7 @@ REPORT ?= report
 
 $(BIN)/toolkit: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,course,grid]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,course,grid,bench]'
 	touch $@
 
 sandbox:  ## bubblewrap isolates the submissions `toolkit grade` runs; without it: resource limits only

@@ -1,6 +1,6 @@
 """How long a student waits for a verdict, and the memory grading takes.
 
-    python benchmarks/feedback.py [--repeats 3] [--skip-cold] [--skip-slow] [--out benchmarks/results/feedback.json]
+    python benchmarks/feedback.py [--repeats 3] [--skip-cold] [--skip-slow] [--profile DIR] [--out benchmarks/results/feedback.json]
 
 Each figure is the wall time of ``python -m toolkit run ...`` as a subprocess, from the
 command to its exit (interpreter start and ``import torch`` included), median of
@@ -13,13 +13,21 @@ set size (``ru_maxrss`` of ``os.wait4``). Targets (2 cores):
     toolkit run solutions/                         < 5 min, cold cache (an empty TOOLKIT_CACHE: pretraining included)
     peak RSS of grading the whole submission       < 2 GB
 
-*Warm cache* means the base models are cached, as after a student's first run, but nothing
-trained after them (SFT, reward model, RLHF): a student who edits a component pays for those
-again. Each warm run gets a fresh TOOLKIT_CACHE that links the base models (``base-*.pt``)
-of a pool, which starts as the cold run's cache, or with ``--skip-cold`` as the current
-TOOLKIT_CACHE (default ~/.cache/toolkit). A run that still had to pretrain a base model adds
-it to the pool and is run again, not counted. Every run must pass all its checks. Exit 1
-if a target is missed or a run fails. ``--skip-slow``: only the ``--fast`` runs.
+*Warm cache* means the cache holds what an earlier run trained, as after a student's first
+run, except the models trained with the submission's own components after pretraining: a
+student who edits a component pays for those again. Those are the chat model of its SFT
+mask (``sft-<key>.pt``), its reward model and the RLHF model (never cached: see
+``Pipeline.reward_key``). What does not depend on the submission stays cached: the base
+models, the chat model the reward checks start from (the baseline's mask) and the
+instructor's reward model of the hidden check. Each warm run gets a fresh TOOLKIT_CACHE
+that links the files of a pool, but for the submission's; the pool starts as the cold
+run's cache, or with ``--skip-cold`` as the current TOOLKIT_CACHE (default
+~/.cache/toolkit). A run that still had to train something not of the submission adds it
+to the pool and is run again, not counted. Every run must pass all its checks. Exit 1 if
+a target is missed or a run fails. ``--skip-slow``: only the ``--fast`` runs.
+
+``--profile DIR``: one more run of each warm figure under pyinstrument (``pip install -e '.[bench]'``),
+after the timed ones and not counted, writes where its time goes to ``DIR/<figure>.txt``.
 """
 
 from __future__ import annotations
@@ -37,18 +45,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from toolkit.pipeline import default_cache_dir  # noqa: E402
-from toolkit.plugins import COMPONENTS  # noqa: E402
+from toolkit.pipeline import Pipeline, default_cache_dir  # noqa: E402
+from toolkit.plugins import COMPONENTS, Components, build_manager, load_submission  # noqa: E402
 from benchmarks.common import report  # noqa: E402
 
-TOOLKIT = [sys.executable, "-m", "toolkit", "run", "solutions/"]
+TOOLKIT = ["-m", "toolkit", "run", "solutions/"]
 
 
-def run(args: list[str], cache: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of ``toolkit run solutions/ ARGS``; raises if it does not pass."""
+def run(args: list[str], cache: Path, profile: Path | None = None) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of ``toolkit run solutions/ ARGS``; raises if it does not pass.
+    ``profile``: run it under pyinstrument, which writes its report there."""
+    wrap = ["-m", "pyinstrument", "-i", "0.01", "-r", "text", "-o", str(profile)] if profile else []
     with tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(TOOLKIT + args, cwd=ROOT, env={**os.environ, "TOOLKIT_CACHE": str(cache)},
+        proc = subprocess.Popen([sys.executable, *wrap, *TOOLKIT, *args], cwd=ROOT,
+                                env={**os.environ, "TOOLKIT_CACHE": str(cache)},
                                 stdout=subprocess.DEVNULL, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - t0
@@ -60,19 +71,26 @@ def run(args: list[str], cache: Path) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024  # Linux: kilobytes
 
 
-def warm_run(args: list[str], pool: Path) -> tuple[float, float]:
-    """``run`` in a fresh cache holding only the pool's base models (see the docstring)."""
+def submission_files() -> set[str]:
+    """Names of the cache files of models trained with the submission's components after pretraining."""
+    mask = Pipeline(Components(build_manager(load_submission(str(ROOT / "solutions"))), only="sft_mask"), log=print)
+    return {f"sft-{mask.chat_key()}.pt"}
+
+
+def warm_run(args: list[str], pool: Path, own: set[str], profile: Path | None = None) -> tuple[float, float]:
+    """``run`` in a fresh cache holding the pool's files but the submission's own (see the docstring)."""
     while True:
         with tempfile.TemporaryDirectory() as d:
-            for f in pool.glob("base-*.pt"):
-                (Path(d) / f.name).symlink_to(f)
-            result = run(args, Path(d))
-            new = [f for f in Path(d).glob("base-*.pt") if not f.is_symlink()]
+            for f in pool.glob("*.pt"):
+                if f.name not in own:
+                    (Path(d) / f.name).symlink_to(f)
+            result = run(args, Path(d), profile)
+            new = [f for f in Path(d).glob("*.pt") if not f.is_symlink() and f.name not in own]
             if not new:
                 return result
             for f in new:
                 shutil.move(f, pool / f.name)
-            print(f"  (pretrained {len(new)} base model(s) first: now in the pool; not counted, again)", flush=True)
+            print(f"  (trained {', '.join(f.name for f in new)} first: now in the pool; not counted, again)", flush=True)
 
 
 def main() -> int:
@@ -80,6 +98,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-cold", action="store_true", help="leave out the cold-cache run (minutes)")
     ap.add_argument("--skip-slow", action="store_true", help="only the --fast runs (implies --skip-cold)")
+    ap.add_argument("--profile", type=Path, metavar="DIR", help="also profile each figure's run (not counted)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "feedback.json")
     args = ap.parse_args()
 
@@ -92,9 +111,10 @@ def main() -> int:
             runs.insert(0, ("whole_cold", [], 300, "cold", 1))  # first: its cache fills the pool
     figures: dict[str, float] = {}
     missed: list[str] = []
+    own = submission_files()
     with tempfile.TemporaryDirectory() as pool_dir:
         pool = Path(pool_dir)
-        for f in default_cache_dir().glob("base-*.pt"):
+        for f in default_cache_dir().glob("*.pt"):
             (pool / f.name).symlink_to(f.resolve())
         for name, cli, target, cache, repeats in runs:
             print(f"{' '.join(['toolkit run solutions/', *cli])} ({cache} cache, {repeats}x) ...", flush=True)
@@ -102,10 +122,10 @@ def main() -> int:
                 if cache == "cold":
                     with tempfile.TemporaryDirectory() as d:
                         results = [run(cli, Path(d))]
-                        for f in Path(d).glob("base-*.pt"):
+                        for f in Path(d).glob("*.pt"):
                             shutil.move(f, pool / f.name)
                 else:
-                    results = [warm_run(cli, pool) for _ in range(repeats)]
+                    results = [warm_run(cli, pool, own) for _ in range(repeats)]
             except RuntimeError as e:
                 print(e)
                 missed.append(f"{name}: toolkit run failed")
@@ -117,6 +137,10 @@ def main() -> int:
                   f"  peak RSS {figures[f'{name}_peak_rss_MB']:.0f} MB", flush=True)
             if seconds >= target:
                 missed.append(f"{name}_s = {seconds:.1f}, target < {target}")
+            if args.profile and cache == "warm":
+                args.profile.mkdir(parents=True, exist_ok=True)
+                warm_run(cli, pool, own, args.profile / f"{name}.txt")
+                print(f"  profile: {args.profile / f'{name}.txt'}", flush=True)
     whole = [v for k, v in figures.items() if k.startswith("whole_") and k.endswith("_peak_rss_MB")]
     if whole:
         figures["grading_peak_rss_MB"] = max(whole)

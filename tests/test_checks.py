@@ -328,5 +328,24 @@ def test_reward_behaviour_fails_on_a_wrong_reward_model(plugin):
         assert_fails(result, fails[name])
 
 
+def test_the_instructors_reward_model_is_the_submissions_own_only_for_the_solutions_file(tmp_path):
+    """The hidden check judges with the instructor's reward model: the public checks' own when the
+    submission's reward plugin is byte for byte the solution's, else one cached under the solution's code."""
+    from graders.hidden.checks import solution_reward_pipeline
+
+    def context(path):
+        comps = Components(build_manager(load_submission(str(path))), only="reward")
+        return Context(comps, "reward", PipelineConfig(), cache_dir=tmp_path, log=lambda msg: None)
+
+    copy = tmp_path / "reward.py"
+    shutil.copy(ROOT / "solutions" / "reward.py", copy)
+    same = context(copy)
+    assert solution_reward_pipeline(same) is same.pipeline
+    other = context(CORRECT["reward"]["gather"])
+    judge = solution_reward_pipeline(other)
+    assert judge is not other.pipeline and judge.reward_code == copy.read_text()
+    assert solution_reward_pipeline(context(CORRECT["reward"]["gather"])) is judge  # built once per process
+
+
 def test_every_behavioural_reward_check_fails_on_some_wrong_plugin():
     assert {name for fails in REWARD_WRONG.values() for name in fails} == set(REWARD_BEHAVIOUR)

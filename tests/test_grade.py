@@ -174,13 +174,24 @@ def test_run_autograder_writes_gradescope_results(tmp_path):
 @pytest.mark.slow
 def test_full_grading_trains_in_the_sandbox_and_judges_rlhf_in_the_grader(tmp_path):
     """Without --fast: the child trains the reward model and runs RLHF inside the sandbox, with
-    the grader's model cache; the hidden check judges the replies it sent back, in the grader."""
+    the grader's model cache; the hidden check judges the replies it sent back, in the grader.
+    The grader first trains (or finds) the chat model the reward checks start from, once for the class."""
+    from toolkit.pipeline import Pipeline, default_cache_dir
+
+    pipeline = Pipeline(log=lambda m: None)
+    pipeline.base_model  # trained once for the whole suite, in the default cache
+    shared = tmp_path / "cache"  # the grader's cache: the base models, no chat model yet
+    shared.mkdir()
+    for f in default_cache_dir().glob("base-*.pt"):
+        (shared / f.name).symlink_to(f.resolve())
     (tmp_path / "class" / "alice").mkdir(parents=True)
     (tmp_path / "class" / "alice" / "reward.py").write_text((PLUGINS / "reward_gather.py").read_text())
     proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "grade", str(tmp_path / "class"), "--out",
                            str(tmp_path / "out"), "-c", "reward", "--timeout", "1500"],
-                          cwd=ROOT, capture_output=True, text=True)
+                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TOOLKIT_CACHE": str(shared)})
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "grader: chat model: SFT" in proc.stderr  # trained by the grader, before the child
+    assert (shared / f"sft-{pipeline.chat_key()}.pt").exists()
     row = _rows(tmp_path / "out")["alice"]
     assert row["status"] == "graded" and row["total"] == row["max_total"] == "14", row  # 5 unit + 3 + 4 + 2 hidden
     results = json.loads((tmp_path / "out" / "gradescope" / "alice" / "results.json").read_text())

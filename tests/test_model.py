@@ -418,3 +418,31 @@ def test_the_reward_model_does_not_depend_on_what_the_pipeline_built_before(tmp_
     later = Pipeline(reward, config, tmp_path, log=lambda m: None)  # loads the base model inside reward_model
     a, b = first.reward_model.state_dict(), later.reward_model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_reward_model_is_cached_only_when_its_code_is_given(tmp_path):
+    """A submission's reward model is trained on every run (nothing written); with ``reward_code``
+    (the instructor's) it is saved, loaded by the next pipeline, and keyed by that code."""
+    from dataclasses import replace
+
+    from toolkit.pipeline import Pipeline, PipelineConfig
+
+    config = replace(PipelineConfig.small(), reward=TrainConfig(steps=3, lr=1e-3, warmup=1))
+    reward = Components(build_manager(load_submission(str(Path(__file__).parents[1] / "solutions"))), only="reward")
+    logs = []
+    plain = Pipeline(reward, config, tmp_path, log=logs.append)
+    assert plain.reward_key() is None
+    _ = plain.reward_model
+    assert not list(tmp_path.glob("reward-*.pt"))
+
+    code = (Path(__file__).parents[1] / "solutions" / "reward.py").read_text()
+    trained = Pipeline(reward, config, tmp_path, log=logs.append, reward_code=code)
+    a = trained.reward_model.state_dict()
+    assert [p.name for p in tmp_path.glob("reward-*.pt")] == [f"reward-{trained.reward_key()}.pt"]
+    loaded = Pipeline(reward, config, tmp_path, log=logs.append, reward_code=code)
+    b = loaded.reward_model.state_dict()
+    assert any(m.startswith("reward: loaded from cache") for m in logs)
+    assert all(torch.equal(a[k], b[k]) and torch.equal(a[k], plain.reward_model.state_dict()[k]) for k in a)
+    assert loaded.curves["reward"] == trained.curves["reward"]
+    other = Pipeline(reward, config, tmp_path, log=logs.append, reward_code=code + "\n# edited\n")
+    assert other.reward_key() != trained.reward_key()

@@ -22,6 +22,20 @@ def _box(tmp_path: Path) -> Path:
     return box
 
 
+def test_a_box_gets_copies_of_the_base_and_chat_models_only(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for name in ("base-1.pt", "sft-2.pt", "reward-3.pt", "notes.txt"):
+        (cache / name).write_text(name)
+    (tmp_path / "sub.py").write_text("x = 1\n")
+    box = tmp_path / "box"
+    box.mkdir()
+    sandbox.prepare_box(box, tmp_path / "sub.py", None, cache)
+    copied = box / "work" / "cache"
+    assert sorted(p.name for p in copied.iterdir()) == ["base-1.pt", "sft-2.pt"]
+    assert not any(p.is_symlink() for p in copied.iterdir())  # copies: a child never writes into the shared cache
+
+
 def test_mode_names_what_isolates():
     assert sandbox.mode() in ("bwrap", "rlimits only")
 

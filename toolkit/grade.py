@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -72,6 +73,30 @@ def find_submissions(folder: Path) -> dict[str, Path]:
 
 
 # -- one submission ----------------------------------------------------------------------
+_prepared: set = set()
+_prepare_lock = threading.Lock()
+
+
+def prepare_shared_models(options: Options) -> Path:
+    """This machine's model cache, holding the models that no submission changes and every child
+    would otherwise train for itself: the baselines' base model (the sft_mask and reward checks
+    build on it, the attention checks compare with it) and the chat model the reward checks start
+    from. Trained here once per process and cache (minutes on an empty cache), then only loaded."""
+    from toolkit.pipeline import Pipeline, default_cache_dir
+
+    cache = default_cache_dir()
+    wanted = set(options.components) or {"attention", "sft_mask", "reward"}
+    with _prepare_lock:  # the first worker trains; the others wait for it
+        if (str(cache), frozenset(wanted)) not in _prepared:
+            pipeline = Pipeline(cache_dir=cache, log=lambda msg: print(f"grader: {msg}", file=sys.stderr))
+            if wanted & {"attention", "sft_mask", "reward"}:
+                pipeline.base_model
+            if "reward" in wanted:
+                pipeline.chat_model
+            _prepared.add((str(cache), frozenset(wanted)))
+    return cache
+
+
 def limits(options: Options) -> Limits:
     """The resource limits of one grading child with ``options``."""
     return Limits(cpu_seconds=int(options.timeout * 2) + 30, memory=options.memory, nproc=options.nproc,
@@ -95,6 +120,7 @@ def run_one(path: Path, options: Options, report_dir: Path | None = None) -> dic
     ``options.timeout`` seconds; its result comes over a private pipe with this run's nonce.
     """
     sandbox.warn_once()
+    cache = None if options.fast else prepare_shared_models(options)
     t0 = time.monotonic()
     deadline = t0 + options.timeout
     uid = sandbox.child_uid() if sandbox.bwrap_works() or sandbox.fallback_can_drop_uid() else None
@@ -102,8 +128,7 @@ def run_one(path: Path, options: Options, report_dir: Path | None = None) -> dic
     lim = Limits(lim.cpu_seconds, lim.memory, sandbox.nproc_limit(lim, uid), lim.file_size, lim.max_output)
     with tempfile.TemporaryDirectory(prefix="toolkit-grade-") as tmp:
         box = Path(tmp)
-        from toolkit.pipeline import default_cache_dir
-        sandbox.prepare_box(box, path.resolve(), uid, None if options.fast else default_cache_dir())
+        sandbox.prepare_box(box, path.resolve(), uid, cache)
         report = box / "work" / "report" if report_dir else None
         requests_r, requests_w = os.pipe()
         answers_r, answers_w = os.pipe()

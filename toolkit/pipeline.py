@@ -1,8 +1,9 @@
 """The reference GPT pipeline: world -> tokenizer -> base model -> chat model -> probe.
 
 Every stage takes its components from a ``Components`` object, so a student's plugin
-can be swapped in anywhere. The base model, the only slow stage, is cached on disk under
-a key that hashes everything it depends on. All randomness is seeded, and the number of
+can be swapped in anywhere. The models that take long to train are cached on disk under a
+key that hashes everything they depend on: the base model, the chat model, and the reward
+model when its code is known in full (the instructor's). All randomness is seeded, and the number of
 torch threads is pinned, so a run gives the same numbers every time on one machine.
 """
 
@@ -70,8 +71,12 @@ class Pipeline:
     """One run of the reference pipeline with the given components."""
 
     def __init__(self, components: Components | None = None, config: PipelineConfig | None = None,
-                 cache_dir: Path | None = None, log=print):
+                 cache_dir: Path | None = None, log=print, reward_code: str | None = None):
+        """``reward_code``: the whole source of the reward component, given by a caller that knows it
+        (the instructor's solution file); the reward model is then cached on disk under its hash. A
+        submission's reward model is trained on every run: its code may import files a key would miss."""
         self.components = components or Components()
+        self.reward_code = reward_code
         self.config = config or PipelineConfig()
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.log = log
@@ -163,10 +168,11 @@ class Pipeline:
                             f"base model: pretraining {self.config.pretrain.steps} steps (cached afterwards) ...")
         return model
 
-    def _train_or_load(self, model: GPT, stage: str, name: str, train, message: str) -> None:
-        """Load ``model`` from the cache file ``name``.pt, or run ``train()`` (returns the loss curve) and save it."""
-        path = self.cache_dir / f"{name}.pt"
-        if path.exists():
+    def _train_or_load(self, model: GPT, stage: str, name: str | None, train, message: str) -> None:
+        """Load ``model`` from the cache file ``name``.pt, or run ``train()`` (returns the loss curve) and
+        save it there; ``name`` None: train, and cache nothing."""
+        path = self.cache_dir / f"{name}.pt" if name else None
+        if path is not None and path.exists():
             state = torch.load(path, weights_only=True)
             model.load_state_dict(state["model"])
             self.curves[stage] = state["curve"]
@@ -176,6 +182,8 @@ class Pipeline:
         t0 = time.perf_counter()
         self.curves[stage] = train()
         self.timings[stage] = time.perf_counter() - t0
+        if path is None:
+            return
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         torch.save({"model": model.state_dict(), "curve": self.curves[stage]}, tmp)
@@ -192,15 +200,20 @@ class Pipeline:
         mask = self.components.sft_mask(tokens, dict(self.tokenizer.special_tokens))
         return tokens, check_mask(mask, tokens, self.components.source("sft_mask"))
 
-    @cached_property
-    def chat_model(self) -> GPT:
-        """The base model after SFT with the mask component; cached under the data, mask and settings."""
-        model = copy.deepcopy(self.base_model)
+    def chat_key(self) -> str:
+        """Hash of what the chat model depends on: the base model, the SFT settings, the chats and the mask."""
         tokens, mask = self.sft_data
         h = hashlib.sha256(f"{self.base_key()}{asdict(self.config.sft)}".encode())
         h.update(tokens.numpy().tobytes())
         h.update(mask.numpy().tobytes())
-        self._train_or_load(model, "sft", f"sft-{h.hexdigest()[:20]}",
+        return h.hexdigest()[:20]
+
+    @cached_property
+    def chat_model(self) -> GPT:
+        """The base model after SFT with the mask component; cached under ``chat_key``."""
+        model = copy.deepcopy(self.base_model)
+        tokens, mask = self.sft_data
+        self._train_or_load(model, "sft", f"sft-{self.chat_key()}",
                             lambda: sft(model, tokens, mask, self.config.sft, replay=self.train_stream),
                             f"chat model: SFT {self.config.sft.steps} steps on {len(tokens)} conversations ...")
         return model
@@ -222,17 +235,27 @@ class Pipeline:
                           rlhf.encode_replies(self.tokenizer, qs, rejected, T))
         return out
 
+    def reward_key(self) -> str | None:
+        """Hash of what the reward model depends on, or None if its code is not known in full."""
+        if self.reward_code is None:
+            return None
+        h = hashlib.sha256(f"{self.base_key()}{asdict(self.config.reward)}{self.reward_code}".encode())
+        for tokens, lengths in self.preference_data["train"]:
+            h.update(tokens.numpy().tobytes())
+            h.update(lengths.numpy().tobytes())
+        return h.hexdigest()[:20]
+
     @cached_property
     def reward_model(self):
         """The reward component's model on a copy of the base model, trained on the train pairs
-        (``config.reward.seed`` seeds its initialisation and its batches)."""
+        (``config.reward.seed`` seeds its initialisation and its batches); cached under ``reward_key``."""
         backbone, pairs = copy.deepcopy(self.base_model), self.preference_data["train"]
         seed_everything(self.config.reward.seed, self.config.threads)  # after building the base model, whose
         model = self.components.reward_model(backbone)  # init would otherwise shift the head's on a first run
-        self.log(f"reward model: {self.config.reward.steps} steps on preference pairs ...")
-        t0 = time.perf_counter()
-        self.curves["reward"] = rlhf.train_reward_model(model, self.components.reward_loss, *pairs, self.config.reward)
-        self.timings["reward"] = time.perf_counter() - t0
+        key = self.reward_key()
+        self._train_or_load(model, "reward", key and f"reward-{key}",
+                            lambda: rlhf.train_reward_model(model, self.components.reward_loss, *pairs, self.config.reward),
+                            f"reward model: {self.config.reward.steps} steps on preference pairs ...")
         return model.eval()
 
     @cached_property

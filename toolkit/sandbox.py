@@ -183,11 +183,13 @@ def inside(box: Path, path: Path) -> Path:
 
 
 def prepare_box(box: Path, submission: Path, uid: int | None, cache: Path | None = None) -> None:
-    """Copy the submission into ``box/submission``, make ``box/work`` with a copy of the base models
-    of ``cache`` (so a child never writes into the shared cache); owned by ``uid`` if given."""
+    """Copy the submission into ``box/submission``, make ``box/work`` with a copy of the base and chat
+    models of ``cache`` (so a child never writes into the shared cache); owned by ``uid`` if given.
+    Both are keyed by what they were trained from (a chat model by its mask's values, not by code),
+    so a child loads one only if it would train the very same model."""
     (box / "submission").mkdir()
     (box / "work" / "cache").mkdir(parents=True)
-    for model in (cache.glob("base-*.pt") if cache and cache.is_dir() else []):
+    for model in (sorted(cache.glob("base-*.pt")) + sorted(cache.glob("sft-*.pt")) if cache and cache.is_dir() else []):
         shutil.copy2(model, box / "work" / "cache" / model.name)
     target = box / "submission" / submission.name
     if submission.is_dir():

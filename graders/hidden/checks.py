@@ -1,15 +1,17 @@
 """Hidden checks of every component: the solution, live, on inputs the public checks never use."""
 
 import random
+from pathlib import Path
 
 import torch
 
 from graders.attention import seeded_module
-from graders.hidden import solution
+from graders.hidden import SOLUTIONS, solution
 from graders.reward import reward_gain
 from graders.sft_mask import SPECIAL, diagnose, mask_cases
 from toolkit.checks import CheckFailed, Partial, check
 from toolkit.pipeline import Pipeline, check_mask
+from toolkit.plugins import Components
 from toolkit.world import World
 
 
@@ -67,7 +69,21 @@ def loss_matches_solution(ctx):
 
 
 GAIN_SHARE = 0.5  # full credit from half the reference's reward gain; none at no gain
-_solution_pipelines: dict = {}  # the solution's reward model, trained once per grading process
+_solution_pipelines: dict = {}  # the solution's reward model, built once per grading process
+
+
+def solution_reward_pipeline(ctx) -> Pipeline:
+    """A pipeline with the instructor's reward model: cached on disk under the solution's source, so that
+    it is trained once per cache; the check's own when the submission's reward plugin is the solution's file."""
+    code = (SOLUTIONS / "reward.py").read_text(encoding="utf-8")
+    if isinstance(ctx.components, Components):  # not under ``toolkit grade``, whose submission runs in a child
+        mine = Path(ctx.components.source("reward"))
+        if mine.is_file() and mine.read_text(encoding="utf-8") == code:
+            return ctx.pipeline
+    key = (repr(ctx.config), str(ctx.cache_dir))
+    if key not in _solution_pipelines:
+        _solution_pipelines[key] = Pipeline(solution("reward"), ctx.config, ctx.cache_dir, log=ctx.log, reward_code=code)
+    return _solution_pipelines[key]
 
 
 @check("reward", points=2, behavioural=True)
@@ -76,10 +92,7 @@ def rlhf_judged_by_solution(ctx):
     replies = ctx.earlier.get("reward.rlhf_improves", {}).get("_replies")
     if not replies:
         raise CheckFailed("the RLHF check ended before the policy's replies were sampled, so there is nothing to judge")
-    key = (repr(ctx.config), str(ctx.cache_dir))
-    if key not in _solution_pipelines:
-        _solution_pipelines[key] = Pipeline(solution("reward"), ctx.config, ctx.cache_dir, log=ctx.log)
-    gain = ctx.metrics["reward_gain"] = reward_gain(_solution_pipelines[key], replies)
+    gain = ctx.metrics["reward_gain"] = reward_gain(solution_reward_pipeline(ctx), replies)
     ref = ctx.metrics["reference_gain"] = ctx.snapshot()["rlhf"]["reward_gain"]
     full = GAIN_SHARE * ref
     if gain < full:
