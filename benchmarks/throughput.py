@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 from toolkit.model import GPT  # noqa: E402
 from toolkit.pipeline import Pipeline, PipelineConfig, seed_everything  # noqa: E402
 from toolkit.plugins import Components, build_manager, load_submission  # noqa: E402
-from benchmarks.common import report  # noqa: E402
+from benchmarks.common import matmul_peak, report  # noqa: E402
 from toolkit.train import pretrain  # noqa: E402
 
 
@@ -100,18 +100,6 @@ class TextbookGPT(nn.Module):
 
 
 # -- measuring -----------------------------------------------------------------------
-def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
-    """Median FLOP/s of an n x n float32 matmul."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t0)
-    return 2 * n**3 / statistics.median(times)
-
-
 def step_times(model, stream, config: PipelineConfig, steps: int, warmup: int) -> list[float]:
     """Wall time of each step of the pipeline's pretraining loop, after ``warmup`` steps."""
     stamps = [time.perf_counter()]
