@@ -3,8 +3,8 @@
 Every stage takes its components from a ``Components`` object, so a student's plugin
 can be swapped in anywhere. The models that take long to train are cached on disk under a
 key that hashes everything they depend on: the base model, the chat model, and the reward
-model when its code is known in full (the instructor's). All randomness is seeded, and the number of
-torch threads is pinned, so a run gives the same numbers every time on one machine.
+model when its code is known in full (the instructor's). All randomness is seeded, and the
+number of torch threads is pinned, so a run gives the same numbers every time on one machine.
 """
 
 from __future__ import annotations
