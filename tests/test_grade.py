@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from toolkit.cli import main
 from toolkit.exports import to_gradescope
-from toolkit.grade import find_submissions, no_result
+from toolkit.grade import Options, child_slots, find_submissions, no_result
 from toolkit.similarity import normalised_tokens, similarity, submission_code
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -222,6 +222,15 @@ def test_find_submissions_names_students_and_skips_hidden_entries(tmp_path):
 
 
 # -- pure functions ------------------------------------------------------------------------
+def test_children_that_train_get_a_pair_of_cores_each():
+    """Two training children on 2 cores, with 2 torch threads each, both ran past a 600 s timeout
+    that one alone meets in 93 s; --fast children (mostly import torch) gain from sharing."""
+    full, fast = Options(), Options(fast=True)
+    assert child_slots(2, full, cpus=2) == 1 and child_slots(4, full, cpus=1) == 1
+    assert child_slots(4, full, cpus=8) == 4 and child_slots(8, full, cpus=8) == 4
+    assert child_slots(2, fast, cpus=2) == 2
+
+
 RUBRIC = [
     {"name": "attention.causal", "component": "attention", "points": 2, "hidden": False, "description": "causal"},
     {"name": "attention.secret", "component": "attention", "points": 1, "hidden": True, "description": "secret"},

@@ -104,7 +104,8 @@ def _print_table(result) -> None:
 @click.option("--component", "-c", "components", multiple=True, type=click.Choice(list(COMPONENTS)),
               help="Grade only this component (repeatable). Default: every component.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Submissions graded at the same time.")
+              help="Submissions graded at the same time (without --fast, at most one per 2 cores: each trains "
+                   "models with 2 torch threads).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=600, show_default=True,
               metavar="SECONDS", help="Wall-clock limit per submission; past it the submission's status is timeout.")
 @click.option("--gradebook", "assignment", metavar="ASSIGNMENT",

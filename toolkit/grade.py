@@ -257,6 +257,8 @@ def grade_submissions(submissions: dict[str, Path], out: Path, options: Options,
     todo = {s: p for s, p in submissions.items() if s not in records}
     print(f"grading {len(todo)} of {len(submissions)} submissions ({len(records)} already in {out / 'results.sqlite'})",
           file=sys.stderr)
+    if scheduler in (None, "local"):
+        workers = _local_slots(workers if scheduler is None or workers > 1 else _cpus(), options)
     with _progress() as progress, _executor(scheduler, workers) as submit:
         task = progress.add_task("grading", total=len(submissions), failed=0, completed=len(records))
         futures = {}
@@ -272,17 +274,42 @@ def grade_submissions(submissions: dict[str, Path], out: Path, options: Options,
     return dict(sorted(records.items()))
 
 
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def child_slots(workers: int, options: Options, cpus: int) -> int:
+    """How many children may grade at once on ``cpus`` cores: ``workers``, except that children which
+    train models (no ``--fast``) get the pipeline's pinned torch threads each, and more of them than
+    the cores hold slow every one down many times over (measured: two on 2 cores both passed a
+    600 s timeout that one alone meets in 93 s). The threads stay pinned: grades depend on them."""
+    if options.fast:
+        return workers
+    from toolkit.pipeline import PipelineConfig
+
+    return max(1, min(workers, cpus // PipelineConfig().threads))
+
+
+def _local_slots(workers: int, options: Options) -> int:
+    """``child_slots`` on this machine, saying so on stderr when it is fewer than ``workers``."""
+    slots = child_slots(workers, options, _cpus())
+    if slots < workers:
+        print(f"grading {slots} submission(s) at a time, not {workers}: without --fast each one trains models "
+              f"with its own torch threads, and this machine has {_cpus()} cores", file=sys.stderr)
+    return slots
+
+
 @contextlib.contextmanager
 def _executor(scheduler: str | None, workers: int):
-    """``submit(fn, *args)``: a local thread pool, or a Dask client (``local``: an embedded LocalCluster)."""
+    """``submit(fn, *args)``: a local thread pool, or a Dask client (``local``: an embedded LocalCluster
+    with ``workers`` threads)."""
     if scheduler is None:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             yield pool.submit
         return
     from distributed import Client, LocalCluster
 
-    threads = workers if workers > 1 else (os.cpu_count() or 1)
-    cluster = LocalCluster(n_workers=1, threads_per_worker=threads, processes=False, dashboard_address=":0") \
+    cluster = LocalCluster(n_workers=1, threads_per_worker=workers, processes=False, dashboard_address=":0") \
         if scheduler == "local" else None
     client = Client(cluster or scheduler)
     try:
