@@ -137,7 +137,8 @@ def main() -> int:
     for r in range(args.rounds):
         seed_everything(config.seed, config.threads)
         peaks.append(matmul_peak(repeats=3))
-        for name in names[r % 3:] + names[: r % 3]:  # a different model first in each round
+        k = r % len(names)
+        for name in names[k:] + names[:k]:  # a different model first in each round
             seed_everything(config.seed, config.threads)
             rounds[name].append(step_times(models[name](), stream, config, args.steps, args.warmup))
     quartiles = lambda xs: "–".join(f"{q:.3f}" for q in statistics.quantiles(xs, n=4)[::2])

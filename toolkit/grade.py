@@ -292,10 +292,11 @@ def child_slots(workers: int, options: Options, cpus: int) -> int:
 
 def _local_slots(workers: int, options: Options) -> int:
     """``child_slots`` on this machine, saying so on stderr when it is fewer than ``workers``."""
-    slots = child_slots(workers, options, _cpus())
+    cpus = _cpus()
+    slots = child_slots(workers, options, cpus)
     if slots < workers:
         print(f"grading {slots} submission(s) at a time, not {workers}: without --fast each one trains models "
-              f"with its own torch threads, and this machine has {_cpus()} cores", file=sys.stderr)
+              f"with its own torch threads, and this machine has {cpus} cores", file=sys.stderr)
     return slots
 
 
