@@ -46,7 +46,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from toolkit.pipeline import Pipeline, default_cache_dir  # noqa: E402
-from toolkit.plugins import COMPONENTS, Components, build_manager, load_submission  # noqa: E402
+from toolkit.components import COMPONENTS  # noqa: E402
+from toolkit.plugins import Components, build_manager, load_submission  # noqa: E402
 from benchmarks.common import report  # noqa: E402
 
 TOOLKIT = ["-m", "toolkit", "run", "solutions/"]

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from graders.sft_mask import behaviour_metrics  # noqa: E402
+from toolkit.probe import Label  # noqa: E402
 from toolkit.pipeline import Pipeline, PipelineConfig  # noqa: E402
 from toolkit.plugins import Components, build_manager, load_submission  # noqa: E402
 from benchmarks.common import report  # noqa: E402
@@ -66,8 +67,8 @@ def main() -> int:
         figures["sft_s"] = p.timings["sft"]
         figures["probe_s"] = time.perf_counter() - t0 - p.timings["sft"]
         figures.update({k: v for k, v in m.items() if not k.startswith("_") and isinstance(v, float)})
-        figures["headline_base_continuation"] = m["_dists"]["headline"]["base"]["Continuation"]["p"]
-        figures["headline_chat_answer"] = m["_dists"]["headline"]["chat"]["Answer"]["p"]
+        figures["headline_base_continuation"] = m["_dists"]["headline"]["base"][Label.CONTINUATION]["p"]
+        figures["headline_chat_answer"] = m["_dists"]["headline"]["chat"][Label.ANSWER]["p"]
         base_top = m["base_top"]
     figures["peak_rss_MB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -85,7 +86,7 @@ def main() -> int:
     for name, op, bound in targets:
         if not (figures[name] <= bound if op == "<=" else figures[name] >= bound):
             missed.append(f"{name} = {figures[name]:.3f}, target {op} {bound}")
-    if base_top != "Continuation":
+    if base_top != Label.CONTINUATION:
         missed.append(f"base model's most frequent class is {base_top}")
     return report(args.out, figures, missed, repeats=args.repeats)
 

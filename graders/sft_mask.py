@@ -69,13 +69,14 @@ def behaviour_metrics(pipeline) -> dict:
     hb, hc = pipeline.probe(base, False, head, t), pipeline.probe(chat, True, head, t)
     users = probe.run_user_turn(chat, pipeline.tokenizer, world, n=30, seed=pipeline.config.seed)
     of = lambda gens, kind: [g for g in gens if g.prompt.kind == kind]
-    answered = lambda g: g.label == "Answer"
+    answered = lambda g: g.label == probe.Label.ANSWER
     return {
         "answer_seen": probe.rate(of(c, "seen"), answered),
         "answer_held_out": probe.rate(of(c, "held_out"), answered),
         "correct_held_out": probe.rate(of(c, "held_out"), lambda g: g.correct),
-        "clarification": probe.rate(of(c, "ambiguous"), lambda g: g.label == "Clarification"),
-        "stops": probe.rate([g for g in c if g.label in ("Answer", "Clarification")], lambda g: g.stopped),
+        "clarification": probe.rate(of(c, "ambiguous"), lambda g: g.label == probe.Label.CLARIFICATION),
+        "stops": probe.rate([g for g in c if g.label in (probe.Label.ANSWER, probe.Label.CLARIFICATION)],
+                            lambda g: g.stopped),
         "writes_user_turn": users,
         "base_answer": probe.rate(of(b, "seen") + of(b, "held_out"), answered),
         "base_top": max(probe.LABELS, key=lambda lab: sum(g.label == lab for g in b)),

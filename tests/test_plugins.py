@@ -15,11 +15,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from toolkit.baselines import BASELINES
 from toolkit.model import GPTConfig
+from toolkit.components import COMPONENTS, HOOKS
 from toolkit.plugins import (
-    COMPONENTS,
-    HOOK_COMPONENT,
     Components,
     Plugin,
     PluginError,
@@ -66,9 +64,9 @@ def test_correct_plugin_answers_its_hook_and_baselines_answer_the_rest(tmp_path)
     pm = build_manager(plugins)
     answers = answering_plugins(pm)
     assert answers["toolkit_attention"] == str(path)
-    for hook, comp in HOOK_COMPONENT.items():
-        if comp != "attention":
-            assert answers[hook] == f"baseline.{comp}", hook
+    for hook, comp in HOOKS.items():
+        if comp.name != "attention":
+            assert answers[hook] == f"baseline.{comp.name}", hook
     # exactly one implementation per hook: the baseline for attention is blocked, not shadowed
     assert pm.is_blocked("baseline.attention")
     assert pm.get_plugin("baseline.attention") is None
@@ -406,7 +404,7 @@ def test_fresh_manager_per_run(tmp_path):
     assert pm_base.get_plugin(str(path)) is None
     assert not pm_base.is_registered(plugin.module)
     assert not pm_base.is_blocked("baseline.attention")
-    assert answering_plugins(pm_base) == {hook: f"baseline.{comp}" for hook, comp in HOOK_COMPONENT.items()}
+    assert answering_plugins(pm_base) == {hook: f"baseline.{comp.name}" for hook, comp in HOOKS.items()}
     # and the first manager is unchanged by building the second
     assert answering_plugins(pm_a)["toolkit_attention"] == str(path)
 
@@ -415,7 +413,7 @@ def test_fresh_manager_per_run(tmp_path):
 def test_solutions_directory_provides_every_component():
     plugins = load_submission(ROOT / "solutions")
     provided = provided_components(plugins)
-    assert set(provided) == set(COMPONENTS) == set(BASELINES)
+    assert set(provided) == set(COMPONENTS)
     for comp, name in provided.items():
         assert Path(name).parent == ROOT / "solutions", comp
     pm = build_manager(plugins)

@@ -118,12 +118,3 @@ class BaselineReward:
     def toolkit_reward_loss(self, chosen, rejected):
         """Regression to fixed targets (+1 chosen, -1 rejected) instead of a comparison."""
         return 0.5 * (F.mse_loss(chosen, torch.ones_like(chosen)) + F.mse_loss(rejected, -torch.ones_like(rejected)))
-
-
-BASELINES = {
-    "tokenizer": BaselineTokenizer,
-    "attention": BaselineAttention,
-    "sft_mask": BaselineSFTMask,
-    "reward": BaselineReward,
-}
-"""Component -> baseline plugin class, registered as ``baseline.<component>``."""

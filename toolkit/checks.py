@@ -109,7 +109,7 @@ def collect(components: list[str] | None = None, include_hidden: bool = True) ->
 
 
 def list_order(component: str) -> int:
-    from toolkit.plugins import COMPONENTS
+    from toolkit.components import COMPONENTS
     return list(COMPONENTS).index(component)
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import click
 
-from toolkit.plugins import COMPONENTS, SubmissionError
+from toolkit.components import COMPONENTS
+from toolkit.plugins import SubmissionError
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 

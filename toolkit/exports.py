@@ -26,7 +26,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from toolkit.plugins import COMPONENTS
+from toolkit.components import COMPONENTS
 from toolkit.similarity import SIMILARITY_THRESHOLD
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ def _not_run_reason(record: dict, component: str) -> str:
     if record["status"] != "graded":
         return f"not graded: {record['error']}"
     if component in _missing(record):
-        return f"not provided: the submission has no {component} hooks ({', '.join(COMPONENTS[component])})"
+        return f"not provided: the submission has no {component} hooks ({', '.join(COMPONENTS[component].hooks)})"
     return "not run"
 
 

@@ -187,7 +187,8 @@ def RemoteModule(channel: Channel, oid: int, params: list):
 
 
 class RemoteComponents:
-    """``toolkit.plugins.Components`` of one component of the submission, in the child."""
+    """``toolkit.plugins.Components`` of one component of the submission, in the child: every hook
+    of ``toolkit.components.COMPONENTS`` by the same method name, forwarded over the channel."""
 
     def __init__(self, channel: Channel, component: str):
         self._channel, self.only = channel, component
@@ -198,20 +199,15 @@ class RemoteComponents:
     def source(self, component):
         return self._call("source", component)
 
-    def tokenizer(self):
-        return self._call("tokenizer")
+    def call(self, hook, *args, **kwargs):
+        return self._call("call", hook, *args, **kwargs)
 
-    def attention(self, config):
-        return self._call("attention", config)
+    def __getattr__(self, name: str):
+        from toolkit.components import HOOKS
 
-    def sft_mask(self, tokens, special_tokens):
-        return self._call("sft_mask", tokens, special_tokens)
-
-    def reward_model(self, backbone):
-        return self._call("reward_model", backbone)
-
-    def reward_loss(self, chosen, rejected):
-        return self._call("reward_loss", chosen, rejected)
+        if f"toolkit_{name}" not in HOOKS:
+            raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+        return lambda *args, **kwargs: self.call(f"toolkit_{name}", *args, **kwargs)
 
 
 def run_hidden(channel: Channel, components: list[str], public: list[dict], behavioural: bool) -> list[dict]:
@@ -380,7 +376,8 @@ def child_main(argv: list[str] | None = None) -> None:
 
     from toolkit.checks import Context, collect, run_check
     from toolkit.pipeline import PipelineConfig
-    from toolkit.plugins import COMPONENTS, SubmissionError, build_manager, load_submission, provided_components
+    from toolkit.components import COMPONENTS
+    from toolkit.plugins import SubmissionError, build_manager, load_submission, provided_components
     from toolkit.runner import Run, environment
 
     collect(None, include_hidden=False)  # import every public grader before the submission can touch it

@@ -24,17 +24,10 @@ from pathlib import Path
 import pluggy
 
 from toolkit import hookspecs
-from toolkit.baselines import BASELINES
+from toolkit.components import COMPONENTS, HOOKS, method
 
 PROJECT = "toolkit"
 ENTRY_POINT_GROUP = "toolkit"
-COMPONENTS: dict[str, tuple[str, ...]] = {
-    "tokenizer": ("toolkit_tokenizer",),
-    "attention": ("toolkit_attention",),
-    "sft_mask": ("toolkit_sft_mask",),
-    "reward": ("toolkit_reward_model", "toolkit_reward_loss"),
-}
-HOOK_COMPONENT = {hook: comp for comp, hooks in COMPONENTS.items() for hook in hooks}
 
 
 class SubmissionError(Exception):
@@ -211,7 +204,8 @@ def provided_components(plugins: list[Plugin]) -> dict[str, str]:
         raise SubmissionError(
             f"{names}: no toolkit hooks found; expected functions such as toolkit_attention decorated with @toolkit.hookimpl")
     out = {}
-    for comp, hooks in COMPONENTS.items():
+    for comp, component in COMPONENTS.items():
+        hooks = component.hooks
         present = [h for h in hooks if h in by_hook]
         if present and len(present) < len(hooks):
             missing = [h for h in hooks if h not in by_hook]
@@ -227,11 +221,11 @@ def build_manager(plugins: list[Plugin] = ()) -> pluggy.PluginManager:
     provided = provided_components(list(plugins)) if plugins else {}
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
-    for comp, cls in BASELINES.items():
+    for comp, component in COMPONENTS.items():
         if comp in provided:
             pm.set_blocked(f"baseline.{comp}")
         else:
-            pm.register(cls(), name=f"baseline.{comp}")
+            pm.register(component.baseline(), name=f"baseline.{comp}")
     for plugin in plugins:
         try:
             if pm.register(plugin.module, name=plugin.name) is None:
@@ -239,9 +233,9 @@ def build_manager(plugins: list[Plugin] = ()) -> pluggy.PluginManager:
         except pluggy.PluginValidationError as e:
             raise SubmissionError(f"{plugin.name}: {e}") from e
     pm.check_pending()
-    for hook, comp in HOOK_COMPONENT.items():
+    for hook, component in HOOKS.items():
         impls = getattr(pm.hook, hook).get_hookimpls()
-        expected = provided.get(comp, f"baseline.{comp}")
+        expected = provided.get(component.name, f"baseline.{component.name}")
         if [i.plugin_name for i in impls] != [expected]:
             raise SubmissionError(f"{hook}: expected exactly one implementation, from {expected}; "
                                   f"found {[i.plugin_name for i in impls]}")
@@ -250,16 +244,19 @@ def build_manager(plugins: list[Plugin] = ()) -> pluggy.PluginManager:
 
 def answering_plugins(pm: pluggy.PluginManager) -> dict[str, str]:
     """Hook -> name of the plugin that answers it."""
-    return {hook: getattr(pm.hook, hook).get_hookimpls()[0].plugin_name for hook in HOOK_COMPONENT}
+    return {hook: getattr(pm.hook, hook).get_hookimpls()[0].plugin_name for hook in HOOKS}
 
 
 # -- calling ---------------------------------------------------------------------------
 class Components:
     """The components a pipeline is built from; each call names the plugin if it goes wrong.
 
-    ``Components(pm)`` uses whatever ``pm`` answers; ``Components(pm, only="attention")``
-    takes that component from ``pm`` and every other one from the baselines, which is how a
-    submission's components are swapped into the pipeline one at a time.
+    Every hook of ``toolkit.components.COMPONENTS`` is a method named without its prefix
+    (``components.attention(config)`` calls ``toolkit_attention``), with the hookspec's
+    arguments by position or name. ``Components(pm)`` uses whatever ``pm`` answers;
+    ``Components(pm, only="attention")`` takes that component from ``pm`` and every other one
+    from the baselines, which is how a submission's components are swapped into the pipeline
+    one at a time.
     """
 
     def __init__(self, pm: pluggy.PluginManager | None = None, only: str | None = None):
@@ -269,13 +266,17 @@ class Components:
         self.only = only
 
     def _relay(self, hook: str) -> pluggy.PluginManager:
-        use_pm = self.only is None or HOOK_COMPONENT[hook] == self.only
+        use_pm = self.only is None or HOOKS[hook].name == self.only
         return self._pm if use_pm else self._baseline
 
     def source(self, component: str) -> str:
-        return answering_plugins(self._relay(COMPONENTS[component][0]))[COMPONENTS[component][0]]
+        """The name of the plugin that answers ``component``."""
+        hook = COMPONENTS[component].hooks[0]
+        return answering_plugins(self._relay(hook))[hook]
 
-    def _call(self, hook: str, **kwargs):
+    def call(self, hook: str, *args, **kwargs):
+        """Call ``hook`` (arguments by position in the hookspec's order, or by name)."""
+        kwargs.update(zip(hook_arguments(hook), args))
         pm = self._relay(hook)
         plugin = answering_plugins(pm)[hook]
         try:
@@ -286,17 +287,13 @@ class Components:
             raise PluginError(f"{plugin}: hook {hook} returned None; it must return a value (see toolkit.hookspecs.{hook})")
         return result
 
-    def tokenizer(self):
-        return self._call("toolkit_tokenizer")
+    def __getattr__(self, name: str):
+        hook = f"toolkit_{name}"
+        if hook not in HOOKS or method(hook) != name:
+            raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+        return lambda *args, **kwargs: self.call(hook, *args, **kwargs)
 
-    def attention(self, config):
-        return self._call("toolkit_attention", config=config)
 
-    def sft_mask(self, tokens, special_tokens):
-        return self._call("toolkit_sft_mask", tokens=tokens, special_tokens=special_tokens)
-
-    def reward_model(self, backbone):
-        return self._call("toolkit_reward_model", backbone=backbone)
-
-    def reward_loss(self, chosen, rejected):
-        return self._call("toolkit_reward_loss", chosen=chosen, rejected=rejected)
+def hook_arguments(hook: str) -> list[str]:
+    """The argument names of ``hook``, in the hookspec's order."""
+    return list(inspect.signature(getattr(hookspecs, hook)).parameters)

@@ -23,6 +23,7 @@ import math
 import random
 from collections import defaultdict
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 
 import torch
 
@@ -30,7 +31,16 @@ from toolkit.sample import generate
 from toolkit.template import ASSISTANT, BOS, END, USER, base_prompt, chat_prompt
 from toolkit.world import FAMILIES, Fact, World
 
-LABELS = ("Continuation", "Answer", "Clarification", "Gibberish")
+class Label(StrEnum):
+    """The probe's classes, in the order the charts show them (declared here only)."""
+
+    CONTINUATION = "Continuation"
+    ANSWER = "Answer"
+    CLARIFICATION = "Clarification"
+    GIBBERISH = "Gibberish"
+
+
+LABELS = tuple(Label)
 HEADLINE = "What is the capital of France ?"
 
 
@@ -45,7 +55,7 @@ class Prompt:
 class Generation:
     prompt: Prompt
     text: str  # decoded new tokens, special tokens included
-    label: str
+    label: Label
     correct: bool  # an Answer with the right value
     stopped: bool  # the reply is one sentence closed by <|end|>
 
@@ -63,22 +73,22 @@ def first_sentence(text: str) -> str:
     return " ".join(text[: min(ends) + 1].split()) if ends else " ".join(text.split())
 
 
-def classify(world: World, prompt: Prompt, text: str) -> tuple[str, bool]:
+def classify(world: World, prompt: Prompt, text: str) -> tuple[Label, bool]:
     """(label, correct) for one generation; see the module docstring for the rules."""
     parsed = world.parse(first_sentence(text))
     if parsed is None or not first_sentence(text):
-        return "Gibberish", False
+        return Label.GIBBERISH, False
     kind, family, fields = parsed
     if kind == "clarification":
-        return "Clarification", False
+        return Label.CLARIFICATION, False
     if kind == "rude":
-        return "Answer", False
+        return Label.ANSWER, False
     if kind == "statement":
         if prompt.fact is None and family == _family_of(prompt.question):
-            return "Answer", False
+            return Label.ANSWER, False
         if prompt.fact is not None and family == prompt.fact.family and fields["subject"] == prompt.fact.subject:
-            return "Answer", fields["value"] == prompt.fact.value
-    return "Continuation", False
+            return Label.ANSWER, fields["value"] == prompt.fact.value
+    return Label.CONTINUATION, False
 
 
 def _family_of(question: str) -> str | None:

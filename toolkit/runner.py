@@ -12,7 +12,8 @@ import torch
 import toolkit
 from toolkit.checks import Context, Result, collect, run_check
 from toolkit.pipeline import PipelineConfig
-from toolkit.plugins import COMPONENTS, Components, build_manager, load_submission, provided_components
+from toolkit.components import COMPONENTS
+from toolkit.plugins import Components, build_manager, load_submission, provided_components
 
 
 @dataclass

@@ -13,7 +13,7 @@ import keyword
 import tokenize
 from pathlib import Path
 
-from toolkit.plugins import COMPONENTS
+from toolkit.components import COMPONENTS
 
 SIMILARITY_THRESHOLD = 0.9
 
@@ -69,8 +69,8 @@ def component_code(source: str) -> dict[str, str]:
         return {}
     defs = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
     code = {}
-    for comp, hooks in COMPONENTS.items():
-        todo, used = [h for h in hooks if h in defs], set()
+    for comp, component in COMPONENTS.items():
+        todo, used = [h for h in component.hooks if h in defs], set()
         while todo:
             name = todo.pop()
             if name not in used:
