@@ -7,7 +7,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from toolkit import probe
-from toolkit.checks import CheckFailed, check
+from toolkit.checks import CheckFailed, check, child_side
 from toolkit.model import GPT, GPTConfig
 from toolkit.pipeline import Pipeline
 from toolkit.plugins import Components
@@ -21,6 +21,12 @@ ATOL = 1e-9  # float64 throughout
 
 def seeded_module(components, B, T, C, nh, seed=0):
     """The attention of ``components`` in float64 with weights drawn from ``seed``, and an input (B, T, C)."""
+    module, x, _ = seeded(components, B, T, C, nh, seed)
+    return module, x
+
+
+def seeded(components, B, T, C, nh, seed=0):
+    """``seeded_module``, and the weights it loaded (a state dict)."""
     gen = torch.Generator().manual_seed(seed)
     module = components.attention(GPTConfig(n_embd=C, n_head=nh))
     if not isinstance(module, nn.Module):
@@ -36,7 +42,7 @@ def seeded_module(components, B, T, C, nh, seed=0):
         raise CheckFailed(f"the module's parameters are {mine}; expected exactly c_attn (Linear C->3C) and c_proj (Linear C->C)")
     module = module.double()
     module.load_state_dict(state, strict=False)  # buffers (e.g. a causal mask) keep their values
-    return module, torch.randn(B, T, C, generator=gen, dtype=torch.float64)
+    return module, torch.randn(B, T, C, generator=gen, dtype=torch.float64), state
 
 
 def _forward(module, x):
@@ -75,20 +81,30 @@ def causal(ctx):
             if not diff <= ATOL:  # "not <=" so that NaN fails too
                 raise CheckFailed(f"output at position {t} changed by {diff:.2e} when only tokens after {t} changed: "
                                   "mask the scores of future positions before the softmax")
-    x = x.clone().requires_grad_(True)
-    _forward(module, x)[:, 0].sum().backward()
-    if not x.grad[:, 1:].abs().max().item() == 0:
+    grad = ctx.in_child(input_gradient, module, x, 0)
+    if not isinstance(grad, torch.Tensor) or grad.shape != x.shape:
+        raise CheckFailed("the gradient of the output with respect to the input could not be computed")
+    if not grad[:, 1:].abs().max().item() == 0:
         raise CheckFailed("output at position 0 has a gradient from later positions: the causal mask leaks")
+
+
+@child_side
+def input_gradient(pipeline, module, x: torch.Tensor, t: int) -> torch.Tensor:
+    """d(sum of the module's output at position t) / d(input), computed where the module lives."""
+    x = x.clone().requires_grad_(True)
+    module(x)[:, t].sum().backward()
+    return x.grad
 
 
 @check("attention", points=1)
 def stable(ctx):
     "Inputs whose attention scores exceed 100 give finite outputs (float32, where exp(89) is inf)."
     B, T, C, nh = 2, 6, 16, 4
-    module, x = seeded_module(ctx.components, B, T, C, nh, seed=2)
+    module, x, state = seeded(ctx.components, B, T, C, nh, seed=2)
     module, x = module.float(), 20 * x.float()
     with torch.no_grad():
-        q, k, _ = module.c_attn(x).split(C, dim=2)  # the scores the module will see, head 0
+        qkv = x.double() @ state["c_attn.weight"].T + state["c_attn.bias"]
+        q, k, _ = qkv.split(C, dim=2)  # the scores the module will see, head 0
         largest = (q[..., : C // nh] @ k[..., : C // nh].transpose(1, 2)).abs().max().item() / (C // nh) ** 0.5
         y = _forward(module, x)
     assert largest > 100, largest  # the check tests what it says
@@ -121,12 +137,29 @@ class _Spy(TorchFunctionMode):
 def written_out(ctx):
     "The module computes attention itself: no scaled_dot_product_attention, no nn.MultiheadAttention."
     module, x = seeded_module(ctx.components, 2, 5, 12, 3)
+    called = ctx.in_child(banned_calls, module, x)
+    if not isinstance(called, list) or not all(isinstance(c, str) for c in called):
+        raise CheckFailed("could not observe what the module's forward calls")
+    if called:
+        raise CheckFailed(f"forward calls {', '.join(sorted(called)[:3])}; write the scores, mask and softmax yourself")
+
+
+@child_side
+def banned_calls(pipeline, module, x: torch.Tensor) -> list[str]:
+    """The banned functions (or modules) the module's forward uses, observed where the module lives."""
     if any(isinstance(m, nn.MultiheadAttention) for m in module.modules()):
-        raise CheckFailed("the module uses nn.MultiheadAttention; the assignment is to write attention out")
+        return ["nn.MultiheadAttention"]
     with _Spy() as spy, torch.no_grad():
-        _forward(module, x)
-    if spy.called:
-        raise CheckFailed(f"forward calls {', '.join(sorted(spy.called))}; write the scores, mask and softmax yourself")
+        module(x)
+    return sorted(spy.called)
+
+
+@child_side
+def first_softmax(pipeline, module, x: torch.Tensor):
+    """The output of the first softmax the module's forward computes on ``x`` (None if none)."""
+    with _Spy() as spy, torch.no_grad():
+        module(x)
+    return spy.softmaxes[0] if spy.softmaxes else None
 
 
 # -- behaviour: the module inside the reference GPT ------------------------------------------
@@ -167,7 +200,8 @@ def reference_maps(attn: nn.Module, x: torch.Tensor, n_head: int) -> torch.Tenso
 
 
 def _plot_heatmaps(ctx, ref: Pipeline, model: GPT) -> None:
-    path = ctx.plot_path("attention_heads.png")
+    path = ctx.plot_path("attention_heads.png", "Attention of each head of layer 1 on the headline prompt: "
+                                                 "yours and the reference's")
     if path is None:
         return
     from toolkit.plots import plot_attention
@@ -177,14 +211,14 @@ def _plot_heatmaps(ctx, ref: Pipeline, model: GPT) -> None:
     idx = torch.tensor([ids])
     seen = {}
     hook = model.h[0].attn.register_forward_pre_hook(lambda m, args: seen.setdefault("x", args[0]))
-    with _Spy() as spy, torch.no_grad():
+    with torch.no_grad():
         model(idx)
     hook.remove()
     n_head = ref.model_config.n_head
     maps = {"reference": reference_maps(ref.base_model.h[0].attn, seen["x"], n_head)}
-    first = spy.softmaxes[0] if spy.softmaxes else None  # the first softmax of layer 0
+    first = ctx.in_child(first_softmax, model.h[0].attn, seen["x"])  # the first softmax of layer 0
     title = "Layer 1 attention on the headline prompt"
-    if first is not None and first.dim() == 4 and tuple(first.shape[1:]) == (n_head, len(ids), len(ids)):
+    if isinstance(first, torch.Tensor) and first.dim() == 4 and tuple(first.shape[1:]) == (n_head, len(ids), len(ids)):
         maps = {"yours": first[0], **maps}
     else:
         title += " (yours not shown: no softmax call of shape (B, nh, T, T) found)"
@@ -223,10 +257,13 @@ def reference_weights(ctx):
 def trains_like_reference(ctx):
     "Trained from scratch for 60 steps, the GPT's loss over the last 20 stays within 0.03 nats of the reference's."
     want = ctx.snapshot()["curve"]
-    got = short_training_curve(ctx.pipeline)
+    got = ctx.in_child(short_training_curve)
+    if not (isinstance(got, list) and len(got) == CURVE_STEPS and all(isinstance(v, float) for v in got)):
+        raise CheckFailed(f"training from scratch did not give a loss curve of {CURVE_STEPS} steps")
     gap = sum(a - b for a, b in zip(got[-CURVE_TAIL:], want[-CURVE_TAIL:])) / CURVE_TAIL
     ctx.metrics.update(curve_gap=gap, final_loss=got[-1], reference_final_loss=want[-1])
-    path = ctx.plot_path("attention_curve.png")
+    path = ctx.plot_path("attention_curve.png", f"Training loss from scratch over {CURVE_STEPS} steps: "
+                                                 "yours and the reference's")
     if path:
         from toolkit.plots import plot_curves
         plot_curves({"yours": got, "reference": want}, f"Training from scratch, {CURVE_STEPS} steps", path)
@@ -237,6 +274,7 @@ def trains_like_reference(ctx):
                           f"(band {CURVE_BAND:g})")
 
 
+@child_side
 def short_training_curve(pipeline: Pipeline) -> list[float]:
     model = pipeline.new_model()
     cfg = replace(pipeline.config.pretrain, steps=CURVE_STEPS)

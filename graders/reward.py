@@ -7,7 +7,7 @@ import torch
 
 from toolkit import probe, rlhf
 from toolkit.baselines import SDPAttention
-from toolkit.checks import CheckFailed, Partial, check
+from toolkit.checks import CheckFailed, Partial, check, child_side
 from toolkit.model import GPT, GPTConfig
 
 TOL = 1e-6
@@ -34,11 +34,21 @@ def loss_sanity(ctx):
     if abs(base - shifted) > TOL:
         raise CheckFailed(f"adding 5 to every reward changed the loss from {base:.4f} to {shifted:.4f}; "
                           "the loss must depend on chosen - rejected only")
-    c, j = c.clone().requires_grad_(True), j.clone().requires_grad_(True)
-    _loss(ctx, c, j).backward()
-    if not ((c.grad < 0).all() and (j.grad > 0).all()):
+    grads = ctx.in_child(loss_gradients, c, j)
+    if not (isinstance(grads, (list, tuple)) and len(grads) == 2 and all(isinstance(g, torch.Tensor) and g.shape == c.shape
+                                                                       for g in grads)):
+        raise CheckFailed("the loss has no gradient with respect to the rewards: compute it with torch operations")
+    if not ((grads[0] < 0).all() and (grads[1] > 0).all()):
         raise CheckFailed("gradient descent on the loss must raise every chosen reward and lower every rejected one; "
                           "check the sign of chosen - rejected")
+
+
+@child_side
+def loss_gradients(pipeline, chosen: torch.Tensor, rejected: torch.Tensor):
+    """d loss / d chosen and d loss / d rejected, computed where the loss lives."""
+    chosen, rejected = chosen.clone().requires_grad_(True), rejected.clone().requires_grad_(True)
+    pipeline.components.reward_loss(chosen, rejected).backward()
+    return [chosen.grad, rejected.grad]
 
 
 def _tiny_backbone(seed=0) -> GPT:
@@ -83,7 +93,8 @@ def accuracy(ctx):
     ref = ctx.snapshot()["accuracy"]
     acc, rc, rr = held_out_accuracy(ctx.pipeline)
     ctx.metrics.update(held_out_accuracy=acc, reference_accuracy=ref["seed_0"], reference_worst_seed=min(ref["seeds"]))
-    path = ctx.plot_path("reward_histogram.png")
+    path = ctx.plot_path("reward_histogram.png", "Rewards your model gives the chosen and the rejected "
+                                                  "answers of held-out pairs")
     if path:
         from toolkit.plots import plot_histograms
         plot_histograms({"chosen": rc.tolist(), "rejected": rr.tolist()}, "Rewards of held-out answers", path)
@@ -134,7 +145,7 @@ def rlhf_improves(ctx):
     ref = ctx.snapshot()["rlhf"]
     got = rlhf_metrics(ctx.pipeline)
     ctx.metrics.update(got)
-    path = ctx.plot_path("rlhf_curves.png")
+    path = ctx.plot_path("rlhf_curves.png", "Mean reward and KL to the chat model over the RLHF steps")
     if path:
         from toolkit.plots import plot_curves
         curves = ctx.pipeline.curves
@@ -157,7 +168,8 @@ def rlhf_improves(ctx):
 
 def _plot_three_models(ctx) -> None:
     """The seed's chart with a third bar: base, chat and RLHF models on the headline question."""
-    path = ctx.plot_path("rlhf_headline.png")
+    path = ctx.plot_path("rlhf_headline.png", "Classes of the base, chat and RLHF models' replies to the "
+                                               "headline question, with 95% intervals")
     if path is None:
         return
     from toolkit.plots import plot_distributions

@@ -115,8 +115,10 @@ def behaviour(ctx):
         for key, subtitle in (("headline", f"'{probe.HEADLINE}', sampled at temperature {t:g}"),
                               ("all", "all probe prompts, greedy")):
             plot_distributions(m["_dists"][key], f"Probability distribution: base vs chat\n{subtitle}",
-                               ctx.plot_path(f"sft_{key}.png"))
-        plot_curves({"SFT": ctx.pipeline.curves["sft"]}, "SFT loss (masked tokens)", ctx.plot_path("sft_loss.png"))
+                               ctx.plot_path(f"sft_{key}.png", f"Classes of the base and chat models' replies to {subtitle}, "
+                                                               "with 95% intervals"))
+        plot_curves({"SFT": ctx.pipeline.curves["sft"]}, "SFT loss (masked tokens)",
+                    ctx.plot_path("sft_loss.png", "SFT loss over the training steps (masked tokens)"))
     ctx.metrics.update(m, thresholds=limits, reference=reference)
     fractions, reasons = [], []
     for metric, message, direction in CRITERIA:

@@ -1,9 +1,6 @@
 """Checks of the tokenizer component (byte-level BPE)."""
 
-import contextlib
 import random
-import signal
-import threading
 import time
 from collections import Counter
 
@@ -112,31 +109,6 @@ def speed_corpus(n_words: int = 20000) -> str:
     return " ".join(rng.choice(words) for _ in range(n_words))
 
 
-class _OutOfTime(BaseException):  # not an Exception: a student's `except Exception` cannot swallow it
-    pass
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float, what: str):
-    """Stop the block after ``seconds`` with CheckFailed (main thread only; elsewhere, no limit)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise _OutOfTime
-
-    previous = signal.signal(signal.SIGALRM, interrupt)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    except _OutOfTime:
-        raise CheckFailed(f"{what} did not finish within {seconds:g} s") from None
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def _best_time(train, text: str, repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
@@ -159,7 +131,7 @@ def speed(ctx):
     yardstick = yardstick_seconds(text)
     allowed = SPEED_MULTIPLE * ratio_ref * yardstick
     tok = ctx.components.tokenizer()
-    with time_limit(TIME_LIMIT, f"training a {SPEED_VOCAB}-token vocabulary on {len(text) // 1000} kB"):
+    with ctx.time_limit(TIME_LIMIT, f"training a {SPEED_VOCAB}-token vocabulary on {len(text) // 1000} kB"):
         seconds = _best_time(tok.train, text, repeats=1)
         if allowed < seconds < 2 * allowed:  # near the line, a busy machine gets two more tries
             seconds = min(seconds, _best_time(tok.train, text, repeats=2))
@@ -206,12 +178,13 @@ def measure(pipeline: Pipeline) -> dict:
 def behaviour(ctx):
     "A small GPT pretrained with the tokenizer reaches the reference's bits per byte (+15%) and finds shuffled text harder."
     ref = ctx.snapshot()["behaviour"]
-    pipeline = Pipeline(ctx.components, BEHAVIOUR, ctx.cache_dir, log=ctx.log)
-    with time_limit(10 * TIME_LIMIT, "training the tokenizer on the pipeline's 0.8 MB corpus"):
+    pipeline = ctx.pipeline_for(BEHAVIOUR)
+    with ctx.time_limit(10 * TIME_LIMIT, "training the tokenizer on the pipeline's 0.8 MB corpus"):
         pipeline.tokenizer
     got = measure(pipeline)
     ctx.metrics.update({k: v for k, v in got.items() if k != "token_lengths"}, reference_bpb=ref["bpb"])
-    path = ctx.plot_path("tokenizer_lengths.png")
+    path = ctx.plot_path("tokenizer_lengths.png", "Share of tokens by length in bytes on held-out text: "
+                                                   "yours and the reference's")
     if path:
         from toolkit.plots import plot_token_lengths
         plot_token_lengths({"yours": got, "reference": ref}, path)

@@ -44,7 +44,7 @@ def ctx(path: Path, pipeline: Pipeline | None = None) -> Context:
     comps = components(path)
     c = Context(comps, "sft_mask", PipelineConfig(), log=lambda m: None)
     if pipeline is not None:
-        c._pipeline = pipeline.sharing_base(comps)
+        c._pipelines[c.config] = pipeline.sharing_base(comps)
     return c
 
 

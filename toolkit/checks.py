@@ -12,18 +12,30 @@ one-line reason, or earns partial credit by returning ``Partial(fraction, reason
             raise CheckFailed("output at t=2 changed when token 5 changed: apply the causal mask")
 
 Any other exception raised while the check runs is student code failing: the check
-fails with the exception as its reason. Public checks ship to students; hidden ones live
-in ``graders/hidden`` and are only run when the grader has them.
+fails with the exception as its reason (for a hidden check, a generic reason: an exception's
+text is the student's to choose, and could carry the hidden inputs out). Public checks ship to
+students; hidden ones live in ``graders/hidden`` and are only run when the grader has them.
+
+A check sees the submission through its ``Context``: ``ctx.components`` (the component under
+test swapped in, baselines for the rest), ``ctx.pipeline`` (the reference pipeline built from
+them) and ``ctx.in_child(fn, ...)`` for work that must run where the submission's code runs.
+Under ``toolkit run`` that is this process; under ``toolkit grade`` the submission lives in a
+sandboxed child and ``ctx.remote`` makes the same calls over a pipe (``toolkit.grading.remote``):
+the check itself, and every number it judges, stays in the grader.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import pkgutil
+import signal
+import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Callable
 
@@ -31,14 +43,42 @@ import torch
 
 import graders
 import toolkit
+from toolkit.components import COMPONENTS
 from toolkit.pipeline import Pipeline, PipelineConfig
 from toolkit.plugins import Components, PluginError
 
 SNAPSHOT_DIR = Path(__file__).resolve().parent.parent / "graders" / "snapshots"
+MAX_REASON = 400  # characters of a reason shown; an exception's text is the student's to choose
+HIDDEN_ERROR = ("the submission's code raised an error on this hidden check's inputs "
+                "(hidden checks do not show the error, which could reveal their inputs)")
 
 
 class CheckFailed(Exception):
     """Raise with a one-line, actionable reason."""
+
+
+class OutOfTime(BaseException):
+    """A call ran past ``Context.time_limit``. Not an Exception: a student's ``except Exception``
+    cannot swallow it."""
+
+
+@contextlib.contextmanager
+def alarm(seconds: float):
+    """Raise OutOfTime in the block after ``seconds`` (main thread only; elsewhere, no limit)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise OutOfTime
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @dataclass
@@ -61,13 +101,20 @@ class Check:
         return (self.fn.__doc__ or "").strip().splitlines()[0] if self.fn.__doc__ else self.name
 
 
+class CheckStatus(StrEnum):
+    PASSED = "passed"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    NOT_RUN = "not run"  # zero points: the component is not provided, or the submission was not graded
+
+
 @dataclass
 class Result:
     name: str
     component: str
     points: float
-    score: float
-    status: str  # "passed", "partial" or "failed"
+    score: float  # in [0, points]
+    status: CheckStatus
     reason: str
     description: str
     hidden: bool
@@ -76,6 +123,11 @@ class Result:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def not_run(cls, c: "Check", reason: str) -> "Result":
+        """The result of a check that did not run: zero points, and why."""
+        return cls(c.name, c.component, c.points, 0.0, CheckStatus.NOT_RUN, reason, c.description, c.hidden, 0.0)
 
 
 def check(component: str, points: float, behavioural: bool = False):
@@ -109,7 +161,6 @@ def collect(components: list[str] | None = None, include_hidden: bool = True) ->
 
 
 def list_order(component: str) -> int:
-    from toolkit.components import COMPONENTS
     return list(COMPONENTS).index(component)
 
 
@@ -122,7 +173,12 @@ def load_snapshot(component: str) -> dict:
 
 @dataclass
 class Context:
-    """What a check can use: the components (the one under test swapped in), a pipeline, metrics."""
+    """What a check can use: the components (the one under test swapped in), pipelines, metrics.
+
+    ``remote``: under ``toolkit grade``, the submission's child process
+    (``toolkit.grading.remote.Child``): ``components`` are then its proxies, pipelines train
+    what runs the submission's code in the child, and ``in_child`` runs there.
+    """
 
     components: Components
     component: str
@@ -132,25 +188,57 @@ class Context:
     log: Callable = print
     metrics: dict = field(default_factory=dict)
     earlier: dict[str, dict] = field(default_factory=dict)  # check name -> metrics, of the checks already run
-    _pipeline: Pipeline | None = None
+    remote: object | None = None
+    _pipelines: dict = field(default_factory=dict)
 
     @property
     def pipeline(self) -> Pipeline:
-        """One pipeline per component run, shared by its checks (so SFT runs once)."""
-        if self._pipeline is None:
-            self._pipeline = Pipeline(self.components, self.config, self.cache_dir, log=self.log)
-        return self._pipeline
+        """The run's pipeline, shared by the component's checks (so SFT runs once)."""
+        return self.pipeline_for(self.config)
+
+    def pipeline_for(self, config: PipelineConfig) -> Pipeline:
+        """A pipeline with the components and another configuration, one per configuration."""
+        if config not in self._pipelines:
+            self._pipelines[config] = (
+                self.remote.pipeline(self.component, config, self.cache_dir, self.log) if self.remote else
+                Pipeline(self.components, config, self.cache_dir, log=self.log))
+        return self._pipelines[config]
+
+    @contextlib.contextmanager
+    def time_limit(self, seconds: float, what: str):
+        """Stop the block's calls into the submission after ``seconds``, failing the check."""
+        try:
+            with self.remote.time_limit(seconds) if self.remote else alarm(seconds):
+                yield
+        except OutOfTime:
+            raise CheckFailed(f"{what} did not finish within {seconds:g} s") from None
+
+    def in_child(self, fn: Callable, *args, config: PipelineConfig | None = None):
+        """``fn(pipeline, *args)`` where the submission's code runs: here under ``toolkit run``, in the
+        child under ``toolkit grade``. ``fn`` is a ``@child_side`` function of a public grader; what it
+        returns must be plain data (numbers, strings, lists, dicts, tensors), which the grader checks."""
+        config = config or self.config
+        if self.remote is None:
+            return fn(self.pipeline_for(config), *args)
+        return self.remote.run(self.component, config, fn, args)
 
     def snapshot(self) -> dict:
         return load_snapshot(self.component)
 
-    def plot_path(self, name: str) -> Path | None:
-        """Where a check draws plot ``name`` (None: no report), listed for the report under ``_plots``."""
+    def plot_path(self, name: str, caption: str) -> Path | None:
+        """Where a check draws plot ``name`` (None: no report); listed for the report, with the
+        caption that describes it, under ``_plots``."""
         if self.report_dir is None:
             return None
         self.report_dir.mkdir(parents=True, exist_ok=True)
-        self.metrics.setdefault("_plots", []).append(name)
+        self.metrics.setdefault("_plots", []).append([name, caption])
         return self.report_dir / name
+
+
+def child_side(fn: Callable) -> Callable:
+    """Mark a grader function that ``Context.in_child`` may run where the submission's code runs."""
+    fn.__child_side__ = True
+    return fn
 
 
 def run_check(c: Check, ctx: Context) -> Result:
@@ -159,21 +247,39 @@ def run_check(c: Check, ctx: Context) -> Result:
     try:
         outcome = c.fn(ctx)
         if outcome is None:
-            score, status, reason = c.points, "passed", ""
+            score, status, reason = c.points, CheckStatus.PASSED, ""
         else:
-            frac = min(1.0, max(0.0, float(outcome.fraction)))
+            frac = float(outcome.fraction)
+            frac = min(1.0, max(0.0, frac)) if frac == frac else 0.0  # NaN earns nothing
             score = round(c.points * frac, 4)
-            status, reason = ("passed" if frac >= 1 else "partial" if frac > 0 else "failed"), outcome.reason
+            status = CheckStatus.PASSED if frac >= 1 else CheckStatus.PARTIAL if frac > 0 else CheckStatus.FAILED
+            reason = outcome.reason
     except CheckFailed as e:
-        score, status, reason = 0.0, "failed", str(e)
-    except PluginError as e:
-        score, status, reason = 0.0, "failed", str(e)
-    except (Exception, SystemExit) as e:  # student code failing inside a model, a tokenizer, ...
-        where = _student_frame(e)
-        score, status, reason = 0.0, "failed", f"{type(e).__name__}: {e}{where}"
+        score, status, reason = 0.0, CheckStatus.FAILED, str(e)
+    except (Exception, SystemExit) as e:  # student code failing inside a hook, a model, a tokenizer, ...
+        score, status = 0.0, CheckStatus.FAILED
+        reason = HIDDEN_ERROR if c.hidden else str(e) if isinstance(e, PluginError) else \
+            f"{type(e).__name__}: {e}{_student_frame(e)}"
     ctx.earlier[c.name] = ctx.metrics
-    return Result(c.name, c.component, c.points, score, status, " ".join(reason.split()), c.description,
+    reason = " ".join(reason.split())
+    reason = reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 1] + "…"
+    return Result(c.name, c.component, c.points, score, status, reason, c.description,
                   c.hidden, round(time.perf_counter() - t0, 3), ctx.metrics)
+
+
+def run_components(components: list[str], context: Callable[[str], Context], include_hidden: bool,
+                   behavioural: bool, log: Callable = lambda msg: None) -> list[Result]:
+    """The one loop of grading: for each component (in the table's order), a context from
+    ``context(component)`` and its checks run in it; the behavioural ones only if ``behavioural``."""
+    results = []
+    for comp in [c for c in COMPONENTS if c in components]:
+        ctx = context(comp)
+        for c in collect([comp], include_hidden=include_hidden):
+            if c.behavioural and not behavioural:
+                continue
+            log(f"  {c.name} ...")
+            results.append(run_check(c, ctx))
+    return results
 
 
 _OURS = tuple(Path(m.__file__).resolve().parent for m in (toolkit, torch, graders))

@@ -121,8 +121,9 @@ def _print_table(result) -> None:
 def grade(submissions_dir, out, fast, components, workers, timeout, assignment, scheduler, memory_gb, nproc):
     """Grade a class: every entry of SUBMISSIONS_DIR (one sub-folder, .py or .ipynb per student).
 
-    Each submission runs in its own subprocess (`toolkit run --json`), public and hidden checks,
-    so a crashing or hanging one never stops the batch. Writes into --out (GRADES_DIR):
+    Each submission's code runs in its own sandboxed child process, which only answers the
+    grader's calls to its hooks; every check, public and hidden, is judged in the grader. A
+    crashing or hanging submission never stops the batch. Writes into --out (GRADES_DIR):
     grades.csv, gradescope/<student>/results.json, feedback/<student>/index.html, summary.html.
 
     \b
@@ -133,8 +134,8 @@ def grade(submissions_dir, out, fast, components, workers, timeout, assignment, 
     """
     import importlib.util
 
-    from toolkit.exports import STATUSES
-    from toolkit.grade import Options, find_submissions, grade_class
+    from toolkit.grading.batch import Options, grade_class, status_counts
+    from toolkit.grading.intake import find_submissions
 
     try:
         submissions = find_submissions(submissions_dir)
@@ -146,9 +147,8 @@ def grade(submissions_dir, out, fast, components, workers, timeout, assignment, 
         _fail_usage("--scheduler needs dask.distributed: pip install 'toolkit[grid]'")
     options = Options(fast, tuple(components), timeout, memory=int(memory_gb * (1 << 30)), nproc=nproc)
     records = grade_class(submissions, out, options, workers, assignment, scheduler)
-    counts = ", ".join(f"{n} {s}" for s in STATUSES if (n := sum(r["status"] == s for r in records.values())))
-    _err(f"{len(records)} submissions: {counts}; see {out / 'grades.csv'} and {out / 'summary.html'}")
-    modes = sorted({r.get("sandbox", "") for r in records.values()} - {""})
+    _err(f"{len(records)} submissions: {status_counts(records)}; see {out / 'grades.csv'} and {out / 'summary.html'}")
+    modes = sorted({r.sandbox for r in records.values()} - {""})
     _err(f"sandbox: {', '.join(modes)}")
 
 

@@ -29,6 +29,18 @@ from toolkit.train import TrainConfig, pretrain, sft, stream_loss
 from toolkit.world import World
 
 PIPELINE_VERSION = 1  # bump when a change to the code changes what a stage produces
+MAX_VOCAB = 1 << 16  # the largest vocabulary a tokenizer may report (the model allocates vocab x width)
+
+USES = {
+    "tokenizer": {"tokenizer"},
+    "base_model": {"tokenizer", "attention"},
+    "chat_model": {"tokenizer", "attention", "sft_mask"},
+    "reward_model": {"tokenizer", "attention", "reward"},
+    "rlhf_model": {"tokenizer", "attention", "sft_mask", "reward"},
+}
+"""Stage -> the components whose hooks building it calls (its earlier stages' included). The class
+grader has a stage that uses the component under test built in the submission's child
+(``toolkit.grading.remote.ChildPipeline``); every other stage it builds itself."""
 
 
 @dataclass(frozen=True)
@@ -138,7 +150,11 @@ class Pipeline:
 
     @cached_property
     def model_config(self) -> GPTConfig:
-        return replace(self.config.model, vocab_size=self.tokenizer.vocab_size)
+        vocab = self.tokenizer.vocab_size
+        if type(vocab) is not int or not 256 < vocab <= MAX_VOCAB:
+            raise PluginError(f"{self.components.source('tokenizer')}: the tokenizer's vocab_size is {vocab!r}; "
+                              f"expected an int from 257 to {MAX_VOCAB}")
+        return replace(self.config.model, vocab_size=vocab)
 
     def new_model(self) -> GPT:
         seed_everything(self.config.seed, self.config.threads)

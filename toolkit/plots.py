@@ -1,18 +1,32 @@
-"""The report's plots, drawn with matplotlib (no display needed)."""
+"""The report's plots, drawn with matplotlib (no display needed).
+
+Figures are made with matplotlib's object API (``Figure``, no ``pyplot`` state), so that the
+class grader's threads can draw at the same time.
+"""
 
 from __future__ import annotations
 
-import matplotlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from toolkit.probe import LABELS
 
-from toolkit.probe import LABELS  # noqa: E402
+
+def figure(width: float, height: float, dpi: int = 110) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save(fig: Figure, path) -> None:
+    fig.tight_layout()
+    fig.savefig(path)
 
 
 def plot_distributions(dists: dict[str, dict[str, dict[str, float]]], title: str, path) -> None:
     """Grouped bar chart: one group per class, one bar per model, 95% intervals as error bars."""
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    fig = figure(7, 4)
+    ax = fig.subplots()
     width = 0.8 / len(dists)
     for j, (model, dist) in enumerate(dists.items()):
         xs = [i + (j - (len(dists) - 1) / 2) * width for i in range(len(LABELS))]
@@ -24,28 +38,26 @@ def plot_distributions(dists: dict[str, dict[str, dict[str, float]]], title: str
     ax.set_ylabel("probability")
     ax.set_title(title)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_curves(curves: dict[str, list[float]], title: str, path, ylabel: str = "loss") -> None:
     """One line per curve, against the step."""
-    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
+    fig = figure(7, 3.5)
+    ax = fig.subplots()
     for name, ys in curves.items():
         ax.plot(range(1, len(ys) + 1), ys, label=name)
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_token_lengths(stats: dict[str, dict], path) -> None:
     """Share of tokens by length in bytes, one bar per tokenizer; compression in the legend."""
-    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
+    fig = figure(7, 3.5)
+    ax = fig.subplots()
     lengths = sorted({int(k) for s in stats.values() for k in s["token_lengths"]})
     width = 0.8 / len(stats)
     for j, (name, s) in enumerate(stats.items()):
@@ -57,15 +69,14 @@ def plot_token_lengths(stats: dict[str, dict], path) -> None:
     ax.set_ylabel("share of tokens")
     ax.set_title("Token lengths on held-out text")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_attention(maps: dict, labels: list[str], title: str, path) -> None:
     """One heatmap per head (columns) for each module (rows): who attends to whom."""
     n_head = next(iter(maps.values())).shape[0]
-    fig, axes = plt.subplots(len(maps), n_head, figsize=(2.6 * n_head, 2.8 * len(maps)), dpi=110, squeeze=False)
+    fig = figure(2.6 * n_head, 2.8 * len(maps))
+    axes = fig.subplots(len(maps), n_head, squeeze=False)
     for row, (name, m) in enumerate(maps.items()):
         for h in range(n_head):
             ax = axes[row][h]
@@ -74,20 +85,17 @@ def plot_attention(maps: dict, labels: list[str], title: str, path) -> None:
             ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
             ax.set_yticks(range(len(labels)), labels, fontsize=6)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_histograms(values: dict[str, list[float]], title: str, path) -> None:
     """Overlaid histograms, one per named list of values."""
-    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
+    fig = figure(7, 3.5)
+    ax = fig.subplots()
     for name, vs in values.items():
         ax.hist(vs, bins=30, alpha=0.6, label=f"{name} (n={len(vs)})")
     ax.set_xlabel("reward")
     ax.set_ylabel("count")
     ax.set_title(title)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save(fig, path)

@@ -87,7 +87,7 @@ def _exec_module(name: str, path: Path, cells: list[tuple[str, bool]] | None = N
     return module
 
 
-def _notebook_cells(path: Path) -> list[tuple[str, bool]]:
+def _notebook_cells(path: Path, name: str | None = None) -> list[tuple[str, bool]]:
     """A notebook's code cells as (source, must_run), without IPython magics or nbgrader test cells.
 
     must_run: the cell is an nbgrader answer cell, or the notebook has no nbgrader markup.
@@ -97,7 +97,12 @@ def _notebook_cells(path: Path) -> list[tuple[str, bool]]:
     try:
         nb = nbformat.read(path, as_version=4)
     except Exception as e:
-        raise SubmissionError(f"{path}: not a readable Jupyter notebook ({type(e).__name__}: {e})") from e
+        raise SubmissionError(f"{name or path}: not a readable Jupyter notebook ({type(e).__name__}: {e})") from e
+    return notebook_code_cells(nb)
+
+
+def notebook_code_cells(nb) -> list[tuple[str, bool]]:
+    """The code cells of a notebook read by nbformat: see ``_notebook_cells``."""
     marked = any("nbgrader" in cell.metadata for cell in nb.cells)
     cells = []
     for cell in nb.cells:
@@ -109,22 +114,27 @@ def _notebook_cells(path: Path) -> list[tuple[str, bool]]:
     return cells
 
 
-def load_submission(spec: str | Path) -> list[Plugin]:
-    """Import a submission: a file, a directory, a notebook, an entry point or a module name."""
+def load_submission(spec: str | Path, relative_to: Path | None = None) -> list[Plugin]:
+    """Import a submission: a file, a directory, a notebook, an entry point or a module name.
+
+    ``relative_to``: plugins (and the messages about them) are named by their path relative to
+    this folder, e.g. ``alice/attention.py``, instead of as given.
+    """
     path = Path(spec)
+    name = str(path.relative_to(relative_to)) if relative_to is not None else str(path)
     if path.is_file() and path.suffix == ".py":
-        return [Plugin(str(path), _exec_module(str(path), path))]
+        return [Plugin(name, _exec_module(name, path))]
     if path.is_file() and path.suffix == ".ipynb":
-        return [Plugin(str(path), _exec_module(str(path), path, cells=_notebook_cells(path)))]
+        return [Plugin(name, _exec_module(name, path, cells=_notebook_cells(path, name)))]
     if path.is_dir() and (path / "__init__.py").exists():
-        return [Plugin(str(path), _exec_module(str(path), path / "__init__.py", package_dir=path))]
+        return [Plugin(name, _exec_module(name, path / "__init__.py", package_dir=path))]
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix in (".py", ".ipynb") and not p.name.startswith("_"))
         if not files:
-            raise SubmissionError(f"{path}: the directory holds no .py or .ipynb file")
-        return [plugin for f in files for plugin in load_submission(f)]
+            raise SubmissionError(f"{name}: the directory holds no .py or .ipynb file")
+        return [plugin for f in files for plugin in load_submission(f, relative_to)]
     if path.exists():
-        raise SubmissionError(f"{path}: expected a .py file, a .ipynb notebook or a directory")
+        raise SubmissionError(f"{name}: expected a .py file, a .ipynb notebook or a directory")
     if path.suffix in (".py", ".ipynb") or "/" in str(spec) or str(spec).startswith("."):
         raise SubmissionError(f"{spec}: no such file or directory")
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):

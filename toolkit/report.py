@@ -1,63 +1,144 @@
-"""Write a run's report: ``index.html`` (self-contained, plots embedded) and ``results.json``."""
+"""The report page: ``index.html`` (self-contained, plots embedded) and ``results.json``.
+
+One page builder serves ``toolkit run --report`` (a student's own run) and the feedback page of
+``toolkit grade`` (``toolkit.grading.exports``). Every string on the page is HTML-escaped, and a
+plot is embedded only if its name was given by a check (``Context.plot_path``) and it is a
+regular file of the report's folder (``O_NOFOLLOW``), within ``MAX_PLOT`` bytes.
+"""
 
 from __future__ import annotations
 
 import base64
 import html
 import json
+import os
+import re
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from toolkit.runner import Run
+from toolkit.checks import CheckStatus, Result
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.35em .5em;text-align:left;vertical-align:top}
-.passed{color:#137333}.failed{color:#c5221f}.partial{color:#b06000}img{max-width:100%}code{background:#f3f3f3;padding:0 .2em}"""
+.passed{color:#137333}.failed{color:#c5221f}.partial{color:#b06000}.not-run{color:#666}img{max-width:100%}
+code{background:#f3f3f3;padding:0 .2em}.summary{font-size:1.15em}"""
+PLOT_NAME = re.compile(r"[\w.-]+\.png")
+MAX_PLOT = 4 << 20  # bytes of one embedded plot
 
 
-def _img(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<figure><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(path.stem)}</figcaption></figure>'
+@dataclass
+class Page:
+    """What a report page shows."""
+
+    title: str  # the submission's name or the student's id
+    results: list[Result]
+    missing: list[str] = field(default_factory=list)
+    problem: str = ""  # why it could not be graded (shown once, at the top)
+    hidden_published: bool = True  # False: hidden checks are summed up in one line, not listed
+    environment: dict = field(default_factory=dict)
+
+    @property
+    def score(self) -> float:
+        return round(sum(min(max(r.score, 0.0), r.points) for r in self.results), 4)
+
+    @property
+    def max_score(self) -> float:
+        return round(sum(r.points for r in self.results), 4)
+
+
+def _e(x) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def read_plot(folder: Path, name: str) -> bytes | None:
+    """The bytes of plot ``name`` of ``folder``: a regular file, not a link, at most MAX_PLOT bytes."""
+    if not PLOT_NAME.fullmatch(name):
+        return None
+    try:
+        fd = os.open(folder / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_PLOT:
+            return None
+        data = f.read(MAX_PLOT + 1)
+    return data if len(data) <= MAX_PLOT else None
+
+
+def _img(folder: Path, name: str, caption: str) -> str:
+    data = read_plot(folder, name)
+    if data is None:
+        return ""
+    src = base64.b64encode(data).decode()
+    return f'<figure><img alt="{_e(caption)}" src="data:image/png;base64,{src}"><figcaption>{_e(caption)}</figcaption></figure>'
+
+
+def _metric(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    if isinstance(v, dict):
+        return ", ".join(f"{k}: {_metric(x)}" for k, x in v.items())
+    return str(v)
 
 
 def _metrics_table(metrics: dict) -> str:
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(_fmt(v))}</td></tr>"
-                   for k, v in metrics.items() if not k.startswith("_"))
+    rows = "".join(f"<tr><td>{_e(k.replace('_', ' '))}</td><td>{_e(_metric(v))}</td></tr>"
+                   for k, v in metrics.items() if not str(k).startswith("_"))
     return f"<table>{rows}</table>" if rows else ""
-
-
-def _fmt(v) -> str:
-    return f"{v:.3f}" if isinstance(v, float) else str(v)
-
-
-def write_report(run: Run, out: Path) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(run.to_dict(), indent=2, default=str) + "\n")
-    rows = "".join(
-        f'<tr><td><code>{html.escape(r.name)}</code><br><small>{html.escape(r.description)}</small></td>'
-        f'<td>{r.score:g} / {r.points:g}</td><td class="{r.status}">{r.status}</td><td>{html.escape(r.reason)}</td></tr>'
-        for r in run.results)
-    details = "".join(
-        f"<h3><code>{html.escape(r.name)}</code></h3>{_metrics_table(r.metrics)}"
-        + "".join(_img(out / p) for p in r.metrics.get("_plots", []) if (out / p).exists())
-        + _examples(r.metrics.get("_examples"))
-        for r in run.results if r.metrics)
-    missing = f"<p>Not provided by the submission: {', '.join(run.missing)}.</p>" if run.missing else ""
-    scope = "public and hidden checks" if run.hidden_included else "public checks only"
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>toolkit report: {html.escape(run.submission)}</title>
-<style>{STYLE}</style></head><body>
-<h1>Report for <code>{html.escape(run.submission)}</code></h1>
-<p><b>{run.score:g} / {run.max_score:g}</b> points ({scope}). {missing}</p>
-<table><tr><th>check</th><th>points</th><th>status</th><th>reason</th></tr>{rows}</table>
-<h2>Details</h2>{details}
-<p><small>environment: {html.escape(json.dumps(run.environment))}</small></p></body></html>"""
-    path = out / "index.html"
-    path.write_text(page, encoding="utf-8")
-    return path
 
 
 def _examples(examples) -> str:
     if not examples:
         return ""
-    rows = "".join(f"<tr><td>{html.escape(q)}</td><td><code>{html.escape(b)}</code></td><td><code>{html.escape(c)}</code></td></tr>"
+    rows = "".join(f"<tr><td>{_e(q)}</td><td><code>{_e(b)}</code></td><td><code>{_e(c)}</code></td></tr>"
                    for q, b, c in examples)
     return f"<table><tr><th>prompt</th><th>base model</th><th>chat model</th></tr>{rows}</table>"
+
+
+def _details(r: Result, folder: Path) -> str:
+    plots = "".join(_img(folder, str(name), str(caption)) for name, caption in r.metrics.get("_plots", []))
+    return f"<h3><code>{_e(r.name)}</code></h3>{_metrics_table(r.metrics)}{plots}{_examples(r.metrics.get('_examples'))}"
+
+
+def render(page: Page, folder: Path) -> str:
+    """The page's HTML; plots are read from ``folder``."""
+    shown = [r for r in page.results if page.hidden_published or not r.hidden]
+    held = len(page.results) - len(shown)
+    rows = "".join(
+        f'<tr><td><code>{_e(r.name)}</code><br><small>{_e(r.description)}</small></td>'
+        f'<td>{r.score:g} / {r.points:g}</td><td class="{_e(r.status).replace(" ", "-")}">{_e(r.status)}</td>'
+        f'<td>{_e(r.reason) if not (page.problem and r.status == CheckStatus.NOT_RUN) else ""}</td></tr>'
+        for r in shown)
+    summary = f"<b>{page.score:g} / {page.max_score:g}</b> points"
+    if page.problem:
+        summary += f": not graded: {_e(page.problem)}"
+    if page.missing:
+        summary += f". Not provided by the submission: {_e(', '.join(page.missing))}"
+    hidden_note = f"<p>{held} hidden check{'s' if held != 1 else ''}, published later.</p>" if held else ""
+    details = "".join(_details(r, folder) for r in shown if r.metrics)
+    env = f"<p><small>environment: {_e(json.dumps(page.environment))}</small></p>" if page.environment else ""
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>toolkit report: {_e(page.title)}</title>
+<style>{STYLE}</style></head><body>
+<h1>Report for <code>{_e(page.title)}</code></h1>
+<p class="summary">{summary}.</p>
+<table><tr><th>check</th><th>points</th><th>status</th><th>reason</th></tr>{rows}</table>
+{hidden_note}{"<h2>Details</h2>" + details if details else ""}
+{env}</body></html>"""
+
+
+def write_page(page: Page, out: Path, data: dict | None = None) -> Path:
+    """``out/index.html``, and ``out/results.json`` holding ``data`` if given."""
+    out.mkdir(parents=True, exist_ok=True)
+    if data is not None:
+        (out / "results.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
+    path = out / "index.html"
+    path.write_text(render(page, out), encoding="utf-8")
+    return path
+
+
+def write_report(run, out: Path) -> Path:
+    """The report of a ``toolkit.runner.Run`` (``toolkit run --report``)."""
+    page = Page(run.submission, run.results, run.missing, environment=run.environment)
+    return write_page(page, out, run.to_dict())

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 import toolkit
-from toolkit.checks import Context, Result, collect, run_check
+from toolkit.checks import CheckStatus, Context, Result, run_components
 from toolkit.pipeline import PipelineConfig
 from toolkit.components import COMPONENTS
 from toolkit.plugins import Components, build_manager, load_submission, provided_components
@@ -34,7 +34,7 @@ class Run:
 
     @property
     def passed(self) -> bool:
-        return all(r.status == "passed" for r in self.results)
+        return all(r.status == CheckStatus.PASSED for r in self.results)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -68,13 +68,8 @@ def run_submission(spec: str | None, components: list[str] | None = None, config
         plugins = load_submission(spec)
         pm, provided = build_manager(plugins), list(provided_components(plugins))
     wanted = components or list(COMPONENTS)
-    results = []
-    for comp in [c for c in COMPONENTS if c in wanted and c in provided]:
-        ctx = Context(Components(pm, only=comp), comp, config, report_dir, cache_dir, log)
-        for c in collect([comp], include_hidden=include_hidden):
-            if c.behavioural and not behavioural:
-                continue
-            log(f"  {c.name} ...")
-            results.append(run_check(c, ctx))
+    results = run_components([c for c in wanted if c in provided],
+                             lambda comp: Context(Components(pm, only=comp), comp, config, report_dir, cache_dir, log),
+                             include_hidden, behavioural, log)
     missing = [c for c in wanted if c not in provided]
     return Run(str(spec or "baselines"), results, missing, include_hidden and hidden_available(), environment(config))

@@ -1,7 +1,9 @@
 """Similar submissions: pairs of students whose code for one component is near-identical.
 
 ``similar_pairs`` compares each component's code (``submission_code``) once names, comments,
-docstrings and formatting are normalised away (``normalised_tokens``).
+docstrings and formatting are normalised away (``normalised_tokens``). A submission whose code
+cannot be read or parsed (a syntax error, nesting too deep for the parser, an unreadable
+notebook) simply has no code to compare: it never stops the batch.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from toolkit.components import COMPONENTS
 
 SIMILARITY_THRESHOLD = 0.9
+MAX_SOURCE = 200_000  # characters of one file compared; longer files are not compared
 
 
 def normalised_tokens(source: str) -> list[str]:
@@ -46,6 +49,13 @@ def normalised_tokens(source: str) -> list[str]:
     return out
 
 
+def _tokens(source: str) -> list[str]:
+    try:
+        return normalised_tokens(source)
+    except (RecursionError, MemoryError, ValueError):
+        return []
+
+
 def similarity(a: str, b: str) -> float:
     """How alike two pieces of code are, 0 to 1, after ``normalised_tokens``."""
     return _ratio(normalised_tokens(a), normalised_tokens(b))
@@ -65,7 +75,7 @@ def component_code(source: str) -> dict[str, str]:
     """Component -> the source of its hooks and of the top-level functions and classes they use."""
     try:
         tree = ast.parse(source)
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return {}
     defs = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
     code = {}
@@ -82,22 +92,29 @@ def component_code(source: str) -> dict[str, str]:
     return code
 
 
-def submission_code(path: Path) -> dict[str, str]:
-    """Component -> its code in a submission (a file, a folder or a notebook), over all its files."""
-    from toolkit.plugins import SubmissionError, _notebook_cells
+def submission_code(sub) -> dict[str, str]:
+    """Component -> its code in a submission (``toolkit.grading.intake.Submission``), over all its files."""
+    from toolkit.grading.intake import sources
+    from toolkit.plugins import notebook_code_cells
 
-    files = [path] if path.is_file() else sorted(
-        p for p in path.rglob("*") if p.suffix in (".py", ".ipynb") and p.is_file()
-        and not any(part.startswith((".", "__pycache__")) for part in p.relative_to(path).parts))
     code: dict[str, str] = {}
-    for f in files:
-        try:
-            source = ("".join(cell for cell, _ in _notebook_cells(f)) if f.suffix == ".ipynb"
-                      else f.read_text(encoding="utf-8", errors="replace"))
-        except SubmissionError:
+    try:
+        files = sources(sub) if not sub.refused else {}
+    except OSError:
+        return {}
+    for name, text in sorted(files.items()):
+        if len(text) > MAX_SOURCE or any(part.startswith((".", "__pycache__")) for part in Path(name).parts[1:]):
             continue
-        for comp, text in component_code(source).items():
-            code[comp] = code.get(comp, "") + text + "\n"
+        try:
+            if name.endswith(".ipynb"):
+                import nbformat
+
+                text = "".join(cell for cell, _ in notebook_code_cells(nbformat.reads(text, as_version=4)))
+            found = component_code(text)
+        except Exception:  # unreadable or unparsable (RecursionError included): nothing to compare
+            continue
+        for comp, part in found.items():
+            code[comp] = code.get(comp, "") + part + "\n"
     return code
 
 
@@ -105,7 +122,7 @@ def similar_pairs(code: dict[str, dict[str, str]], threshold: float = SIMILARITY
     """Pairs of students whose code for one component is near-identical: component, a, b, similarity."""
     pairs = []
     for comp in COMPONENTS:
-        tokens = {s: normalised_tokens(c[comp]) for s, c in sorted(code.items()) if comp in c}
+        tokens = {s: _tokens(c[comp]) for s, c in sorted(code.items()) if comp in c}
         students = list(tokens)
         for i, a in enumerate(students):
             for b in students[i + 1:]:

@@ -14,21 +14,13 @@ import sqlite3
 from dataclasses import asdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from toolkit.grading.record import Record
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _files(path: Path) -> list[Path]:
-    if path.is_file():
-        return [path]
     return sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-
-
-def content_hash(path: Path) -> str:
-    """sha256 of a submission: every file's path (relative to it) and bytes."""
-    h = hashlib.sha256()
-    for f in _files(path):
-        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode() + b"\0" + f.read_bytes() + b"\0")
-    return h.hexdigest()
 
 
 def grader_version(options, sandbox_mode: str) -> str:
@@ -50,15 +42,20 @@ class Store:
             self.db.execute("CREATE TABLE IF NOT EXISTS results (student TEXT, content_hash TEXT, version TEXT, "
                             "record TEXT, PRIMARY KEY (student, content_hash, version))")
 
-    def get(self, student: str, content: str, version: str) -> dict | None:
+    def get(self, student: str, content: str, version: str) -> Record | None:
         row = self.db.execute("SELECT record FROM results WHERE student=? AND content_hash=? AND version=?",
                               (student, content, version)).fetchone()
-        return json.loads(row[0]) if row else None
+        if row is None:
+            return None
+        try:
+            return Record.from_json(row[0])
+        except (ValueError, TypeError, KeyError):  # a row of an older layout: grade again
+            return None
 
-    def put(self, student: str, content: str, version: str, record: dict) -> None:
+    def put(self, student: str, content: str, version: str, record: Record) -> None:
         with self.db:  # one transaction
             self.db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)",
-                            (student, content, version, json.dumps(record)))
+                            (student, content, version, record.to_json()))
 
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM results").fetchone()[0]

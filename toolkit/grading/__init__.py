@@ -1,0 +1,16 @@
+"""The instructor's grading wing: a class graded with student code in sandboxed children.
+
+A student reading ``toolkit/`` learns from the pipeline and the checks; this package is what an
+instructor runs (``toolkit grade``), and where a submission is treated as hostile:
+
+- ``batch``: grade a class, each submission with ``grade_one``, then write its files;
+- ``intake``: read a class folder and each submission without following links or trusting sizes;
+- ``sandbox``: start a submission's child in bubblewrap, with resource limits and a watchdog;
+- ``child``: the child, the only process that runs student code: it answers the grader's calls;
+- ``remote``: the grader's side of the pipe: proxies that make the child's components look local
+  to the checks, and a pipeline whose submission stages the child trains;
+- ``record``: what grading one submission gives, built from the grader's rubric;
+- ``store``: the records of a batch on disk, so that a stopped batch resumes;
+- ``exports``: grades.csv, Gradescope's results.json, feedback pages, summary, gradebook;
+- ``similarity``: pairs of near-identical code.
+"""

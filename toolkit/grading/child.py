@@ -1,0 +1,263 @@
+"""The sandboxed child: the only process that runs a submission's code under ``toolkit grade``.
+
+``python -m toolkit.grading.child SUBMISSION --fds R,W [--uid N]`` (started by
+``toolkit.grading.sandbox.start``, in the submission's box):
+
+1. drops to the unprivileged ``--uid`` if given, before any student code is imported;
+2. loads the submission, and answers the grader's first request with which components it
+   provides, or with the one-sentence reason it cannot be loaded;
+3. then answers every request of the grader (``Server``) until the grader closes the pipe: a
+   call to a hook, to an object or module it keeps, a pipeline stage to build (its models are
+   trained here and sent back as parameters), a ``@child_side`` grader function to run.
+
+It judges nothing: it sends no score, no result, no document of its own. Whatever it sends is
+plain data read by ``toolkit.grading.remote`` with ``torch.load(weights_only=True)`` and checked
+there; a child that lies, stops or sends garbage only fails its own checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import io
+import os
+import pickle
+import sys
+from pathlib import Path
+
+
+def _is_plain(x, depth: int = 0) -> bool:
+    """Data the grader reads as a value (anything else is kept here and sent as a handle)."""
+    import torch
+
+    if depth > 10:
+        return False
+    if x is None or type(x) in (bool, int, float, str) or isinstance(x, torch.dtype):
+        return True
+    if isinstance(x, torch.Tensor):
+        return True
+    if type(x) in (list, tuple):
+        return all(_is_plain(v, depth + 1) for v in x)
+    if type(x) is dict:
+        return all(type(k) in (str, int) and _is_plain(v, depth + 1) for k, v in x.items())
+    return False
+
+
+def _detached(x):
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        x = x.detach()
+        return (x if type(x) is torch.Tensor else x.as_subclass(torch.Tensor)).clone()
+    if type(x) in (list, tuple):
+        return type(x)(_detached(v) for v in x)
+    if type(x) is dict:
+        return {k: _detached(v) for k, v in x.items()}
+    return x
+
+
+class _Unpickler(pickle.Unpickler):
+    """Reads a request: handles become this child's objects, generator states new generators."""
+
+    def __init__(self, file, server: Server):
+        super().__init__(file)
+        self.server, self.generators = server, []
+
+    def persistent_load(self, pid):
+        import torch
+
+        kind, *rest = pid
+        if kind == "object":
+            return self.server.objects[rest[0]]
+        if kind == "module":
+            oid, state, dtype = rest
+            return self.server.set_state(oid, state, dtype)
+        if kind == "generator":
+            g = torch.Generator()
+            g.set_state(rest[0])
+            self.generators.append(g)
+            return g
+        raise pickle.UnpicklingError(f"unknown reference {kind!r}")
+
+
+class Server:
+    """The submission's components, the objects the grader holds handles to, and its pipelines."""
+
+    def __init__(self, pm, provided: list[str]):
+        self.pm, self.provided = pm, provided
+        self.objects: dict[int, object] = {}
+        self.components, self.pipelines = {}, {}
+
+    # -- answering -------------------------------------------------------------------------
+    def answer(self, frame: bytes) -> bytes:
+        """The grader's request (a pickle) -> the answer (``torch.save`` of plain data)."""
+        import torch
+
+        from toolkit.checks import OutOfTime, _student_frame, alarm
+        from toolkit.plugins import PluginError
+
+        reader = _Unpickler(io.BytesIO(frame), self)
+        try:
+            op, *args, limit = reader.load()
+            if limit is None:
+                answer = self.handle(op, *args)
+            else:
+                with alarm(limit):
+                    answer = self.handle(op, *args)
+        except OutOfTime:
+            answer = {"kind": "error", "type": "OutOfTime", "message": "time limit", "time_limit": True}
+        except PluginError as e:
+            answer = {"kind": "error", "type": "PluginError", "message": str(e), "plugin_error": True}
+        except BaseException as e:  # SystemExit and KeyboardInterrupt from student code too
+            answer = {"kind": "error", "type": type(e).__name__, "message": f"{e}{_student_frame(e)}"}
+        answer["generators"] = [g.get_state() for g in reader.generators]
+        buf = io.BytesIO()
+        try:
+            torch.save(answer, buf)
+        except Exception as e:
+            buf = io.BytesIO()
+            torch.save({"kind": "error", "type": type(e).__name__, "message": f"cannot send the result: {e}",
+                        "generators": answer["generators"]}, buf)
+        return buf.getvalue()
+
+    def handle(self, op: str, *args) -> dict:
+        from toolkit.plugins import Components
+
+        if op == "hello":
+            return {"kind": "hello", "provided": self.provided}
+        if op == "call":
+            comp, hook, a, kw = args
+            components = self.components.setdefault(comp, Components(self.pm, only=comp))
+            return self.pack(components.call(hook, *a, **kw))
+        if op == "getattr":
+            return self.pack(getattr(self.objects[args[0]], args[1]))
+        if op == "call_object":
+            return self.pack(self.objects[args[0]](*args[1], **args[2]))
+        if op == "forward":
+            return self.pack(self.forward(*args))
+        if op == "stage":
+            return self.stage(*args)
+        if op == "run":
+            comp, config, name, a = args
+            return self.pack(_child_side(name)(self.pipeline(comp, config), *a))
+        raise ValueError(f"unknown request {op!r}")
+
+    def pack(self, value) -> dict:
+        """A value as plain data, or kept here and sent as a handle."""
+        from torch import nn
+
+        if _is_plain(value):
+            return {"kind": "value", "value": _detached(value)}
+        oid = len(self.objects) + 1
+        self.objects[oid] = value
+        if isinstance(value, nn.Module):
+            params = [[n, list(p.shape), str(p.dtype).removeprefix("torch.")] for n, p in value.named_parameters()]
+            return {"kind": "module", "oid": oid, "params": params}
+        return {"kind": "object", "oid": oid}
+
+    # -- modules ---------------------------------------------------------------------------
+    def set_state(self, oid: int, state: dict | None, dtype):
+        """Module ``oid`` with the parameters the grader set (None: those it sent last)."""
+        module = self.objects[oid]
+        if dtype is not None:
+            module.to(dtype)
+        if state:
+            module.load_state_dict(state, strict=False)
+        return module
+
+    def forward(self, oid: int, state, dtype, args, grad: bool, training: bool):
+        import torch
+
+        module = self.set_state(oid, state, dtype)
+        module.train(training)
+        with torch.set_grad_enabled(grad):
+            return module(*args)
+
+    # -- pipelines -------------------------------------------------------------------------
+    def pipeline(self, component: str, config):
+        from toolkit.pipeline import Pipeline
+        from toolkit.plugins import Components
+
+        key = (component, config)
+        if key not in self.pipelines:
+            self.pipelines[key] = Pipeline(Components(self.pm, only=component), config,
+                                           log=lambda msg: print(msg, file=sys.stderr))
+        return self.pipelines[key]
+
+    def stage(self, component: str, config, name: str) -> dict:
+        """A stage of the pipeline (``toolkit.pipeline.USES``): a model as its parameters, anything
+        else as a value or a handle; with the pipeline's loss curves."""
+        from toolkit.model import GPT
+        from toolkit.pipeline import USES
+
+        if name not in USES:
+            raise ValueError(f"unknown stage {name!r}")
+        pipeline = self.pipeline(component, config)
+        value = getattr(pipeline, name)
+        if isinstance(value, GPT):
+            answer = {"kind": "model", "params": {n: p.detach().clone() for n, p in value.named_parameters()}}
+        else:
+            answer = self.pack(value)
+        return {**answer, "curves": dict(pipeline.curves)}
+
+
+def _child_side(name: str):
+    """The ``@child_side`` function ``module:qualname`` of a public grader."""
+    module, _, attr = name.partition(":")
+    if not module.startswith("graders.") or module.startswith("graders.hidden"):
+        raise ValueError(f"{name} is not a public grader function")
+    fn = getattr(importlib.import_module(module), attr)
+    if not getattr(fn, "__child_side__", False):
+        raise ValueError(f"{name} is not marked @child_side")
+    return fn
+
+
+def serve(server: Server, requests: int, answers: int) -> None:
+    """Answer the grader's requests until it closes the pipe."""
+    from toolkit.grading.remote import ChildGone, read_frame, write_frame
+
+    while True:
+        try:
+            frame = read_frame(requests)
+        except ChildGone:
+            return
+        write_frame(answers, server.answer(frame))
+
+
+def drop_privileges(uid: int) -> None:
+    """Become ``uid`` (and gid ``uid``, no supplementary groups), for good."""
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m toolkit.grading.child")
+    p.add_argument("submission", type=Path)
+    p.add_argument("--fds", required=True)
+    p.add_argument("--uid", type=int)
+    args = p.parse_args(argv)
+    requests, answers = (int(x) for x in args.fds.split(","))
+    if args.uid is not None:
+        drop_privileges(args.uid)
+    sys.stdout = sys.stderr  # whatever student code prints goes to the captured stderr
+
+    from toolkit.plugins import SubmissionError, build_manager, load_submission, provided_components
+
+    try:
+        plugins = load_submission(args.submission, relative_to=args.submission.parent)
+        pm, provided = build_manager(plugins), list(provided_components(plugins))
+    except SubmissionError as e:
+        pm, provided, error = None, [], str(e)
+    else:
+        error = None
+    server = Server(pm, provided)
+    if error is not None:
+        server.handle = lambda op, *args: {"kind": "hello", "error": error}
+    serve(server, requests, answers)
+
+
+if __name__ == "__main__":
+    main()
+    sys.stdout.flush()
+    os._exit(0)  # without waiting for threads the submission may have started

@@ -1,0 +1,237 @@
+"""What a graded class is written as, from the grader's records (``toolkit.grading.record``).
+
+In the output folder:
+
+- ``grades.csv``: one row per student, one column per check (blank where it did not run),
+  ``total``, ``max_total``, ``status`` and the ``missing`` components; a cell that a spreadsheet
+  would read as a formula (``= + - @``, tab, carriage return first) gets a leading ``'``;
+- ``gradescope/<student>/results.json`` (``to_gradescope``, also used by
+  ``graders/gradescope/run_autograder``);
+- ``feedback/<student>/index.html``: the student's page (``toolkit.report``), with the plots the
+  checks drew there; hidden checks summed up in one line until they are published;
+- ``summary.html`` and ``summary.png``: score distribution, pass rate of every check, time per
+  submission, statuses, and pairs of near-identical submissions (``toolkit.grading.similarity``);
+- ``gradebook.db`` with ``--gradebook ASSIGNMENT``: the scores in an nbgrader gradebook.
+
+Every string that came from a submission or a file name is escaped on every page.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import os
+import shutil
+import sys
+import sysconfig
+import warnings
+from pathlib import Path
+from urllib.parse import quote
+
+from toolkit.checks import CheckStatus
+from toolkit.components import COMPONENTS
+from toolkit.grading.record import Record, Status
+from toolkit.grading.similarity import SIMILARITY_THRESHOLD
+from toolkit.report import STYLE, Page, write_page
+
+STUDENT_CAP = 20 << 20  # bytes of one student's output folder
+
+
+def _num(x: float) -> str:
+    """A score as written in the CSV: rounded, no trailing zeros."""
+    return f"{round(x, 4):g}"
+
+
+def cell(text: str) -> str:
+    """A CSV cell a spreadsheet shows as text, never runs as a formula (OWASP's CSV injection)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _first(records: dict[str, Record]) -> Record:
+    return next(iter(records.values()))
+
+
+# -- grades.csv ----------------------------------------------------------------------------
+def write_csv(path: Path, records: dict[str, Record]) -> None:
+    """One row per student (sorted), one column per check; blank where a check did not run."""
+    checks = _first(records).results
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["student", *(c.name for c in checks), "total", "max_total", "status", "missing"])
+        for student in sorted(records):
+            r = records[student]
+            scores = ["" if x.status == CheckStatus.NOT_RUN else _num(x.score) for x in r.results]
+            writer.writerow([cell(student), *scores, _num(r.total), _num(r.max_total), r.status, " ".join(r.missing)])
+
+
+# -- Gradescope ----------------------------------------------------------------------------
+def to_gradescope(record: Record) -> dict:
+    """A record in Gradescope's ``results.json`` format: one test per check of the rubric.
+
+    Public checks are ``visible``; hidden ones ``after_published``. A check that did not run
+    scores 0 with the reason as its output.
+    """
+    order = list(COMPONENTS)
+    per_component: dict[str, int] = {}
+    tests = []
+    for r in record.results:
+        per_component[r.component] = per_component.get(r.component, 0) + 1
+        tests.append({
+            "name": r.name, "number": f"{order.index(r.component) + 1}.{per_component[r.component]}",
+            "score": min(max(r.score, 0.0), r.points), "max_score": r.points,
+            "status": "passed" if r.status == CheckStatus.PASSED else "failed",
+            "output": r.reason or r.description, "output_format": "text",
+            "visibility": "after_published" if r.hidden else "visible",
+        })
+    lines = [f"{_num(record.total)} / {_num(record.max_total)} points ({record.status})."]
+    if record.status != Status.GRADED:
+        lines.append(record.error)
+    if record.missing:
+        lines.append(f"Not provided: {', '.join(record.missing)}.")
+    return {"score": record.total, "execution_time": record.seconds, "output": "\n".join(lines),
+            "output_format": "text", "visibility": "visible", "stdout_visibility": "hidden", "tests": tests}
+
+
+# -- a student's files ---------------------------------------------------------------------
+def write_student(out: Path, record: Record) -> None:
+    """``gradescope/<student>/results.json`` and ``feedback/<student>/index.html``. A failure here is
+    said on stderr and leaves that student's files incomplete, never the batch's."""
+    try:
+        gradescope = out / "gradescope" / record.student
+        gradescope.mkdir(parents=True, exist_ok=True)
+        (gradescope / "results.json").write_text(json.dumps(to_gradescope(record), indent=1) + "\n")
+        write_feedback(out / "feedback" / record.student, record)
+    except Exception as e:  # the grader's own data: this should not happen, and must not stop the batch
+        print(f"warning: could not write the files of {record.student!r}: {type(e).__name__}: {e}", file=sys.stderr)
+
+
+def write_feedback(folder: Path, record: Record) -> Path:
+    """The student's page, with the plots the checks drew into ``folder`` (kept under ``STUDENT_CAP``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _cap(folder, STUDENT_CAP)
+    problem = record.error if record.status != Status.GRADED else ""
+    page = Page(record.student, record.results, record.missing, problem, hidden_published=False)
+    return write_page(page, folder)
+
+
+def _cap(folder: Path, cap: int) -> None:
+    """Delete the largest plots of ``folder`` until it holds at most ``cap`` bytes."""
+    files = sorted((p for p in folder.iterdir() if p.is_file() and not p.is_symlink()), key=lambda p: p.stat().st_size)
+    total = sum(p.stat().st_size for p in files)
+    while files and total > cap:
+        biggest = files.pop()
+        total -= biggest.stat().st_size
+        biggest.unlink()
+
+
+# -- summary -------------------------------------------------------------------------------
+def class_statistics(records: dict[str, Record]) -> dict:
+    """Pass rate of every check (over the submissions that ran it) and the count of each status."""
+    rates = {}
+    for i, c in enumerate(_first(records).results):
+        ran = [r.results[i] for r in records.values() if r.results[i].status != CheckStatus.NOT_RUN]
+        passed = sum(x.status == CheckStatus.PASSED for x in ran)
+        rates[c.name] = {"ran": len(ran), "passed": passed, "rate": passed / len(ran) if ran else 0.0}
+    statuses = {str(s): sum(r.status == s for r in records.values()) for s in Status}
+    statuses["with a failed check"] = sum(any(x.status in (CheckStatus.FAILED, CheckStatus.PARTIAL) for x in r.results)
+                                          for r in records.values())
+    return {"pass_rate": rates, "statuses": statuses}
+
+
+def plot_summary(path: Path, records: dict[str, Record], stats: dict) -> None:
+    """Four panels: score distribution, pass rate per check, time per submission, statuses."""
+    from matplotlib.ticker import MaxNLocator
+
+    from toolkit.plots import figure, save
+
+    fig = figure(11, 7.5, dpi=100)
+    axes = fig.subplots(2, 2)
+    max_total = _first(records).max_total
+    ax = axes[0][0]
+    ax.hist([r.total for r in records.values()], bins=min(20, max(5, int(max_total) + 1)),
+            range=(0, max(max_total, 1)), color="#4c72b0")
+    ax.set(title="Score distribution", xlabel=f"total (of {max_total:g})", ylabel="students")
+    ax = axes[0][1]
+    names = [c.name for c in _first(records).results][::-1]
+    ax.barh(names, [stats["pass_rate"][n]["rate"] for n in names], color="#55a868")
+    ax.set(title="Pass rate per check (of the submissions that ran it)", xlim=(0, 1))
+    ax.tick_params(axis="y", labelsize=7)
+    ax = axes[1][0]
+    ax.hist([r.seconds for r in records.values()], bins=20, color="#8172b2")
+    ax.set(title="Time per submission", xlabel="seconds", ylabel="submissions")
+    ax = axes[1][1]
+    kinds = list(stats["statuses"])
+    ax.bar([k.replace("_", " ") for k in kinds], [stats["statuses"][k] for k in kinds], color="#c44e52")
+    ax.set(title="Submissions by status", ylabel="submissions")
+    ax.tick_params(axis="x", labelsize=8)
+    for a in (axes[0][0], axes[1][0], axes[1][1]):
+        a.yaxis.set_major_locator(MaxNLocator(integer=True))  # students are counted in whole numbers
+    save(fig, path)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    """An HTML table; cells are HTML already (escape what goes in)."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def write_summary(out: Path, records: dict[str, Record], pairs: list[dict]) -> Path:
+    """``summary.html`` (with ``summary.png`` embedded): the class at a glance."""
+    e = lambda x: html.escape(str(x), quote=True)  # noqa: E731
+    stats = class_statistics(records)
+    plot_summary(out / "summary.png", records, stats)
+    image = base64.b64encode((out / "summary.png").read_bytes()).decode()
+    max_total = _num(_first(records).max_total)
+    students = [[f'<a href="feedback/{e(quote(s))}/index.html">{e(s)}</a>', e(r.status),
+                 f"{_num(r.total)} / {max_total}", e(", ".join(r.missing)), f"{r.seconds:.1f}", e(r.sandbox), e(r.error)]
+                for s, r in sorted(records.items())]
+    rates = [[f"<code>{e(n)}</code>", _num(c.points), str(stats["pass_rate"][n]["ran"]),
+              str(stats["pass_rate"][n]["passed"]), f"{stats['pass_rate'][n]['rate']:.0%}"]
+             for c in _first(records).results for n in [c.name]]
+    similar = [[e(p["component"]), e(p["a"]), e(p["b"]), f"{p['similarity']:.3f}"] for p in pairs]
+    statuses = [[e(kind.replace("_", " ")), str(n)] for kind, n in stats["statuses"].items()]
+    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>toolkit grades: summary</title>
+<style>{STYLE}</style></head><body>
+<h1>Class summary: {len(records)} submissions</h1>
+<img alt="Score distribution, pass rate per check, time per submission and submissions by status"
+ src="data:image/png;base64,{image}">
+<h2>Submissions by status</h2>{_table(["status", "submissions"], statuses)}
+<h2>Pass rate per check</h2>{_table(["check", "points", "ran", "passed", "pass rate"], rates)}
+<h2>Similar submissions</h2>
+<p>Pairs whose code for a component is near-identical once names, comments, docstrings and formatting
+are normalised (similarity &ge; {SIMILARITY_THRESHOLD:g}). A lead to look at, not a verdict.</p>
+{_table(["component", "student", "student", "similarity"], similar) if similar else "<p>None.</p>"}
+<h2>Students</h2>{_table(["student", "status", "total", "missing", "seconds", "sandbox", "error"], students)}
+</body></html>"""
+    path = out / "summary.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+# -- nbgrader gradebook --------------------------------------------------------------------
+def write_gradebook(db: Path, assignment: str, records: dict[str, Record]) -> None:
+    """Scores into an nbgrader gradebook: one notebook per component, one grade cell per check."""
+    from nbgrader.api import Gradebook
+    from sqlalchemy.exc import SAWarning
+
+    if shutil.which("alembic") is None:  # nbgrader runs `alembic` to create a gradebook; it sits next to python
+        os.environ["PATH"] = os.pathsep.join([sysconfig.get_path("scripts"), os.environ.get("PATH", "")])
+    checks = _first(records).results
+    with Gradebook(f"sqlite:///{db}") as gb, warnings.catch_warnings():
+        warnings.simplefilter("ignore", SAWarning)  # nbgrader's add_submission warns with SQLAlchemy 2
+        gb.update_or_create_assignment(assignment)
+        for comp in dict.fromkeys(c.component for c in checks):
+            gb.update_or_create_notebook(comp, assignment)
+        for c in checks:
+            gb.update_or_create_grade_cell(c.name, c.component, assignment, max_score=c.points, cell_type="code")
+        for student, record in sorted(records.items()):
+            gb.update_or_create_student(student)
+            gb.update_or_create_submission(assignment, student)
+            for r in record.results:
+                grade = gb.find_grade(r.name, r.component, assignment, student)
+                grade.auto_score = min(max(r.score, 0.0), r.points)
+                grade.needs_manual_grade = False
+        gb.db.commit()

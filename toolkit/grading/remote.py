@@ -1,0 +1,489 @@
+"""The grader's side of one submission: the pipe to its sandboxed child, and proxies that make
+the child's components look local to the checks.
+
+**The child trains, the grader judges.** Every check runs here, in the grader's process, with the
+grader's own ``torch``; the submission's code runs only in the child (``toolkit.grading.child``).
+A check calls the submission's hooks through ``RemoteComponents``, exactly as ``toolkit run``
+calls them through ``toolkit.plugins.Components``: each call is one request over a private pipe,
+and what comes back is a plain value, or a handle to an object the child keeps (a tokenizer,
+a module) that the grader then calls through (``RemoteObject``, ``RemoteModule``). A pipeline
+stage whose training runs the submission's code is trained by the child, which returns the
+parameters (``ChildPipeline``): the grader loads them into its own modules and measures them.
+
+**Nothing the child sends is believed beyond its type.** Frames are length-prefixed and at most
+``MAX_FRAME`` bytes; each is a ``torch.save`` document read with ``torch.load(weights_only=True)``
+(no code runs), then ``plain`` rebuilds it from scratch: at most ``MAX_DEPTH`` levels of nesting,
+``MAX_ITEMS`` values, strings of at most ``MAX_STRING`` characters, tensors re-made as base
+``torch.Tensor`` (never a subclass) on the CPU with a known dtype. Parameter shapes a child
+reports are mirrored on the ``meta`` device (nothing is allocated from them). A frame that breaks
+any of this ends the conversation (``ChildGone``): the check that was talking fails, and so does
+every later one of this submission.
+
+**Deadlines hold.** Reads wait with ``select`` until the run's deadline; writes are non-blocking
+and bounded by it too, so a child that stops reading cannot block the grader (and the sandbox's
+watchdog kills the child's session at the deadline whatever this thread is doing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import pickle
+import re
+import select
+import struct
+import time
+from functools import cached_property
+
+import torch
+from torch import nn
+
+from toolkit.checks import OutOfTime
+from toolkit.components import COMPONENTS, HOOKS
+from toolkit.pipeline import USES, Pipeline
+from toolkit.plugins import PluginError
+
+HEADER = struct.Struct(">Q")
+MAX_FRAME = 128 << 20  # bytes of one answer (a GPT's parameters are ~4 MB; a corpus's token ids a few MB)
+MAX_DEPTH = 12  # levels of nesting in an answer
+MAX_ITEMS = 4_000_000  # values in an answer (lists of token ids are the longest)
+MAX_STRING = 8_000_000  # characters of one string (a decoded text)
+MAX_NUMEL = 1 << 26  # elements of one tensor (64 M)
+MAX_MESSAGE = 2000  # characters of an error message kept
+DTYPES = {str(d).removeprefix("torch."): d for d in (
+    torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.int16, torch.int8,
+    torch.uint8, torch.bool)}
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+){0,15}")  # a parameter's dotted name
+SLACK = 5.0  # seconds the grader waits beyond a time limit it asked the child to enforce
+
+
+class ChildGone(Exception):
+    """The submission's process ended, stopped answering, or broke the protocol."""
+
+
+class RemoteError(PluginError):
+    """An exception the submission's code raised in the child, as the child reported it."""
+
+
+# -- frames ------------------------------------------------------------------------------
+def _wait(fd: int, deadline: float, write: bool) -> None:
+    left = deadline - time.monotonic()
+    ready = select.select([], [fd], [], max(0.0, left))[1] if write else select.select([fd], [], [], max(0.0, left))[0]
+    if left <= 0 or not ready:
+        raise ChildGone("the submission did not answer within the time limit")
+
+
+def write_frame(fd: int, data: bytes, deadline: float | None = None) -> None:
+    """One frame to ``fd``; with a deadline, ``fd`` must be non-blocking and the write gives up at it."""
+    view = memoryview(HEADER.pack(len(data)) + data)
+    while view:
+        if deadline is not None:
+            _wait(fd, deadline, write=True)
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            continue
+        except OSError as e:
+            raise ChildGone("the submission's process ended") from e
+
+
+def read_exact(fd: int, n: int, deadline: float | None) -> bytes:
+    """``n`` bytes from ``fd``; ChildGone at end of file or past ``deadline`` (time.monotonic)."""
+    buf = bytearray()
+    while len(buf) < n:
+        if deadline is not None:
+            _wait(fd, deadline, write=False)
+        chunk = os.read(fd, min(n - len(buf), 1 << 20))
+        if not chunk:
+            raise ChildGone("the submission's process ended")
+        buf += chunk
+    return bytes(buf)
+
+
+def read_frame(fd: int, deadline: float | None = None, limit: int = MAX_FRAME) -> bytes:
+    (n,) = HEADER.unpack(read_exact(fd, HEADER.size, deadline))
+    if n > limit:
+        raise ChildGone(f"the submission's process sent {n} bytes at once (at most {limit})")
+    return read_exact(fd, n, deadline)
+
+
+# -- what the child sends ------------------------------------------------------------------
+class _Budget:
+    def __init__(self):
+        self.items = 0
+
+    def take(self, n: int = 1) -> None:
+        self.items += n
+        if self.items > MAX_ITEMS:
+            raise ChildGone(f"the submission's process sent more than {MAX_ITEMS} values at once")
+
+
+def plain(x, depth: int = 0, budget: _Budget | None = None):
+    """``x`` rebuilt from plain types only, within the caps above; ChildGone otherwise."""
+    budget = budget or _Budget()
+    budget.take()
+    if depth > MAX_DEPTH:
+        raise ChildGone(f"the submission's process sent data nested more than {MAX_DEPTH} deep")
+    if x is None or type(x) in (bool, float):
+        return x
+    if type(x) is int:
+        if not -(1 << 63) <= x < 1 << 63:
+            raise ChildGone("the submission's process sent an integer out of range")
+        return x
+    if type(x) is str:
+        if len(x) > MAX_STRING:
+            raise ChildGone(f"the submission's process sent a string of {len(x)} characters")
+        return x
+    if type(x) in (list, tuple, torch.Size):
+        budget.take(len(x))
+        out = [plain(v, depth + 1, budget) for v in x]
+        return out if type(x) is list else tuple(out)
+    if type(x) is dict:
+        budget.take(len(x))
+        return {plain(k, depth + 1, budget): plain(v, depth + 1, budget) for k, v in x.items()
+                if type(k) in (str, int) or _bad("a dictionary key of type " + type(k).__name__)}
+    if type(x) in (torch.Tensor, nn.Parameter):
+        return _tensor(x)
+    if isinstance(x, torch.dtype):
+        return x
+    return _bad(f"a value of type {type(x).__name__}")
+
+
+def _bad(what: str):
+    raise ChildGone(f"the submission's process sent {what}")
+
+
+def _tensor(t: torch.Tensor) -> torch.Tensor:
+    """A base tensor holding ``t``'s values, or ChildGone."""
+    if t.layout != torch.strided or t.device.type != "cpu" or t.dtype not in DTYPES.values():
+        _bad(f"a tensor of layout {t.layout}, device {t.device.type}, dtype {t.dtype}")
+    if t.numel() > MAX_NUMEL:
+        _bad(f"a tensor of {t.numel()} elements (at most {MAX_NUMEL})")
+    data = t.data if type(t) is nn.Parameter else t
+    return torch.Tensor._make_subclass(torch.Tensor, data.detach()).clone()
+
+
+class Channel:
+    """The grader's end of the two pipes to one child, with the run's deadline."""
+
+    def __init__(self, to_child: int, from_child: int, deadline: float):
+        self.to_child, self.from_child, self.deadline = to_child, from_child, deadline
+        os.set_blocking(to_child, False)
+        self.gone: str | None = None  # why the child can no longer answer
+
+    def exchange(self, message: bytes, wait: float | None = None):
+        """Send ``message`` (a pickle: the child trusts the grader) and return the answer, checked by
+        ``plain``. ``wait``: seconds to wait at most (within the deadline)."""
+        if self.gone:
+            raise ChildGone(self.gone)
+        deadline = self.deadline if wait is None else min(self.deadline, time.monotonic() + wait)
+        try:
+            write_frame(self.to_child, message, deadline)
+            frame = read_frame(self.from_child, deadline)
+            try:
+                answer = torch.load(io.BytesIO(frame), weights_only=True)
+            except Exception as e:  # not a document torch.load accepts as plain data
+                raise ChildGone(f"the submission's process sent an unreadable answer ({type(e).__name__})") from e
+            return plain(answer)
+        except ChildGone as e:
+            self.gone = str(e)
+            raise
+
+    def close(self) -> None:
+        for fd in (self.to_child, self.from_child):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+# -- what the grader sends: handles and generators by reference ------------------------------
+class _Pickler(pickle.Pickler):
+    """Pickles a request; proxies travel as their handle, generators as their state."""
+
+    def __init__(self, file):
+        super().__init__(file, protocol=5)
+        self.generators: list[torch.Generator] = []
+
+    def persistent_id(self, obj):
+        if isinstance(obj, RemoteModule):
+            return ("module", obj._oid, obj._state_to_send(), obj._dtype())
+        if isinstance(obj, RemoteObject):
+            return ("object", object.__getattribute__(obj, "_oid"))
+        if isinstance(obj, torch.Generator):
+            self.generators.append(obj)
+            return ("generator", obj.get_state())
+        return None
+
+
+def _dumps(message) -> tuple[bytes, list[torch.Generator]]:
+    """The request as bytes, and the generators it carries (in order)."""
+    buf = io.BytesIO()
+    pickler = _Pickler(buf)
+    pickler.dump(message)
+    return buf.getvalue(), pickler.generators
+
+
+# -- the child, as the checks see it ---------------------------------------------------------
+class Child:
+    """The grader's handle on one submission's child process: its components, pipelines and the
+    ``@child_side`` grader functions it runs. ``toolkit.checks.Context.remote`` is one of these."""
+
+    def __init__(self, channel: Channel):
+        self.channel = channel
+        self.limit: float | None = None  # seconds the child may spend on each call (``time_limit``)
+
+    def hello(self) -> dict:
+        """The child's first message: ``{"provided": [components]}`` or ``{"error": sentence}``."""
+        answer = self.exchange("hello")
+        if not isinstance(answer, dict) or answer.get("kind") != "hello":
+            raise ChildGone("the submission's process did not start the conversation")
+        if isinstance(answer.get("error"), str):
+            return {"error": _message(answer["error"])}
+        provided = answer.get("provided")
+        if not isinstance(provided, list) or not set(provided) <= set(COMPONENTS) or len(set(provided)) != len(provided):
+            raise ChildGone("the submission's process reported components that do not exist")
+        return {"provided": provided}
+
+    def request(self, *message):
+        """Send a request; its answer as a value, a proxy, or the exception the child reports."""
+        return self.unwrap(self.exchange(*message))
+
+    def exchange(self, *message) -> dict:
+        """Send a request (with the current time limit); the child's answer, a checked dictionary.
+        Generators the request carried are set to the states they reached in the child."""
+        data, generators = _dumps((*message, self.limit))
+        wait = None if self.limit is None else self.limit + SLACK
+        answer = self.channel.exchange(data, wait)
+        if not isinstance(answer, dict):
+            raise self._gone("an answer of no known kind")
+        self._update_generators(generators, answer.get("generators", []))
+        return answer
+
+    def _gone(self, what: str) -> ChildGone:
+        self.channel.gone = f"the submission's process sent {what}"
+        return ChildGone(self.channel.gone)
+
+    def _update_generators(self, mine: list[torch.Generator], states) -> None:
+        """The generators a call used, set to the states they reached in the child."""
+        if not isinstance(states, list) or len(states) != len(mine):
+            raise self._gone("generator states that do not match the call")
+        for g, state in zip(mine, states):
+            old = g.get_state()
+            if not isinstance(state, torch.Tensor) or state.dtype != old.dtype or state.shape != old.shape:
+                raise self._gone("a generator state of the wrong size")
+            g.set_state(state)
+
+    def unwrap(self, answer: dict):
+        kind = answer.get("kind")
+        if kind == "value":
+            return answer.get("value")
+        if kind == "object" and type(answer.get("oid")) is int:
+            return RemoteObject(self, answer["oid"])
+        if kind == "module" and type(answer.get("oid")) is int:
+            return RemoteModule(self, answer["oid"], _param_specs(answer.get("params"), self))
+        if kind == "error":
+            message = _message(answer.get("message"))
+            if answer.get("time_limit") is True:
+                raise OutOfTime(message)
+            if answer.get("plugin_error") is True:
+                raise PluginError(message)
+            name = answer.get("type")
+            raise RemoteError(f"{name}: {message}" if isinstance(name, str) and name.isidentifier() else message)
+        raise self._gone("an answer of no known kind")
+
+    # what the checks use (``toolkit.checks.Context``)
+    def components(self, component: str) -> RemoteComponents:
+        return RemoteComponents(self, component)
+
+    def pipeline(self, component: str, config, cache_dir, log) -> ChildPipeline:
+        return ChildPipeline(self, component, config, cache_dir, log)
+
+    def run(self, component: str, config, fn, args: tuple):
+        """``fn(pipeline, *args)`` in the child, on its pipeline of ``component`` and ``config``."""
+        module = fn.__module__
+        if not getattr(fn, "__child_side__", False) or not module.startswith("graders.") or module.startswith("graders.hidden"):
+            raise ValueError(f"{module}.{fn.__qualname__} is not a public @child_side function")
+        return self.request("run", component, config, f"{module}:{fn.__qualname__}", args)
+
+    @contextlib.contextmanager
+    def time_limit(self, seconds: float):
+        """Every call in the block may take the child at most ``seconds`` (it stops the call itself;
+        if it does not, the grader stops waiting ``SLACK`` seconds later and the child is gone)."""
+        previous, self.limit = self.limit, seconds
+        try:
+            yield
+        finally:
+            self.limit = previous
+
+
+def _message(x) -> str:
+    text = " ".join(x.split()) if isinstance(x, str) else "(no message)"
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+
+
+def _param_specs(params, child: Child) -> list[tuple[str, tuple[int, ...], torch.dtype]]:
+    """A module's parameters as the child reports them: (name, shape, dtype), checked."""
+    if not isinstance(params, list) or len(params) > 4096:
+        raise child._gone("a module description that is not a list of at most 4096 parameters")
+    out = []
+    for p in params:
+        if not (isinstance(p, (list, tuple)) and len(p) == 3 and isinstance(p[0], str) and NAME.fullmatch(p[0])
+                and isinstance(p[1], (list, tuple)) and len(p[1]) <= 8
+                and all(type(n) is int and 0 <= n < 1 << 31 for n in p[1]) and p[2] in DTYPES):
+            raise child._gone("a module parameter that is not (name, shape, dtype)")
+        out.append((p[0], tuple(p[1]), DTYPES[p[2]]))
+    return out
+
+
+class RemoteComponents:
+    """``toolkit.plugins.Components`` of one component of the submission, in the child: every hook
+    of ``toolkit.components.COMPONENTS`` by the same method name (``attention(config)``), the
+    baselines' here for the other components."""
+
+    def __init__(self, child: Child, component: str):
+        from toolkit.plugins import Components
+
+        self._child, self.only = child, component
+        self._baselines = Components()
+
+    def source(self, component: str) -> str:
+        return "the submission" if component == self.only else self._baselines.source(component)
+
+    def call(self, hook: str, *args, **kwargs):
+        if HOOKS[hook].name != self.only:
+            return self._baselines.call(hook, *args, **kwargs)
+        return self._child.request("call", self.only, hook, args, kwargs)
+
+    def __getattr__(self, name: str):
+        if f"toolkit_{name}" not in HOOKS:
+            raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+        return lambda *args, **kwargs: self.call(f"toolkit_{name}", *args, **kwargs)
+
+
+class RemoteObject:
+    """An object that lives in the child: attributes and calls go over the channel."""
+
+    def __init__(self, child: Child, oid: int):
+        object.__setattr__(self, "_child", child)
+        object.__setattr__(self, "_oid", oid)
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self._child.request("getattr", self._oid, name)
+
+    def __call__(self, *args, **kwargs):
+        return self._child.request("call_object", self._oid, args, kwargs)
+
+
+class _Mirror(nn.Module):
+    """Part of a ``RemoteModule``: holds the child module's parameters, on the meta device until the
+    grader gives them values; loading a state dict assigns them (a copy into meta would be lost)."""
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args):
+        super()._load_from_state_dict(state_dict, prefix, {**local_metadata, "assign_to_params_buffers": True}, *args)
+
+
+class RemoteModule(_Mirror):
+    """An ``nn.Module`` that lives in the child, mirrored here by its parameters' names, shapes and
+    dtypes. The parameters the grader sets (``load_state_dict``, ``.double()`` of set values) are
+    sent with the next forward; the child runs its module with them and returns the output."""
+
+    def __init__(self, child: Child, oid: int, params: list):
+        super().__init__()
+        self._child, self._oid, self._sent = child, oid, None
+        for name, shape, dtype in params:
+            *path, leaf = name.split(".")
+            owner = self
+            for part in path:
+                if part not in owner._modules:
+                    owner.add_module(part, _Mirror())
+                owner = owner._modules[part]
+                if not isinstance(owner, _Mirror):
+                    raise child._gone("a module parameter whose name clashes with another's")
+            if leaf in owner._parameters or leaf in owner._modules:
+                raise child._gone("a module parameter twice")
+            owner.register_parameter(leaf, nn.Parameter(torch.empty(shape, dtype=dtype, device="meta")))
+
+    def _dtype(self):
+        return next((p.dtype for p in self.parameters()), None)
+
+    def _state_to_send(self) -> dict | None:
+        """The parameters the grader has set, or None if the child already holds exactly these."""
+        state = {n: p.detach() for n, p in self.named_parameters() if not p.is_meta}
+        version = [(n, id(p), p._version) for n, p in state.items()]
+        if version == self._sent:
+            return None
+        self._sent = version
+        return state
+
+    def forward(self, *args):
+        return self._child.request("forward", self._oid, self._state_to_send(), self._dtype(), args,
+                                   torch.is_grad_enabled(), self.training)
+
+
+# -- a pipeline whose submission stages the child trains -----------------------------------------
+def load_parameters(model: nn.Module, params) -> None:
+    """``params`` (name -> tensor, from the child) into ``model``: exactly its parameters' names,
+    shapes and dtypes, or ChildGone."""
+    mine = dict(model.named_parameters())
+    if not isinstance(params, dict) or set(params) != set(mine):
+        raise ChildGone("the submission's process sent a model whose parameters are not the expected ones")
+    for name, p in mine.items():
+        v = params[name]
+        if not isinstance(v, torch.Tensor) or v.shape != p.shape or v.dtype != p.dtype:
+            raise ChildGone(f"the submission's process sent parameter {name} with the wrong shape or dtype")
+    model.load_state_dict(params, strict=False)  # tied weights (lm_head) follow; mirrors are assigned
+
+
+def _curves(curves) -> dict[str, list[float]]:
+    if not isinstance(curves, dict) or len(curves) > 64:
+        raise ChildGone("the submission's process sent curves that are not a small dictionary")
+    out = {}
+    for k, v in curves.items():
+        if not (isinstance(k, str) and isinstance(v, list) and len(v) <= 100_000
+                and all(type(x) in (int, float) for x in v)):
+            raise ChildGone("the submission's process sent a curve that is not a list of numbers")
+        out[k] = [float(x) for x in v]
+    return out
+
+
+def _stage(name: str) -> cached_property:
+    """A stage of ``ChildPipeline``: built here, or by the child when it runs the submission's code."""
+    build_here = getattr(Pipeline, name).func
+
+    def stage(self):
+        return self._from_child(name) if self.component in USES[name] else build_here(self)
+
+    stage.__name__ = stage.__qualname__ = name
+    stage.__doc__ = getattr(Pipeline, name).__doc__
+    return cached_property(stage)
+
+
+class ChildPipeline(Pipeline):
+    """The grader's pipeline for one component of a submission that lives in a child.
+
+    Every stage that runs no code of the submission (the data, the baselines' models, loaded from
+    the grader's cache) is built here. A stage that does (``toolkit.pipeline.USES``) is built by
+    the child, on its own pipeline: a model comes back as its parameters, loaded into a model the
+    grader builds itself; a module of the submission's (a reward model) as a ``RemoteModule``; a
+    tokenizer as a ``RemoteObject``. The checks then measure them here."""
+
+    def __init__(self, child: Child, component: str, config, cache_dir=None, log=print):
+        super().__init__(child.components(component), config, cache_dir, log=log)
+        self.child, self.component = child, component
+
+    def _from_child(self, stage: str):
+        answer = self.child.exchange("stage", self.component, self.config, stage)
+        self.curves.update(_curves(answer.get("curves", {})))
+        if answer.get("kind") != "model":
+            return self.child.unwrap(answer)  # a handle (a tokenizer, a reward model) or the error raised
+        model = self.new_model()
+        load_parameters(model, answer.get("params"))
+        return model.eval()
+
+    tokenizer = _stage("tokenizer")
+    base_model = _stage("base_model")
+    chat_model = _stage("chat_model")
+    reward_model = _stage("reward_model")
+    rlhf_model = _stage("rlhf_model")
