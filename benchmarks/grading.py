@@ -16,10 +16,14 @@ everything); the configurations take turns in each repeat, and the figures are m
 - ``s_per_submission``: wall-clock seconds / students with ``--workers 1``, with bubblewrap and
   with ``TOOLKIT_SANDBOX=rlimits`` (plain subprocess with resource limits);
   ``sandbox_overhead_s`` is the difference, ``sandbox_ratio`` bwrap / rlimits.
-- ``child_s``: median seconds one submission took in ``run_one`` (copying it into its box,
-  starting the child, its checks, the hidden checks), from ``results.sqlite``; ``parent_s``
-  (``--workers 1``): wall-clock minus the sum of those, i.e. what ``toolkit grade`` pays once
-  (interpreter and torch start-up, rubric, outputs, summary with its similarity pairs).
+- ``child_s``: median seconds one submission took in ``grade_one`` (copying it into its box,
+  starting the child, every check judged in the grader over the pipe), from ``results.sqlite``;
+  ``parent_s`` (``--workers 1``): wall-clock minus the sum of those, i.e. what ``toolkit grade``
+  pays once (interpreter and torch start-up, rubric, outputs, summary with its similarity pairs).
+- ``checks_in_process_s`` and ``checks_over_pipe_s``: the checks' own seconds for one submission
+  (the sum of every result's ``seconds``, start-up excluded), run in one process by ``toolkit run
+  --json`` and judged in the grader over the pipe by ``toolkit grade``; ``pipe_overhead_s`` is
+  their difference: what "the child trains, the grader judges" costs per submission.
 
 It exits 1 if a run fails or its ``grades.csv`` does not have every student ``graded``.
 These machines are shared: quote the medians of one run on a quiet machine.
@@ -44,7 +48,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from toolkit import sandbox  # noqa: E402  (stdlib only: no torch in this process)
+from toolkit.grading import sandbox  # noqa: E402  (stdlib only: no torch in this process)
 
 
 class GradingFailed(Exception):
@@ -72,7 +76,17 @@ def grade(klass: Path, out: Path, students: int, args: list[str], env: dict) -> 
         raise GradingFailed(f"{out / 'grades.csv'}: {len(statuses)} of {students} rows, statuses {statuses}")
     with sqlite3.connect(out / "results.sqlite") as db:
         records = [json.loads(r) for (r,) in db.execute("SELECT record FROM results")]
-    return {"wall": wall, "child": [r["seconds"] for r in records], "modes": {r["sandbox"] for r in records}}
+    return {"wall": wall, "child": [r["seconds"] for r in records], "modes": {r["sandbox"] for r in records},
+            "checks": [sum(x["seconds"] for x in r["results"]) for r in records]}
+
+
+def run_in_process(student: Path, args: list[str], env: dict) -> float:
+    """The checks' own seconds for ``student`` run by ``toolkit run --json`` in one process."""
+    cmd = [sys.executable, "-m", "toolkit.cli", "run", str(student), "--json", *args]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    if proc.returncode not in (0, 1):
+        raise GradingFailed(f"exit {proc.returncode}: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    return sum(r["seconds"] for r in json.loads(proc.stdout)["results"])
 
 
 def main() -> int:
@@ -99,9 +113,16 @@ def main() -> int:
           f"{args.students} students x {args.repeats} repeats, {'full' if args.full else '--fast'}")
 
     runs: dict[str, list[dict]] = {name: [] for name in configs}
+    in_process: list[float] = []
     with tempfile.TemporaryDirectory(prefix="toolkit-bench-") as tmp:
         klass = make_class(Path(tmp) / "class", args.students)
         for rep in range(args.repeats):
+            try:
+                in_process.append(run_in_process(klass / "student00", [] if args.full else ["--fast"], base_env))
+            except GradingFailed as e:
+                print(f"FAILED toolkit run, repeat {rep + 1}: {e}")
+                return 1
+            print(f"  {'toolkit run':14} repeat {rep + 1}: checks {in_process[-1]:7.1f} s in one process")
             for name, (options, env) in configs.items():
                 try:
                     run = grade(klass, Path(tmp) / f"{name}-{rep}", args.students, common + options, env)
@@ -121,6 +142,9 @@ def main() -> int:
         figures[f"{name}_child_s"] = statistics.median(child)
         if name.endswith("_w1"):
             figures[f"{name}_parent_s"] = statistics.median(r["wall"] - sum(r["child"]) for r in rs)
+    figures["checks_in_process_s"] = statistics.median(in_process)
+    figures["checks_over_pipe_s"] = statistics.median(c for r in runs["bwrap_w1"] for c in r["checks"])
+    figures["pipe_overhead_s"] = figures["checks_over_pipe_s"] - figures["checks_in_process_s"]
     figures["speedup_2_over_1"] = figures["bwrap_w2_subs_per_min"] / figures["bwrap_w1_subs_per_min"]
     if args.dask:
         figures["dask_speedup_over_w1"] = figures["dask_local_w2_subs_per_min"] / figures["bwrap_w1_subs_per_min"]

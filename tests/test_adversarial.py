@@ -1,7 +1,8 @@
 """Hostile submissions (``tests/hostile/``) graded in ONE batch with correct ones.
 
 Every hostile one gets a clear reason and zero for what it broke, every correct one full
-marks, the batch finishes and nothing leaks or is lost. With bubblewrap (when it works here)
+marks, the batch finishes and nothing leaks or is lost. (``tests/test_hostile.py`` grades the
+submissions that attack the grader itself: forged results, paths, nesting, markup.) With bubblewrap (when it works here)
 the children also see no network, no ``solutions/`` and no ``graders/hidden/``; without it the
 file-system assertions that need it are skipped. About 90 s on two cores.
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit import sandbox
+from toolkit.grading import sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 HOSTILE = ROOT / "tests" / "hostile"
@@ -36,10 +37,10 @@ EXPECTED = {
     "hook_never_returns": ("timeout", "did not finish within 25 s"),
     "memory_bomb": ("load_error", "MemoryError"),
     "exit_at_import": ("load_error", "importing it raised SystemExit: 0"),
-    "os_exit_in_hook": ("crashed", "exited with code 0 before reporting a result"),
-    "keyboard_interrupt": ("crashed", "KeyboardInterrupt"),
+    "os_exit_in_hook": ("crashed", "exited with code 0 before grading ended"),
+    "keyboard_interrupt": ("graded", "KeyboardInterrupt"),  # raised in forward: every check fails, nothing stops
     "segfault": ("crashed", "killed by SIGSEGV"),
-    "fake_result": ("crashed", "without this run's nonce"),
+    "fake_result": ("crashed", "sent an unreadable answer"),
 }
 
 
@@ -100,10 +101,12 @@ def test_wrong_outputs_lose_the_checks_they_break(batch):
         assert float(rows[student]["total"]) <= 2
 
 
-def test_monkeypatching_the_grader_earns_nothing(batch):
-    out, rows = batch[1], batch[3]
-    assert rows["monkeypatch"]["total"] == "0"
-    assert "the submission replaced torch.allclose" in _reason(out, "monkeypatch")
+def test_monkeypatching_the_child_changes_no_verdict(batch):
+    """It replaces torch.allclose, the checks and the runner in its own process: the checks run in
+    the grader's, so it earns what its attention (no causal mask) earns: stable and written_out."""
+    rows = batch[3]
+    assert rows["monkeypatch"]["status"] == "graded" and rows["monkeypatch"]["total"] == "2", rows["monkeypatch"]
+    assert rows["monkeypatch"]["attention.causal"] == "0"
 
 
 @needs_bwrap
@@ -119,16 +122,19 @@ def test_no_network_no_solutions_no_hidden_checks_no_writes(batch):
 def test_fallback_rlimits_only(tmp_path):
     """Without bubblewrap (forced): limits still hold, a fake result still earns nothing."""
     env = {**os.environ, "TOOLKIT_SANDBOX": "rlimits", "PYTHONPATH": str(ROOT)}
-    script = (f"import json, sys\nfrom pathlib import Path\nfrom toolkit.grade import Options, run_one\n"
+    script = (f"import json, sys\nfrom pathlib import Path\nfrom toolkit.grading.batch import Options, grade_one\n"
+              f"from toolkit.grading.intake import inspect\n"
               f"o = Options(fast=True, components=('attention',), timeout=25, nproc=64, memory=3 << 30)\n"
-              f"print(json.dumps({{n: run_one(Path(p), o) for n, p in "
+              f"r = {{n: grade_one(inspect(n, Path(p)), o) for n, p in "
               f"[('good', {str(CORRECT)!r}), ('fake', {str(HOSTILE / 'fake_result.py')!r}), "
-              f"('bomb', {str(HOSTILE / 'memory_bomb.py')!r})]}}))\n")
+              f"('bomb', {str(HOSTILE / 'memory_bomb.py')!r})]}}\n"
+              f"print(json.dumps({{n: dict(status=x.status, total=x.total, error=x.error, sandbox=x.sandbox) "
+              f"for n, x in r.items()}}))\n")
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     records = json.loads(proc.stdout.strip().splitlines()[-1])
     assert "warning: bubblewrap" in proc.stderr
     assert {n: r["sandbox"] for n, r in records.items()} == {n: "rlimits only" for n in records}
-    assert records["good"]["status"] == "graded" and records["good"]["run"]["score"] == FULL
+    assert records["good"]["status"] == "graded" and records["good"]["total"] == FULL
     assert records["fake"]["status"] == "crashed"
     assert records["bomb"]["status"] == "load_error" and "MemoryError" in records["bomb"]["error"]

@@ -1,4 +1,4 @@
-"""Crash-safe batches (``toolkit.store``) and grading through Dask (``--scheduler``)."""
+"""Crash-safe batches (``toolkit.grading.store``) and grading through Dask (``--scheduler``)."""
 
 import csv
 import importlib.util
@@ -70,17 +70,20 @@ def test_a_batch_killed_half_way_resumes_without_losing_or_repeating(tmp_path):
 
 
 def test_a_changed_submission_is_graded_again(tmp_path):
-    from toolkit.grade import Options
-    from toolkit.store import Store, content_hash, grader_version
+    from toolkit.grading.batch import Options
+    from toolkit.grading.intake import content_hash, inspect
+    from toolkit.grading.record import Record, Status
+    from toolkit.grading.store import Store, grader_version
 
     (tmp_path / "a.py").write_text("x = 1\n")
-    before = content_hash(tmp_path / "a.py")
+    before = content_hash(inspect("a", tmp_path / "a.py"))
     (tmp_path / "a.py").write_text("x = 2\n")
-    assert content_hash(tmp_path / "a.py") != before
+    assert content_hash(inspect("a", tmp_path / "a.py")) != before
     assert grader_version(Options(fast=True), "bwrap") != grader_version(Options(fast=False), "bwrap")
     store = Store(tmp_path / "results.sqlite")
-    store.put("a", before, "v1", {"status": "graded"})
-    assert store.get("a", before, "v1") == {"status": "graded"} and store.get("a", before, "v2") is None
+    record = Record("a", Status.LOAD_ERROR, [], error="x")
+    store.put("a", before, "v1", record)
+    assert store.get("a", before, "v1") == record and store.get("a", before, "v2") is None
 
 
 @pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
@@ -88,7 +91,8 @@ def test_a_changed_submission_is_graded_again(tmp_path):
 def test_grading_through_a_dask_cluster(tmp_path):
     from distributed import LocalCluster
 
-    from toolkit.grade import Options, find_submissions, grade_class
+    from toolkit.grading.batch import Options, grade_class
+    from toolkit.grading.intake import find_submissions
 
     klass = tmp_path / "class"
     klass.mkdir()
@@ -98,7 +102,7 @@ def test_grading_through_a_dask_cluster(tmp_path):
                       dashboard_address=":0") as cluster:
         records = grade_class(find_submissions(klass), tmp_path / "out", Options(True, ("attention",), 60), 2,
                               scheduler=cluster.scheduler_address)
-    assert {s: r["status"] for s, r in records.items()} == {"attn_einsum": "graded", "attn_no_mask": "graded"}
-    assert records["attn_einsum"]["run"]["score"] == 9 and records["attn_no_mask"]["run"]["score"] < 9
+    assert {s: r.status for s, r in records.items()} == {"attn_einsum": "graded", "attn_no_mask": "graded"}
+    assert records["attn_einsum"].total == 9 and records["attn_no_mask"].total < 9
     with (tmp_path / "out" / "grades.csv").open() as f:
         assert [r["student"] for r in csv.DictReader(f)] == ["attn_einsum", "attn_no_mask"]

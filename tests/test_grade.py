@@ -19,10 +19,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from toolkit.checks import CheckStatus, Result
 from toolkit.cli import main
-from toolkit.exports import to_gradescope
-from toolkit.grade import Options, child_slots, find_submissions, no_result
-from toolkit.similarity import normalised_tokens, similarity, submission_code
+from toolkit.grading.batch import Options, child_slots, why_gone
+from toolkit.grading.exports import cell, to_gradescope
+from toolkit.grading.intake import find_submissions, inspect
+from toolkit.grading.record import Record, Status
+from toolkit.grading.similarity import normalised_tokens, similarity, submission_code
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = ROOT / "tests" / "plugins"
@@ -215,7 +218,10 @@ def test_usage_errors_exit_2(tmp_path):
 
 def test_find_submissions_names_students_and_skips_hidden_entries(tmp_path):
     _write_class(tmp_path)
-    assert list(find_submissions(tmp_path)) == ["alice", "bob", "carol", "dave", "erin", "frank"]
+    found = find_submissions(tmp_path)
+    assert list(found) == ["alice", "bob", "carol", "dave", "erin", "frank"]
+    assert found["alice"].files == ("attention.py", "reward_gather.py", "sft_vectorised.py")
+    assert found["bob"].files == ("",) and not found["bob"].refused
     (tmp_path / "bob").mkdir()
     with pytest.raises(ValueError, match="two submissions for student 'bob'"):
         find_submissions(tmp_path)
@@ -231,47 +237,66 @@ def test_children_that_train_get_a_pair_of_cores_each():
     assert child_slots(2, fast, cpus=2) == 2
 
 
-RUBRIC = [
-    {"name": "attention.causal", "component": "attention", "points": 2, "hidden": False, "description": "causal"},
-    {"name": "attention.secret", "component": "attention", "points": 1, "hidden": True, "description": "secret"},
-    {"name": "reward.loss_sanity", "component": "reward", "points": 2, "hidden": False, "description": "loss"},
-]
-
-
-def _result(name, score, status, reason=""):
-    return {"name": name, "component": name.split(".")[0], "points": 2, "score": score, "status": status, "reason": reason}
+def _r(name, score, status, reason="", points=2, hidden=False):
+    return Result(name, name.split(".")[0], points, score, CheckStatus(status), reason, name, hidden, 0.0)
 
 
 def test_to_gradescope_one_test_per_check():
-    run = {"results": [_result("attention.causal", 0.0, "failed", "mask the future"),
-                       _result("attention.secret", 0.5, "partial", "half")], "missing": ["reward"]}
-    doc = to_gradescope({"status": "graded", "run": run, "error": "", "seconds": 3.2}, RUBRIC)
+    record = Record("bob", Status.GRADED, [_r("attention.causal", 0.0, "failed", "mask the future"),
+                                           _r("attention.secret", 0.5, "partial", "half", hidden=True),
+                                           _r("reward.loss_sanity", 0.0, "not run", "not provided: no reward hooks")],
+                    missing=["reward"], seconds=3.2)
+    doc = to_gradescope(record)
     assert doc["score"] == 0.5 and doc["execution_time"] == 3.2
     assert doc["visibility"] == "visible" and doc["stdout_visibility"] == "hidden"
-    assert "0.5 / 5 points" in doc["output"] and "Not provided: reward" in doc["output"]
+    assert "0.5 / 6 points" in doc["output"] and "Not provided: reward" in doc["output"]
     causal, secret, reward = doc["tests"]
-    assert causal == {"name": "attention.causal", "number": "2.1", "score": 0.0, "max_score": 2,
-                      "status": "failed", "output": "mask the future", "visibility": "visible"}
+    assert causal == {"name": "attention.causal", "number": "2.1", "score": 0.0, "max_score": 2, "status": "failed",
+                      "output": "mask the future", "output_format": "text", "visibility": "visible"}
     assert secret["visibility"] == "after_published" and secret["score"] == 0.5 and secret["status"] == "failed"
     assert reward["number"] == "4.1" and reward["score"] == 0 and reward["output"].startswith("not provided")
 
 
+def test_a_record_clamps_scores_and_says_why_checks_did_not_run():
+    from toolkit.checks import collect
+
+    checks = [c for c in collect(["attention", "reward"], include_hidden=False) if not c.behavioural]
+    judged = [_r("attention.causal", 7.0, "passed"), _r("attention.stable", -3.0, "failed", points=1)]
+    record = Record.of("x", checks, judged, Status.TIMEOUT, "did not finish within 15 s", provided=["attention"])
+    assert [r.name for r in record.results] == [c.name for c in checks]
+    assert record.total == 2  # 7 clamped to the check's 2 points, -3 to 0
+    assert record.missing == ["reward"]
+    reasons = {r.name: r.reason for r in record.results}
+    assert reasons["attention.matches_reference"] == "not graded: did not finish within 15 s"
+    assert reasons["reward.loss_sanity"].startswith("not provided")
+    assert Record.from_json(record.to_json()) == record
+
+
 def test_to_gradescope_for_a_submission_that_was_not_graded():
-    record = {"status": "load_error", "run": None, "error": "bob.py: importing it raised SyntaxError", "seconds": 1}
-    doc = to_gradescope(record, RUBRIC)
+    from toolkit.checks import collect
+
+    checks = [c for c in collect(["attention"], include_hidden=False) if not c.behavioural]
+    record = Record.of("bob", checks, [], Status.LOAD_ERROR, "bob.py: importing it raised SyntaxError")
+    doc = to_gradescope(record)
     assert doc["score"] == 0 and "SyntaxError" in doc["output"]
     assert all(t["score"] == 0 and "SyntaxError" in t["output"] for t in doc["tests"])
 
 
-def test_no_result_statuses():
-    import time
+def test_why_a_child_stopped_answering():
+    gone = "the submission's process ended"
+    assert why_gone(gone, -11, "Fatal Python error: Segmentation fault\n", None, 60, 1 << 29) == (
+        Status.CRASHED, "the submission's process was killed by SIGSEGV before grading ended: "
+                        "Fatal Python error: Segmentation fault")
+    assert why_gone(gone, -9, "", "timeout", 15, 1 << 29) == (Status.TIMEOUT, "did not finish within 15 s")
+    assert why_gone(gone, -9, "", "scratch", 15, 512 << 20) == (Status.CRASHED,
+                                                               "wrote more than 512 MB of scratch files")
+    sent = "the submission's process sent data nested more than 12 deep"
+    assert why_gone(sent, 0, "", None, 15, 1 << 29) == (Status.CRASHED, sent)
 
-    crash = no_result(-11, "Fatal Python error: Segmentation fault\n", time.monotonic() + 60, 60)
-    assert crash["status"] == "crashed"
-    assert crash["error"] == ("the grading process was killed by SIGSEGV before reporting a result: "
-                              "Fatal Python error: Segmentation fault")
-    assert no_result(-9, "", time.monotonic() - 1, 15) == {"status": "timeout", "run": None,
-                                                           "error": "did not finish within 15 s"}
+
+def test_csv_cells_never_run_as_formulas():
+    assert cell("=HYPERLINK(\"http://x\")") == "'=HYPERLINK(\"http://x\")"
+    assert [cell(x) for x in ("+1", "-1", "@SUM(A1)", "\tx", "alice")] == ["'+1", "'-1", "'@SUM(A1)", "'\tx", "alice"]
 
 
 def test_similarity_ignores_names_comments_docstrings_and_layout():
@@ -287,10 +312,10 @@ def test_submission_code_splits_a_file_by_component_and_reads_notebooks(tmp_path
 
     both = (PLUGINS / "attn_einsum.py").read_text() + "\n" + (PLUGINS / "reward_gather.py").read_text()
     (tmp_path / "both.py").write_text(both)
-    code = submission_code(tmp_path / "both.py")
+    code = submission_code(inspect("both", tmp_path / "both.py"))
     assert set(code) == {"attention", "reward"}
     assert "class EinsumAttention" in code["attention"] and "EinsumAttention" not in code["reward"]
     cell = nbformat.v4.new_code_cell("%matplotlib inline\n" + (PLUGINS / "attn_einsum.py").read_text())
     nb = nbformat.v4.new_notebook(cells=[cell])
     nbformat.write(nb, tmp_path / "nb.ipynb")
-    assert similarity(submission_code(tmp_path / "nb.ipynb")["attention"], code["attention"]) == 1.0
+    assert similarity(submission_code(inspect("nb", tmp_path / "nb.ipynb"))["attention"], code["attention"]) == 1.0

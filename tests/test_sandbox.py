@@ -1,39 +1,39 @@
-"""``toolkit.sandbox``: the command, the limits and the output cap of one grading child."""
+"""``toolkit.grading.sandbox`` and ``intake``: the child's command and limits, and reading submissions safely."""
 
 import io
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from toolkit import sandbox
+from toolkit.grading import intake, sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_bwrap = pytest.mark.skipif(not sandbox.bwrap_works(),
                                  reason="bubblewrap is not installed or cannot create namespaces here")
 
 
-def _box(tmp_path: Path) -> Path:
+def _box(tmp_path: Path, models=()):
     (tmp_path / "sub.py").write_text("x = 1\n")
-    box = tmp_path / "box"
-    box.mkdir()
-    sandbox.prepare_box(box, tmp_path / "sub.py", None)
-    return box
+    return sandbox.box(intake.inspect("sub", tmp_path / "sub.py"), None, list(models))
 
 
-def test_a_box_gets_copies_of_the_base_and_chat_models_only(tmp_path):
+def test_a_child_may_read_the_base_and_chat_models_only(tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir()
     for name in ("base-1.pt", "sft-2.pt", "reward-3.pt", "notes.txt"):
         (cache / name).write_text(name)
-    (tmp_path / "sub.py").write_text("x = 1\n")
-    box = tmp_path / "box"
-    box.mkdir()
-    sandbox.prepare_box(box, tmp_path / "sub.py", None, cache)
-    copied = box / "work" / "cache"
-    assert sorted(p.name for p in copied.iterdir()) == ["base-1.pt", "sft-2.pt"]
-    assert not any(p.is_symlink() for p in copied.iterdir())  # copies: a child never writes into the shared cache
+    (cache / "base-9.pt").symlink_to(cache / "reward-3.pt")
+    assert [p.name for p in sandbox.cached_models(cache)] == ["base-1.pt", "sft-2.pt"]
+
+
+def test_the_box_holds_a_copy_and_is_removed(tmp_path):
+    with _box(tmp_path) as box:
+        assert (box / "submission" / "sub.py").read_text() == "x = 1\n"
+        made = box
+    assert not made.exists()
 
 
 def test_mode_names_what_isolates():
@@ -60,20 +60,93 @@ def test_drain_keeps_at_most_the_limit():
 
 def test_the_fallback_command_is_the_python_command(tmp_path, monkeypatch):
     monkeypatch.setattr(sandbox, "bwrap_works", lambda: False)
-    box = _box(tmp_path)
-    cmd, env = sandbox.command([sys.executable, "-c", "pass"], box)
-    assert cmd == [sys.executable, "-c", "pass"] and env["HOME"] == str(box / "work")
-    assert sandbox.submission_inside(box, tmp_path / "sub.py") == box / "submission" / "sub.py"
+    with _box(tmp_path) as box:
+        cmd, env = sandbox.command([sys.executable, "-c", "pass"], box, [], sandbox.Limits())
+        assert cmd == [sys.executable, "-c", "pass"] and env["HOME"] == str(box / "work")
+        assert sandbox.submission_inside(box, intake.inspect("sub", tmp_path / "sub.py")) == box / "submission" / "sub.py"
 
 
 @needs_bwrap
-def test_bwrap_hides_solutions_hidden_checks_and_the_network(tmp_path):
-    box = _box(tmp_path)
+def test_bwrap_hides_solutions_hidden_checks_the_network_and_the_graders_folder(tmp_path, monkeypatch):
+    canary = tmp_path / "grader-cwd"
+    canary.mkdir()
+    (canary / "other_student.py").write_text("secret\n")
+    monkeypatch.chdir(canary)
+    monkeypatch.syspath_prepend(str(canary))  # as under `python -m toolkit grade` run from that folder
     hidden, solutions = str(ROOT / "graders" / "hidden"), str(ROOT / "solutions")
     probe = ("import os, socket\n"
-             f"print(sorted(os.listdir({hidden!r})), os.path.exists({solutions!r}), os.listdir('/sandbox/submission'))\n"
+             f"print(sorted(os.listdir({hidden!r})), os.path.exists({solutions!r}), os.listdir('/sandbox/submission'),"
+             f" os.path.exists({str(canary)!r}))\n"
              "try:\n    socket.create_connection(('1.1.1.1', 80), timeout=2)\nexcept OSError as e:\n    print(e.errno)\n")
-    cmd, env = sandbox.command([sys.executable, "-c", probe], box)
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    with _box(tmp_path) as box:
+        cmd, env = sandbox.command([sys.executable, "-c", probe], box, [], sandbox.Limits())
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split("\n")[:2] == ["[] False ['sub.py']", "101"]
+    assert proc.stdout.split("\n")[:2] == ["[] False ['sub.py'] False", "101"]
+
+
+@needs_bwrap
+def test_bwrap_scratch_space_is_capped(tmp_path):
+    write = ("import os\n"
+             "for d in ('/tmp', os.getcwd()):\n"
+             "    try:\n"
+             "        with open(os.path.join(d, 'big'), 'wb') as f:\n"
+             "            for _ in range(64):\n"
+             "                f.write(b'x' * (1 << 20))\n"
+             "        print('wrote', d)\n"
+             "    except OSError as e:\n"
+             "        print('refused', e.errno)\n")
+    with _box(tmp_path) as box:
+        cmd, env = sandbox.command([sys.executable, "-c", write], box, [], sandbox.Limits(scratch=8 << 20))
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.split() == ["refused", "28", "refused", "28"], proc.stderr  # ENOSPC, in /tmp and the work folder
+
+
+# -- intake ---------------------------------------------------------------------------------
+def test_intake_refuses_links_depth_count_and_size(tmp_path, monkeypatch):
+    ok = tmp_path / "ok"
+    (ok / "pkg").mkdir(parents=True)
+    (ok / "pkg" / "a.py").write_text("a = 1\n")
+    assert intake.inspect("ok", ok).files == ("pkg/a.py",)
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "pagemap").symlink_to("/proc/self/pagemap")
+    assert "linked/pagemap is a symbolic link" in intake.inspect("linked", linked).refused
+    (tmp_path / "top.py").symlink_to("/etc/passwd")
+    assert "top.py is a symbolic link" in intake.inspect("top", tmp_path / "top.py").refused
+    deep = tmp_path / "deep"
+    (deep / "/".join("d" * (intake.MAX_DEPTH + 1))).mkdir(parents=True)
+    assert "levels deep" in intake.inspect("deep", deep).refused
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(intake.MAX_FILES + 1):
+        (many / f"{i}.txt").write_text("")
+    assert f"more than {intake.MAX_FILES} files" in intake.inspect("many", many).refused
+    monkeypatch.setattr(intake, "MAX_BYTES", 100)
+    (tmp_path / "big.py").write_text("x" * 101)
+    assert "bytes, more than" in intake.inspect("big", tmp_path / "big.py").refused
+
+
+def test_a_refused_submission_is_a_row_not_an_error(tmp_path):
+    (tmp_path / "alice.py").write_text("x = 1\n")
+    (tmp_path / "mallory").symlink_to(tmp_path)
+    found = intake.find_submissions(tmp_path)
+    assert list(found) == ["alice", "mallory"] and found["mallory"].refused and not found["alice"].refused
+
+
+def test_remove_tree_removes_any_depth_and_read_only_folders(tmp_path):
+    top = tmp_path / "x"
+    top.mkdir()
+    fd = os.open(top, os.O_RDONLY)
+    for _ in range(1500):  # deeper than recursion, and than PATH_MAX as one path
+        os.mkdir("dd", dir_fd=fd)
+        new = os.open("dd", os.O_RDONLY, dir_fd=fd)
+        os.close(os.open("f", os.O_CREAT | os.O_WRONLY, dir_fd=new))
+        os.close(fd)
+        fd = new
+    os.fchmod(fd, 0o500)
+    os.close(fd)
+    (tmp_path / "elsewhere").write_text("kept")
+    (top / "link").symlink_to(tmp_path / "elsewhere")
+    intake.remove_tree(top)
+    assert not top.exists() and (tmp_path / "elsewhere").read_text() == "kept"

@@ -282,7 +282,7 @@ def run_components(components: list[str], context: Callable[[str], Context], inc
     return results
 
 
-_OURS = tuple(Path(m.__file__).resolve().parent for m in (toolkit, torch, graders))
+_OURS = tuple(Path(m.__file__).resolve().parent for m in (toolkit, torch, graders, contextlib))  # contextlib: the stdlib
 
 
 def _is_ours(filename: str) -> bool:

@@ -39,7 +39,8 @@ def _is_plain(x, depth: int = 0) -> bool:
     if type(x) in (list, tuple):
         return all(_is_plain(v, depth + 1) for v in x)
     if type(x) is dict:
-        return all(type(k) in (str, int) and _is_plain(v, depth + 1) for k, v in x.items())
+        return all((type(k) in (str, int) or type(k) is tuple and all(type(v) in (str, int) for v in k))
+                   and _is_plain(v, depth + 1) for k, v in x.items())
     return False
 
 
@@ -133,6 +134,8 @@ class Server:
             return self.pack(getattr(self.objects[args[0]], args[1]))
         if op == "call_object":
             return self.pack(self.objects[args[0]](*args[1], **args[2]))
+        if op == "list":
+            return self.pack(list(self.objects[args[0]]))
         if op == "forward":
             return self.pack(self.forward(*args))
         if op == "stage":

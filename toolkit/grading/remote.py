@@ -58,7 +58,7 @@ NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+){0,15}")  # a paramet
 SLACK = 5.0  # seconds the grader waits beyond a time limit it asked the child to enforce
 
 
-class ChildGone(Exception):
+class ChildGone(PluginError):
     """The submission's process ended, stopped answering, or broke the protocol."""
 
 
@@ -142,12 +142,17 @@ def plain(x, depth: int = 0, budget: _Budget | None = None):
     if type(x) is dict:
         budget.take(len(x))
         return {plain(k, depth + 1, budget): plain(v, depth + 1, budget) for k, v in x.items()
-                if type(k) in (str, int) or _bad("a dictionary key of type " + type(k).__name__)}
+                if _key(k) or _bad("a dictionary key of type " + type(k).__name__)}
     if type(x) in (torch.Tensor, nn.Parameter):
         return _tensor(x)
     if isinstance(x, torch.dtype):
         return x
     return _bad(f"a value of type {type(x).__name__}")
+
+
+def _key(k) -> bool:
+    """A dictionary key: a string, an int, or a tuple of them (a BPE merge's pair)."""
+    return type(k) in (str, int) or (type(k) is tuple and len(k) <= 8 and all(type(v) in (str, int) for v in k))
 
 
 def _bad(what: str):
@@ -374,6 +379,13 @@ class RemoteObject:
 
     def __call__(self, *args, **kwargs):
         return self._child.request("call_object", self._oid, args, kwargs)
+
+    def __iter__(self):
+        """Iterating the child's object iterates over ``list(obj)``, computed there as plain data."""
+        items = self._child.request("list", self._oid)
+        if not isinstance(items, list):
+            raise TypeError("the object is not iterable")
+        return iter(items)
 
 
 class _Mirror(nn.Module):
