@@ -28,7 +28,8 @@ def test_plain_keeps_plain_data_and_rebuilds_tensors():
 
 @pytest.mark.parametrize("value, what", [
     (eval("[" * 40 + "]" * 40), "nested more than"),
-    ({(1, 2): 3}, "dictionary key"),
+    ({1.5: 3}, "dictionary key"),
+    ({(1, (2,)): 3}, "dictionary key"),
     (object(), "a value of type object"),
     ("x" * (remote.MAX_STRING + 1), "a string of"),
     (list(range(remote.MAX_ITEMS + 1)), "more than"),
@@ -122,3 +123,15 @@ def test_parameters_from_a_child_must_match_the_graders_model_exactly():
                 {**good, "wte.weight": torch.zeros(3, 8)}, {**good, "wte.weight": good["wte.weight"].double()}):
         with pytest.raises(ChildGone):
             load_parameters(model, bad)
+
+
+def test_an_answer_whose_structure_is_too_big_is_refused_before_it_is_decoded():
+    buf = io.BytesIO()
+    torch.save({"kind": "value", "value": list(range(2_000_000))}, buf)  # ~10 MB of pickle: seconds to decode
+    t0 = time.monotonic()
+    with pytest.raises(ChildGone, match="structure takes"):
+        remote._check_structure(buf.getvalue())
+    assert time.monotonic() - t0 < 1
+    buf = io.BytesIO()
+    torch.save({"kind": "value", "value": torch.zeros(4 << 20)}, buf)  # 16 MB of tensor data is fine
+    remote._check_structure(buf.getvalue())

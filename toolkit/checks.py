@@ -189,6 +189,7 @@ class Context:
     metrics: dict = field(default_factory=dict)
     earlier: dict[str, dict] = field(default_factory=dict)  # check name -> metrics, of the checks already run
     remote: object | None = None
+    sources: dict[str, str] = field(default_factory=dict)  # the submission's code, file -> text, as read by the grader
     _pipelines: dict = field(default_factory=dict)
 
     @property
@@ -270,15 +271,22 @@ def run_check(c: Check, ctx: Context) -> Result:
 def run_components(components: list[str], context: Callable[[str], Context], include_hidden: bool,
                    behavioural: bool, log: Callable = lambda msg: None) -> list[Result]:
     """The one loop of grading: for each component (in the table's order), a context from
-    ``context(component)`` and its checks run in it; the behavioural ones only if ``behavioural``."""
+    ``context(component)`` and its checks run in it; the behavioural ones only if ``behavioural``.
+
+    Every public check of every component runs before the first hidden one: the submission sees
+    a hidden check's inputs when its hooks are called on them, and must not be able to carry
+    them out in the reason of a public check that runs later."""
+    contexts: dict[str, Context] = {}
     results = []
-    for comp in [c for c in COMPONENTS if c in components]:
-        ctx = context(comp)
-        for c in collect([comp], include_hidden=include_hidden):
-            if c.behavioural and not behavioural:
-                continue
-            log(f"  {c.name} ...")
-            results.append(run_check(c, ctx))
+    for hidden in (False, True):
+        for comp in [c for c in COMPONENTS if c in components]:
+            for c in collect([comp], include_hidden=include_hidden):
+                if c.hidden != hidden or (c.behavioural and not behavioural):
+                    continue
+                if comp not in contexts:
+                    contexts[comp] = context(comp)
+                log(f"  {c.name} ...")
+                results.append(run_check(c, contexts[comp]))
     return results
 
 

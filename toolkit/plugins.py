@@ -45,6 +45,11 @@ class Plugin:
     name: str  # e.g. "my_plugin.py" or "solutions/attention.py"
     module: types.ModuleType
 
+    @property
+    def source(self) -> str:
+        """The code the module was made from ("" when unknown): a file's text, a notebook's code cells."""
+        return getattr(self.module, "__toolkit_source__", "")
+
 
 # -- loading -------------------------------------------------------------------------
 _counter = itertools.count()
@@ -67,6 +72,7 @@ def _exec_module(name: str, path: Path, cells: list[tuple[str, bool]] | None = N
     module.__file__ = str(path)
     sys.modules[modname] = module
     cells = cells if cells is not None or package_dir else [(path.read_text(encoding="utf-8"), True)]
+    module.__toolkit_source__ = "".join(source for source, _ in cells or [])
     try:
         if package_dir is not None:
             spec.loader.exec_module(module)
@@ -77,7 +83,8 @@ def _exec_module(name: str, path: Path, cells: list[tuple[str, bool]] | None = N
             except BaseException as e:  # SystemExit and KeyboardInterrupt from student code too
                 if must_run:
                     raise SubmissionError(f"{name}{where}: importing it raised {type(e).__name__}: {e}".rstrip(": ")) from e
-                print(f"warning: {name}{where} raised {type(e).__name__}: {e}; cell skipped", file=sys.stderr)
+                raised = f"{type(e).__name__}: {e}".rstrip(": ")
+                print(f"warning: {name}{where} raised {raised}; cell skipped", file=sys.stderr)
     except SubmissionError:
         sys.modules.pop(modname, None)
         raise
@@ -211,8 +218,8 @@ def provided_components(plugins: list[Plugin]) -> dict[str, str]:
             by_hook[hook] = plugin.name
     if not by_hook:
         names = ", ".join(p.name for p in plugins)
-        raise SubmissionError(
-            f"{names}: no toolkit hooks found; expected functions such as toolkit_attention decorated with @toolkit.hookimpl")
+        raise SubmissionError(f"{names}: no toolkit hooks found; expected functions named like the hooks "
+                              f"({', '.join(HOOKS)}) and decorated with @toolkit.hookimpl")
     out = {}
     for comp, component in COMPONENTS.items():
         hooks = component.hooks

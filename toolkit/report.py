@@ -21,8 +21,11 @@ from toolkit.checks import CheckStatus, Result
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.35em .5em;text-align:left;vertical-align:top}
+table.metrics{width:auto}table.metrics td:last-child{text-align:right;font-variant-numeric:tabular-nums}
+.nowrap{white-space:nowrap}
 .passed{color:#137333}.failed{color:#c5221f}.partial{color:#b06000}.not-run{color:#666}img{max-width:100%}
 code{background:#f3f3f3;padding:0 .2em}.summary{font-size:1.15em}"""
+HEAD = '<meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
 PLOT_NAME = re.compile(r"[\w.-]+\.png")
 MAX_PLOT = 4 << 20  # bytes of one embedded plot
 
@@ -34,7 +37,8 @@ class Page:
     title: str  # the submission's name or the student's id
     results: list[Result]
     missing: list[str] = field(default_factory=list)
-    problem: str = ""  # why it could not be graded (shown once, at the top)
+    problem: str = ""  # why grading stopped or never started (shown once, at the top)
+    graded_until_stopped: bool = False  # True: the checks judged before ``problem`` keep their points
     hidden_published: bool = True  # False: hidden checks are summed up in one line, not listed
     environment: dict = field(default_factory=dict)
 
@@ -86,7 +90,7 @@ def _metric(v) -> str:
 def _metrics_table(metrics: dict) -> str:
     rows = "".join(f"<tr><td>{_e(k.replace('_', ' '))}</td><td>{_e(_metric(v))}</td></tr>"
                    for k, v in metrics.items() if not str(k).startswith("_"))
-    return f"<table>{rows}</table>" if rows else ""
+    return f'<table class="metrics">{rows}</table>' if rows else ""
 
 
 def _examples(examples) -> str:
@@ -105,25 +109,31 @@ def _details(r: Result, folder: Path) -> str:
 def render(page: Page, folder: Path) -> str:
     """The page's HTML; plots are read from ``folder``."""
     shown = [r for r in page.results if page.hidden_published or not r.hidden]
-    held = len(page.results) - len(shown)
+    held = [r for r in page.results if r not in shown]
     rows = "".join(
         f'<tr><td><code>{_e(r.name)}</code><br><small>{_e(r.description)}</small></td>'
-        f'<td>{r.score:g} / {r.points:g}</td><td class="{_e(r.status).replace(" ", "-")}">{_e(r.status)}</td>'
+        f'<td class="nowrap">{r.score:g} / {r.points:g}</td>'
+        f'<td class="nowrap {_e(r.status).replace(" ", "-")}">{_e(r.status)}</td>'
         f'<td>{_e(r.reason) if not (page.problem and r.status == CheckStatus.NOT_RUN) else ""}</td></tr>'
         for r in shown)
     summary = f"<b>{page.score:g} / {page.max_score:g}</b> points"
-    if page.problem:
+    if page.problem and page.graded_until_stopped:
+        summary += f"; grading stopped: {_e(page.problem)} (checks not judged by then score 0)"
+    elif page.problem:
         summary += f": not graded: {_e(page.problem)}"
     if page.missing:
         summary += f". Not provided by the submission: {_e(', '.join(page.missing))}"
-    hidden_note = f"<p>{held} hidden check{'s' if held != 1 else ''}, published later.</p>" if held else ""
+    hidden_points = sum(r.points for r in held)
+    hidden_note = (f"<p>{len(held)} hidden check{'s' if len(held) != 1 else ''} ({hidden_points:g} of the "
+                   f"{page.max_score:g} points), published later.</p>" if held else "")
     details = "".join(_details(r, folder) for r in shown if r.metrics)
-    env = f"<p><small>environment: {_e(json.dumps(page.environment))}</small></p>" if page.environment else ""
-    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>toolkit report: {_e(page.title)}</title>
+    env = (f"<p><small>Measured with {_e(', '.join(f'{k} {v}' for k, v in page.environment.items()))}.</small></p>"
+           if page.environment else "")
+    return f"""<!doctype html><html lang="en"><head>{HEAD}<title>toolkit report: {_e(page.title)}</title>
 <style>{STYLE}</style></head><body>
 <h1>Report for <code>{_e(page.title)}</code></h1>
 <p class="summary">{summary}.</p>
-<table><tr><th>check</th><th>points</th><th>status</th><th>reason</th></tr>{rows}</table>
+<table><tr><th>check</th><th class="nowrap">points</th><th>status</th><th>reason</th></tr>{rows}</table>
 {hidden_note}{"<h2>Details</h2>" + details if details else ""}
 {env}</body></html>"""
 

@@ -16,6 +16,14 @@ from toolkit.components import COMPONENTS
 from toolkit.plugins import Components, build_manager, load_submission, provided_components
 
 
+class NotProvided(Exception):
+    """Components were asked for that the submission does not provide (``provided``: what it does)."""
+
+    def __init__(self, provided: list[str]):
+        super().__init__(f"the submission provides {', '.join(provided) or 'no component'}")
+        self.provided = provided
+
+
 @dataclass
 class Run:
     submission: str
@@ -57,19 +65,22 @@ def hidden_available() -> bool:
 def run_submission(spec: str | None, components: list[str] | None = None, config: PipelineConfig | None = None,
                    report_dir: Path | None = None, cache_dir: Path | None = None, include_hidden: bool = False,
                    behavioural: bool = True, log=lambda msg: print(msg, file=sys.stderr)) -> Run:
-    """Grade ``spec`` (None: the baselines). Raises SubmissionError if it cannot be loaded.
+    """Grade ``spec`` (None: the baselines). Raises SubmissionError if it cannot be loaded, and
+    NotProvided if ``components`` names one it does not provide.
 
     ``behavioural=False`` leaves out the checks that train models (seconds instead of minutes).
     """
     config = config or PipelineConfig()
-    if spec is None:
-        pm, provided = build_manager(), list(COMPONENTS)
-    else:
-        plugins = load_submission(spec)
-        pm, provided = build_manager(plugins), list(provided_components(plugins))
+    plugins = [] if spec is None else load_submission(spec)
+    pm = build_manager(plugins)
+    provided = list(provided_components(plugins)) if plugins else list(COMPONENTS)
+    sources = {p.name: p.source for p in plugins}
+    if components and any(c not in provided for c in components):
+        raise NotProvided(provided)
     wanted = components or list(COMPONENTS)
     results = run_components([c for c in wanted if c in provided],
-                             lambda comp: Context(Components(pm, only=comp), comp, config, report_dir, cache_dir, log),
+                             lambda comp: Context(Components(pm, only=comp), comp, config, report_dir, cache_dir, log,
+                                                  sources=sources),
                              include_hidden, behavioural, log)
     missing = [c for c in wanted if c not in provided]
     return Run(str(spec or "baselines"), results, missing, include_hidden and hidden_available(), environment(config))

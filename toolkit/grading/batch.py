@@ -104,14 +104,14 @@ def grade_one(sub: Submission, options: Options, feedback: Path | None = None) -
         proc, readers, stderr = sandbox.start(argv, box, models, lim, (requests_r, answers_w))
         os.close(requests_r)
         os.close(answers_w)
-        watchdog = sandbox.Watchdog(proc, deadline, None if sandbox.bwrap_works() else box, lim.scratch)
+        watchdog = sandbox.Watchdog(proc, deadline, None if sandbox.bwrap_works() else box, lim.scratch, uid)
         watchdog.start()
         channel = Channel(requests_w, answers_r, deadline)
         try:
-            judged, outcome = _judge(Child(channel), options, cache, feedback)
+            judged, outcome = _judge(Child(channel), options, cache, feedback, _code(sub))
         finally:
             channel.close()
-            _end(proc)
+            _end(proc, uid)
             watchdog.stop()
             for reader in readers:
                 reader.join(timeout=5)
@@ -119,12 +119,20 @@ def grade_one(sub: Submission, options: Options, feedback: Path | None = None) -
         return done(Status.LOAD_ERROR, error=outcome)
     if channel.gone is None:
         return done(Status.GRADED, judged, provided=outcome)
-    status, error = why_gone(channel.gone, proc.returncode, b"".join(stderr).decode(errors="replace"),
-                             watchdog.why, options.timeout, lim.scratch)
-    return done(status, judged, error, outcome)
+    status, error = why_gone(channel.gone, proc.returncode, watchdog.why, options.timeout, lim.scratch)
+    record = done(status, judged, error, outcome)
+    record.log = last_lines(b"".join(stderr).decode(errors="replace"))
+    return record
 
 
-def _judge(child: Child, options: Options, cache: Path | None, feedback: Path | None):
+def _code(sub: Submission) -> dict[str, str]:
+    try:
+        return intake.code(sub)
+    except OSError:
+        return {}
+
+
+def _judge(child: Child, options: Options, cache: Path | None, feedback: Path | None, sources: dict[str, str]):
     """Every check of the rubric on the child's components: (results, provided components), or
     ([], the child's load error), or ([], None) when it never answered."""
     from toolkit.checks import Context, run_components
@@ -143,21 +151,27 @@ def _judge(child: Child, options: Options, cache: Path | None, feedback: Path | 
     config = PipelineConfig()
     results = run_components(
         wanted, lambda comp: Context(child.components(comp), comp, config, feedback, cache, lambda msg: None,
-                                     remote=child),
+                                     remote=child, sources=sources),
         include_hidden=hidden_available(), behavioural=not options.fast)
     return results, provided
 
 
-def _end(proc) -> None:
+def _end(proc, uid: int | None) -> None:
     """Let the child finish (its request pipe is closed) for a moment, then kill its session."""
     with contextlib.suppress(Exception):
         proc.wait(timeout=2)
-    sandbox.kill(proc)  # also whatever it left running
+    sandbox.kill(proc, uid)  # also whatever it left running
     proc.wait()
 
 
-def why_gone(gone: str, returncode: int, stderr: str, watchdog: str | None, timeout: float,
-             scratch: int) -> tuple[Status, str]:
+def last_lines(stderr: str, n: int = 5, width: int = 300) -> str:
+    """The child's last lines of stderr, for the instructor only (``Record.log``): a student's page
+    never shows them, since a child may print there the hidden inputs it was called with."""
+    lines = [ln.strip()[:width] for ln in stderr.splitlines() if ln.strip()]
+    return "\n".join(lines[-n:])
+
+
+def why_gone(gone: str, returncode: int, watchdog: str | None, timeout: float, scratch: int) -> tuple[Status, str]:
     """The status and the one sentence of a child that stopped answering."""
     import signal
 
@@ -170,8 +184,7 @@ def why_gone(gone: str, returncode: int, stderr: str, watchdog: str | None, time
     signum = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else 0  # bwrap: 128 + signal
     how = (f"was killed by {signal.Signals(signum).name}" if signum in set(signal.Signals)
            else f"exited with code {returncode}")
-    last = next((ln.strip() for ln in reversed(stderr.splitlines()) if ln.strip()), "")
-    return Status.CRASHED, f"the submission's process {how} before grading ended" + (f": {last[:300]}" if last else "")
+    return Status.CRASHED, f"the submission's process {how} before grading ended"
 
 
 # -- the class -----------------------------------------------------------------------------
@@ -295,8 +308,9 @@ def _as_completed(futures: dict, scheduler: str | None, submissions: dict[str, S
 
 
 def grade_class(submissions: dict[str, Submission], out: Path, options: Options, workers: int = 1,
-                assignment: str | None = None, scheduler: str | None = None) -> dict[str, Record]:
-    """Grade every submission and write all the outputs into ``out``; returns student -> record."""
+                gradebook: Path | None = None, scheduler: str | None = None) -> dict[str, Record]:
+    """Grade every submission and write all the outputs into ``out`` (and the scores into the nbgrader
+    ``gradebook``, if given); returns student -> record."""
     from toolkit.grading import exports
     from toolkit.grading.similarity import similar_pairs, submission_code
 
@@ -308,6 +322,6 @@ def grade_class(submissions: dict[str, Submission], out: Path, options: Options,
         exports.write_student(out, record)
     code = {student: submission_code(sub) for student, sub in submissions.items()}
     exports.write_summary(out, records, similar_pairs(code))
-    if assignment:
-        exports.write_gradebook(out / "gradebook.db", assignment, records)
+    if gradebook:
+        exports.write_gradebook(gradebook, records)
     return records

@@ -25,6 +25,8 @@ import pickle
 import sys
 from pathlib import Path
 
+MAX_MESSAGE = 2000  # characters of an exception's text sent (the grader keeps no more)
+
 
 def _is_plain(x, depth: int = 0) -> bool:
     """Data the grader reads as a value (anything else is kept here and sent as a handle)."""
@@ -84,8 +86,9 @@ class _Unpickler(pickle.Unpickler):
 class Server:
     """The submission's components, the objects the grader holds handles to, and its pipelines."""
 
-    def __init__(self, pm, provided: list[str]):
+    def __init__(self, pm, provided: list[str], sources: dict[str, str] | None = None):
         self.pm, self.provided = pm, provided
+        self.sources = sources or {}  # component -> the file that provides it, to name it in a sentence
         self.objects: dict[int, object] = {}
         self.components, self.pipelines = {}, {}
 
@@ -108,9 +111,10 @@ class Server:
         except OutOfTime:
             answer = {"kind": "error", "type": "OutOfTime", "message": "time limit", "time_limit": True}
         except PluginError as e:
-            answer = {"kind": "error", "type": "PluginError", "message": str(e), "plugin_error": True}
+            answer = {"kind": "error", "type": "PluginError", "message": str(e)[:MAX_MESSAGE], "plugin_error": True}
         except BaseException as e:  # SystemExit and KeyboardInterrupt from student code too
-            answer = {"kind": "error", "type": type(e).__name__, "message": f"{e}{_student_frame(e)}"}
+            answer = {"kind": "error", "type": type(e).__name__[:100],
+                      "message": f"{str(e)[:MAX_MESSAGE]}{_student_frame(e)}"}
         answer["generators"] = [g.get_state() for g in reader.generators]
         buf = io.BytesIO()
         try:
@@ -125,7 +129,7 @@ class Server:
         from toolkit.plugins import Components
 
         if op == "hello":
-            return {"kind": "hello", "provided": self.provided}
+            return {"kind": "hello", "provided": self.provided, "sources": self.sources}
         if op == "call":
             comp, hook, a, kw = args
             components = self.components.setdefault(comp, Components(self.pm, only=comp))
@@ -249,12 +253,12 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         plugins = load_submission(args.submission, relative_to=args.submission.parent)
-        pm, provided = build_manager(plugins), list(provided_components(plugins))
+        pm, sources = build_manager(plugins), provided_components(plugins)
     except SubmissionError as e:
-        pm, provided, error = None, [], str(e)
+        pm, sources, error = None, {}, str(e)
     else:
         error = None
-    server = Server(pm, provided)
+    server = Server(pm, list(sources), sources)
     if error is not None:
         server.handle = lambda op, *args: {"kind": "hello", "error": error}
     serve(server, requests, answers)

@@ -11,7 +11,7 @@ In the output folder:
   checks drew there; hidden checks summed up in one line until they are published;
 - ``summary.html`` and ``summary.png``: score distribution, pass rate of every check, time per
   submission, statuses, and pairs of near-identical submissions (``toolkit.grading.similarity``);
-- ``gradebook.db`` with ``--gradebook ASSIGNMENT``: the scores in an nbgrader gradebook.
+- with ``--gradebook GRADEBOOK_DB``: the scores in that nbgrader gradebook, under the course's ids.
 
 Every string that came from a submission or a file name is escaped on every page.
 """
@@ -22,6 +22,7 @@ import base64
 import csv
 import html
 import json
+import math
 import os
 import shutil
 import sys
@@ -34,7 +35,7 @@ from toolkit.checks import CheckStatus
 from toolkit.components import COMPONENTS
 from toolkit.grading.record import Record, Status
 from toolkit.grading.similarity import SIMILARITY_THRESHOLD
-from toolkit.report import STYLE, Page, write_page
+from toolkit.report import HEAD, STYLE, Page, write_page
 
 STUDENT_CAP = 20 << 20  # bytes of one student's output folder
 
@@ -112,7 +113,8 @@ def write_feedback(folder: Path, record: Record) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     _cap(folder, STUDENT_CAP)
     problem = record.error if record.status != Status.GRADED else ""
-    page = Page(record.student, record.results, record.missing, problem, hidden_published=False)
+    stopped = record.status in (Status.TIMEOUT, Status.CRASHED)
+    page = Page(record.student, record.results, record.missing, problem, stopped, hidden_published=False)
     return write_page(page, folder)
 
 
@@ -135,9 +137,9 @@ def class_statistics(records: dict[str, Record]) -> dict:
         passed = sum(x.status == CheckStatus.PASSED for x in ran)
         rates[c.name] = {"ran": len(ran), "passed": passed, "rate": passed / len(ran) if ran else 0.0}
     statuses = {str(s): sum(r.status == s for r in records.values()) for s in Status}
-    statuses["with a failed check"] = sum(any(x.status in (CheckStatus.FAILED, CheckStatus.PARTIAL) for x in r.results)
-                                          for r in records.values())
-    return {"pass_rate": rates, "statuses": statuses}
+    failing = sum(r.status == Status.GRADED and any(x.status in (CheckStatus.FAILED, CheckStatus.PARTIAL)
+                                                    for x in r.results) for r in records.values())
+    return {"pass_rate": rates, "statuses": statuses, "graded_with_a_failed_check": failing}
 
 
 def plot_summary(path: Path, records: dict[str, Record], stats: dict) -> None:
@@ -150,8 +152,8 @@ def plot_summary(path: Path, records: dict[str, Record], stats: dict) -> None:
     axes = fig.subplots(2, 2)
     max_total = _first(records).max_total
     ax = axes[0][0]
-    ax.hist([r.total for r in records.values()], bins=min(20, max(5, int(max_total) + 1)),
-            range=(0, max(max_total, 1)), color="#4c72b0")
+    top = max(1, math.ceil(max_total))
+    ax.hist([r.total for r in records.values()], bins=[x - 0.5 for x in range(top + 2)], color="#4c72b0")  # a bar per point
     ax.set(title="Score distribution", xlabel=f"total (of {max_total:g})", ylabel="students")
     ax = axes[0][1]
     names = [c.name for c in _first(records).results][::-1]
@@ -159,11 +161,13 @@ def plot_summary(path: Path, records: dict[str, Record], stats: dict) -> None:
     ax.set(title="Pass rate per check (of the submissions that ran it)", xlim=(0, 1))
     ax.tick_params(axis="y", labelsize=7)
     ax = axes[1][0]
-    ax.hist([r.seconds for r in records.values()], bins=20, color="#8172b2")
+    ax.hist([r.seconds for r in records.values()], bins=min(20, max(3, len(records))), color="#8172b2")
     ax.set(title="Time per submission", xlabel="seconds", ylabel="submissions")
     ax = axes[1][1]
     kinds = list(stats["statuses"])
-    ax.bar([k.replace("_", " ") for k in kinds], [stats["statuses"][k] for k in kinds], color="#c44e52")
+    colours = {"graded": "#55a868", "load_error": "#dd8452", "timeout": "#8172b2", "crashed": "#c44e52"}
+    ax.bar([k.replace("_", " ") for k in kinds], [stats["statuses"][k] for k in kinds],
+           color=[colours.get(k, "#999999") for k in kinds])
     ax.set(title="Submissions by status", ylabel="submissions")
     ax.tick_params(axis="x", labelsize=8)
     for a in (axes[0][0], axes[1][0], axes[1][1]):
@@ -186,19 +190,22 @@ def write_summary(out: Path, records: dict[str, Record], pairs: list[dict]) -> P
     image = base64.b64encode((out / "summary.png").read_bytes()).decode()
     max_total = _num(_first(records).max_total)
     students = [[f'<a href="feedback/{e(quote(s))}/index.html">{e(s)}</a>', e(r.status),
-                 f"{_num(r.total)} / {max_total}", e(", ".join(r.missing)), f"{r.seconds:.1f}", e(r.sandbox), e(r.error)]
+                 f'<span class="nowrap">{_num(r.total)} / {max_total}</span>', e(", ".join(r.missing)), f"{r.seconds:.1f}",
+                 e(r.sandbox), e(r.error) + (f"<br><small>its last lines on stderr:</small><pre>{e(r.log)}</pre>" if r.log else "")]
                 for s, r in sorted(records.items())]
     rates = [[f"<code>{e(n)}</code>", _num(c.points), str(stats["pass_rate"][n]["ran"]),
               str(stats["pass_rate"][n]["passed"]), f"{stats['pass_rate'][n]['rate']:.0%}"]
              for c in _first(records).results for n in [c.name]]
     similar = [[e(p["component"]), e(p["a"]), e(p["b"]), f"{p['similarity']:.3f}"] for p in pairs]
     statuses = [[e(kind.replace("_", " ")), str(n)] for kind, n in stats["statuses"].items()]
-    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>toolkit grades: summary</title>
+    failing = stats["graded_with_a_failed_check"]
+    page = f"""<!doctype html><html lang="en"><head>{HEAD}<title>toolkit grades: summary</title>
 <style>{STYLE}</style></head><body>
 <h1>Class summary: {len(records)} submissions</h1>
 <img alt="Score distribution, pass rate per check, time per submission and submissions by status"
  src="data:image/png;base64,{image}">
 <h2>Submissions by status</h2>{_table(["status", "submissions"], statuses)}
+<p>{failing} of the graded submissions failed at least one check.</p>
 <h2>Pass rate per check</h2>{_table(["check", "points", "ran", "passed", "pass rate"], rates)}
 <h2>Similar submissions</h2>
 <p>Pairs whose code for a component is near-identical once names, comments, docstrings and formatting
@@ -212,26 +219,34 @@ are normalised (similarity &ge; {SIMILARITY_THRESHOLD:g}). A lead to look at, no
 
 
 # -- nbgrader gradebook --------------------------------------------------------------------
-def write_gradebook(db: Path, assignment: str, records: dict[str, Record]) -> None:
-    """Scores into an nbgrader gradebook: one notebook per component, one grade cell per check."""
+def write_gradebook(db: Path, records: dict[str, Record]) -> None:
+    """Scores into the nbgrader gradebook ``db`` (created if missing), with the ids of the course's
+    notebooks (``toolkit.course.gradebook_ids``): an assignment and a notebook per component, a grade
+    cell per check. A course's own ``gradebook.db`` can take them beside its autograded notebooks."""
     from nbgrader.api import Gradebook
     from sqlalchemy.exc import SAWarning
+
+    from toolkit.course import gradebook_ids
 
     if shutil.which("alembic") is None:  # nbgrader runs `alembic` to create a gradebook; it sits next to python
         os.environ["PATH"] = os.pathsep.join([sysconfig.get_path("scripts"), os.environ.get("PATH", "")])
     checks = _first(records).results
-    with Gradebook(f"sqlite:///{db}") as gb, warnings.catch_warnings():
+    ids = {c.name: gradebook_ids(c.name) for c in checks}
+    with Gradebook(f"sqlite:///{Path(db).resolve()}") as gb, warnings.catch_warnings():
         warnings.simplefilter("ignore", SAWarning)  # nbgrader's add_submission warns with SQLAlchemy 2
-        gb.update_or_create_assignment(assignment)
-        for comp in dict.fromkeys(c.component for c in checks):
-            gb.update_or_create_notebook(comp, assignment)
+        for assignment, notebook in dict.fromkeys((a, n) for a, n, _ in ids.values()):
+            gb.update_or_create_assignment(assignment)
+            gb.update_or_create_notebook(notebook, assignment)
         for c in checks:
-            gb.update_or_create_grade_cell(c.name, c.component, assignment, max_score=c.points, cell_type="code")
+            assignment, notebook, cell = ids[c.name]
+            gb.update_or_create_grade_cell(cell, notebook, assignment, max_score=c.points, cell_type="code")
         for student, record in sorted(records.items()):
             gb.update_or_create_student(student)
-            gb.update_or_create_submission(assignment, student)
+            for assignment in dict.fromkeys(a for a, _, _ in ids.values()):
+                gb.update_or_create_submission(assignment, student)
             for r in record.results:
-                grade = gb.find_grade(r.name, r.component, assignment, student)
+                assignment, notebook, cell = ids[r.name]
+                grade = gb.find_grade(cell, notebook, assignment, student)
                 grade.auto_score = min(max(r.score, 0.0), r.points)
                 grade.needs_manual_grade = False
         gb.db.commit()

@@ -144,6 +144,24 @@ def sources(sub: Submission) -> dict[str, str]:
             for rel in sub.files if (rel or sub.path.name).endswith(SUFFIXES)}
 
 
+def code(sub: Submission) -> dict[str, str]:
+    """The submission's Python code, file -> text: a ``.py`` file's text, a notebook's code cells
+    (an unreadable notebook has none)."""
+    import nbformat
+
+    from toolkit.plugins import notebook_code_cells
+
+    out = {}
+    for name, text in sources(sub).items():
+        if name.endswith(".ipynb"):
+            try:
+                text = "".join(cell for cell, _ in notebook_code_cells(nbformat.reads(text, as_version=4)))
+            except Exception:  # not a notebook nbformat can read (deep nesting included)
+                continue
+        out[name] = text
+    return out
+
+
 def remove_tree(path: Path) -> None:
     """Delete ``path`` and everything under it, however deep, without recursion or following links.
 

@@ -45,6 +45,7 @@ class Record:
     error: str = ""  # one sentence when not graded
     seconds: float = 0.0
     sandbox: str = ""
+    log: str = ""  # for the instructor only (summary.html): the child's last lines of stderr when it stopped
 
     @classmethod
     def of(cls, student: str, checks: list[Check], judged: list[Result], status: Status, error: str = "",

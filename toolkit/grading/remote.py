@@ -34,6 +34,7 @@ import re
 import select
 import struct
 import time
+import zipfile
 from functools import cached_property
 
 import torch
@@ -47,7 +48,8 @@ from toolkit.plugins import PluginError
 HEADER = struct.Struct(">Q")
 MAX_FRAME = 128 << 20  # bytes of one answer (a GPT's parameters are ~4 MB; a corpus's token ids a few MB)
 MAX_DEPTH = 12  # levels of nesting in an answer
-MAX_ITEMS = 4_000_000  # values in an answer (lists of token ids are the longest)
+MAX_ITEMS = 1_000_000  # values in an answer (lists of token ids are the longest)
+MAX_PICKLE = 4 << 20  # bytes of an answer's structure (its pickle): the rest of a frame is tensor data
 MAX_STRING = 8_000_000  # characters of one string (a decoded text)
 MAX_NUMEL = 1 << 26  # elements of one tensor (64 M)
 MAX_MESSAGE = 2000  # characters of an error message kept
@@ -169,6 +171,20 @@ def _tensor(t: torch.Tensor) -> torch.Tensor:
     return torch.Tensor._make_subclass(torch.Tensor, data.detach()).clone()
 
 
+def _check_structure(frame: bytes) -> None:
+    """Refuse, before decoding it, a ``torch.save`` frame whose pickle (its structure, not its tensor
+    data) exceeds MAX_PICKLE: weights_only's unpickler is pure Python, and millions of tiny values
+    would hold the grader's thread for minutes."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(frame)) as z:
+            size = sum(i.file_size for i in z.infolist() if i.filename.endswith("data.pkl"))
+    except (zipfile.BadZipFile, ValueError) as e:
+        raise ChildGone("the submission's process sent an unreadable answer (not a torch.save document)") from e
+    if size > MAX_PICKLE:
+        raise ChildGone(f"the submission's process sent an answer whose structure takes {size} bytes "
+                        f"(at most {MAX_PICKLE})")
+
+
 class Channel:
     """The grader's end of the two pipes to one child, with the run's deadline."""
 
@@ -186,6 +202,7 @@ class Channel:
         try:
             write_frame(self.to_child, message, deadline)
             frame = read_frame(self.from_child, deadline)
+            _check_structure(frame)
             try:
                 answer = torch.load(io.BytesIO(frame), weights_only=True)
             except Exception as e:  # not a document torch.load accepts as plain data
@@ -236,6 +253,7 @@ class Child:
     def __init__(self, channel: Channel):
         self.channel = channel
         self.limit: float | None = None  # seconds the child may spend on each call (``time_limit``)
+        self.sources: dict[str, str] = {}  # component -> the file the child says provides it (for sentences)
 
     def hello(self) -> dict:
         """The child's first message: ``{"provided": [components]}`` or ``{"error": sentence}``."""
@@ -247,6 +265,10 @@ class Child:
         provided = answer.get("provided")
         if not isinstance(provided, list) or not set(provided) <= set(COMPONENTS) or len(set(provided)) != len(provided):
             raise ChildGone("the submission's process reported components that do not exist")
+        sources = answer.get("sources")
+        if isinstance(sources, dict):
+            self.sources = {c: _message(n)[:200] for c, n in sources.items()  # never a baseline's name
+                            if c in provided and isinstance(n, str) and not n.startswith("baseline.")}
         return {"provided": provided}
 
     def request(self, *message):
@@ -352,7 +374,9 @@ class RemoteComponents:
         self._baselines = Components()
 
     def source(self, component: str) -> str:
-        return "the submission" if component == self.only else self._baselines.source(component)
+        if component == self.only:
+            return self._child.sources.get(component, "the submission")
+        return self._baselines.source(component)
 
     def call(self, hook: str, *args, **kwargs):
         if HOOKS[hook].name != self.only:

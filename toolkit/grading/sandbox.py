@@ -46,6 +46,7 @@ from toolkit.grading import intake
 ROOT = Path(__file__).resolve().parents[2]  # holds toolkit/ and graders/
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc")
 INSIDE_SUBMISSION, INSIDE_WORK = Path("/sandbox/submission"), Path("/sandbox/work")
+SHM = 64 << 20  # bytes of /dev/shm in the sandbox (the rest of /dev is read-only)
 FIRST_UID = 200_000  # unprivileged uids for children of a root grader: FIRST_UID + 0..UID_RANGE-1
 UID_RANGE = 50_000
 _uids = itertools.count()
@@ -59,7 +60,7 @@ class Limits:
     memory: int = 4 << 30  # RLIMIT_AS: address space; torch maps 0.64 GiB, training peaks under 1 GiB
     nproc: int = 256  # RLIMIT_NPROC: processes and threads of the child's uid
     file_size: int = 256 << 20  # RLIMIT_FSIZE: largest file it may write
-    scratch: int = 512 << 20  # bytes of each scratch tmpfs (/tmp, /sandbox/work); the whole box without bwrap
+    scratch: int = 256 << 20  # bytes of each scratch tmpfs (/tmp, /sandbox/work); the whole box without bwrap
     max_output: int = 1 << 20  # bytes of stdout and of stderr kept
 
 
@@ -74,8 +75,8 @@ def set_limits(limits: Limits) -> None:
 def _bwrap_base(scratch: int) -> list[str]:
     """The bwrap options every sandbox has: namespaces, a minimal read-only root, a capped /tmp."""
     args = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent",
-            "--new-session", "--dev", "/dev", "--proc", "/proc",
-            "--perms", "1777", "--size", str(scratch), "--tmpfs", "/tmp"]
+            "--new-session", "--dev", "/dev", "--remount-ro", "/dev", "--perms", "1777", "--size", str(SHM),
+            "--tmpfs", "/dev/shm", "--proc", "/proc", "--perms", "1777", "--size", str(scratch), "--tmpfs", "/tmp"]
     for d in SYSTEM_DIRS:
         if os.path.exists(d):
             args += ["--ro-bind", d, d] if not os.path.islink(d) else ["--symlink", os.readlink(d), d]
@@ -239,9 +240,10 @@ class Watchdog(threading.Thread):
     """Kills the child's session at ``deadline`` (time.monotonic), or without bubblewrap when the box
     grows past ``scratch`` bytes; ``why`` says which ("timeout", "scratch") if it did."""
 
-    def __init__(self, proc: subprocess.Popen, deadline: float, box_path: Path | None, scratch: int):
+    def __init__(self, proc: subprocess.Popen, deadline: float, box_path: Path | None, scratch: int,
+                 uid: int | None = None):
         super().__init__(daemon=True)
-        self.proc, self.deadline, self.box_path, self.scratch = proc, deadline, box_path, scratch
+        self.proc, self.deadline, self.box_path, self.scratch, self.uid = proc, deadline, box_path, scratch, uid
         self.why: str | None = None
         self.stopped = threading.Event()
 
@@ -252,7 +254,7 @@ class Watchdog(threading.Thread):
             elif self.box_path is not None and _size(self.box_path, self.scratch) > self.scratch:
                 self.why = "scratch"
             if self.why:
-                kill(self.proc)
+                kill(self.proc, self.uid)
                 return
 
     def stop(self) -> None:
@@ -273,10 +275,18 @@ def _size(path: Path, cap: int) -> int:
     return total
 
 
-def kill(proc: subprocess.Popen) -> None:
-    """SIGKILL the child's whole session (it started a new one)."""
+def kill(proc: subprocess.Popen, uid: int | None = None) -> None:
+    """SIGKILL the child's whole session (it started a new one), and every process of ``uid`` (a fresh
+    uid of its own, if given): without bubblewrap, a grandchild may have left the session."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
+    if uid is None:
+        return
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError, StopIteration, ValueError):
+            uid_line = next(ln for ln in status.read_text().splitlines() if ln.startswith("Uid:"))
+            if int(uid_line.split()[1]) == uid:
+                os.kill(int(status.parent.name), signal.SIGKILL)
 
 
 def start(argv: list[str], box_path: Path, models: list[Path], limits: Limits, fds: tuple[int, int]):

@@ -9,15 +9,16 @@ notebook) simply has no code to compare: it never stops the batch.
 from __future__ import annotations
 
 import ast
-import difflib
 import io
 import keyword
 import tokenize
+from collections import Counter
 from pathlib import Path
 
 from toolkit.components import COMPONENTS
 
 SIMILARITY_THRESHOLD = 0.9
+SHINGLE = 4  # tokens per run compared
 MAX_SOURCE = 200_000  # characters of one file compared; longer files are not compared
 
 
@@ -62,13 +63,19 @@ def similarity(a: str, b: str) -> float:
 
 
 def _ratio(a: list[str], b: list[str], at_least: float = 0.0) -> float:
-    """SequenceMatcher ratio of two token streams (0 when a cheap upper bound is below ``at_least``)."""
+    """Dice coefficient of the two streams' multisets of ``SHINGLE``-token runs: 1 for the same code,
+    0 for nothing in common. Linear in the streams' length (a quadratic diff of two long streams
+    could hold a batch for minutes); ``at_least`` lets a cheap length bound skip hopeless pairs."""
     if not a or not b:
         return 0.0
-    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
-    if matcher.real_quick_ratio() < at_least or matcher.quick_ratio() < at_least:
+    if 2 * min(len(a), len(b)) / (len(a) + len(b)) < at_least:  # the best Dice two such lengths allow
         return 0.0
-    return matcher.ratio()
+    x, y = _shingles(a), _shingles(b)
+    return 2 * sum((x & y).values()) / (sum(x.values()) + sum(y.values()))
+
+
+def _shingles(tokens: list[str]) -> Counter:
+    return Counter(tuple(tokens[i:i + SHINGLE]) for i in range(max(1, len(tokens) - SHINGLE + 1)))
 
 
 def component_code(source: str) -> dict[str, str]:
@@ -94,28 +101,23 @@ def component_code(source: str) -> dict[str, str]:
 
 def submission_code(sub) -> dict[str, str]:
     """Component -> its code in a submission (``toolkit.grading.intake.Submission``), over all its files."""
-    from toolkit.grading.intake import sources
-    from toolkit.plugins import notebook_code_cells
+    from toolkit.grading.intake import code as files
 
-    code: dict[str, str] = {}
+    result: dict[str, str] = {}
     try:
-        files = sources(sub) if not sub.refused else {}
+        texts = files(sub) if not sub.refused else {}
     except OSError:
         return {}
-    for name, text in sorted(files.items()):
+    for name, text in sorted(texts.items()):
         if len(text) > MAX_SOURCE or any(part.startswith((".", "__pycache__")) for part in Path(name).parts[1:]):
             continue
         try:
-            if name.endswith(".ipynb"):
-                import nbformat
-
-                text = "".join(cell for cell, _ in notebook_code_cells(nbformat.reads(text, as_version=4)))
             found = component_code(text)
-        except Exception:  # unreadable or unparsable (RecursionError included): nothing to compare
+        except Exception:  # unparsable (RecursionError included): nothing to compare
             continue
         for comp, part in found.items():
-            code[comp] = code.get(comp, "") + part + "\n"
-    return code
+            result[comp] = result.get(comp, "") + part + "\n"
+    return result
 
 
 def similar_pairs(code: dict[str, dict[str, str]], threshold: float = SIMILARITY_THRESHOLD) -> list[dict]:

