@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 REPORT ?= report
 
-.PHONY: demo test bench snapshots clean sandbox
+.PHONY: demo test bench snapshots clean sandbox browser
 
 $(BIN)/toolkit: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,10 +16,15 @@ sandbox:  ## bubblewrap isolates the submissions `toolkit grade` runs; without i
 	  || sudo -n apt-get install -y -q bubblewrap >/dev/null 2>&1; } \
 	  || echo "note: bubblewrap is not installed and could not be (no apt-get or no root): submissions are graded with resource limits only; see README, 'Grading untrusted code'"
 
+browser:  ## Debian's Chromium, which tests/test_pages.py drives with Playwright (never `playwright install`: no browser download)
+	@test -x /usr/bin/chromium || { s=; [ "$$(id -u)" = 0 ] || s="sudo -n"; \
+	  { $$s apt-get install -y -q chromium || { $$s apt-get update -q && $$s apt-get install -y -q chromium; }; } >/dev/null 2>&1; } \
+	  || echo "note: Chromium is not installed and could not be (no apt-get or no root): tests/test_pages.py is skipped; apt-get install chromium"
+
 demo: $(BIN)/toolkit sandbox  ## grade the instructor's solutions and write the report with plots
 	$(BIN)/toolkit run solutions/ --report $(REPORT)
 
-test: $(BIN)/toolkit sandbox  ## the whole test suite
+test: $(BIN)/toolkit sandbox browser  ## the whole test suite
 	$(BIN)/python -m pytest -q
 
 BENCHMARKS := run tokenizer throughput feedback grading

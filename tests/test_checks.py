@@ -274,7 +274,7 @@ def test_trains_like_reference(plugin, says, tmp_path):
 
 
 # -- hidden checks (graders/hidden): the solution, live, on inputs the public checks never use ----
-HIDDEN = {c.name: c for c in collect(None, include_hidden=True) if c.hidden}
+HIDDEN = {c.name: c for c in collect(COMPONENTS + ["sft_mask"], include_hidden=True) if c.hidden}  # sampler's: its own file
 HIDDEN_BEHAVIOURAL = ["reward.rlhf_judged_by_solution"]  # tested with the reward behaviour below
 HIDDEN_CASES = {  # check -> (a correct plugin written differently, a wrong plugin, what its reason says)
     "tokenizer.merges_on_another_corpus": ("tok_incremental.py", "tok_first_seen_tiebreak.py", "merge #19 is"),

@@ -4,6 +4,7 @@ generation, all on a tiny configuration so that the whole file runs in a few sec
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -12,9 +13,9 @@ import torch
 from torch.nn import functional as F
 
 from toolkit.baselines import SDPAttention
-from toolkit.model import GPT, GPTConfig
+from toolkit.model import GPT, GPTConfig, KVCache
 from toolkit.plugins import Components, build_manager, load_submission
-from toolkit.sample import generate
+from toolkit.sample import generate, sample_next, stream
 from toolkit.train import TrainConfig, lr_at, masked_loss, pretrain, sft, stream_batch, stream_loss
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -379,6 +380,157 @@ def test_top_k_one_is_greedy_and_top_k_limits_the_choice():
         assert all(row[0] in allowed for row, allowed in zip(out, top3))
 
 
+# -- the KV cache ------------------------------------------------------------------------------
+def uncached(model: GPT) -> GPT:
+    """The same model, seen as one whose attention does not support the cache (as a student's)."""
+    class NoCache(GPT):
+        supports_cache = False
+    model.__class__ = NoCache
+    return model
+
+
+def test_the_cache_is_used_for_the_baseline_attention_only(solution_attention):
+    assert make_model().supports_cache
+    assert not make_model(solution_attention).supports_cache  # a plugin only promises forward(x)
+
+    class Sub(SDPAttention):  # a subclass may compute anything: no cache
+        pass
+    assert not make_model(Sub).supports_cache
+    with pytest.raises(AssertionError, match="cache"):
+        make_model(solution_attention)(prompt_ids(), cache=KVCache())
+
+
+def test_cached_logits_match_the_whole_context(counting):
+    """Prompt read into the cache, then one token at a time: the logits of every position match a
+    forward pass over the whole sequence, up to the last position the block holds."""
+    for model in (counting[0], make_model(seed=1)):
+        idx = torch.randint(CFG.vocab_size, (3, CFG.block_size), generator=torch.Generator().manual_seed(2))
+        with torch.no_grad():
+            full = model(idx)  # (B, T, V)
+            cache = KVCache()
+            parts = [model(idx[:, :5], cache=cache)]  # the prompt: 5 tokens at once
+            parts += [model(idx[:, t:t + 1], cache=cache) for t in range(5, 9)]  # then one by one
+            parts.append(model(idx[:, 9:], cache=cache))  # then several at once again
+        assert len(cache) == CFG.block_size
+        assert len(cache.layers) == CFG.n_layer and cache.layers[0][0].shape == (3, CFG.n_head, CFG.block_size,
+                                                                                  CFG.n_embd // CFG.n_head)
+        torch.testing.assert_close(torch.cat(parts, 1), full, rtol=0, atol=1e-5)
+        with torch.no_grad():
+            assert torch.equal(parts[0], model(idx[:, :5]))  # reading the prompt is the plain forward pass
+        with pytest.raises(AssertionError, match="block_size"):
+            model(idx[:, :1], cache=cache)  # the block is full
+
+
+def test_generation_with_the_cache_gives_the_tokens_of_recomputing(counting):
+    """Greedy and sampled (same generator), within the block and past it (where each step reads the
+    last block_size tokens again, as without a cache)."""
+    trained = counting[0]
+    idx = torch.stack([counting[1][s: s + 5] for s in range(4)])
+    for model in (trained, make_model(seed=0)):
+        for n_new in (8, CFG.block_size):  # within the block; past it
+            runs = {}
+            for name, m in (("cached", model), ("recomputed", uncached(copy.deepcopy(model)))):
+                runs[name] = (generate(m, idx, n_new, temperature=0),
+                              generate(m, idx, n_new, temperature=1.0, top_k=20, top_p=0.9,
+                                       generator=torch.Generator().manual_seed(3)))
+            assert runs["cached"] == runs["recomputed"]
+    assert generate(trained, idx[:1], 10, temperature=0) == [counting[1][5:15].tolist()]
+
+
+def test_stream_yields_what_generate_returns():
+    model = make_model(seed=0)
+    ids = prompt_ids(B=1)[0].tolist()
+    out = generate(model, torch.tensor([ids]), 12, temperature=1.0, generator=torch.Generator().manual_seed(5))[0]
+    assert list(stream(model, ids, 12, 1.0, generator=torch.Generator().manual_seed(5))) == out
+    assert list(stream(model, ids, 12, 1.0, stop_ids={out[3]}, generator=torch.Generator().manual_seed(5))) \
+        == out[: out.index(out[3]) + 1]
+
+
+# -- the sampling step --------------------------------------------------------------------------
+def test_generate_calls_the_sampler_once_per_step_with_every_row():
+    model = make_model(seed=0)
+    idx = prompt_ids(B=3)
+    calls = []
+
+    def sampler(logits, temperature, top_k, top_p, generator):
+        calls.append((tuple(logits.shape), temperature, top_k, top_p, generator))
+        return torch.tensor([7, 8, 9 if len(calls) < 4 else 5])  # row 0 stops at once, row 2 at step 4
+
+    gen = torch.Generator()
+    out = generate(model, idx, 10, 0.5, 3, {7, 5}, gen, top_p=0.8, sampler=sampler)
+    assert out == [[7], [8] * 10, [9, 9, 9, 5]]  # rows that stopped keep their stop token and no more
+    assert calls == [((3, CFG.vocab_size), 0.5, 3, 0.8, gen)] * 10  # all 3 rows at every step, stopped or not
+
+
+def test_generate_runs_until_every_row_stopped_or_the_budget():
+    model = make_model(seed=0)
+    n = []
+    sampler = lambda logits, *a: (n.append(1), torch.full((logits.shape[0],), 4 if len(n) < 6 else 6))[1]  # noqa
+    assert generate(model, prompt_ids(B=2), 10, 1.0, stop_ids={6}, sampler=sampler) == [[4] * 5 + [6]] * 2
+    assert len(n) == 6
+    n.clear()
+    assert generate(model, prompt_ids(B=2), 3, 1.0, stop_ids={6}, sampler=sampler) == [[4] * 3] * 2
+
+
+@pytest.mark.parametrize("bad", [torch.tensor([1, 2]), torch.tensor([[1], [2], [3]]), torch.tensor([1.0, 2.0, 3.0]),
+                                 [1, 2, 3]])
+def test_a_sampler_that_breaks_the_contract_is_named(bad):
+    with pytest.raises(ValueError, match="sampler returned .*expected a LongTensor of shape \\(3,\\)"):
+        generate(make_model(), prompt_ids(B=3), 4, sampler=lambda *a: bad)
+
+
+def test_sample_next_greedy_is_argmax_lowest_id_on_ties():
+    logits = torch.tensor([[0.0, 2.0, 2.0, 1.0], [5.0, -1.0, 5.0, 5.0]])
+    for top_k, top_p in ((None, None), (1, 0.1), (3, 0.99)):
+        assert sample_next(logits, 0, top_k, top_p, None).tolist() == [1, 0]
+
+
+def draws(logits, n=2000, seed=0, **kw) -> torch.Tensor:
+    """n tokens drawn for one row of logits: (n,)."""
+    kw = {"temperature": 1.0, "top_k": None, "top_p": None, **kw}
+    return sample_next(logits.expand(n, -1), generator=torch.Generator().manual_seed(seed), **kw)
+
+
+def test_sample_next_top_k_keeps_the_ties_with_the_kth_value():
+    logits = torch.tensor([[3.0, 1.0, 2.0, 2.0, 0.0]])
+    assert set(draws(logits, top_k=2).tolist()) == {0, 2, 3}  # 2 and 3 tie for second place
+    assert set(draws(logits, top_k=1).tolist()) == {0}
+    assert set(draws(logits, top_k=99).tolist()) == {0, 1, 2, 3, 4}
+
+
+def test_sample_next_top_p_keeps_the_token_that_crosses_p():
+    probs = torch.tensor([[0.10, 0.45, 0.05, 0.25, 0.15]])  # the hookspec's example
+    logits = probs.log()
+    got = draws(logits, n=20000, top_p=0.6)
+    assert set(got.tolist()) == {1, 3}  # 0.45 < 0.6; with 0.25 the mass reaches 0.70: both kept
+    assert (got == 1).float().mean().item() == pytest.approx(0.45 / 0.70, abs=0.02)
+    assert set(draws(logits, top_p=0.45).tolist()) == {1}  # the top token alone reaches it
+    assert set(draws(logits, top_p=1e-9).tolist()) == {1}  # never dropped
+    assert set(draws(logits, top_p=0.71).tolist()) == {1, 3, 4}
+    ties = torch.tensor([[0.0, 1.0, 1.0, 1.0]]).log_softmax(-1)
+    assert set(draws(ties, top_p=0.5).tolist()) == {1, 2}  # equal probabilities: the lower ids first
+    # temperature first, then top-k, then top-p over what top-k kept (renormalised)
+    assert set(draws(logits, top_k=3, top_p=0.6).tolist()) == {1, 3}
+    assert set(draws(logits, top_k=2, top_p=0.6).tolist()) == {1}  # 0.45 / 0.70 = 0.64 >= 0.6
+    assert set(draws(logits, temperature=100.0, top_p=0.5).tolist()) == {1, 3, 4}  # near-uniform: 3 of 5 needed
+
+
+def test_sample_next_is_todays_sampler_and_draws_from_the_generator_only():
+    """Without top-p it is exactly the inline sampler generate had: the same tokens for a seed."""
+    logits = torch.randn(16, 50, generator=torch.Generator().manual_seed(0)) * 3
+    for t, k in ((1.0, None), (0.7, 5), (2.0, 1)):
+        scaled = logits / t
+        if k is not None:
+            scaled = scaled.masked_fill(scaled < torch.topk(scaled, k).values[:, -1:], float("-inf"))
+        old = torch.multinomial(F.softmax(scaled, -1), 1, generator=torch.Generator().manual_seed(9)).squeeze(1)
+        torch.manual_seed(0)
+        new = sample_next(logits, t, k, None, torch.Generator().manual_seed(9))
+        torch.manual_seed(1)  # the global generator changes nothing
+        again = sample_next(logits, t, k, None, torch.Generator().manual_seed(9))
+        assert torch.equal(new, old) and torch.equal(again, old)
+        assert new.dtype == torch.long and new.shape == (16,)
+
+
 # -- the learning-rate schedule ---------------------------------------------------------------
 def test_lr_warmup_is_linear_up_to_the_peak():
     cfg = TrainConfig(steps=100, lr=1e-3, warmup=10)
@@ -446,3 +598,43 @@ def test_the_reward_model_is_cached_only_when_its_code_is_given(tmp_path):
     assert loaded.curves["reward"] == trained.curves["reward"]
     other = Pipeline(reward, config, tmp_path, log=logs.append, reward_code=code + "\n# edited\n")
     assert other.reward_key() != trained.reward_key()
+
+
+# -- the data stages, built once per process ----------------------------------------------------
+def _data_pipeline(components: Components | None = None, **changes):
+    from dataclasses import replace
+
+    from toolkit.pipeline import Pipeline, PipelineConfig
+
+    config = replace(PipelineConfig.small(), n_docs=311, **changes)  # a size no other test uses: built here first
+    return Pipeline(components, config, log=lambda m: None)
+
+
+def test_pipelines_share_the_baseline_data_and_each_gets_its_own_copy():
+    a, b = _data_pipeline(), _data_pipeline()
+    assert a.tokenizer is not b.tokenizer and a.tokenizer.words == b.tokenizer.words
+    assert "tokenizer" in a.timings and "tokenizer" not in b.timings  # trained once, in the first pipeline
+    assert a.corpus == b.corpus and a.conversations == b.conversations and a.conversations is not b.conversations
+    assert torch.equal(a.stream, b.stream) and a.stream.data_ptr() != b.stream.data_ptr()
+    # what a caller does to its copy reaches no other pipeline
+    want = b.stream.clone()
+    a.stream[:10] = 0
+    a.tokenizer.words.clear()
+    a.conversations.append("mutated")
+    c = _data_pipeline()
+    assert torch.equal(c.stream, want) and c.tokenizer.words == b.tokenizer.words and c.conversations == b.conversations
+    # another key, other data
+    other = _data_pipeline(vocab_size=600)
+    assert other.tokenizer.vocab_size == 600 != c.tokenizer.vocab_size
+    assert other.corpus == c.corpus  # the corpus does not depend on the vocabulary
+
+
+def test_a_submissions_tokenizer_is_trained_by_every_pipeline():
+    """Only the baseline's tokenizer is shared: a student's code may depend on anything."""
+    mine = Components(build_manager(load_submission(ROOT / "solutions" / "tokenizer.py")), only="tokenizer")
+    a, b = _data_pipeline(mine), _data_pipeline(mine)
+    assert a.tokenizer is not b.tokenizer and "tokenizer" in a.timings and "tokenizer" in b.timings
+    assert a.tokenizer.merges == b.tokenizer.merges
+    assert torch.equal(a.stream, b.stream)
+    baseline = _data_pipeline()
+    assert not torch.equal(baseline.stream[:100], a.stream[:100])  # never the baseline's stream either

@@ -1,13 +1,19 @@
-"""The behaviour probe without a model: first sentences, the four classes, Wilson intervals,
-the class distribution and the prompt sets. Generations are written by hand.
+"""The behaviour probe: first sentences, the four classes, Wilson intervals, the class
+distribution and the prompt sets, on generations written by hand; then how the probe drives
+generation, with a tiny untrained model.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+from collections import Counter
 
 import pytest
+import torch
 
+from toolkit.baselines import SDPAttention, WholeWordTokenizer
+from toolkit.model import GPT, GPTConfig
 from toolkit.probe import (
     HEADLINE,
     LABELS,
@@ -18,9 +24,11 @@ from toolkit.probe import (
     first_sentence,
     headline_prompts,
     prompt_set,
+    run_probe,
+    run_user_turn,
     wilson,
 )
-from toolkit.template import ASSISTANT, BOS, END, USER
+from toolkit.template import ASSISTANT, BOS, END, USER, chat_prompt
 from toolkit.world import FAMILIES, RUDE_ANSWERS, Fact, World
 
 FRANCE = Fact("capital", "France", "Paris")
@@ -249,3 +257,47 @@ def test_headline_prompts(world):
         assert p.fact == FRANCE
         assert p.kind == "seen"  # the headline fact is never held out
     assert classify(world, prompts[0], " The capital of France is Paris .<|end|>") == ("Answer", True)
+
+
+# -- generation: one batch per prompt length, the sampler passed through --------------------------
+@pytest.fixture(scope="module")
+def tiny(world):
+    """A tokenizer of the prompts' words and an untrained one-layer GPT (SDPA attention: cached)."""
+    tok = WholeWordTokenizer()
+    tok.train("".join(chat_prompt(p.question) for p in prompt_set(world)), 400)
+    torch.manual_seed(0)
+    return tok, GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=16), SDPAttention)
+
+
+def test_the_probe_generates_each_prompt_length_in_one_batch(world, tiny):
+    tok, model = tiny
+    prompts = prompt_set(world)
+    batches = []
+
+    def sampler(logits, temperature, top_k, top_p, generator):  # every row ends at once
+        batches.append((logits.shape[0], temperature, top_p))
+        return torch.full((logits.shape[0],), tok.special_tokens[END])
+
+    gens = run_probe(model, tok, world, prompts, chat=True, temperature=0.5, top_p=0.9, sampler=sampler)
+    lengths = Counter(len(tok.encode(chat_prompt(p.question))) for p in prompts)
+    assert sorted(b for b, _, _ in batches) == sorted(lengths.values())  # one call per length: all its prompts
+    assert {(t, p) for _, t, p in batches} == {(0.5, 0.9)}
+    assert all(g.text == END and g.label == "Gibberish" for g in gens)
+    calls = []
+    sampler_user = lambda logits, *args: (calls.append(logits.shape[0]), torch.full((logits.shape[0],), 65))[1]  # noqa
+    assert run_user_turn(model, tok, world, n=7, sampler=sampler_user) == 0.0  # "A" * 16 is no question
+    assert calls == [7] * 16
+
+
+def test_the_probe_gives_the_same_replies_with_and_without_the_cache(world, tiny):
+    tok, model = tiny
+
+    class Recompute(GPT):
+        supports_cache = False
+    recompute = copy.deepcopy(model)
+    recompute.__class__ = Recompute
+    prompts = prompt_set(world, n_seen=10, n_held_out=10, ambiguous_repeats=1)
+    for chat, t in ((True, 0.0), (False, 1.0)):
+        a = run_probe(model, tok, world, prompts, chat=chat, temperature=t, seed=3)
+        b = run_probe(recompute, tok, world, prompts, chat=chat, temperature=t, seed=3)
+        assert [g.text for g in a] == [g.text for g in b]

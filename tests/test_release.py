@@ -30,6 +30,10 @@ def test_release_holds_no_solution_and_no_hidden_check(release):
         assert "BEGIN SOLUTION" not in notebook.read_text()
 
 
+def test_release_readme_names_the_project_not_the_clone_s_folder(release):
+    assert (release / "README.md").read_text().startswith("# toolkit: student release\n")
+
+
 def test_leak_scan_finds_a_planted_line_of_solution_code(release, tmp_path):
     line = sorted(secret_lines())[len(secret_lines()) // 2]
     planted = tmp_path / "copy"

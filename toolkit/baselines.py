@@ -118,3 +118,12 @@ class BaselineReward:
     def toolkit_reward_loss(self, chosen, rejected):
         """Regression to fixed targets (+1 chosen, -1 rejected) instead of a comparison."""
         return 0.5 * (F.mse_loss(chosen, torch.ones_like(chosen)) + F.mse_loss(rejected, -torch.ones_like(rejected)))
+
+
+class BaselineSampler:
+    @hookimpl
+    def toolkit_sample(self, logits, temperature, top_k, top_p, generator):
+        """The toolkit's own sampler: correct, but not the student's (``sampler.written_out`` fails)."""
+        from toolkit.sample import sample_next  # not at the top: toolkit.sample imports toolkit.model, which imports us
+
+        return sample_next(logits, temperature, top_k, top_p, generator)

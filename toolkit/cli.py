@@ -1,4 +1,9 @@
-"""The ``toolkit`` command line."""
+"""The ``toolkit`` command line.
+
+Every command that runs student code follows one discipline: a submission that cannot be
+loaded or breaks the contract gets one sentence on stderr (``error: FILE: ...``, naming the
+file, the hook and what was expected), never a traceback, and the exit code of ``EXIT_CODES``.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,52 @@ import contextlib
 import importlib
 import json
 import sys
+import textwrap
+from enum import IntEnum
 from pathlib import Path
 
 import click
 
 from toolkit.components import COMPONENTS
-from toolkit.plugins import SubmissionError
+from toolkit.plugins import PluginError, SubmissionError
 
-EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+class Exit(IntEnum):
+    """The exit codes of every command."""
+
+    OK = 0  # success: for ``toolkit run``, every check passed
+    FAILED = 1  # some check failed or scored partially (``toolkit run`` only)
+    USAGE = 2  # usage error, or the submission cannot be loaded or breaks the contract
+
+
+BROKEN = "usage error, or the submission cannot be loaded or breaks the contract"
+EXIT_CODES: dict[str, dict[Exit, str]] = {
+    "run": {Exit.OK: "every check passed",
+            Exit.FAILED: "some check failed or scored partially (a hook's wrong return value fails the check that "
+                         "called it)",
+            Exit.USAGE: f"{BROKEN}; or -c names a component the submission does not provide"},
+    "grade": {Exit.OK: "the batch completed, whatever the scores (a submission that cannot be loaded is graded "
+                       "load_error)",
+              Exit.USAGE: "usage error: SUBMISSIONS_DIR missing or without submissions, --gradebook or --scheduler "
+                          "without its package"},
+    "plugins": {Exit.OK: "the hooks were listed", Exit.USAGE: BROKEN},
+    "chat": {Exit.OK: "the input ended",
+             Exit.USAGE: f"{BROKEN}, a mask's wrong return value included (no chat model can be trained with it)"},
+    "record": {Exit.OK: "the snapshots were written",
+               Exit.USAGE: f"{BROKEN}, a hook's wrong return value included (its snapshot is not written); or -c "
+                           "names a component the submission does not provide"},
+    "release": {Exit.OK: "the release was written",
+                Exit.USAGE: "OUT_DIR is not empty, or solution code would ship (nothing written)"},
+}
+"""Command -> exit code -> what it means there. Each command's --help and the README's table
+(``python -m toolkit.docs``) are rendered from it."""
+
+
+def exit_codes_help(command: str) -> str:
+    """The "Exit codes" paragraph of a command's --help (``\\b``: click keeps its lines)."""
+    lines = [textwrap.fill(meaning, 78, initial_indent=f"  {int(code)}  ", subsequent_indent=" " * 5)
+             for code, meaning in EXIT_CODES[command].items()]
+    return "\b\nExit codes:\n" + "\n".join(lines)
 
 
 def _err(msg: str) -> None:
@@ -21,8 +64,20 @@ def _err(msg: str) -> None:
 
 
 def _fail_usage(msg: str):
+    """One sentence on stderr, exit 2: usage errors and submissions that break the contract."""
     _err(f"error: {msg}")
-    sys.exit(EXIT_USAGE)
+    sys.exit(Exit.USAGE)
+
+
+def _command(name: str):
+    """``@main.command()`` with the exit codes of ``EXIT_CODES[name]`` at the end of its --help."""
+    return main.command(name, epilog=exit_codes_help(name))
+
+
+def _not_provided(submission: str, provided, asked) -> str:
+    """The usage error of ``-c`` naming components the submission does not provide."""
+    absent = ", ".join(c for c in asked if c not in provided)
+    return f"{submission} provides {', '.join(provided) or 'no component'}, not {absent} (asked with -c)"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,10 +86,11 @@ def main():
     """Build a GPT from scratch as plugins, and grade them."""
 
 
-@main.command()
+@_command("run")
 @click.argument("submission", required=False)
 @click.option("--component", "-c", "components", multiple=True, type=click.Choice(list(COMPONENTS)),
-              help="Check only this component (repeatable). Default: every component the submission provides.")
+              help="Check only this component (repeatable); the submission must provide it. "
+                   "Default: every component the submission provides.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout instead of the table.")
 @click.option("--report", type=click.Path(file_okay=False, path_type=Path),
               help="Write index.html (with plots) and results.json to this directory.")
@@ -46,14 +102,8 @@ def run(submission, components, as_json, report, baseline, public_only, fast):
 
     Each component the submission provides is swapped into the reference pipeline on its own,
     the others coming from the baselines. Progress goes to stderr.
-
-    \b
-    Exit codes:
-      0  every check passed
-      1  some check failed
-      2  usage error, or the submission could not be loaded or breaks the contract
     """
-    from toolkit.runner import hidden_available, run_submission
+    from toolkit.runner import NotProvided, hidden_available, run_submission
 
     if bool(submission) == baseline:
         _fail_usage("give a SUBMISSION or --baseline (one of them)")
@@ -63,11 +113,11 @@ def run(submission, components, as_json, report, baseline, public_only, fast):
         with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
             result = run_submission(None if baseline else submission, list(components) or None, report_dir=report,
                                     include_hidden=include_hidden, behavioural=not fast, log=log)
-    except SubmissionError as e:
+    except (SubmissionError, NotProvided) as e:
+        message = _not_provided(submission, e.provided, components) if isinstance(e, NotProvided) else str(e)
         if as_json:
-            click.echo(json.dumps({"submission": submission, "error": str(e)}))
-        _err(f"error: {e}")
-        sys.exit(EXIT_USAGE)
+            click.echo(json.dumps({"submission": submission, "error": message}))
+        _fail_usage(message)
     if report:
         from toolkit.report import write_report
         path = write_report(result, report)
@@ -76,7 +126,7 @@ def run(submission, components, as_json, report, baseline, public_only, fast):
         click.echo(json.dumps(result.to_dict(), default=str))
     else:
         _print_table(result)
-    sys.exit(EXIT_PASS if result.passed and result.results else EXIT_FAIL)
+    sys.exit(Exit.OK if result.passed and result.results else Exit.FAILED)
 
 
 def _print_table(result) -> None:
@@ -97,7 +147,7 @@ def _print_table(result) -> None:
         console.print(f"not provided: {', '.join(result.missing)}")
 
 
-@main.command()
+@_command("grade")
 @click.argument("submissions_dir", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Write grades.csv, gradescope/, feedback/ and summary.html to this directory.")
@@ -109,8 +159,10 @@ def _print_table(result) -> None:
                    "models with 2 torch threads).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=600, show_default=True,
               metavar="SECONDS", help="Wall-clock limit per submission; past it the submission's status is timeout.")
-@click.option("--gradebook", "assignment", metavar="ASSIGNMENT",
-              help="Also write the scores into GRADES_DIR/gradebook.db, an nbgrader gradebook, under ASSIGNMENT.")
+@click.option("--gradebook", type=click.Path(dir_okay=False, path_type=Path), metavar="GRADEBOOK_DB",
+              help="Also write the scores into this nbgrader gradebook (an SQLite file, created if missing), with "
+                   "the assignment, notebook and cell ids of toolkit.course: one assignment per component, so a "
+                   "course's own gradebook.db can take them. Needs pip install 'toolkit[course]'.")
 @click.option("--scheduler", metavar="tcp://HOST:PORT|local",
               help="Run each submission as a Dask task on this cluster ('local': an embedded LocalCluster); "
                    "needs pip install 'toolkit[grid]'. Default: a local thread pool.")
@@ -118,19 +170,13 @@ def _print_table(result) -> None:
               help="Address-space limit of each grading process (RLIMIT_AS).")
 @click.option("--nproc", type=click.IntRange(min=8), default=256, show_default=True,
               help="Processes and threads each grading process may run (RLIMIT_NPROC).")
-def grade(submissions_dir, out, fast, components, workers, timeout, assignment, scheduler, memory_gb, nproc):
+def grade(submissions_dir, out, fast, components, workers, timeout, gradebook, scheduler, memory_gb, nproc):
     """Grade a class: every entry of SUBMISSIONS_DIR (one sub-folder, .py or .ipynb per student).
 
     Each submission's code runs in its own sandboxed child process, which only answers the
     grader's calls to its hooks; every check, public and hidden, is judged in the grader. A
     crashing or hanging submission never stops the batch. Writes into --out (GRADES_DIR):
     grades.csv, gradescope/<student>/results.json, feedback/<student>/index.html, summary.html.
-
-    \b
-    Exit codes:
-      0  the batch completed (whatever the students' scores)
-      2  usage error: SUBMISSIONS_DIR missing or without submissions,
-         or --gradebook without nbgrader installed
     """
     import importlib.util
 
@@ -141,20 +187,21 @@ def grade(submissions_dir, out, fast, components, workers, timeout, assignment, 
         submissions = find_submissions(submissions_dir)
     except ValueError as e:
         _fail_usage(str(e))
-    if assignment and importlib.util.find_spec("nbgrader") is None:
+    if gradebook and importlib.util.find_spec("nbgrader") is None:
         _fail_usage("--gradebook needs nbgrader: pip install 'toolkit[course]'")
     if scheduler and importlib.util.find_spec("distributed") is None:
         _fail_usage("--scheduler needs dask.distributed: pip install 'toolkit[grid]'")
     options = Options(fast, tuple(components), timeout, memory=int(memory_gb * (1 << 30)), nproc=nproc)
-    records = grade_class(submissions, out, options, workers, assignment, scheduler)
+    records = grade_class(submissions, out, options, workers, gradebook and gradebook.resolve(), scheduler)
     _err(f"{len(records)} submissions: {status_counts(records)}; see {out / 'grades.csv'} and {out / 'summary.html'}")
     modes = sorted({r.sandbox for r in records.values()} - {""})
     _err(f"sandbox: {', '.join(modes)}")
 
 
-@main.command()
+@_command("plugins")
 @click.argument("submission", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON document: hook -> answering plugin, and the installed entry points.")
 def plugins(submission, as_json):
     """List the hooks and the plugin that answers each (with SUBMISSION loaded, if given)."""
     from toolkit.plugins import answering_plugins, build_manager, installed_plugins, load_submission
@@ -175,13 +222,14 @@ def plugins(submission, as_json):
         click.echo(f"installed entry point {ep['name']} -> {ep['target']}{status}")
 
 
-@main.command()
+@_command("chat")
 @click.argument("submission", required=False)
 @click.option("--base", is_flag=True, help="Talk to the base model (a completion engine) instead of the chat model.")
 @click.option("--temperature", "-t", default=0.8, show_default=True, type=click.FloatRange(min=0),
-              help="0 for greedy.")
+              help="Sampling temperature; 0 for greedy.")
 @click.option("--top-k", "-k", default=None, type=click.IntRange(min=1), help="Sample among the k likeliest tokens.")
-@click.option("--max-tokens", default=40, show_default=True, type=click.IntRange(min=1))
+@click.option("--max-tokens", default=40, show_default=True, type=click.IntRange(min=1),
+              help="Longest reply, in tokens (a reply also ends at its stop token).")
 def chat(submission, base, temperature, top_k, max_tokens):
     """Talk to the chat model fine-tuned with SUBMISSION's SFT mask (the baseline's without one).
 
@@ -192,17 +240,17 @@ def chat(submission, base, temperature, top_k, max_tokens):
 
     try:
         chat_loop(submission, base, temperature, top_k, max_tokens)
-    except SubmissionError as e:
+    except (SubmissionError, PluginError) as e:  # a mask that returns a wrong value: no chat model to talk to
         _fail_usage(str(e))
 
 
-@main.command()
+@_command("release")
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 def release(out_dir):
     """Write the student release to OUT_DIR: toolkit, public checks, nbgrader student notebooks.
 
     No solutions, no hidden checks, no solution code in any notebook: the release is scanned
-    and nothing is written if a line of solution code is found. Exit code 2 on failure.
+    and nothing is written if a line of solution code is found.
     """
     from toolkit.release import build_release
 
@@ -213,28 +261,44 @@ def release(out_dir):
     _err(f"student release: {path}")
 
 
-@main.command()
+@_command("record")
 @click.argument("submission", default="solutions/")
-@click.option("--component", "-c", "components", multiple=True, type=click.Choice(list(COMPONENTS)))
-def record(submission, components):
-    """Re-record the public snapshots in graders/snapshots/ from SUBMISSION (the solutions)."""
+@click.option("--component", "-c", "components", multiple=True, type=click.Choice(list(COMPONENTS)),
+              help="Record only this component's snapshot (repeatable); the submission must provide it. "
+                   "Default: every component it provides.")
+@click.option("--snapshots", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write the snapshots to this directory instead of graders/snapshots/.")
+def record(submission, components, snapshots):
+    """Re-record the public snapshots in graders/snapshots/ from SUBMISSION (default: solutions/).
+
+    A snapshot holds the solution's outputs that the public checks compare against, and its
+    measured behaviour that sets the behavioural checks' thresholds.
+    """
     from toolkit.checks import SNAPSHOT_DIR
     from toolkit.plugins import Components, build_manager, load_submission, provided_components
 
     try:
         plugins_ = load_submission(submission)
-        pm = build_manager(plugins_)
+        pm, provided = build_manager(plugins_), provided_components(plugins_)
     except SubmissionError as e:
         _fail_usage(str(e))
-    SNAPSHOT_DIR.mkdir(parents=True, exist_ok=True)
-    for comp in provided_components(plugins_):
-        if components and comp not in components:
-            continue
+    if any(c not in provided for c in components):
+        _fail_usage(_not_provided(submission, provided, components))
+    folder = snapshots or SNAPSHOT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    for comp in [c for c in provided if not components or c in components]:
         grader = importlib.import_module(f"graders.{comp}")
         if not hasattr(grader, "record"):
             continue
-        data = grader.record(Components(pm, only=comp))
-        path = SNAPSHOT_DIR / f"{comp}.json"
+        try:
+            data = grader.record(Components(pm, only=comp))
+        except PluginError as e:  # a hook that returns a wrong value: no snapshot from it
+            _fail_usage(str(e))
+        except Exception as e:  # the submission's code failed inside what a hook returned
+            from toolkit.checks import _student_frame
+
+            _fail_usage(f"{submission}: recording the {comp} snapshot failed: {type(e).__name__}: {e}{_student_frame(e)}")
+        path = folder / f"{comp}.json"
         path.write_text(json.dumps(data, indent=1) + "\n")
         _err(f"recorded {path}")
 

@@ -55,6 +55,8 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in (
               "which targets count in the SFT loss"),
     Component("reward", ("toolkit_reward_model", "toolkit_reward_loss"), baselines.BaselineReward,
               "reward model head and pairwise preference loss"),
+    Component("sampler", ("toolkit_sample",), baselines.BaselineSampler,
+              "next-token sampling: greedy, temperature, top-k, top-p"),
 )}
 
 HOOKS: dict[str, Component] = {hook: c for c in COMPONENTS.values() for hook in c.hooks}

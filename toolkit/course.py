@@ -12,7 +12,8 @@ checkout of this repository). Typical use::
 Every step is the real nbgrader (``python -m nbgrader ...`` in a subprocess, in the course
 directory, with ``environment()``), so ``cd course && nbgrader autograde attention`` does
 the same by hand. The autograded test cells call ``toolkit.notebook.grade``, which runs one
-check and returns its points; nbgrader records them in ``<root>/gradebook.db``.
+check and returns its points; nbgrader records them in ``<root>/gradebook.db``, under the ids
+of ``gradebook_ids``, the same ``toolkit grade --gradebook`` writes.
 """
 
 from __future__ import annotations
@@ -32,14 +33,36 @@ TIMEOUT = 900  # seconds per cell: behavioural checks train models; nbgrader's d
 
 CONFIG = '''\
 # Written by toolkit.course.setup.
+from toolkit.course import sanitize_preprocessors
+
 c = get_config()  # noqa: F821
 c.CourseDirectory.root = {root!r}
 c.CourseDirectory.db_url = {db_url!r}
 # Behavioural checks pretrain and fine-tune models inside a test cell: minutes, not seconds.
 c.ExecutePreprocessor.timeout = {timeout}
+# Put hidden tests back without nbgrader's false alarm on each of them (see RestoreHiddenTests).
+c.Autograde.sanitize_preprocessors = sanitize_preprocessors()
 '''
 
 _GRADE_CALL = re.compile(r"""grade\(\s*["']([\w.]+)["']""")
+
+
+def gradebook_ids(check: str) -> tuple[str, str, str]:
+    """Where check ``<component>.<name>`` is scored in an nbgrader gradebook: (assignment, notebook,
+    grade cell id) = ``(component, component, "<component>-<name>")``.
+
+    The one rule of both ways to fill a gradebook: the course (an assignment per component, its
+    notebook ``assignments/<component>/<component>.ipynb``, whose test cells carry these ids) and
+    ``toolkit grade --gradebook`` (``toolkit.grading.exports.write_gradebook``). So one gradebook
+    can hold students autograded from their notebooks and students graded from their plugins.
+    """
+    component, _, name = check.partition(".")
+    return component, component, f"{component}-{name}"
+
+
+def check_of(grade_id: str) -> str:
+    """The check a grade cell id of ``gradebook_ids`` scores: ``"sft_mask-behaviour"`` -> ``"sft_mask.behaviour"``."""
+    return grade_id.replace("-", ".", 1)
 
 
 def assignments() -> list[str]:
@@ -111,13 +134,61 @@ def check_cells(notebook: str | Path) -> dict[str, tuple[str, float]]:
 
 
 def scores(root: str | Path, assignment: str, student: str) -> dict[str, float]:
-    """Points per check of a graded submission, read from the gradebook (check name -> score)."""
+    """Points per check of a graded submission, read from ``<root>/gradebook.db`` (check name -> score)."""
     from nbgrader.api import Gradebook
 
-    root = Path(root).resolve()
-    out = {}
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
-        for nb in gb.find_submission(assignment, student).notebooks:
-            checks = check_cells(root / "source" / assignment / f"{nb.name}.ipynb")
-            out.update({checks[g.name][0]: g.score for g in nb.grades if g.name in checks})
-    return out
+    with Gradebook(f"sqlite:///{Path(root).resolve() / 'gradebook.db'}") as gb:
+        return {check_of(g.name): g.score for nb in gb.find_submission(assignment, student).notebooks
+                for g in nb.grades}
+
+
+# -- autograding without false alarms ----------------------------------------------------------
+def released_source(source: str) -> str:
+    """A cell's source as ``nbgrader generate_assignment`` releases it: the lines from
+    ``### BEGIN HIDDEN TESTS`` to ``### END HIDDEN TESTS`` removed (as its ClearHiddenTests does)."""
+    kept, hidden = [], False
+    for line in source.split("\n"):
+        if "BEGIN HIDDEN TESTS" in line:
+            hidden = True
+        elif "END HIDDEN TESTS" in line:
+            hidden = False
+        elif not hidden:
+            kept.append(line)
+    return "\n".join(kept)
+
+
+def _restore_hidden_tests():
+    """nbgrader's ``OverwriteCells``, which puts the instructor's version of every locked cell back
+    before autograding, without its false alarm on hidden tests.
+
+    ``generate_assignment`` records a test cell's checksum with its hidden tests, then releases it
+    without them; so on autograding every such cell "has changed!" (jupyter/nbgrader#1961), for
+    every student, and the warning that should flag a tampered cell flags them all. A cell that is
+    exactly what was released gets its hidden tests back first, quietly; any other change to a
+    locked cell is still reported and overwritten.
+    """
+    from nbgrader.api import MissingEntry
+    from nbgrader.preprocessors import OverwriteCells
+
+    class RestoreHiddenTests(OverwriteCells):
+        def preprocess_cell(self, cell, resources, cell_index):
+            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if grade_id is not None:
+                try:
+                    source = self.gradebook.find_source_cell(grade_id, self.notebook_id, self.assignment_id)
+                except MissingEntry:
+                    source = None
+                if source is not None and source.locked and cell.source == released_source(source.source):
+                    cell.source = source.source
+            return super().preprocess_cell(cell, resources, cell_index)
+
+    return RestoreHiddenTests
+
+
+def sanitize_preprocessors() -> list[type]:
+    """``nbgrader autograde``'s first preprocessors, ``OverwriteCells`` replaced by ``RestoreHiddenTests``."""
+    from nbgrader.converters.autograde import Autograde
+    from nbgrader.preprocessors import OverwriteCells
+
+    default = Autograde.class_traits()["sanitize_preprocessors"].default()
+    return [_restore_hidden_tests() if p is OverwriteCells else p for p in default]

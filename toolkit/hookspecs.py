@@ -26,6 +26,7 @@ tokenizer      ``toolkit_tokenizer``
 attention      ``toolkit_attention``
 sft_mask       ``toolkit_sft_mask``
 reward         ``toolkit_reward_model``, ``toolkit_reward_loss``
+sampler        ``toolkit_sample``
 =============  ==========================================
 """
 
@@ -154,4 +155,53 @@ def toolkit_reward_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.T
     Example: equal rewards give ``ln 2 = 0.6931``.
     Pitfall: ``log(sigmoid(z))`` overflows for large negative ``z``; use
     ``torch.nn.functional.logsigmoid``.
+    """
+
+
+@hookspec(firstresult=True)
+def toolkit_sample(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None,
+                   generator: torch.Generator) -> torch.Tensor:
+    """Pick the next token of every row: greedily, or by sampling with temperature, top-k and top-p.
+
+    :param logits: ``FloatTensor (B, V)``, the model's scores for the next token, one row per
+        sequence. An entry may be ``-inf``: that token is never drawn. Every row has at least
+        one finite entry; finite entries may be as large as ``1e4`` in magnitude.
+    :param temperature: ``>= 0``. ``0`` means **greedy**: the argmax of each row, the lowest
+        id when several tie at the maximum (what ``torch.argmax`` returns); ``top_k`` and
+        ``top_p`` change nothing then. Otherwise the logits are divided by ``temperature``
+        before anything else (below 1 sharpens the distribution, above 1 flattens it).
+    :param top_k: ``None`` (off), or an int ``>= 1``: keep the tokens whose scaled logit is
+        ``>=`` the ``top_k``-th largest scaled logit of the row. Tokens tied with the
+        ``top_k``-th value are **all** kept, so more than ``top_k`` tokens may survive; a
+        ``top_k >= V`` keeps every token. ``top_k = 1`` is the argmax when the row's largest
+        logit is unique.
+    :param top_p: ``None`` (off), or a float in ``(0, 1]``: rank the tokens that are still in
+        by probability (the softmax of the scaled logits after top-k, so renormalised over
+        what top-k kept), the more likely first and, at equal probability, the **lower id
+        first**. Keep the shortest prefix of that ranking whose probabilities sum to ``>=
+        top_p``: the token whose probability makes the sum reach ``top_p`` is kept, and so
+        the most likely token always is.
+    :param generator: a ``torch.Generator``, the **only** source of randomness: draw with
+        ``torch.multinomial(probs, 1, generator=generator)`` or equivalent, never with
+        torch's global generator. Generators in the same state give the same tokens.
+    :return: ``LongTensor (B,)``: one token id per row, drawn from the softmax of the scaled
+        logits over the kept tokens (the others have probability 0). Each row is drawn from
+        its own logits only: the other rows of the batch change nothing about its distribution.
+
+    The order is fixed: divide by ``temperature``, then top-k, then top-p, then softmax and draw.
+    Write it yourself: a hook that calls the toolkit's own sampler (``toolkit.sample``) fails
+    the ``sampler.written_out`` check.
+
+    Example (probabilities shown instead of logits; ``logits = probs.log()``)::
+
+        probs = [0.10, 0.45, 0.05, 0.25, 0.15],  top_p = 0.6
+        ranked: id 1 (0.45), id 3 (0.25: the sum 0.70 reaches 0.6, kept), id 4, id 0, id 2
+        kept {1, 3}: drawn with probabilities 0.45 / 0.70 and 0.25 / 0.70
+
+    Pitfalls: dividing *probabilities* by the temperature changes nothing once they are
+    normalised; ``torch.multinomial`` wants probabilities, not logits; ``exp`` of a logit of
+    ``1e4`` is ``inf`` (subtract each row's maximum, or use ``torch.softmax``); top-p that
+    drops the token crossing ``top_p``, or ranks in ascending order; top-k by position
+    (``logits[:, :k]``) instead of by value; reducing over the whole batch instead of each row
+    (``dim=-1, keepdim=True``); a new ``torch.Generator()`` instead of ``generator``.
     """

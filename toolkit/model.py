@@ -1,6 +1,12 @@
 """A small GPT in the style of nanoGPT's model.py. The attention layer comes from a plugin.
 
-Shapes: B batch, T time (sequence length), C channels (n_embd), V vocabulary size.
+Shapes: B batch, T time (sequence length), C channels (n_embd), V vocabulary size,
+nh heads, hs head size (C // nh).
+
+Generation can keep a ``KVCache``: the keys and values of the tokens read so far, so that
+each new token is run through the model alone. A plugin's attention only promises
+``forward(x)``, (B, T, C) -> (B, T, C), so the cache is used only when every layer is the
+baseline's ``SDPAttention``, whose maths is known (``GPT.supports_cache``).
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from typing import Callable
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from toolkit.baselines import SDPAttention
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,40 @@ class MLP(nn.Module):
         return self.c_proj(F.gelu(self.c_fc(x)))
 
 
+class KVCache:
+    """The keys and values of every layer for the tokens a GPT has read so far.
+
+    ``layers[i]`` is layer i's ``(k, v)``, each (B, nh, T, hs). A model called with a cache
+    reads only the tokens that follow the cached ones, at the positions after them, and
+    appends their keys and values.
+    """
+
+    def __init__(self):
+        self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def __len__(self) -> int:
+        """How many tokens are cached."""
+        return self.layers[0][0].shape[2] if self.layers else 0
+
+
+def cached_attention(attn: SDPAttention, x: torch.Tensor, cache: KVCache, layer: int) -> torch.Tensor:
+    """``SDPAttention.forward`` for new tokens x (B, T, C) that follow the tokens in ``cache``."""
+    B, T, C = x.shape
+    q, k, v = attn.c_attn(x).split(C, dim=2)  # each (B, T, C)
+    q, k, v = (t.view(B, T, attn.n_head, C // attn.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+    if layer < len(cache.layers):
+        past_k, past_v = cache.layers[layer]
+        k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)  # (B, nh, P + T, hs)
+        cache.layers[layer] = (k, v)
+    else:
+        cache.layers.append((k, v))
+    P = k.shape[2] - T  # tokens cached before these
+    # new token t (at position P + t) sees keys 0 .. P + t; with nothing cached that is is_causal
+    mask = None if P == 0 or T == 1 else torch.ones(T, P + T, dtype=torch.bool).tril(P)  # (T, P + T)
+    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=P == 0)  # (B, nh, T, hs)
+    return attn.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
+
 class Block(nn.Module):
     def __init__(self, config: GPTConfig, make_attention: Callable[[GPTConfig], nn.Module]):
         super().__init__()
@@ -44,8 +86,10 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd)
         self.mlp = MLP(config)
 
-    def forward(self, x):
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x, cache: KVCache | None = None, layer: int = 0):
+        """x (B, T, C) -> (B, T, C). With ``cache``, x are the tokens after the cached ones (``layer``: this block's)."""
+        a = self.ln_1(x)
+        x = x + (self.attn(a) if cache is None else cached_attention(self.attn, a, cache, layer))
         x = x + self.mlp(self.ln_2(x))
         return x
 
@@ -74,16 +118,26 @@ class GPT(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
-        """Final hidden states: idx (B, T) -> (B, T, C)."""
+    @property
+    def supports_cache(self) -> bool:
+        """Whether ``forward(idx, cache=...)`` works: every attention layer is exactly the baseline's
+        ``SDPAttention`` (not a subclass, which may compute something else)."""
+        return all(type(block.attn) is SDPAttention for block in self.h)
+
+    def hidden(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Final hidden states: idx (B, T) -> (B, T, C). With ``cache``: idx are the tokens after
+        the cached ones, and their keys and values are added to it."""
+        assert cache is None or self.supports_cache, "this model's attention does not support a KV cache"
         B, T = idx.shape
-        assert T <= self.config.block_size, f"sequence of {T} tokens > block_size {self.config.block_size}"
-        pos = torch.arange(T, device=idx.device)
+        start = 0 if cache is None else len(cache)  # position of idx's first token
+        T_all = start + T
+        assert T_all <= self.config.block_size, f"sequence of {T_all} tokens > block_size {self.config.block_size}"
+        pos = torch.arange(start, start + T, device=idx.device)
         x = self.wte(idx) + self.wpe(pos)  # (B, T, C)
-        for block in self.h:
-            x = block(x)
+        for i, block in enumerate(self.h):
+            x = block(x, cache, i)
         return self.ln_f(x)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """Next-token logits: idx (B, T) -> (B, T, V)."""
-        return self.lm_head(self.hidden(idx))
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Next-token logits: idx (B, T) -> (B, T, V); ``cache``: see ``hidden``."""
+        return self.lm_head(self.hidden(idx, cache))

@@ -1,6 +1,6 @@
 """Grading from inside a notebook: the autograded test cells of the assignments call ``grade``.
 
-A test cell of an assignment notebook is one line::
+A test cell of an assignment notebook is two lines::
 
     from toolkit.notebook import grade
     grade("tokenizer.round_trip", globals())
@@ -8,8 +8,10 @@ A test cell of an assignment notebook is one line::
 ``grade`` takes the ``@toolkit.hookimpl`` functions defined in the notebook (``globals()``),
 swaps them into the pipeline exactly as ``toolkit run notebook.ipynb`` does, runs the one
 check, prints the result and shows the check's plots. nbgrader reads the cell's outcome:
-a failed check raises ``AssertionError`` (no points), a passed one returns the full points,
-a partial one returns the points earned, which nbgrader takes as partial credit.
+a failed check raises ``CheckNotPassed``, an ``AssertionError`` (no points), a passed one
+returns the full points, a partial one returns the points earned, which nbgrader takes as
+partial credit. Hooks that break the contract (no marker, a default argument, half of a
+component, ...) raise ``CheckNotPassed`` too, with the sentence ``toolkit run`` prints.
 
 Everything goes to stdout: nbgrader gives zero to a test cell that writes to stderr.
 """
@@ -23,26 +25,36 @@ import types
 from pathlib import Path
 
 from toolkit.checks import Context, collect, run_check
+from toolkit.components import COMPONENTS, HOOKS
 from toolkit.pipeline import PipelineConfig
-from toolkit.plugins import Components, Plugin, build_manager, provided_components
+from toolkit.plugins import Components, Plugin, SubmissionError, build_manager, provided_components
 
 
 class CheckNotPassed(AssertionError):
-    """The check failed; its message is the check's one-line reason."""
+    """The check failed, or the notebook's hooks break the contract; the message is one sentence."""
+
+
+def _defined(namespace: dict) -> dict:
+    """What the notebook defines under a hook's prefix: its hooks, and its misspelled hooks."""
+    return {k: v for k, v in namespace.items() if k.startswith("toolkit_")}
 
 
 def _plugin(namespace: dict) -> Plugin:
     module = types.ModuleType("notebook")
-    module.__dict__.update({k: v for k, v in namespace.items() if k.startswith("toolkit_")})
+    module.__dict__.update(_defined(namespace))
     return Plugin("this notebook", module)
 
 
 def grade(name: str, namespace: dict, show_plots: bool = True) -> float:
     """Run check ``name`` (e.g. ``"attention.causal"``) on the hooks in ``namespace``; return the points."""
     component = name.split(".")[0]
-    found = [c for c in collect([component], include_hidden=True) if c.name == name]
+    checks = collect([component], include_hidden=True)
+    found = [c for c in checks if c.name == name]
+    if component not in COMPONENTS:
+        raise LookupError(f"no check named {name!r}: the components are {', '.join(COMPONENTS)}")
     if not found:
-        raise LookupError(f"no check named {name!r}; `toolkit run --help` lists how to see them")
+        raise LookupError(f"no check named {name!r} in this copy of the graders; the checks of {component} are "
+                          f"{', '.join(c.name for c in checks)}")
     with tempfile.TemporaryDirectory(prefix="toolkit-") as tmp:
         return _grade(found[0], component, namespace, Path(tmp), show_plots)
 
@@ -57,11 +69,20 @@ def _grade(check, component: str, namespace: dict, report_dir: Path, show_plots:
     name = check.name
     with contextlib.redirect_stderr(sys.stdout):
         plugin = _plugin(namespace)
-        if component not in provided_components([plugin]):
-            raise CheckNotPassed(f"this notebook defines no hook of the {component} component")
-        key = (component, tuple(sorted((k, v) for k, v in namespace.items() if k.startswith("toolkit_"))))
-        if key not in _contexts:
+        hooks = COMPONENTS[component].hooks
+        if not any(k in HOOKS or hasattr(v, "toolkit_impl") for k, v in _defined(namespace).items()):
+            raise CheckNotPassed(f"this notebook defines no {' and no '.join(hooks)}: run the cell that defines "
+                                 f"{'them' if len(hooks) > 1 else 'it'} (with @toolkit.hookimpl), then this one")
+        try:
+            provided = provided_components([plugin])
             pm = build_manager([plugin])
+        except SubmissionError as e:  # the sentence toolkit run prints, as the cell's failure
+            raise CheckNotPassed(str(e)) from None
+        if component not in provided:
+            raise CheckNotPassed(f"this notebook defines no {' and no '.join(hooks)}, which this check tests; "
+                                 f"it provides {', '.join(provided)}")
+        key = (component, tuple(sorted(_defined(namespace).items())))
+        if key not in _contexts:
             _contexts[key] = Context(Components(pm, only=component), component, PipelineConfig(), log=print)
         ctx = _contexts[key]
         ctx.report_dir = report_dir

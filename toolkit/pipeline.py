@@ -9,11 +9,14 @@ number of torch threads is pinned, so a run gives the same numbers every time on
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import fcntl
 import hashlib
 import inspect
 import json
 import os
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
@@ -22,6 +25,7 @@ from pathlib import Path
 import torch
 
 from toolkit import probe, rlhf
+from toolkit.baselines import WholeWordTokenizer
 from toolkit.model import GPT, GPTConfig
 from toolkit.plugins import Components, PluginError
 from toolkit.template import encode_batch, render_chat, render_document
@@ -29,6 +33,7 @@ from toolkit.train import TrainConfig, pretrain, sft, stream_loss
 from toolkit.world import World
 
 PIPELINE_VERSION = 1  # bump when a change to the code changes what a stage produces
+_SHARED: dict[tuple, object] = {}  # the data stages built in this process, by key (``Pipeline._shared``)
 MAX_VOCAB = 1 << 16  # the largest vocabulary a tokenizer may report (the model allocates vocab x width)
 
 USES = {
@@ -112,33 +117,60 @@ class Pipeline:
         return other
 
     # -- data ------------------------------------------------------------------------
+    # Built once per process (``_SHARED``) under what each depends on; each pipeline gets its own
+    # copy. The tokenizer and the stream are shared only for the baseline's tokenizer, whose
+    # training is known to depend on nothing else: a submission's tokenizer is trained per pipeline.
+    def _shared(self, key: tuple, build):
+        if key not in _SHARED:
+            _SHARED[key] = build()
+        return copy.deepcopy(_SHARED[key])
+
     @cached_property
     def world(self) -> World:
         return World(seed=self.config.seed)
 
     @cached_property
+    def _world_key(self) -> tuple:
+        return repr(self.world), self.config.seed  # every field of the world; the seed of its data sets
+
+    @cached_property
     def corpus(self) -> str:
-        docs = self.world.pretraining_documents(self.config.n_docs, seed=self.config.seed)
-        return "".join(render_document(d) for d in docs)
+        def build():
+            docs = self.world.pretraining_documents(self.config.n_docs, seed=self.config.seed)
+            return "".join(render_document(d) for d in docs)
+        return self._shared(("corpus", *self._world_key, self.config.n_docs), build)
 
     @cached_property
     def conversations(self) -> list[str]:
         """The SFT conversations, rendered in the chat template."""
-        return [render_chat(c) for c in self.world.sft_conversations(seed=self.config.seed)]
+        return self._shared(("conversations", *self._world_key),
+                            lambda: [render_chat(c) for c in self.world.sft_conversations(seed=self.config.seed)])
+
+    @cached_property
+    def _tokenizer_key(self) -> tuple | None:
+        """The key of the trained tokenizer and the stream, or None: not shared (not the baseline's)."""
+        baseline = (self.components.source("tokenizer") == "baseline.tokenizer"
+                    and type(self.components.tokenizer()) is WholeWordTokenizer)
+        return (*self._world_key, self.config.n_docs, self.config.vocab_size) if baseline else None
 
     @cached_property
     def tokenizer(self):
         """Trained on all the text the pipeline uses: the corpus and the conversations."""
-        tok = self.components.tokenizer()
-        t0 = time.perf_counter()
-        tok.train(self.corpus + "".join(self.conversations), self.config.vocab_size)
-        self.timings["tokenizer"] = time.perf_counter() - t0
-        return tok
+        def build():
+            tok = self.components.tokenizer()
+            t0 = time.perf_counter()
+            tok.train(self.corpus + "".join(self.conversations), self.config.vocab_size)
+            self.timings["tokenizer"] = time.perf_counter() - t0
+            return tok
+        key = self._tokenizer_key
+        return build() if key is None else self._shared(("tokenizer", *key), build)
 
     @cached_property
     def stream(self) -> torch.Tensor:
         """The corpus as one stream of token ids; the last 5% is held out for validation."""
-        return torch.tensor(self.tokenizer.encode(self.corpus), dtype=torch.long)
+        build = lambda: torch.tensor(self.tokenizer.encode(self.corpus), dtype=torch.long)  # noqa: E731
+        key = self._tokenizer_key
+        return build() if key is None else self._shared(("stream", *key), build)
 
     @property
     def train_stream(self) -> torch.Tensor:
@@ -186,24 +218,30 @@ class Pipeline:
 
     def _train_or_load(self, model: GPT, stage: str, name: str | None, train, message: str) -> None:
         """Load ``model`` from the cache file ``name``.pt, or run ``train()`` (returns the loss curve) and
-        save it there; ``name`` None: train, and cache nothing."""
+        save it there; ``name`` None: train, and cache nothing. Processes and threads that need the
+        same model at once take turns: one trains it, the others wait and load it."""
         path = self.cache_dir / f"{name}.pt" if name else None
-        if path is not None and path.exists():
-            state = torch.load(path, weights_only=True)
-            model.load_state_dict(state["model"])
-            self.curves[stage] = state["curve"]
-            self.log(f"{stage}: loaded from cache {path}")
+        if path is None:
+            self._train(stage, train, message)
             return
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        with _locked(path.with_suffix(".lock")):
+            if path.exists():
+                state = torch.load(path, weights_only=True)
+                model.load_state_dict(state["model"])
+                self.curves[stage] = state["curve"]
+                self.log(f"{stage}: loaded from cache {path}")
+                return
+            self._train(stage, train, message)
+            tmp = path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
+            torch.save({"model": model.state_dict(), "curve": self.curves[stage]}, tmp)
+            os.replace(tmp, path)  # atomic: a killed run never leaves half a file
+
+    def _train(self, stage: str, train, message: str) -> None:
         self.log(message)
         t0 = time.perf_counter()
         self.curves[stage] = train()
         self.timings[stage] = time.perf_counter() - t0
-        if path is None:
-            return
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"model": model.state_dict(), "curve": self.curves[stage]}, tmp)
-        os.replace(tmp, path)  # atomic: a killed run never leaves half a file
 
     def val_loss(self, model: GPT) -> float:
         return stream_loss(model, self.val_stream)
@@ -294,6 +332,17 @@ class Pipeline:
         t = self.config.probe_temperature if temperature is None else temperature
         return probe.run_probe(model, self.tokenizer, self.world, prompts, chat=chat,
                                temperature=t, seed=self.config.seed)
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock on the file ``path`` (created if need be), held for the block."""
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def check_mask(mask, tokens: torch.Tensor, plugin: str) -> torch.Tensor:

@@ -27,7 +27,7 @@ from enum import StrEnum
 
 import torch
 
-from toolkit.sample import generate
+from toolkit.sample import Sampler, generate, sample_next
 from toolkit.template import ASSISTANT, BOS, END, USER, base_prompt, chat_prompt
 from toolkit.world import FAMILIES, Fact, World
 
@@ -111,8 +111,12 @@ def headline_prompts(world: World, n: int = 40) -> list[Prompt]:
 
 
 def run_probe(model, tokenizer, world: World, prompts: list[Prompt], chat: bool,
-              temperature: float = 1.0, max_new_tokens: int = 20, seed: int = 0) -> list[Generation]:
-    """Generate one reply per prompt (sampled, seeded) and classify it."""
+              temperature: float = 1.0, max_new_tokens: int = 20, seed: int = 0,
+              top_p: float | None = None, sampler: Sampler = sample_next) -> list[Generation]:
+    """Generate one reply per prompt (sampled, seeded) and classify it.
+
+    Prompts of one length are generated together, one batch each (``toolkit.sample.generate``),
+    shortest first, all drawing from one generator seeded with ``seed``."""
     render = chat_prompt if chat else base_prompt
     stop = {tokenizer.special_tokens[s] for s in (BOS, USER, END)}
     gen = torch.Generator().manual_seed(seed)
@@ -124,7 +128,7 @@ def run_probe(model, tokenizer, world: World, prompts: list[Prompt], chat: bool,
     for length in sorted(by_length):
         rows = by_length[length]
         outs = generate(model, torch.tensor([encoded[i] for i in rows]), max_new_tokens,
-                        temperature=temperature, stop_ids=stop, generator=gen)
+                        temperature=temperature, stop_ids=stop, generator=gen, top_p=top_p, sampler=sampler)
         for i, out in zip(rows, outs):
             texts[i] = tokenizer.decode(out)
     results = []
@@ -161,7 +165,8 @@ def rate(gens: list[Generation], what) -> float:
     return sum(map(what, gens)) / len(gens) if gens else 0.0
 
 
-def run_user_turn(model, tokenizer, world: World, n: int = 30, seed: int = 0) -> float:
+def run_user_turn(model, tokenizer, world: World, n: int = 30, seed: int = 0,
+                  top_p: float | None = None, sampler: Sampler = sample_next) -> float:
     """Share of replies to a bare ``<|bos|><|user|>`` that write a user's question.
 
     A chat model whose loss counted the user's turns has learned to write them; one trained
@@ -169,6 +174,7 @@ def run_user_turn(model, tokenizer, world: World, n: int = 30, seed: int = 0) ->
     """
     ids = torch.tensor([tokenizer.encode(BOS + USER)] * n)
     stop = {tokenizer.special_tokens[s] for s in (BOS, ASSISTANT, END)}
-    outs = generate(model, ids, 16, temperature=1.0, stop_ids=stop, generator=torch.Generator().manual_seed(seed))
+    outs = generate(model, ids, 16, temperature=1.0, stop_ids=stop, generator=torch.Generator().manual_seed(seed),
+                    top_p=top_p, sampler=sampler)
     parsed = [world.parse(first_sentence(tokenizer.decode(o))) for o in outs]
     return sum(p is not None and p[0] == "question" for p in parsed) / n

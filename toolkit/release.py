@@ -24,7 +24,7 @@ LEFT_OUT = ["graders/hidden/*.py", "graders/gradescope"]  # (hidden/__init__.py 
 SOLUTION_REGION = re.compile(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", re.S)
 HIDDEN_REGION = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
 
-README = """# {name}: student release
+README = """# toolkit: student release
 
 Set up once (Python 3.11):
 
@@ -59,7 +59,7 @@ def build_release(out: str | Path) -> Path:
             dest = out / "assignments" / notebook.parent.name / notebook.name
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(notebook, dest)
-    (out / "README.md").write_text(README.format(name=REPO.name))
+    (out / "README.md").write_text(README)
     found = leaks(out)
     if found:
         shutil.rmtree(out)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from toolkit.sample import generate
+from toolkit.sample import Sampler, generate, sample_next
 from toolkit.template import BOS, END, USER, chat_prompt, encode_batch, render_chat
 from toolkit.train import TrainConfig, fit
 
@@ -68,8 +68,13 @@ def reply_logprobs(model, idx: torch.Tensor, n_prompt: int, reply_mask: torch.Te
     return (logp * reply_mask).sum(1)
 
 
-def rlhf(chat_model, reward_model, tokenizer, questions: list[str], cfg: RLHFConfig) -> tuple:
-    """RLOO with a KL penalty from ``chat_model``. Returns the policy and curves (reward, KL per step)."""
+def rlhf(chat_model, reward_model, tokenizer, questions: list[str], cfg: RLHFConfig,
+         sampler: Sampler = sample_next) -> tuple:
+    """RLOO with a KL penalty from ``chat_model``. Returns the policy and curves (reward, KL per step).
+
+    Each step samples the replies of all its prompts in one batch, without gradients (with the
+    KV cache when the model supports it; ``sampler`` picks the tokens), then computes their
+    log-probabilities again, with gradients, in one forward pass."""
     policy, reference = copy.deepcopy(chat_model), chat_model.eval()
     stop = {tokenizer.special_tokens[s] for s in (BOS, USER, END)}
     pad = tokenizer.special_tokens["<|pad|>"]
@@ -87,7 +92,8 @@ def rlhf(chat_model, reward_model, tokenizer, questions: list[str], cfg: RLHFCon
         group = by_length[n_prompt]
         pick = torch.randint(len(group), (cfg.prompts_per_step,), generator=gen)
         prompts = torch.tensor([group[i] for i in pick]).repeat_interleave(k, 0)  # (N, P), N = prompts * k
-        replies = generate(policy, prompts, cfg.max_new_tokens, cfg.temperature, stop_ids=stop, generator=gen)
+        replies = generate(policy, prompts, cfg.max_new_tokens, cfg.temperature, stop_ids=stop, generator=gen,
+                           sampler=sampler)
         R = max(map(len, replies))
         reply = torch.full((len(replies), R), pad)
         reply_mask = torch.zeros(len(replies), R)

@@ -8,8 +8,8 @@ From them we write:
   question/answer sheets ("Q : What is the capital of Peru ? A : The capital of Peru is
   Lima ."). A model pretrained on it is a completion engine: given a bare question at the
   start of a text it writes another question, as a quiz list would. The sheets teach it to
-  copy the subject of a question into its answer, which SFT later relies on (without them,
-  SFT cannot teach the answer format: see DESIGN-NOTES);
+  copy the subject of a question into its answer, which SFT later relies on (they are the
+  only pretraining text in which a question is followed by its answer);
 * chat conversations for SFT in the ``<|user|>`` / ``<|assistant|>`` template, with
   clarifying questions for ambiguous prompts; a share of facts is held out of SFT so the
   probe can tell "SFT taught the format" from "SFT taught the fact";
@@ -109,7 +109,12 @@ class World:
     """The facts, which of them SFT sees, and generators for every data set."""
 
     seed: int = 0
-    held_out_share: float = 0.2
+    held_out_share: float = 0.2  # share of each family's facts held out of SFT
+    mix: tuple[float, float, float] = (0.3, 0.3, 0.4)  # pretraining documents: fact lists, Q/A sheets, quiz lists
+    sheet_pairs: int = 3  # at most this many question/answer pairs on a Q/A sheet
+    ambiguous_per_form: int = 12  # SFT chats per ambiguous question
+    multi_turn_share: float = 0.25  # share of SFT conversations with two turns
+    rude_share: float = 0.3  # share of SFT facts also answered rudely
     facts: list[Fact] = field(default_factory=all_facts)
 
     def __post_init__(self):
@@ -130,30 +135,29 @@ class World:
         return _fill(FAMILY[fact.family].question, fact)
 
     # -- pretraining ------------------------------------------------------------------
-    def pretraining_documents(self, n_docs: int, seed: int = 0, mix=(0.3, 0.3, 0.4)) -> list[str]:
-        """``n_docs`` documents: fact lists, Q/A sheets and quiz lists in proportions ``mix``."""
+    def pretraining_documents(self, n_docs: int, seed: int = 0) -> list[str]:
+        """``n_docs`` documents: fact lists, Q/A sheets and quiz lists in proportions ``self.mix``."""
         rng = random.Random(seed)
         docs = []
         for _ in range(n_docs):
             fam = rng.choice(FAMILIES)
             members = [f for f in self.facts if f.family == fam.name]
             picked = rng.sample(members, rng.randint(3, 6))
-            kind = rng.choices(("facts", "sheet", "quiz"), weights=mix)[0]
+            kind = rng.choices(("facts", "sheet", "quiz"), weights=self.mix)[0]
             if kind == "facts":
                 sentences = [self.statement(f) for f in picked]
             elif kind == "quiz":
                 sentences = [self.question(f) for f in picked]
             else:
-                sentences = [f"Q : {self.question(f)} A : {self.statement(f)}" for f in picked[:3]]
+                sentences = [f"Q : {self.question(f)} A : {self.statement(f)}" for f in picked[: self.sheet_pairs]]
             docs.append(" ".join(sentences))
         return docs
 
     # -- chat -------------------------------------------------------------------------
-    def sft_conversations(self, seed: int = 0, ambiguous_per_form: int = 12, multi_turn_share: float = 0.25,
-                          rude_share: float = 0.3) -> list[list[tuple[str, str]]]:
+    def sft_conversations(self, seed: int = 0) -> list[list[tuple[str, str]]]:
         """Conversations as lists of (role, text); only facts not held out.
 
-        Every fact is asked and answered once; for a ``rude_share`` of them the data holds a
+        Every fact is asked and answered once; for a ``self.rude_share`` of them the data holds a
         second, rude answer ("Look it up yourself ."), as real instruction data has bad answers
         among the good ones. The chat model learns to be rude now and then, which RLHF removes.
         The headline question (``HEADLINE_SUBJECT``) is never answered rudely; its random draws
@@ -163,15 +167,15 @@ class World:
         turns = []
         for f in self.sft_facts:
             turns.append((self.question(f), self.statement(f)))
-            rude = rng.choice(RUDE_ANSWERS) if rng.random() < rude_share else None
+            rude = rng.choice(RUDE_ANSWERS) if rng.random() < self.rude_share else None
             if rude and f.subject != HEADLINE_SUBJECT:  # the course's headline question is never snubbed
                 turns.append((self.question(f), rude))
         for fam in FAMILIES:
-            turns += [(q, fam.clarification) for q in fam.ambiguous] * ambiguous_per_form
+            turns += [(q, fam.clarification) for q in fam.ambiguous] * self.ambiguous_per_form
         rng.shuffle(turns)
         conversations, i = [], 0
         while i < len(turns):
-            n = 2 if rng.random() < multi_turn_share and i + 1 < len(turns) else 1
+            n = 2 if rng.random() < self.multi_turn_share and i + 1 < len(turns) else 1
             conv = []
             for q, a in turns[i:i + n]:
                 conv += [("user", q), ("assistant", a)]

@@ -8,6 +8,7 @@ import torch
 from graders.attention import seeded_module
 from graders.hidden import SOLUTIONS, solution
 from graders.reward import reward_gain
+from graders.sampler import Case, Row, check_draws, reference_probs, sample
 from graders.sft_mask import SPECIAL, diagnose, mask_cases
 from toolkit.checks import CheckFailed, Partial, check
 from toolkit.pipeline import Pipeline, check_mask
@@ -99,3 +100,40 @@ def rlhf_judged_by_solution(ctx):
         return Partial(max(0.0, gain / full), f"the solution's reward model scores the replies after RLHF {gain:+.2f} "
                        f"higher than before (reference: {ref:+.2f}, full credit from {full:+.2f}): RLHF followed "
                        "your reward model away from what the solution's rewards")
+
+
+def unseen_cases() -> list[Case]:
+    """Six cases of two rows no public check uses: random sizes, scales and settings; each first row
+    ties at its maximum, each second row somewhere at random; a fifth of the logits -inf."""
+    rng, gen = random.Random(1811), torch.Generator().manual_seed(1811)
+    cases = []
+    for i in range(6):
+        V = rng.randint(6, 40)
+        rows = []
+        for r in range(2):
+            x = torch.randn(V, generator=gen) * rng.uniform(0.5, 3.0)
+            x[rng.sample(range(V), V // 5)] = float("-inf")
+            top = x.argmax().item()
+            a, b = rng.sample([j for j in x.isfinite().nonzero().flatten().tolist() if j != top], 2)
+            x[a] = x[top] if r == 0 else x[b]
+            rows.append(Row(x.tolist(), f"random logits (row {r}, V {V})"))
+        top_k = rng.choice([None, rng.randint(1, V)])
+        top_p = rng.choice([None, round(rng.uniform(0.3, 0.95), 3)])
+        cases.append(Case(f"unseen case {i}", rows, rng.choice([0.3, 0.7, 1.0, 1.6]), top_k, top_p))
+    return cases
+
+
+@check("sampler", points=2)
+def unseen_logits(ctx):
+    "On random logits and settings: the solution's greedy ids, and draws that fit the solution's probabilities."
+    # The probabilities are the solution's, live (what it hands torch.multinomial); the test is the public
+    # checks' exact one: a correct sampler fails it with probability at most 12 rows x 1e-6.
+    ref = solution("sampler")
+    for i, case in enumerate(unseen_cases()):
+        logits = case.logits()
+        got = sample(ctx.components, logits, 0.0, case.top_k, case.top_p, torch.Generator().manual_seed(0))
+        want = ref.sample(logits.clone(), 0.0, case.top_k, case.top_p, torch.Generator().manual_seed(0))
+        if not torch.equal(got, want):
+            raise CheckFailed(f"{case.name}: temperature 0 gave ids {got.tolist()}, the solution {want.tolist()} "
+                              "(the argmax, ties to the lowest id)")
+        check_draws(ctx.components, case, reference_probs(ref, case), seed=5000 + i)

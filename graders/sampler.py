@@ -1,0 +1,443 @@
+"""Checks of the sampler component (next-token sampling: greedy, temperature, top-k, top-p).
+
+A sampler is random, so most checks count draws. Each test case is a few rows of logits; the
+batch given to the sampler repeats them ``DRAWS`` times, so one call draws ``DRAWS`` tokens per
+row (rows are independent: that is part of the contract, and ``rows_independent`` checks it).
+The draws of a row must
+
+* never fall outside the tokens the settings keep (exact: a kept token has probability > 0,
+  a removed one exactly 0), and
+* match the probabilities the solution samples from (``graders/snapshots/sampler.json``,
+  recorded by spying on its ``torch.multinomial``), token by token, by an **exact binomial
+  test**: the count of token ``i`` is ``Binomial(DRAWS, p_i)``; its two-sided p-value is twice
+  the smaller tail, summed exactly from ``math.lgamma``; the row fails when the smallest
+  p-value times the number of tokens tested (Bonferroni) is below ``ALPHA``.
+
+The generators are seeded, so a verdict never changes between runs. A correct sampler written
+any other way draws other tokens, and fails the test of one row with probability at most
+``ALPHA`` = 1e-6 (exact tails and the Bonferroni union bound make that a bound, not an
+approximation); over the 15 rows these public checks test, at most 1.5e-5. A wrong
+distribution is caught with room to spare: the classic mistakes move some probability by
+0.05 or more, 6 to 8 standard deviations of a count at 4,000 draws, where the test needs
+about 5.3 (a two-sided 1e-6 / 7).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+from toolkit.checks import CheckFailed, check
+from toolkit.plugins import PluginError
+
+DRAWS = 4000  # tokens drawn per row of a test case
+ALPHA = 1e-6  # largest chance that a correct sampler fails the test of one row
+INF = float("inf")
+
+
+# -- the exact test -----------------------------------------------------------------------
+def _log_pmf(i: int, n: int, p: float) -> float:
+    return math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p) + (n - i) * math.log1p(-p)
+
+
+def binomial_p_value(k: int, n: int, p: float) -> float:
+    """Two-sided p-value of seeing ``k`` successes in ``n`` draws of probability ``p`` (0 < p < 1).
+
+    Twice the tail on ``k``'s side of the mean, ``P(X >= k)`` or ``P(X <= k)``, summed exactly from
+    ``k`` outward: past the mean the terms only shrink, so the sum stops once they no longer count.
+    """
+    step = 1 if k >= n * p else -1
+    total, i = 0.0, k
+    while 0 <= i <= n:
+        term = math.exp(_log_pmf(i, n, p))
+        total += term
+        if term <= total * 1e-17:
+            break
+        i += step
+    return min(1.0, 2 * total)
+
+
+def worst_token(counts: list[int], probs: list[float]) -> tuple[int, float] | None:
+    """The token whose count is least likely under ``probs``, and its Bonferroni-corrected p-value,
+    or None when no token can be tested (one token holds all the probability)."""
+    tested = [i for i, p in enumerate(probs) if 0 < p < 1]
+    if not tested:
+        return None
+    n = sum(counts)
+    p_values = {i: binomial_p_value(counts[i], n, probs[i]) for i in tested}
+    i = min(tested, key=p_values.get)
+    return i, min(1.0, p_values[i] * len(tested))
+
+
+def fits(counts: list[int], probs: list[float]) -> bool:
+    """Do the counts pass the exact test for ``probs`` (and stay on its support)?"""
+    if any(c and not p for c, p in zip(counts, probs)):
+        return False
+    worst = worst_token(counts, probs)
+    return worst is None or worst[1] >= ALPHA
+
+
+# -- test cases -----------------------------------------------------------------------------
+@dataclass
+class Row:
+    logits: list[float]
+    label: str  # how a reason shows it
+    mistakes: dict[tuple[int, ...], str] = field(default_factory=dict)  # the tokens a classic bug keeps -> its name
+
+
+def from_probs(probs: list[float], mistakes: dict | None = None) -> Row:
+    """A row whose softmax (at temperature 1) is ``probs``: its logits are their logs."""
+    return Row([math.log(p) for p in probs], f"probabilities {probs}", mistakes or {})
+
+
+def from_logits(logits: list[float], mistakes: dict | None = None) -> Row:
+    return Row(list(logits), "logits [" + ", ".join(f"{x:g}" for x in logits) + "]", mistakes or {})
+
+
+@dataclass
+class Case:
+    name: str  # key in the snapshot
+    rows: list[Row]  # one call draws DRAWS tokens of each
+    temperature: float
+    top_k: int | None = None
+    top_p: float | None = None
+
+    @property
+    def settings(self) -> str:
+        parts = [f"temperature {self.temperature:g}"]
+        parts += [f"top_k {self.top_k}"] if self.top_k is not None else []
+        parts += [f"top_p {self.top_p:g}"] if self.top_p is not None else []
+        return ", ".join(parts)
+
+    def logits(self) -> torch.Tensor:
+        return torch.tensor([row.logits for row in self.rows], dtype=torch.float32)  # (R, V)
+
+
+BY_POSITION = "top_k kept the first k ids, not the k largest logits: compare values (torch.topk(...).values)"
+EXACTLY_K = ("top_k kept exactly k tokens where several tie with the k-th largest logit: keep every token whose logit "
+             "is >= the k-th largest")
+CROSSING = ("top_p dropped the token whose probability makes the sum reach p: keep the shortest prefix of the "
+            "ranking whose sum is >= p, that token included")
+ASCENDING = "top_p kept the least likely tokens: rank the tokens from the most to the least likely (descending=True)"
+TIE_ORDER = ("at equal probability top_p must rank the lower id first (torch.sort(probs, descending=True, "
+             "stable=True) does; an ascending sort flipped does not)")
+
+TOP_K = [
+    Case("top_k by value, ties kept", [
+        from_logits([0.0, -1.0, 0.5, -0.5, 2.0, 1.0, 2.5, 3.0], {(0, 1, 2): BY_POSITION}),
+        from_logits([1.0, 3.0, 2.0, 0.0, 2.0, -1.0, 2.0, -INF],  # ids 2, 4 and 6 tie with the 3rd largest
+                    {(0, 1, 2): BY_POSITION, **{(1, *pair): EXACTLY_K for pair in ((2, 4), (2, 6), (4, 6))}}),
+    ], temperature=1.0, top_k=3),
+    Case("top_k larger than V", [from_logits([0.5, -0.5, 1.0, 0.0, -1.0, 0.2, -INF, 0.8])], temperature=1.0, top_k=10),
+]
+
+TOP_P = [
+    Case("top_p keeps the crossing token", [
+        # ranked: id 3 (0.5), id 1 (0.25: the sum reaches 0.75 >= 0.7), then the rest
+        from_probs([0.05, 0.25, 0.04, 0.5, 0.06, 0.1], {(3,): CROSSING, (0, 1, 2, 3, 4, 5): ASCENDING}),
+    ], temperature=1.0, top_p=0.7),
+    Case("top_p ties and the top token", [
+        # ranked: id 2 (0.4), id 1 (0.2, the lower of the tied ids: the sum reaches 0.6 >= 0.5), id 3 (0.2), ...
+        from_probs([0.1, 0.2, 0.4, 0.2, 0.1], {(2, 3): TIE_ORDER, (2,): CROSSING, (0, 1, 3, 4): ASCENDING}),
+        from_probs([0.1, 0.6, 0.1, 0.1, 0.1], {(0, 1, 2, 3, 4): ASCENDING}),  # the top token alone is more than p
+    ], temperature=1.0, top_p=0.5),
+    Case("top_p after top_k", [
+        # top_k keeps ids 0, 2, 1, renormalised to 0.44, 0.33, 0.22: 0.44 + 0.33 >= 0.72 keeps ids 0 and 2.
+        # Top-p on the probabilities before top-k would need 0.4 + 0.3 + 0.2 to reach 0.72.
+        from_probs([0.4, 0.2, 0.3, 0.1], {(0, 1, 2): "with top_k and top_p both on, top_p ranks the probabilities "
+                                                     "renormalised over the tokens top_k kept: top_k, then softmax, "
+                                                     "then top_p"}),
+    ], temperature=1.0, top_k=3, top_p=0.72),
+]
+
+TEMPERATURE = [
+    Case("sharper", [from_logits([1.0, 2.0, 0.5, 1.5, 0.0, 2.2])], temperature=0.5),
+    Case("flatter", [from_logits([1.0, 2.0, 0.5, 1.5, 0.0, 2.2])], temperature=2.0),
+    Case("top_p after the temperature", [
+        # at temperature 0.5 the probabilities are 0.78, 0.20, 0.02: top_p 0.7 keeps id 0 alone (at temperature 1,
+        # 0.6 + 0.3: ids 0 and 1)
+        from_probs([0.6, 0.3, 0.1], {(0, 1): "top_p was applied before dividing the logits by the temperature: divide "
+                                             "first, then filter", (0, 1, 2): ASCENDING}),
+    ], temperature=0.5, top_p=0.7),
+]
+
+EXTREME = [
+    Case("logits of 1e4", [from_logits([1e4, 1e4 - 1, 0.0, -1e4, -INF, 1e4 - 2, -INF, -INF])], temperature=1.0),
+    Case("logits of -1e4 next to -inf", [from_logits([-1e4 + 1, -1e4, -1e4 - 1, -INF, -INF, -INF])],
+         temperature=1.0, top_k=4),  # the 4th largest logit is -inf: every token passes top_k
+]
+
+ROWS = [
+    Case("rows of different scales", [  # in each row the 3 largest logits are ids 0, 1 and 2
+        from_logits([2.0, 1.0, 1.5, -1.0, 0.0, -2.0]),
+        from_logits([301.0, 302.0, 300.5, 299.0, -INF, 298.0]),
+        from_logits([-200.0, -201.0, -199.5, -INF, -205.0, -INF]),
+    ], temperature=1.0, top_k=3),
+]
+
+CASES = TOP_K + TOP_P + TEMPERATURE + EXTREME + ROWS
+SEEDS = {case.name: 1000 + i for i, case in enumerate(CASES)}
+
+
+# -- calling the sampler ---------------------------------------------------------------------
+def sample(components, logits, temperature, top_k, top_p, generator, hint: str = "") -> torch.Tensor:
+    """The hook's ids for ``logits`` (B, V), checked to be a LongTensor (B,) of valid ids.
+
+    ``hint`` is added when torch.multinomial refuses the probabilities it was given (NaN, inf,
+    negative entries, or none left): what that means in the check that called.
+    """
+    B, V = logits.shape
+    spy = _Multinomial()
+    try:
+        with spy:  # in the grader's process only; a hidden check's submission runs elsewhere and the spy sees nothing
+            ids = components.sample(logits.clone(), temperature, top_k, top_p, generator)
+    except PluginError as e:
+        if "probability tensor contains" in str(e) or "invalid multinomial distribution" in str(e):
+            if spy.inputs and (spy.inputs[-1] < 0).any():  # -inf included
+                hint = "torch.multinomial was given negative numbers: it takes probabilities (a softmax), not logits"
+            raise CheckFailed(f"{e}: {hint or 'torch.multinomial was given NaN, inf or a row of zeros'}") from e
+        if "selected index k out of range" in str(e):
+            raise CheckFailed(f"{e}: a top_k of V or more keeps every token (torch.topk needs min(top_k, V))") from e
+        raise
+    if not isinstance(ids, torch.Tensor):
+        raise CheckFailed(f"toolkit_sample returned {type(ids).__name__}; expected a LongTensor (B,) of token ids")
+    if tuple(ids.shape) == (B, 1):
+        raise CheckFailed(f"toolkit_sample returned shape ({B}, 1); expected ({B},): squeeze the last axis of "
+                          "torch.multinomial's output")
+    if tuple(ids.shape) != (B,):
+        raise CheckFailed(f"toolkit_sample returned shape {tuple(ids.shape)} for logits {(B, V)}; expected ({B},)")
+    if ids.dtype != torch.long:
+        raise CheckFailed(f"toolkit_sample returned {ids.dtype}; expected token ids as torch.long")
+    if ((ids < 0) | (ids >= V)).any():
+        bad = ids[(ids < 0) | (ids >= V)][0].item()
+        raise CheckFailed(f"toolkit_sample returned id {bad}, outside the vocabulary 0..{V - 1}")
+    return ids
+
+
+def draws(components, case: Case, seed: int, hint: str = "") -> torch.Tensor:
+    """(DRAWS, R): DRAWS tokens of each row of ``case``, from one call on the rows repeated."""
+    logits = case.logits()
+    R = logits.shape[0]
+    ids = sample(components, logits.repeat(DRAWS, 1), case.temperature, case.top_k, case.top_p,
+                 torch.Generator().manual_seed(seed), hint)
+    return ids.view(DRAWS, R)
+
+
+def diagnose(case: Case, row: Row, counts: list[int], probs: list[float]) -> str | None:
+    """None if the counts of ``row`` fit ``probs``; else one sentence naming what is wrong."""
+    n = sum(counts)
+    support = {i for i, p in enumerate(probs) if p > 0}
+    drawn = {i for i, c in enumerate(counts) if c}
+    if drawn != support and tuple(sorted(drawn)) in row.mistakes:
+        return row.mistakes[tuple(sorted(drawn))]
+    for i in sorted(drawn - support):
+        if row.logits[i] == -INF:
+            return (f"token {i}, whose logit is -inf, was drawn {counts[i]} times of {n}: a -inf logit must keep "
+                    "probability 0 (never replace -inf by a finite number)")
+        return (f"token {i} was drawn {counts[i]} times of {n}, but these settings keep only tokens "
+                f"{sorted(support)}")
+    worst = worst_token(counts, probs)
+    if worst is None or worst[1] >= ALPHA:
+        return None
+    logits = torch.tensor(row.logits, dtype=torch.float64)
+    keep = torch.tensor([p > 0 for p in probs])
+    if case.temperature != 1 and fits(counts, _restricted(torch.softmax(logits, -1), keep)):
+        return ("the draws follow softmax(logits), not softmax(logits / temperature): divide the logits by the "
+                "temperature before the softmax (dividing probabilities by it changes nothing once normalised)")
+    if (logits[keep] >= 0).all() and fits(counts, _restricted(logits / case.temperature, keep)):
+        return "the draws are proportional to the logits: torch.multinomial takes probabilities (a softmax), not logits"
+    i, p_value = worst
+    missing = " (never drawn)" if not counts[i] else ""
+    shown = f"p = {p_value:.1e}" if p_value > 1e-300 else "p < 1e-300"
+    return (f"token {i} was drawn {counts[i]} times of {n}{missing}, expected about {n * probs[i]:.0f} "
+            f"(probability {probs[i]:.3f}; exact binomial test, {shown} < {ALPHA:g}): sample from the "
+            "softmax of logits / temperature over the kept tokens")
+
+
+def _restricted(weights: torch.Tensor, keep: torch.Tensor) -> list[float]:
+    w = torch.where(keep, weights, torch.zeros_like(weights))
+    return (w / w.sum()).tolist()
+
+
+def check_draws(components, case: Case, probs: list[list[float]], seed: int, hint: str = "") -> None:
+    """Draw ``case`` and raise CheckFailed on the first row whose draws do not fit ``probs`` (R, V)."""
+    ids = draws(components, case, seed, hint)
+    for r, row in enumerate(case.rows):
+        counts = torch.bincount(ids[:, r], minlength=len(row.logits)).tolist()
+        reason = diagnose(case, row, counts, probs[r])
+        if reason:
+            raise CheckFailed(f"{case.name} ({case.settings}), {row.label}: {reason}")
+
+
+def check_cases(ctx, cases: list[Case], hint: str) -> None:
+    expected = ctx.snapshot()["probs"]
+    for case in cases:
+        check_draws(ctx.components, case, expected[case.name], SEEDS[case.name], hint)
+
+
+# -- the checks -------------------------------------------------------------------------------
+def greedy_logits() -> torch.Tensor:
+    """(6, 12): random rows, one tied at its maximum, one with logits of 1e4 tied, one with -inf."""
+    x = torch.randn(6, 12, generator=torch.Generator().manual_seed(0))
+    x[1, 3] = x[1, 9] = x[1].max() + 1  # a tie at the maximum: ids 3 and 9
+    x[2] = 1e3 * x[2]
+    x[2, 5] = x[2, 7] = 1e4  # a tie at 1e4
+    x[3, ::2] = -INF
+    x[4, -1] = x[4].max() + 0.5  # the maximum at the last id
+    x[5] = -x[5].abs() - 50
+    return x
+
+
+TIED_ROWS = (1, 2)
+REPEATS = 8  # the rows repeated: a sampler that picks among tied tokens at random gets all 16 right 1 time in 65,536
+
+
+@check("sampler", points=2)
+def greedy(ctx):
+    "Temperature 0 is the argmax of each row (ties: the lowest id), whatever top_k and top_p say; so is top_k = 1."
+    logits = greedy_logits().repeat(REPEATS, 1)
+    want = logits.argmax(-1)
+    for top_k, top_p in ((None, None), (3, 0.5)):
+        got = sample(ctx.components, logits, 0.0, top_k, top_p, torch.Generator().manual_seed(1),
+                     "temperature 0 is the argmax: return logits.argmax(dim=-1) before dividing by the temperature")
+        wrong = (got != want).nonzero().flatten().tolist()
+        if wrong:
+            b = wrong[0]
+            row = b % len(greedy_logits())
+            settings = "" if top_k is None else f" with top_k {top_k} and top_p {top_p} (greedy ignores them)"
+            if row in TIED_ROWS and logits[b, got[b]] == logits[b].max():
+                tied = (logits[b] == logits[b].max()).nonzero().flatten().tolist()
+                raise CheckFailed(f"temperature 0{settings}: row {row} ties at its maximum (ids {tied}) and got id "
+                                  f"{got[b].item()}; expected {want[b].item()}, the lowest, as torch.argmax gives "
+                                  "(greedy is the argmax, not sampling at a tiny temperature)")
+            raise CheckFailed(f"temperature 0{settings}: row {row} got id {got[b].item()}, expected its argmax "
+                              f"{want[b].item()}")
+    unique = [r for r in range(len(greedy_logits())) if r not in TIED_ROWS]
+    rows = greedy_logits()[unique].repeat(REPEATS, 1)
+    for temperature, top_p in ((1.0, None), (0.7, 0.9)):
+        got = sample(ctx.components, rows, temperature, 1, top_p, torch.Generator().manual_seed(2),
+                     "top_k 1 keeps the largest logit of each row, and nothing else")
+        if not torch.equal(got, rows.argmax(-1)):
+            b = (got != rows.argmax(-1)).nonzero()[0].item()
+            raise CheckFailed(f"top_k 1 at temperature {temperature:g}: row {unique[b % len(unique)]} got id "
+                              f"{got[b].item()}, expected its argmax {rows[b].argmax().item()}: top_k 1 keeps the "
+                              "largest logit only")
+
+
+@check("sampler", points=2)
+def top_k(ctx):
+    "top_k keeps every token whose logit is >= the k-th largest (ties kept; by value, not position), drawn by softmax."
+    check_cases(ctx, TOP_K, "top_k removed every token of a row: keep the logits >= the k-th largest")
+
+
+@check("sampler", points=2)
+def top_p(ctx):
+    "top_p keeps the shortest most-likely-first prefix whose mass reaches p (the crossing token and the top one kept)."
+    check_cases(ctx, TOP_P, "top_p removed every token of a row: the token whose probability makes the sum reach p "
+                            "stays, so the most likely token always does")
+
+
+@check("sampler", points=2)
+def temperature(ctx):
+    "Draws follow softmax(logits / temperature) (exact binomial tests, 4,000 draws), and top_p filters after dividing."
+    check_cases(ctx, TEMPERATURE, "torch.multinomial takes probabilities (a softmax of the logits), not logits")
+
+
+@check("sampler", points=1)
+def extreme_logits(ctx):
+    "A -inf logit is never drawn, and logits of +-1e4 give valid ids with the right probabilities, never NaN."
+    check_cases(ctx, EXTREME, "exp of a logit of 1e4 is inf (and inf / inf is NaN): subtract each row's maximum "
+                              "first, or use torch.softmax")
+
+
+@check("sampler", points=1)
+def rows_independent(ctx):
+    "Each row is drawn from its own logits: rows of very different scales in one batch do not change each other."
+    check_cases(ctx, ROWS, "a row next to rows of far larger logits lost all its probability: subtract each row's "
+                           "own maximum (max(dim=-1, keepdim=True)), not the batch's")
+
+
+@check("sampler", points=1)
+def uses_generator(ctx):
+    "All randomness comes from `generator`: same state, same tokens; other seed, other tokens; global RNG untouched."
+    logits = 3 * torch.rand(64, 10, generator=torch.Generator().manual_seed(3))
+
+    def draw(generator):
+        before = torch.get_rng_state()
+        ids = sample(ctx.components, logits, 1.0, None, None, generator)
+        if not torch.equal(before, torch.get_rng_state()):
+            raise CheckFailed("the sampler drew from torch's global random generator: pass generator=generator "
+                              "to torch.multinomial (or torch.rand)")
+        return ids
+
+    with torch.random.fork_rng(devices=[]):  # whatever the sampler does to the global RNG stays here
+        torch.manual_seed(12345)
+        seeded = torch.Generator().manual_seed(0)
+        first, second = draw(seeded), draw(seeded)
+        if torch.equal(draw(torch.Generator().manual_seed(1)), first):
+            raise CheckFailed("generators seeded 0 and 1 gave the same 64 tokens: the sampler ignores `generator` "
+                              "(a new torch.Generator() always starts from the same seed)")
+        if not torch.equal(draw(torch.Generator().manual_seed(0)), first):
+            raise CheckFailed("two generators in the same state gave different tokens: draw with "
+                              "generator=generator, nothing else")
+        if torch.equal(first, second):
+            raise CheckFailed("the same generator gave the same 64 tokens twice in a row: draw from `generator` "
+                              "itself (never a copy or a re-seeded one), so that its state moves on")
+
+
+@check("sampler", points=1)
+def written_out(ctx):
+    "The sampler is written out: it does not call the toolkit's own (toolkit.sample)."
+    import toolkit.sample
+
+    own = toolkit.sample.__file__
+    called = set()
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code.co_filename == own:
+            called.add(frame.f_code.co_name)
+
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        sample(ctx.components, greedy_logits(), 1.0, 3, 0.9, torch.Generator().manual_seed(4))
+    except (CheckFailed, PluginError):
+        pass  # what the sampler returns is the other checks' business
+    finally:
+        sys.setprofile(previous)
+    if called:
+        raise CheckFailed(f"toolkit_sample calls toolkit.sample ({', '.join(sorted(called))}): the assignment is to "
+                          "write the sampler yourself")
+
+
+# -- the reference probabilities --------------------------------------------------------------
+class _Multinomial(TorchFunctionMode):
+    """Records what torch.multinomial is asked to draw from."""
+
+    def __init__(self):
+        super().__init__()
+        self.inputs = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") == "multinomial":
+            self.inputs.append(args[0].detach())
+        return func(*args, **(kwargs or {}))
+
+
+def reference_probs(components, case: Case) -> list[list[float]]:
+    """The probabilities (R, V) that ``components`` (the solution: it draws once, with
+    torch.multinomial) samples the rows of ``case`` from."""
+    with _Multinomial() as spy:
+        components.sample(case.logits(), case.temperature, case.top_k, case.top_p, torch.Generator().manual_seed(0))
+    (weights,) = spy.inputs
+    weights = weights.double()
+    return (weights / weights.sum(-1, keepdim=True)).tolist()
+
+
+def record(components) -> dict:
+    return {"draws": DRAWS, "alpha": ALPHA,
+            "probs": {case.name: reference_probs(components, case) for case in CASES}}

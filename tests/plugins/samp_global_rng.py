@@ -1,0 +1,21 @@
+"""Wrong: torch.multinomial draws from torch's global random generator, not from `generator`."""
+
+import torch
+
+import toolkit
+
+
+@toolkit.hookimpl
+def toolkit_sample(logits, temperature, top_k, top_p, generator):
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None:
+        probs = torch.softmax(logits, dim=-1)
+        ranked, order = torch.sort(probs, dim=-1, descending=True, stable=True)
+        drop = (ranked.cumsum(-1) - ranked) >= top_p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return torch.multinomial(torch.softmax(logits, dim=-1), 1).squeeze(-1)  # no generator=generator

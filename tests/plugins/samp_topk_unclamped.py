@@ -1,0 +1,21 @@
+"""Wrong: torch.topk is asked for top_k values even when top_k is larger than the vocabulary."""
+
+import torch
+
+import toolkit
+
+
+@toolkit.hookimpl
+def toolkit_sample(logits, temperature, top_k, top_p, generator):
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, top_k).values[:, -1:]  # raises when top_k > V: should be min(top_k, V)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None:
+        probs = torch.softmax(logits, dim=-1)
+        ranked, order = torch.sort(probs, dim=-1, descending=True, stable=True)
+        drop = (ranked.cumsum(-1) - ranked) >= top_p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)

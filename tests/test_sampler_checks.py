@@ -1,0 +1,229 @@
+"""The sampler checks fail on classic wrong samplers, naming the mistake, and pass on correct ones.
+
+Each check runs as ``toolkit.runner`` runs it (see ``run``). The plugins are ``tests/plugins/samp_*.py``:
+two correct samplers written differently from ``solutions/sampler.py`` (the Gumbel-max trick without
+torch.multinomial; plain Python per row), and one wrong sampler per classic mistake. The draws are
+seeded, so every verdict below is deterministic; the exact test behind them is tested on its own at
+the end (its p-values against brute force, and its false-failure rate against its bound).
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import torch
+
+from graders import sampler as grader
+from graders.hidden.checks import unseen_cases
+from toolkit.checks import Context, Result, collect, load_snapshot, run_check
+from toolkit.pipeline import PipelineConfig
+from toolkit.plugins import Components, build_manager, load_submission
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGINS = ROOT / "tests" / "plugins"
+
+CHECKS = {c.name: c for c in collect(["sampler"], include_hidden=True)}
+PUBLIC = [name for name, c in CHECKS.items() if not c.hidden]
+HIDDEN = [name for name, c in CHECKS.items() if c.hidden]
+
+CORRECT = {
+    "solution": ROOT / "solutions" / "sampler.py",
+    "gumbel": PLUGINS / "samp_gumbel.py",
+    "rowwise": PLUGINS / "samp_rowwise.py",
+}
+
+NOT_LOGITS = "torch.multinomial was given negative numbers: it takes probabilities (a softmax), not logits"
+WRONG = {  # wrong sampler -> {check it fails: what the reason says}; it passes every other public check
+    "samp_tiny_temperature.py": {"sampler.greedy": "row 2 ties at its maximum (ids [5, 7]) and got id 7; expected 5"},
+    "samp_topk_by_index.py": {"sampler.top_k": "top_k kept the first k ids, not the k largest logits",
+                              "sampler.greedy": "top_k 1 keeps the largest logit of each row"},  # row 3's id 0 is -inf
+    "samp_topk_exactly_k.py": {"sampler.top_k": "kept exactly k tokens where several tie with the k-th largest"},
+    "samp_topk_unclamped.py": {"sampler.top_k": "selected index k out of range: a top_k of V or more keeps every"},
+    "samp_topp_drops_crossing.py": {"sampler.top_p": "dropped the token whose probability makes the sum reach p"},
+    "samp_topp_ascending.py": {"sampler.top_p": "top_p kept the least likely tokens",
+                               "sampler.temperature": "top_p kept the least likely tokens"},
+    "samp_topp_flipped_ties.py": {"sampler.top_p": "at equal probability top_p must rank the lower id first"},
+    "samp_topp_before_temperature.py": {"sampler.temperature": "top_p was applied before dividing the logits by the "
+                                                               "temperature"},
+    "samp_temperature_after_softmax.py": {"sampler.temperature": "the draws follow softmax(logits), not "
+                                                                 "softmax(logits / temperature)"},
+    "samp_multinomial_logits.py": {"sampler.temperature": "the draws are proportional to the logits",
+                                   # with a -inf or a negative logit, torch.multinomial refuses them
+                                   **{name: NOT_LOGITS for name in ("sampler.greedy", "sampler.top_k", "sampler.top_p",
+                                                                    "sampler.extreme_logits",
+                                                                    "sampler.rows_independent")}},
+    "samp_naive_softmax.py": {"sampler.extreme_logits": "exp of a logit of 1e4 is inf",
+                              "sampler.rows_independent": "subtract each row's own maximum"},  # exp(302) is inf too
+    "samp_clamp.py": {"sampler.extreme_logits": "token 3, whose logit is -inf, was drawn"},
+    "samp_batch_max.py": {"sampler.rows_independent": "lost all its probability: subtract each row's own maximum"},
+    "samp_global_rng.py": {"sampler.uses_generator": "drew from torch's global random generator"},
+    "samp_fresh_generator.py": {"sampler.uses_generator": "generators seeded 0 and 1 gave the same 64 tokens"},
+    "samp_calls_toolkit.py": {"sampler.written_out": "toolkit_sample calls toolkit.sample (sample_next)"},
+}
+
+
+def run(check_name: str, path: Path | None) -> Result:
+    """What the runner does for one check of the plugin at ``path`` (None: the toolkit's baselines)."""
+    pm = build_manager(load_submission(str(path))) if path else build_manager()
+    ctx = Context(Components(pm, only="sampler"), "sampler", PipelineConfig(), log=lambda msg: None)
+    return run_check(CHECKS[check_name], ctx)
+
+
+def assert_fails(result: Result, says: str) -> None:
+    assert result.status == "failed" and result.score == 0, result
+    assert says in result.reason, result.reason
+
+
+# -- the tables above are complete -----------------------------------------------------------
+def test_every_check_fails_on_some_wrong_plugin_and_every_plugin_is_used():
+    assert set(PUBLIC) == {f"sampler.{n}" for n in ("greedy", "top_k", "top_p", "temperature", "extreme_logits",
+                                                    "rows_independent", "uses_generator", "written_out")}
+    assert {name for fails in WRONG.values() for name in fails} == set(PUBLIC)
+    files = {p.name for p in PLUGINS.glob("samp_*.py")}
+    assert files == set(WRONG) | {p.name for p in CORRECT.values() if p.parent == PLUGINS}
+
+
+# -- correct samplers pass, wrong ones fail with their own reason -------------------------------
+@pytest.mark.parametrize("check_name, variant", [(c, v) for c in PUBLIC for v in CORRECT])
+def test_check_passes_on_correct_sampler(check_name, variant):
+    result = run(check_name, CORRECT[variant])
+    assert result.status == "passed", result.reason
+    assert result.score == result.points
+
+
+@pytest.mark.parametrize("check_name, plugin, says", [
+    pytest.param(c, plugin, says, id=f"{c}-{plugin.removesuffix('.py')}")
+    for plugin, fails in WRONG.items() for c, says in fails.items()
+])
+def test_check_fails_on_wrong_sampler(check_name, plugin, says):
+    assert_fails(run(check_name, PLUGINS / plugin), says)
+
+
+@pytest.mark.parametrize("check_name, plugin", [
+    pytest.param(c, plugin, id=f"{c}-{plugin.removesuffix('.py')}")
+    for plugin, fails in WRONG.items() for c in PUBLIC if c not in fails
+])
+def test_wrong_sampler_passes_the_checks_of_other_mistakes(check_name, plugin):
+    result = run(check_name, PLUGINS / plugin)
+    assert result.status == "passed", result.reason
+
+
+def test_the_baseline_is_the_toolkits_sampler_and_fails_only_written_out():
+    """The baseline calls toolkit.sample.sample_next: the contract holds for the toolkit's own sampler."""
+    for name in PUBLIC:
+        result = run(name, None)
+        if name == "sampler.written_out":
+            assert_fails(result, "calls toolkit.sample (sample_next)")
+        else:
+            assert result.status == "passed", (name, result.reason)
+
+
+# -- the hidden check --------------------------------------------------------------------------
+def test_hidden_check_passes_on_correct_samplers_and_fails_on_wrong_ones():
+    assert HIDDEN == ["sampler.unseen_logits"]
+    for path in (CORRECT["solution"], CORRECT["gumbel"]):  # the per-row Python sampler takes 20 s here
+        result = run("sampler.unseen_logits", path)
+        assert result.status == "passed", result.reason
+    assert_fails(run("sampler.unseen_logits", PLUGINS / "samp_tiny_temperature.py"),
+                 "temperature 0 gave ids [20, 15], the solution [14, 15]")
+    assert_fails(run("sampler.unseen_logits", PLUGINS / "samp_topp_before_temperature.py"),
+                 "unseen case 3 (temperature 0.7, top_k 24, top_p 0.412)")
+
+
+# -- the cases say what the contract says -------------------------------------------------------
+def kept(case: grader.Case) -> list[list[int]]:
+    """The tokens the snapshot's probabilities keep, per row of ``case``."""
+    probs = load_snapshot("sampler")["probs"][case.name]
+    return [[i for i, p in enumerate(row) if p > 0] for row in probs]
+
+
+def test_the_snapshot_keeps_the_tokens_the_contract_keeps():
+    case = {c.name: c for c in grader.CASES}
+    assert kept(case["top_k by value, ties kept"]) == [[4, 6, 7], [1, 2, 4, 6]]  # ties with the 3rd largest kept
+    assert kept(case["top_k larger than V"]) == [[0, 1, 2, 3, 4, 5, 7]]
+    assert kept(case["top_p keeps the crossing token"]) == [[1, 3]]
+    assert kept(case["top_p ties and the top token"]) == [[1, 2], [1]]  # the lower tied id; the top token alone
+    assert kept(case["top_p after top_k"]) == [[0, 2]]
+    assert kept(case["top_p after the temperature"]) == [[0]]
+    assert kept(case["logits of -1e4 next to -inf"]) == [[0, 1, 2]]
+    snapshot = load_snapshot("sampler")
+    assert snapshot["draws"] == grader.DRAWS and snapshot["alpha"] == grader.ALPHA
+    assert set(snapshot["probs"]) == {c.name for c in grader.CASES}
+
+
+def test_no_mistake_a_case_names_is_what_a_correct_sampler_keeps():
+    for case in grader.CASES:
+        for row, support in zip(case.rows, kept(case)):
+            assert tuple(support) not in row.mistakes, (case.name, row.label)
+
+
+def ranked_mass(case: grader.Case, logits: list[float]) -> tuple[list[float], list[float]]:
+    """(scaled logits after top_k, the mass ranked above each token), in float64, from the contract."""
+    x = [v / case.temperature for v in logits]
+    if case.top_k is not None and case.top_k < len(x):
+        kth = sorted(x, reverse=True)[case.top_k - 1]
+        x = [v if v >= kth else -math.inf for v in x]
+    w = [math.exp(v - max(x)) for v in x]
+    p = [v / sum(w) for v in w]
+    before, mass = [0.0] * len(p), 0.0
+    for i in sorted(range(len(p)), key=lambda i: (-p[i], i)):
+        before[i], mass = mass, mass + p[i]
+    return x, before
+
+
+@pytest.mark.parametrize("case", grader.CASES + unseen_cases(), ids=lambda c: c.name)
+def test_no_case_sits_on_a_rounding_boundary(case):
+    """A sampler computing in float32 or float64, in any order, keeps the same tokens: no scaled logit
+    is within 1e-4 of the k-th largest unless equal to it, no ranked mass within 1e-3 of top_p."""
+    for row in case.rows:
+        x, before = ranked_mass(case, row.logits)
+        if case.top_k is not None and case.top_k < len(x):
+            kth = sorted((v / case.temperature for v in row.logits), reverse=True)[case.top_k - 1]
+            assert all(v == kth or abs(v - kth) > 1e-4 for v in (v / case.temperature for v in row.logits))
+        if case.top_p is not None:
+            assert all(abs(m - case.top_p) > 1e-3 for m, v in zip(before, x) if v > -math.inf)
+
+
+def test_the_module_docstring_counts_the_rows():
+    assert sum(len(case.rows) for case in grader.CASES) == 15
+    assert "15 rows" in grader.__doc__
+
+
+# -- the exact test ----------------------------------------------------------------------------
+def pmf(k: int, n: int, p: float) -> float:
+    """Binomial(n, p) at k, in exact integer arithmetic (p has at most 3 decimals), then rounded."""
+    num, den = round(p * 1000), 1000
+    return float(Fraction(math.comb(n, k) * num**k * (den - num) ** (n - k), den**n))
+
+
+@pytest.mark.parametrize("n, p", [(1, 0.5), (30, 0.1), (60, 0.37), (200, 0.02)])
+def test_binomial_p_value_is_twice_the_smaller_tail(n, p):
+    for k in range(n + 1):
+        tail = sum(pmf(i, n, p) for i in range(k, n + 1)) if k >= n * p else sum(pmf(i, n, p) for i in range(k + 1))
+        assert grader.binomial_p_value(k, n, p) == pytest.approx(min(1.0, 2 * tail), rel=1e-9, abs=1e-300)
+
+
+def log_pmf(k: int, n: int, p: float) -> float:
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * math.log(p) + (n - k) * math.log(1 - p)
+
+
+@pytest.mark.parametrize("n, p", [(40, 0.3), (grader.DRAWS, 0.09), (grader.DRAWS, 0.5)])
+def test_a_correct_count_fails_no_more_often_than_alpha(n, p):
+    """P(p-value <= a) <= a, summed over every possible count: the bound the checks rely on."""
+    p_values = [grader.binomial_p_value(k, n, p) for k in range(n + 1)]
+    for a in (0.05, 1e-3, 1e-6):
+        rejected = sum(math.exp(log_pmf(k, n, p)) for k in range(n + 1) if p_values[k] <= a)
+        assert a / 10 < rejected <= a  # a bound, and not a loose one
+
+
+def test_the_test_accepts_fair_counts_and_rejects_a_shift_of_five_points():
+    probs = [0.5, 0.3, 0.2]
+    n = grader.DRAWS
+    assert grader.fits([2000, 1200, 800], probs)
+    assert grader.fits([2060, 1160, 780], probs)  # 1.5 to 2 standard deviations off
+    assert not grader.fits([1800, 1400, 800], probs)  # 0.05 moved: about 7 standard deviations
+    assert not grader.fits([1999, 1200, 800, 1], probs + [0.0])  # outside the support
+    assert grader.worst_token([n, 0, 0], [1.0, 0.0, 0.0]) is None  # nothing to test: one token holds it all
