@@ -67,7 +67,7 @@ def behaviour_metrics(pipeline) -> dict:
     head = probe.headline_prompts(world, pipeline.config.headline_samples)
     t = pipeline.config.headline_temperature
     hb, hc = pipeline.probe(base, False, head, t), pipeline.probe(chat, True, head, t)
-    users = probe.run_user_turn(chat, pipeline.tokenizer, world, n=30, seed=pipeline.config.seed)
+    users = pipeline.user_turn(chat, n=30)
     of = lambda gens, kind: [g for g in gens if g.prompt.kind == kind]
     answered = lambda g: g.label == probe.Label.ANSWER
     return {

@@ -111,7 +111,7 @@ def test_run_solutions_end_to_end(tmp_path):
     plots = ["tokenizer_lengths", "attention_heads", "attention_curve", "sft_headline", "sft_all", "sft_loss",
              "reward_histogram", "rlhf_curves", "rlhf_headline"]
     assert html.count("data:image/png;base64,") == len(plots)
-    assert all(f'alt="{name}"' in html for name in plots)  # every check's plot is embedded
+    assert all(f'data-plot="{name}"' in html for name in plots)  # every check's plot is embedded
     assert json.loads((report / "results.json").read_text())["score"] == doc["score"]
     assert (report / "sft_headline.png").stat().st_size > 10_000
 

@@ -16,7 +16,7 @@ from toolkit.template import BOS, END, USER, base_prompt, chat_prompt
 def chat_loop(submission: str | None, base: bool, temperature: float, top_k: int | None, max_tokens: int,
               top_p: float | None = None) -> None:
     pm = build_manager(load_submission(submission) if submission else [])
-    pipeline = Pipeline(Components(pm, only="sft_mask"), log=lambda m: click.echo(m, err=True))
+    pipeline = Pipeline(Components(pm, only={"sft_mask", "sampler"}), log=lambda m: click.echo(m, err=True))
     if not base:
         pipeline.sft_data  # calls the mask first: one that breaks the contract fails before minutes of training
     model = pipeline.base_model if base else pipeline.chat_model
@@ -30,7 +30,8 @@ def chat_loop(submission: str | None, base: bool, temperature: float, top_k: int
             continue
         out: list[int] = []
         shown = ""
-        for token in stream(model, tok.encode(render(line.strip())), max_tokens, temperature, top_k, stop, gen, top_p):
+        for token in stream(model, tok.encode(render(line.strip())), max_tokens, temperature, top_k, stop, gen, top_p,
+                            sampler=pipeline.components.sample):
             if token in stop:  # the reply's end, not a part of it
                 break
             out.append(token)

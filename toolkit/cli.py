@@ -228,10 +228,14 @@ def plugins(submission, as_json):
 @click.option("--temperature", "-t", default=0.8, show_default=True, type=click.FloatRange(min=0),
               help="Sampling temperature; 0 for greedy.")
 @click.option("--top-k", "-k", default=None, type=click.IntRange(min=1), help="Sample among the k likeliest tokens.")
+@click.option("--top-p", "-p", default=None, type=click.FloatRange(min=0, max=1, min_open=True),
+              help="Sample from the smallest set of likeliest tokens whose probability reaches P (nucleus "
+                   "sampling: needs a sampler plugin; the toolkit's own sampler ignores it).")
 @click.option("--max-tokens", default=40, show_default=True, type=click.IntRange(min=1),
               help="Longest reply, in tokens (a reply also ends at its stop token).")
-def chat(submission, base, temperature, top_k, max_tokens):
-    """Talk to the chat model fine-tuned with SUBMISSION's SFT mask (the baseline's without one).
+def chat(submission, base, temperature, top_k, top_p, max_tokens):
+    """Talk to the chat model fine-tuned with SUBMISSION's SFT mask (the baseline's without one),
+    sampling each token with SUBMISSION's sampler (the toolkit's without one).
 
     Each line you type is one user turn; the reply streams as it is generated. End with
     Ctrl-D. The first start trains the chat model (about a minute; the base model is cached).
@@ -239,7 +243,7 @@ def chat(submission, base, temperature, top_k, max_tokens):
     from toolkit.chat import chat_loop
 
     try:
-        chat_loop(submission, base, temperature, top_k, max_tokens)
+        chat_loop(submission, base, temperature, top_k, max_tokens, top_p)
     except (SubmissionError, PluginError) as e:  # a mask that returns a wrong value: no chat model to talk to
         _fail_usage(str(e))
 

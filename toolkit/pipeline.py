@@ -41,7 +41,7 @@ USES = {
     "base_model": {"tokenizer", "attention"},
     "chat_model": {"tokenizer", "attention", "sft_mask"},
     "reward_model": {"tokenizer", "attention", "reward"},
-    "rlhf_model": {"tokenizer", "attention", "sft_mask", "reward"},
+    "rlhf_model": {"tokenizer", "attention", "sft_mask", "reward", "sampler"},
 }
 """Stage -> the components whose hooks building it calls (its earlier stages' included). The class
 grader has a stage that uses the component under test built in the submission's child
@@ -320,18 +320,25 @@ class Pipeline:
         questions = [self.world.question(f) for f in self.world.sft_facts]
         self.log(f"RLHF: {self.config.rlhf.steps} steps ...")
         t0 = time.perf_counter()
-        model, curves = rlhf.rlhf(chat, reward_model, self.tokenizer, questions, self.config.rlhf)
+        model, curves = rlhf.rlhf(chat, reward_model, self.tokenizer, questions, self.config.rlhf,
+                                  sampler=self.components.sample)
         self.curves.update({f"rlhf_{k}": v for k, v in curves.items()})
         self.timings["rlhf"] = time.perf_counter() - t0
         return model
 
     # -- behaviour ---------------------------------------------------------------------
-    def probe(self, model: GPT, chat: bool, prompts: list[probe.Prompt],
-              temperature: float | None = None) -> list[probe.Generation]:
-        """Generate a reply to each prompt and classify it (``probe_temperature`` by default)."""
+    def probe(self, model: GPT, chat: bool, prompts: list[probe.Prompt], temperature: float | None = None,
+              top_k: int | None = None, top_p: float | None = None) -> list[probe.Generation]:
+        """Generate a reply to each prompt with the sampler component and classify it
+        (``probe_temperature`` by default)."""
         t = self.config.probe_temperature if temperature is None else temperature
-        return probe.run_probe(model, self.tokenizer, self.world, prompts, chat=chat,
-                               temperature=t, seed=self.config.seed)
+        return probe.run_probe(model, self.tokenizer, self.world, prompts, chat=chat, temperature=t, top_k=top_k,
+                               top_p=top_p, seed=self.config.seed, sampler=self.components.sample)
+
+    def user_turn(self, model: GPT, n: int = 30) -> float:
+        """``probe.run_user_turn`` with the sampler component: how often a bare user tag gets a question."""
+        return probe.run_user_turn(model, self.tokenizer, self.world, n=n, seed=self.config.seed,
+                                   sampler=self.components.sample)
 
 
 @contextlib.contextmanager

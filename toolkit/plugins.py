@@ -273,17 +273,18 @@ class Components:
     arguments by position or name. ``Components(pm)`` uses whatever ``pm`` answers;
     ``Components(pm, only="attention")`` takes that component from ``pm`` and every other one
     from the baselines, which is how a submission's components are swapped into the pipeline
-    one at a time.
+    one at a time (``only`` may also be a set of components).
     """
 
-    def __init__(self, pm: pluggy.PluginManager | None = None, only: str | None = None):
+    def __init__(self, pm: pluggy.PluginManager | None = None, only: str | set[str] | None = None):
         pm = pm or build_manager()
         self._pm = pm
         self._baseline = build_manager() if only else pm
         self.only = only
+        self._from_pm = None if only is None else {only} if isinstance(only, str) else set(only)
 
     def _relay(self, hook: str) -> pluggy.PluginManager:
-        use_pm = self.only is None or HOOKS[hook].name == self.only
+        use_pm = self._from_pm is None or HOOKS[hook].name in self._from_pm
         return self._pm if use_pm else self._baseline
 
     def source(self, component: str) -> str:

@@ -111,7 +111,7 @@ def headline_prompts(world: World, n: int = 40) -> list[Prompt]:
 
 
 def run_probe(model, tokenizer, world: World, prompts: list[Prompt], chat: bool,
-              temperature: float = 1.0, max_new_tokens: int = 20, seed: int = 0,
+              temperature: float = 1.0, max_new_tokens: int = 20, seed: int = 0, top_k: int | None = None,
               top_p: float | None = None, sampler: Sampler = sample_next) -> list[Generation]:
     """Generate one reply per prompt (sampled, seeded) and classify it.
 
@@ -128,7 +128,8 @@ def run_probe(model, tokenizer, world: World, prompts: list[Prompt], chat: bool,
     for length in sorted(by_length):
         rows = by_length[length]
         outs = generate(model, torch.tensor([encoded[i] for i in rows]), max_new_tokens,
-                        temperature=temperature, stop_ids=stop, generator=gen, top_p=top_p, sampler=sampler)
+                        temperature=temperature, top_k=top_k, stop_ids=stop, generator=gen, top_p=top_p,
+                        sampler=sampler)
         for i, out in zip(rows, outs):
             texts[i] = tokenizer.decode(out)
     results = []

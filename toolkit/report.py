@@ -76,7 +76,7 @@ def _img(folder: Path, name: str, caption: str) -> str:
     if data is None:
         return ""
     src = base64.b64encode(data).decode()
-    return f'<figure><img alt="{_e(caption)}" src="data:image/png;base64,{src}"><figcaption>{_e(caption)}</figcaption></figure>'
+    return f'<figure><img alt="{_e(caption)}" data-plot="{_e(name[:-4])}" src="data:image/png;base64,{src}"><figcaption>{_e(caption)}</figcaption></figure>'
 
 
 def _metric(v) -> str:

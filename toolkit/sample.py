@@ -1,4 +1,4 @@
-"""Generating text from a GPT: greedy, or sampling with temperature, top-k and top-p.
+"""Generating text from a GPT: greedy, or sampling with temperature and top-k (and top-p with a sampler plugin).
 
 Two parts, kept apart so that either can be swapped:
 
@@ -26,16 +26,16 @@ Sampler = Callable[..., torch.Tensor]  # (logits (B, V), temperature, top_k, top
 
 def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None,
                 generator: torch.Generator | None) -> torch.Tensor:
-    """The next token of each row: logits (B, V) -> LongTensor (B,). The contract of ``toolkit_sample``.
+    """The next token of each row: logits (B, V) -> LongTensor (B,). The toolkit's own sampler,
+    and the ``sampler`` component's baseline; it has the signature of ``toolkit_sample``.
 
     * ``temperature == 0``: greedy, the argmax of each row (on ties the lowest id, as
-      ``torch.argmax``); ``top_k`` and ``top_p`` change nothing then. Otherwise the logits
-      are divided by ``temperature`` first.
+      ``torch.argmax``); ``top_k`` changes nothing then. Otherwise the logits are divided by
+      ``temperature`` first.
     * ``top_k`` (None: off): keep the tokens whose logit is ``>=`` the k-th largest of the
       row; tokens tied with the k-th value are **all** kept (so more than k may survive).
-    * ``top_p`` (None: off): rank the tokens still in by probability (softmax after top-k),
-      ties lower id first, and keep the shortest prefix whose mass reaches ``top_p``: the
-      token that crosses ``top_p`` is kept, and so is always the top token.
+    * ``top_p``: **ignored**. Nucleus sampling is the sampler assignment's to write (its exact
+      rule is in ``toolkit.hookspecs.toolkit_sample``); give the pipeline a sampler plugin to use it.
     * Draw from the softmax of what is kept with ``torch.multinomial(..., generator=generator)``:
       all the randomness comes from ``generator``, one draw per row.
     """
@@ -45,12 +45,6 @@ def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None, top
     if top_k is not None:
         kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]  # (B, 1): the k-th largest
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None:
-        probs = F.softmax(logits, dim=-1)  # (B, V)
-        ranked, order = torch.sort(probs, dim=-1, descending=True, stable=True)  # stable: ties lower id first
-        mass_before = ranked.cumsum(-1) - ranked  # (B, V): mass of the tokens ranked above each one
-        drop = mass_before >= top_p  # top_p was reached before this token (never true of the top one)
-        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))  # back to vocabulary order
     return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator).squeeze(1)  # (B,)
 
 

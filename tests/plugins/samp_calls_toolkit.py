@@ -1,4 +1,4 @@
-"""Wrong: not written out; the hook hands every call to the toolkit's own sampler (which is correct)."""
+"""Wrong: not written out; the hook hands every call to the toolkit's own sampler (which has no top-p)."""
 
 import toolkit
 from toolkit.sample import sample_next as reference
