@@ -7,7 +7,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from toolkit import probe
-from toolkit.checks import CheckFailed, check, child_side
+from toolkit.checks import CheckFailed, check, child_side, names_used
 from toolkit.model import GPT, GPTConfig
 from toolkit.pipeline import Pipeline
 from toolkit.plugins import Components
@@ -127,7 +127,7 @@ def written_out(ctx):
     module, x = seeded_module(ctx.components, 2, 5, 12, 3)
     with torch.no_grad():
         _forward(module, x)
-    named = banned_names(ctx.sources, BANNED_NAMES)
+    named = names_used(ctx.sources, BANNED_NAMES)
     if named:  # read by the grader in the code it was handed
         raise CheckFailed(f"the code uses {', '.join(named[:3])}; write the scores, mask and softmax yourself")
     called = ctx.in_child(banned_calls, module, x)  # observed beside the module: as strong as that observation
@@ -138,21 +138,6 @@ def written_out(ctx):
 
 
 BANNED_NAMES = ("scaled_dot_product_attention", "MultiheadAttention", "multi_head_attention_forward")
-
-
-def banned_names(sources: dict[str, str], banned: tuple[str, ...]) -> list[str]:
-    """The banned names that the code uses as names (comments and strings aside), in order."""
-    import io
-    import tokenize
-
-    found = []
-    for text in sources.values():
-        try:
-            names = {t.string for t in tokenize.generate_tokens(io.StringIO(text).readline) if t.type == tokenize.NAME}
-        except (tokenize.TokenError, SyntaxError, RecursionError, MemoryError):
-            continue
-        found += [b for b in banned if b in names and b not in found]
-    return found
 
 
 @child_side

@@ -124,10 +124,13 @@ def judge(pipeline, model) -> dict:
 
 def rlhf_metrics(pipeline) -> dict:
     """What RLHF changed; ``_replies`` are for the hidden check that scores them with the solution."""
+    world = pipeline.world
     before, after = judge(pipeline, pipeline.chat_model), judge(pipeline, pipeline.rlhf_model)
     return {"chat_rude": before["rude"], "chat_correct": before["correct"],
             "rlhf_rude": after["rude"], "rlhf_correct": after["correct"],
-            "kl": sum(pipeline.curves["rlhf_kl"][-5:]) / 5,
+            "kl": rlhf.kl_divergence(pipeline.rlhf_model, pipeline.chat_model, pipeline.tokenizer,
+                                     [p.question for p in judge_prompts(world)[:len(world.sft_facts)]],
+                                     pipeline.config.rlhf),
             "_replies": {"chat": before["replies"], "rlhf": after["replies"]}}
 
 
@@ -141,7 +144,7 @@ def reward_gain(pipeline, replies: dict) -> float:
 
 @check("reward", points=4, behavioural=True)
 def rlhf_improves(ctx):
-    "RLHF with the reward model makes the chat model less rude, keeps it correct, and stays near it (KL)."
+    "RLHF with the reward model makes the chat model less rude, keeps it correct, and stays near it (KL, measured by the grader)."
     ref = ctx.snapshot()["rlhf"]
     got = rlhf_metrics(ctx.pipeline)
     ctx.metrics.update(got)

@@ -24,6 +24,7 @@ about 5.3 (a two-sided 1e-6 / 7).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import sys
 from dataclasses import dataclass, field
@@ -31,8 +32,10 @@ from dataclasses import dataclass, field
 import torch
 from torch.overrides import TorchFunctionMode
 
-from toolkit.checks import CheckFailed, check
+from toolkit import probe
+from toolkit.checks import CheckFailed, check, child_side, names_used
 from toolkit.plugins import PluginError
+from toolkit.sample import sample_next
 
 DRAWS = 4000  # tokens drawn per row of a test case
 ALPHA = 1e-6  # largest chance that a correct sampler fails the test of one row
@@ -392,6 +395,23 @@ def uses_generator(ctx):
 @check("sampler", points=1)
 def written_out(ctx):
     "The sampler is written out: it does not call the toolkit's own (toolkit.sample)."
+    named = names_used(ctx.sources, OWN_NAMES)
+    if named:  # read by the grader in the code it was handed
+        raise CheckFailed(f"the code uses {', '.join(named)}: the assignment is to write the sampler yourself")
+    called = ctx.in_child(own_calls, greedy_logits())  # observed where the sampler runs: as strong as that observation
+    if not isinstance(called, list) or not all(isinstance(c, str) for c in called):
+        raise CheckFailed("could not observe what toolkit_sample calls")
+    if called:
+        raise CheckFailed(f"toolkit_sample calls toolkit.sample ({', '.join(sorted(called)[:3])}): the assignment is "
+                          "to write the sampler yourself")
+
+
+OWN_NAMES = ("toolkit.sample", "sample_next")
+
+
+@child_side
+def own_calls(pipeline, logits: torch.Tensor) -> list[str]:
+    """The functions of ``toolkit.sample`` that the sampler calls, observed where it runs."""
     import toolkit.sample
 
     own = toolkit.sample.__file__
@@ -404,14 +424,128 @@ def written_out(ctx):
     previous = sys.getprofile()
     sys.setprofile(profile)
     try:
-        sample(ctx.components, greedy_logits(), 1.0, 3, 0.9, torch.Generator().manual_seed(4))
-    except (CheckFailed, PluginError):
-        pass  # what the sampler returns is the other checks' business
+        pipeline.components.sample(logits, 1.0, 3, 0.9, torch.Generator().manual_seed(4))
+    except Exception:  # noqa: BLE001 - what the sampler returns is the other checks' business
+        pass
     finally:
         sys.setprofile(previous)
-    if called:
-        raise CheckFailed(f"toolkit_sample calls toolkit.sample ({', '.join(sorted(called))}): the assignment is to "
-                          "write the sampler yourself")
+    return sorted(called)[:10]
+
+
+# -- behaviour: the temperature dial --------------------------------------------------------
+@dataclass(frozen=True)
+class Setting:
+    temperature: float
+    top_k: int | None = None
+    top_p: float | None = None
+
+    @property
+    def name(self) -> str:
+        return ", ".join([f"T {self.temperature:g}"] + ([f"top-k {self.top_k}"] if self.top_k else [])
+                         + ([f"top-p {self.top_p:g}"] if self.top_p else []))
+
+
+DIAL = [Setting(0.5), Setting(1.0), Setting(2.0), Setting(2.0, top_k=10), Setting(2.0, top_p=0.8)]
+HOT, NUCLEUS = Setting(2.0), Setting(2.0, top_p=0.8)
+Z_SAME = 5.0  # |z| above which a class's rate differs from the reference's: a correct sampler (other draws of the
+              # same distributions) goes past it with probability about 6e-7 per rate, 2.3e-5 over the 40 rates
+Z_LOWER = 3.0  # top-p at temperature 2 must lower the Gibberish rate by at least this many standard errors
+
+
+def dial(pipeline, settings: list[Setting]) -> dict[str, dict[str, dict]]:
+    """model -> setting -> the class distribution of the probe's replies (``toolkit.probe.distribution``),
+    sampled by the pipeline's sampler component, one seeded generator per run."""
+    return _dial(pipeline, settings, pipeline.components.sample)
+
+
+def reference_dial(pipeline, settings: list[Setting], name: str, sampler) -> dict[str, dict[str, dict]]:
+    """``dial`` with a reference ``sampler`` called ``name``: the same on the same models, so drawn once
+    per process (a class graded in one process draws it once)."""
+    key = (name, fingerprint(pipeline.base_model), fingerprint(pipeline.chat_model), tuple(settings),
+           pipeline.config.seed)
+    if key not in _REFERENCE:
+        _REFERENCE[key] = _dial(pipeline, settings, sampler)
+    return _REFERENCE[key]
+
+
+_REFERENCE: dict[tuple, dict] = {}
+
+
+def fingerprint(model) -> str:
+    """A digest of a model's weights."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _dial(pipeline, settings: list[Setting], sampler) -> dict[str, dict[str, dict]]:
+    prompts = probe.prompt_set(pipeline.world)
+    out: dict[str, dict[str, dict]] = {}
+    for name, model, chat in (("base", pipeline.base_model, False), ("chat", pipeline.chat_model, True)):
+        out[name] = {}
+        for s in settings:
+            gens = probe.run_probe(model, pipeline.tokenizer, pipeline.world, prompts, chat=chat,
+                                   temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, seed=pipeline.config.seed,
+                                   sampler=sampler)
+            out[name][s.name] = probe.distribution(gens)
+    return out
+
+
+def z_score(a: dict, b: dict) -> float:
+    """Two-proportion z statistic of rates ``a`` and ``b`` (``{"p", "n"}``), pooled; 0 when both are 0 or 1."""
+    pooled = (a["p"] * a["n"] + b["p"] * b["n"]) / (a["n"] + b["n"])
+    if pooled in (0.0, 1.0):
+        return 0.0
+    return (a["p"] - b["p"]) / math.sqrt(pooled * (1 - pooled) * (1 / a["n"] + 1 / b["n"]))
+
+
+def differs(mine: dict, reference: dict, what: str) -> str | None:
+    """None if every class rate of every (model, setting) of ``reference`` matches ``mine``; else one sentence."""
+    worst = max(((model, setting, label, z_score(mine[model][setting][label], ref[label]))
+                 for model, by_setting in reference.items() for setting, ref in by_setting.items()
+                 for label in probe.LABELS), key=lambda w: abs(w[3]))
+    model, setting, label, z = worst
+    if abs(z) <= Z_SAME:
+        return None
+    return (f"at {setting}, {mine[model][setting][label]['p']:.2f} of the {model} model's replies were {label} with "
+            f"this sampler, {reference[model][setting][label]['p']:.2f} with {what} (z = {z:+.1f}, beyond "
+            f"+-{Z_SAME:g}): the sampler does not draw from softmax(logits / T) as filtered")
+
+
+def gibberish(d: dict, setting: Setting) -> dict:
+    """The Gibberish rate of base and chat together at ``setting``: {"p", "n"}."""
+    rates = [d[model][setting.name][probe.Label.GIBBERISH] for model in d]
+    n = sum(r["n"] for r in rates)
+    return {"p": sum(r["p"] * r["n"] for r in rates) / n, "n": n}
+
+
+@check("sampler", points=3, behavioural=True)
+def temperature_dial(ctx):
+    "The probe's replies drawn with this sampler at T 0.5 to 2, top-k and top-p follow the toolkit's; top-p tames T 2."
+    from toolkit.plots import plot_dial
+
+    pipeline = ctx.pipeline
+    with ctx.time_limit(600, "sampling the probe's replies at five settings"):
+        mine = dial(pipeline, DIAL)
+    reference = reference_dial(pipeline, [s for s in DIAL if s.top_p is None], "toolkit", sample_next)
+    if ctx.report_dir is not None:
+        plot_dial(mine, "The temperature dial: the probe's replies by sampling setting",
+                  ctx.plot_path("sampler_dial.png", "The temperature dial: classes of the base and chat models' replies "
+                                                    "to the probe's prompts, sampled with this sampler at each setting"))
+    hot, nucleus = gibberish(mine, HOT), gibberish(mine, NUCLEUS)
+    ctx.metrics.update({f"{model} {setting}": f"{d[probe.Label.ANSWER]['p']:.2f} Answer, "
+                                              f"{d[probe.Label.GIBBERISH]['p']:.2f} Gibberish"
+                        for model, by_setting in mine.items() for setting, d in by_setting.items()})
+    reason = differs(mine, reference, "the toolkit's sampler (toolkit.sample.sample_next)")
+    if reason:
+        raise CheckFailed(reason)
+    z = z_score(nucleus, hot)
+    if z > -Z_LOWER:
+        raise CheckFailed(f"at T 2, top-p 0.8 left {nucleus['p']:.2f} of the replies Gibberish, against "
+                          f"{hot['p']:.2f} without it (z = {z:+.1f}; expected below -{Z_LOWER:g}): top-p should cut "
+                          "the unlikely tokens a high temperature lets through")
 
 
 # -- the reference probabilities --------------------------------------------------------------

@@ -28,9 +28,32 @@ def mask_cases(n: int = 48, seed: int = 0, max_len: int = 28) -> torch.Tensor:
     return torch.tensor([r + [PAD] * (T - len(r)) for r in rows])
 
 
+def user_content(tokens: torch.Tensor) -> torch.Tensor:
+    """(B, T - 1): True where the target tokens[b, t + 1] is a token the user wrote (tags aside)."""
+    speaker = torch.zeros_like(tokens, dtype=torch.bool)
+    for b in range(tokens.shape[0]):
+        in_user = False
+        for t, tok in enumerate(tokens[b].tolist()):
+            if tok in SPECIAL.values():
+                in_user = tok == USER
+            else:
+                speaker[b, t] = in_user
+    return speaker[:, 1:]
+
+
 def diagnose(tokens: torch.Tensor, got: torch.Tensor, want: torch.Tensor) -> str:
-    """One sentence naming the classic mistake behind a wrong mask."""
+    """One sentence naming the classic mistake behind a wrong mask: the patterns of the whole mask
+    first (no mask, inverted, shifted), then the single tokens it gets wrong."""
     targets = tokens[:, 1:]
+    real = targets != PAD
+    if got[real].all():
+        padding = ", and the padding too" if got[~real].any() else ""
+        return (f"the mask supervises every token, the prompt too{padding} (no loss mask): only the assistant's "
+                "tokens and the <|end|> that closes its turn count")
+    user = user_content(tokens)
+    if (got & want).sum() <= 0.1 * want.sum() and (got & user).sum() >= 0.5 * user.sum():
+        return ("the mask is inverted: it supervises the user's turns instead of the assistant's (mask[b, t] is True "
+                "when tokens[b, t + 1] is the assistant's, or the <|end|> closing its turn)")
     if torch.equal(got[:, :-1], want[:, 1:]) or torch.equal(got[:, 1:], want[:, :-1]):
         return "the mask is shifted by one position: mask[b, t] is about the target tokens[b, t + 1]"
     for tok, what in ((ASSISTANT, "the <|assistant|> tag"), (USER, "the <|user|> tag"), (PAD, "padding"), (BOS, "<|bos|>")):
@@ -57,6 +80,7 @@ def matches_reference(ctx):
 
 # -- behaviour -------------------------------------------------------------------------
 MARGIN = 0.10  # thresholds are the solution's rates minus this margin
+USER_TURNS = 30  # replies sampled to a bare <|user|>
 
 
 def behaviour_metrics(pipeline) -> dict:
@@ -67,9 +91,14 @@ def behaviour_metrics(pipeline) -> dict:
     head = probe.headline_prompts(world, pipeline.config.headline_samples)
     t = pipeline.config.headline_temperature
     hb, hc = pipeline.probe(base, False, head, t), pipeline.probe(chat, True, head, t)
-    users = pipeline.user_turn(chat, n=30)
+    users = {"base": pipeline.user_turn(base, n=USER_TURNS), "chat": pipeline.user_turn(chat, n=USER_TURNS)}
     of = lambda gens, kind: [g for g in gens if g.prompt.kind == kind]
     answered = lambda g: g.label == probe.Label.ANSWER
+    count = lambda gens, what: probe.share(sum(map(what, gens)), len(gens))
+    signatures = {name: {"stops after\nits reply": count(gens, lambda g: g.stopped),
+                         "writes a user turn\nafter <|user|>": probe.share(round(users[name] * USER_TURNS), USER_TURNS),
+                         "Answer on\nheld-out facts": count(of(gens, "held_out"), answered)}
+                  for name, gens in (("base", b), ("chat", c))}
     return {
         "answer_seen": probe.rate(of(c, "seen"), answered),
         "answer_held_out": probe.rate(of(c, "held_out"), answered),
@@ -77,11 +106,12 @@ def behaviour_metrics(pipeline) -> dict:
         "clarification": probe.rate(of(c, "ambiguous"), lambda g: g.label == probe.Label.CLARIFICATION),
         "stops": probe.rate([g for g in c if g.label in (probe.Label.ANSWER, probe.Label.CLARIFICATION)],
                             lambda g: g.stopped),
-        "writes_user_turn": users,
+        "writes_user_turn": users["chat"],
         "base_answer": probe.rate(of(b, "seen") + of(b, "held_out"), answered),
         "base_top": max(probe.LABELS, key=lambda lab: sum(g.label == lab for g in b)),
         "_dists": {"all": {"base": probe.distribution(b), "chat": probe.distribution(c)},
-                   "headline": {"base": probe.distribution(hb), "chat": probe.distribution(hc)}},
+                   "headline": {"base": probe.distribution(hb), "chat": probe.distribution(hc)},
+                   "signatures": signatures},
         "_examples": [(g.prompt.question, gb.text, g.text) for g, gb in list(zip(c, b))[:: max(1, len(c) // 8)]],
     }
 
@@ -117,6 +147,12 @@ def behaviour(ctx):
             plot_distributions(m["_dists"][key], f"Probability distribution: base vs chat\n{subtitle}",
                                ctx.plot_path(f"sft_{key}.png", f"Classes of the base and chat models' replies to {subtitle}, "
                                                                "with 95% intervals"))
+        plot_distributions(m["_dists"]["signatures"], "What each classic mistake changes: base vs chat",
+                           ctx.plot_path("sft_signatures.png", "Rates that show the classic mistakes of a mask, base "
+                                                               "vs chat, with 95% intervals: stopping after the reply "
+                                                               "(needs <|end|> supervised), writing a user turn (the "
+                                                               "user's tokens supervised), answering held-out facts"),
+                           ylabel="rate")
         plot_curves({"SFT": ctx.pipeline.curves["sft"]}, "SFT loss (masked tokens)",
                     ctx.plot_path("sft_loss.png", "SFT loss over the training steps (masked tokens)"))
     ctx.metrics.update(m, thresholds=limits, reference=reference)

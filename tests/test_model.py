@@ -627,3 +627,25 @@ def test_a_submissions_tokenizer_is_trained_by_every_pipeline():
     assert torch.equal(a.stream, b.stream)
     baseline = _data_pipeline()
     assert not torch.equal(baseline.stream[:100], a.stream[:100])  # never the baseline's stream either
+
+
+def test_kl_divergence_is_measured_on_the_models_themselves():
+    """The grader's KL(policy || chat): zero for the same weights, positive once the policy moves,
+    larger the further it moves; it reads the models, never a training curve."""
+    from toolkit.baselines import WholeWordTokenizer
+    from toolkit.rlhf import RLHFConfig, kl_divergence
+
+    tok = WholeWordTokenizer()
+    tok.train("What is the capital of France ? The capital of France is Paris .", 280)
+    questions = ["What is the capital of France ?", "What is the capital of Chile ?"]
+    cfg = RLHFConfig(max_new_tokens=6)
+    chat = make_model(config=GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=16))
+    assert kl_divergence(chat, copy.deepcopy(chat), tok, questions, cfg) == pytest.approx(0.0, abs=1e-5)
+    kls = []
+    for scale in (0.05, 0.5):
+        policy = copy.deepcopy(chat)
+        with torch.no_grad():
+            for p in policy.parameters():
+                p.add_(scale * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+        kls.append(kl_divergence(policy, chat, tok, questions, cfg))
+    assert 0 < kls[0] < kls[1]

@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = ROOT / "tests" / "plugins"
 
 CHECKS = {c.name: c for c in collect(["sampler"], include_hidden=True)}
-PUBLIC = [name for name, c in CHECKS.items() if not c.hidden]
-HIDDEN = [name for name, c in CHECKS.items() if c.hidden]
+PUBLIC = [name for name, c in CHECKS.items() if not c.hidden and not c.behavioural]  # unit checks
+HIDDEN = [name for name, c in CHECKS.items() if c.hidden and not c.behavioural]
 
 CORRECT = {
     "solution": ROOT / "solutions" / "sampler.py",
@@ -61,15 +61,18 @@ WRONG = {  # wrong sampler -> {check it fails: what the reason says}; it passes 
     "samp_batch_max.py": {"sampler.rows_independent": "lost all its probability: subtract each row's own maximum"},
     "samp_global_rng.py": {"sampler.uses_generator": "drew from torch's global random generator"},
     "samp_fresh_generator.py": {"sampler.uses_generator": "generators seeded 0 and 1 gave the same 64 tokens"},
-    "samp_calls_toolkit.py": {"sampler.written_out": "toolkit_sample calls toolkit.sample (sample_next)",
+    "samp_calls_toolkit.py": {"sampler.written_out": "the code uses toolkit.sample, sample_next",
                               "sampler.top_p": "", "sampler.temperature": ""},  # the toolkit's has no top-p
+    "samp_calls_toolkit_hidden.py": {"sampler.written_out": "toolkit_sample calls toolkit.sample (sample_next)",
+                                     "sampler.top_p": "", "sampler.temperature": ""},
 }
 
 
 def run(check_name: str, path: Path | None) -> Result:
     """What the runner does for one check of the plugin at ``path`` (None: the toolkit's baselines)."""
     pm = build_manager(load_submission(str(path))) if path else build_manager()
-    ctx = Context(Components(pm, only="sampler"), "sampler", PipelineConfig(), log=lambda msg: None)
+    sources = {path.name: path.read_text()} if path else {}  # what the grader reads, as the runner hands it
+    ctx = Context(Components(pm, only="sampler"), "sampler", PipelineConfig(), log=lambda msg: None, sources=sources)
     return run_check(CHECKS[check_name], ctx)
 
 
@@ -123,6 +126,49 @@ def test_the_baseline_is_the_toolkits_sampler_without_top_p():
             assert result.status != "passed", (name, result.reason)
         else:
             assert result.status == "passed", (name, result.reason)
+
+
+# -- behaviour: the temperature dial ------------------------------------------------------------
+DIAL_WRONG = {  # wrong sampler -> {behavioural check it fails: what the reason says}
+    "samp_temperature_after_softmax.py": {"sampler.temperature_dial": "with the toolkit's sampler"},
+    "samp_calls_toolkit.py": {"sampler.temperature_dial": "top-p should cut the unlikely tokens"},  # no top-p at all
+    "samp_topp_ascending.py": {"sampler.nucleus_dial": "with the solution (z = "},
+}
+
+
+def test_the_dial_checks_are_the_behavioural_ones():
+    assert sorted(n for n, c in CHECKS.items() if c.behavioural) == ["sampler.nucleus_dial", "sampler.temperature_dial"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("check_name", ["sampler.temperature_dial", "sampler.nucleus_dial"])
+def test_dial_passes_on_a_sampler_written_differently(check_name):
+    """The Gumbel-max sampler draws other tokens than the solution's: its rates differ by chance only."""
+    result = run(check_name, CORRECT["gumbel"])
+    assert result.status == "passed", result.reason
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("check_name, plugin, says", [
+    pytest.param(c, plugin, says, id=f"{c}-{plugin.removesuffix('.py')}")
+    for plugin, fails in DIAL_WRONG.items() for c, says in fails.items()
+])
+def test_dial_fails_on_wrong_sampler(check_name, plugin, says):
+    assert_fails(run(check_name, PLUGINS / plugin), says)
+
+
+def test_z_score_and_the_verdict_on_rates():
+    assert grader.z_score({"p": 0.5, "n": 100}, {"p": 0.5, "n": 100}) == 0
+    assert grader.z_score({"p": 0.0, "n": 50}, {"p": 0.0, "n": 80}) == 0  # no variance: no evidence
+    z = grader.z_score({"p": 0.6, "n": 100}, {"p": 0.4, "n": 100})  # pooled 0.5: se = sqrt(0.25 * 0.02)
+    assert z == pytest.approx(0.2 / math.sqrt(0.005))
+    dist = lambda g: {label: {"p": p, "n": 140} for label, p in zip(("Continuation", "Answer", "Clarification",
+                                                                      "Gibberish"), g)}
+    same = {"chat": {"T 2": dist((0.1, 0.1, 0.1, 0.7))}}
+    assert grader.differs(same, same, "x") is None
+    off = {"chat": {"T 2": dist((0.55, 0.1, 0.1, 0.25))}}
+    assert "at T 2, 0.55 of the chat model's replies were Continuation with this sampler, 0.10 with x" in \
+        grader.differs(off, same, "x")
 
 
 # -- the hidden check --------------------------------------------------------------------------

@@ -21,8 +21,10 @@ CORRECT = {"solution": ROOT / "solutions" / "sft_mask.py", "vectorised": PLUGINS
 WRONG_MASKS = {
     "sft_shifted.py": "shifted by one",
     "sft_no_end.py": "<|end|>",
-    "sft_inverted.py": "supervises",
-    "sft_everything.py": "supervises",
+    "sft_inverted.py": "the mask is inverted",
+    "sft_user_turns.py": "the mask is inverted",
+    "sft_everything.py": "supervises every token, the prompt too (no loss mask)",
+    "sft_all_true.py": "the prompt too, and the padding too (no loss mask)",
 }
 WRONG_BEHAVIOUR = {  # wrong mask -> the behavioural criterion it must fail
     "sft_everything.py": "writes the user's question",

@@ -23,19 +23,23 @@ def save(fig: Figure, path) -> None:
     fig.savefig(path)
 
 
-def plot_distributions(dists: dict[str, dict[str, dict[str, float]]], title: str, path) -> None:
-    """Grouped bar chart: one group per class, one bar per model, 95% intervals as error bars."""
+def plot_distributions(dists: dict[str, dict[str, dict[str, float]]], title: str, path,
+                       ylabel: str = "probability") -> None:
+    """Grouped bar chart: one group per class (or per rate), one bar per model, 95% intervals as
+    error bars. ``dists``: model -> group -> {"p", "lo", "hi", "n"} (``toolkit.probe.share``)."""
     fig = figure(7, 4)
     ax = fig.subplots()
+    groups = list(next(iter(dists.values())))
     width = 0.8 / len(dists)
     for j, (model, dist) in enumerate(dists.items()):
-        xs = [i + (j - (len(dists) - 1) / 2) * width for i in range(len(LABELS))]
-        ps = [dist[label]["p"] for label in LABELS]
-        err = [[p - dist[label]["lo"] for p, label in zip(ps, LABELS)], [dist[label]["hi"] - p for p, label in zip(ps, LABELS)]]
-        ax.bar(xs, ps, width, yerr=err, capsize=3, label=f"{model} (n={dist[LABELS[0]]['n']})")
-    ax.set_xticks(range(len(LABELS)), LABELS)
+        xs = [i + (j - (len(dists) - 1) / 2) * width for i in range(len(groups))]
+        ps = [dist[g]["p"] for g in groups]
+        err = [[p - dist[g]["lo"] for p, g in zip(ps, groups)], [dist[g]["hi"] - p for p, g in zip(ps, groups)]]
+        ns = sorted({dist[g]["n"] for g in groups})
+        ax.bar(xs, ps, width, yerr=err, capsize=3, label=f"{model} (n={'/'.join(map(str, ns))})")
+    ax.set_xticks(range(len(groups)), groups)
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel("probability")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend()
     save(fig, path)
@@ -99,4 +103,26 @@ def plot_histograms(values: dict[str, list[float]], title: str, path) -> None:
     ax.set_ylabel("count")
     ax.set_title(title)
     ax.legend()
+    save(fig, path)
+
+
+def plot_dial(dists: dict[str, dict[str, dict[str, dict[str, float]]]], title: str, path) -> None:
+    """The temperature dial: one panel per model, one stacked bar per sampling setting, split by class."""
+    fig = figure(4.2 * len(dists), 4)
+    axes = fig.subplots(1, len(dists), sharey=True, squeeze=False)[0]
+    colours = {"Continuation": "#4e79a7", "Answer": "#59a14f", "Clarification": "#f28e2b", "Gibberish": "#bab0ac"}
+    for ax, (model, by_setting) in zip(axes, dists.items()):
+        settings = list(by_setting)
+        bottom = [0.0] * len(settings)
+        for label in LABELS:
+            ps = [by_setting[s][label]["p"] for s in settings]
+            ax.bar(range(len(settings)), ps, 0.7, bottom=bottom, label=label, color=colours.get(label))
+            bottom = [b + p for b, p in zip(bottom, ps)]
+        ax.set_xticks(range(len(settings)), [s.replace(", ", "\n") for s in settings], fontsize=8)
+        n = next(iter(by_setting.values()))[LABELS[0]]["n"]
+        ax.set_title(f"{model} (n={n} per bar)")
+        ax.set_ylim(0, 1)
+    axes[0].set_ylabel("share of replies")
+    axes[-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    fig.suptitle(title)
     save(fig, path)

@@ -151,15 +151,15 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (0.0 if k == 0 else min(lo, p)), (1.0 if k == n else max(hi, p))  # exact despite rounding
 
 
+def share(k: int, n: int) -> dict[str, float]:
+    """``k`` of ``n`` as {"p", "lo", "hi", "n"}: the rate with its 95% Wilson interval."""
+    lo, hi = wilson(k, n)
+    return {"p": k / n if n else 0.0, "lo": lo, "hi": hi, "n": n}
+
+
 def distribution(gens: list[Generation]) -> dict[str, dict[str, float]]:
     """Label -> {"p", "lo", "hi", "n"}: the share of each class with its 95% interval."""
-    n = len(gens)
-    out = {}
-    for label in LABELS:
-        k = sum(g.label == label for g in gens)
-        lo, hi = wilson(k, n)
-        out[label] = {"p": k / n if n else 0.0, "lo": lo, "hi": hi, "n": n}
-    return out
+    return {label: share(sum(g.label == label for g in gens), len(gens)) for label in LABELS}
 
 
 def rate(gens: list[Generation], what) -> float:

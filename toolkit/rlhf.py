@@ -68,6 +68,49 @@ def reply_logprobs(model, idx: torch.Tensor, n_prompt: int, reply_mask: torch.Te
     return (logp * reply_mask).sum(1)
 
 
+def prompts_by_length(tokenizer, questions: list[str]) -> dict[int, list[list[int]]]:
+    """The chat prompts of ``questions``, encoded, by length: prompts of equal length are sampled together."""
+    by_length: dict[int, list[list[int]]] = {}
+    for q in questions:
+        ids = tokenizer.encode(chat_prompt(q))
+        by_length.setdefault(len(ids), []).append(ids)
+    return by_length
+
+
+@torch.no_grad()
+def rollout(model, tokenizer, prompts: torch.Tensor, cfg: RLHFConfig, generator: torch.Generator,
+            sampler: Sampler = sample_next) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample a reply to each prompt (N, P): returns the prompts and their replies, right-padded and
+    cropped to the block, (N, P + R), and the mask of the reply tokens (N, P + R - P)."""
+    stop = {tokenizer.special_tokens[s] for s in (BOS, USER, END)}
+    pad = tokenizer.special_tokens["<|pad|>"]
+    replies = generate(model, prompts, cfg.max_new_tokens, cfg.temperature, stop_ids=stop, generator=generator,
+                       sampler=sampler)
+    R = max(map(len, replies))
+    reply = torch.full((len(replies), R), pad)
+    reply_mask = torch.zeros(len(replies), R)
+    for i, r in enumerate(replies):
+        reply[i, : len(r)], reply_mask[i, : len(r)] = torch.tensor(r), 1
+    idx = torch.cat([prompts, reply], 1)[:, : model.config.block_size]  # (N, P + R)
+    return idx, reply_mask[:, : idx.shape[1] - prompts.shape[1]]
+
+
+@torch.no_grad()
+def kl_divergence(policy, reference, tokenizer, questions: list[str], cfg: RLHFConfig, samples: int = 4,
+                  seed: int = 1) -> float:
+    """KL(policy || reference) per reply, estimated on replies the policy samples: the mean over
+    ``samples`` replies to each question of sum_t [log pi(y_t) - log pi_ref(y_t)]."""
+    policy.eval(), reference.eval()
+    gen = torch.Generator().manual_seed(seed)
+    total, n = 0.0, 0
+    for n_prompt, group in sorted(prompts_by_length(tokenizer, questions).items()):
+        prompts = torch.tensor(group).repeat_interleave(samples, 0)  # (N, P)
+        idx, reply_mask = rollout(policy, tokenizer, prompts, cfg, gen)
+        kl = reply_logprobs(policy, idx, n_prompt, reply_mask) - reply_logprobs(reference, idx, n_prompt, reply_mask)
+        total, n = total + kl.sum().item(), n + len(kl)
+    return total / n
+
+
 def rlhf(chat_model, reward_model, tokenizer, questions: list[str], cfg: RLHFConfig,
          sampler: Sampler = sample_next) -> tuple:
     """RLOO with a KL penalty from ``chat_model``. Returns the policy and curves (reward, KL per step).
@@ -76,15 +119,10 @@ def rlhf(chat_model, reward_model, tokenizer, questions: list[str], cfg: RLHFCon
     KV cache when the model supports it; ``sampler`` picks the tokens), then computes their
     log-probabilities again, with gradients, in one forward pass."""
     policy, reference = copy.deepcopy(chat_model), chat_model.eval()
-    stop = {tokenizer.special_tokens[s] for s in (BOS, USER, END)}
-    pad = tokenizer.special_tokens["<|pad|>"]
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(cfg.seed)
     curves = {"reward": [], "kl": []}
-    by_length: dict[int, list[list[int]]] = {}
-    for q in questions:  # prompts of equal length are sampled together
-        ids = tokenizer.encode(chat_prompt(q))
-        by_length.setdefault(len(ids), []).append(ids)
+    by_length = prompts_by_length(tokenizer, questions)
     lengths = sorted(by_length)
     k = cfg.samples_per_prompt
     for step in range(cfg.steps):
@@ -92,15 +130,7 @@ def rlhf(chat_model, reward_model, tokenizer, questions: list[str], cfg: RLHFCon
         group = by_length[n_prompt]
         pick = torch.randint(len(group), (cfg.prompts_per_step,), generator=gen)
         prompts = torch.tensor([group[i] for i in pick]).repeat_interleave(k, 0)  # (N, P), N = prompts * k
-        replies = generate(policy, prompts, cfg.max_new_tokens, cfg.temperature, stop_ids=stop, generator=gen,
-                           sampler=sampler)
-        R = max(map(len, replies))
-        reply = torch.full((len(replies), R), pad)
-        reply_mask = torch.zeros(len(replies), R)
-        for i, r in enumerate(replies):
-            reply[i, : len(r)], reply_mask[i, : len(r)] = torch.tensor(r), 1
-        idx = torch.cat([prompts, reply], 1)[:, : policy.config.block_size]  # (N, P + R)
-        reply_mask = reply_mask[:, : idx.shape[1] - n_prompt]
+        idx, reply_mask = rollout(policy, tokenizer, prompts, cfg, gen, sampler)
         policy.train()
         logp = reply_logprobs(policy, idx, n_prompt, reply_mask)  # (N,)
         with torch.no_grad():

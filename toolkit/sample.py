@@ -76,6 +76,9 @@ def next_tokens(model, idx: torch.Tensor, steps: int, sampler: Sampler = sample_
         if not (isinstance(nxt, torch.Tensor) and nxt.shape == (idx.shape[0],) and nxt.dtype == torch.long):
             got = f"{nxt.dtype} {tuple(nxt.shape)}" if isinstance(nxt, torch.Tensor) else type(nxt).__name__
             raise ValueError(f"the sampler returned {got}; expected a LongTensor of shape ({idx.shape[0]},)")
+        if ((nxt < 0) | (nxt >= logits.shape[-1])).any():
+            raise ValueError(f"the sampler returned id {nxt[(nxt < 0) | (nxt >= logits.shape[-1])][0].item()}, "
+                             f"outside the vocabulary 0..{logits.shape[-1] - 1}")
         yield nxt
         idx = torch.cat([idx, nxt[:, None]], dim=1)  # (B, T + 1)
 

@@ -8,7 +8,7 @@ import torch
 from graders.attention import seeded_module
 from graders.hidden import SOLUTIONS, solution
 from graders.reward import reward_gain
-from graders.sampler import Case, Row, check_draws, reference_probs, sample
+from graders.sampler import Case, Row, Setting, check_draws, dial, differs, reference_dial, reference_probs, sample
 from graders.sft_mask import SPECIAL, diagnose, mask_cases
 from toolkit.checks import CheckFailed, Partial, check
 from toolkit.pipeline import Pipeline, check_mask
@@ -137,3 +137,14 @@ def unseen_logits(ctx):
             raise CheckFailed(f"{case.name}: temperature 0 gave ids {got.tolist()}, the solution {want.tolist()} "
                               "(the argmax, ties to the lowest id)")
         check_draws(ctx.components, case, reference_probs(ref, case), seed=5000 + i)
+
+
+@check("sampler", points=2, behavioural=True)
+def nucleus_dial(ctx):
+    "With top-p on (and top-k), the probe's replies follow the solution's at two more settings."
+    settings = [Setting(1.5, top_p=0.6), Setting(2.0, top_k=20, top_p=0.9)]
+    with ctx.time_limit(600, "sampling the probe's replies at two settings"):
+        mine = dial(ctx.pipeline, settings)
+    reason = differs(mine, reference_dial(ctx.pipeline, settings, "solution", solution("sampler").sample), "the solution")
+    if reason:
+        raise CheckFailed(reason)
