@@ -7,10 +7,11 @@ command to its exit (interpreter start and ``import torch`` included), median of
 ``--repeats`` runs; the cold run is done once. Peak memory is the child's maximum resident
 set size (``ru_maxrss`` of ``os.wait4``). Targets (2 cores):
 
-    toolkit run solutions/ -c COMPONENT --fast     < 5 s, each of the four components
-    toolkit run solutions/ -c sft_mask             < 45 s, warm cache
-    toolkit run solutions/                         < 2 min, warm cache (all four, behavioural checks included)
-    toolkit run solutions/                         < 5 min, cold cache (an empty TOOLKIT_CACHE: pretraining included)
+    toolkit run solutions/ -c COMPONENT --fast     < 5 s, each of the five components
+    toolkit run solutions/ -c sft_mask             < 20 s, warm cache
+    toolkit run solutions/ -c sampler              < 30 s, warm cache (the temperature dial included)
+    toolkit run solutions/                         < 60 s, warm cache (all five, behavioural checks included)
+    toolkit run solutions/                         < 180 s, cold cache (an empty TOOLKIT_CACHE: pretraining included)
     peak RSS of grading the whole submission       < 2 GB
 
 *Warm cache* means the cache holds what an earlier run trained, as after a student's first
@@ -106,10 +107,11 @@ def main() -> int:
     # (name, toolkit run arguments, target in seconds, warm cache or cold, repeats)
     runs = [(f"fast_{c}", ["-c", c, "--fast"], 5, "warm", args.repeats) for c in COMPONENTS]
     if not args.skip_slow:
-        runs += [("sft_mask_warm", ["-c", "sft_mask"], 45, "warm", args.repeats),
-                 ("whole_warm", [], 120, "warm", args.repeats)]
+        runs += [("sft_mask_warm", ["-c", "sft_mask"], 20, "warm", args.repeats),
+                 ("sampler_warm", ["-c", "sampler"], 30, "warm", args.repeats),
+                 ("whole_warm", [], 60, "warm", args.repeats)]
         if not args.skip_cold:
-            runs.insert(0, ("whole_cold", [], 300, "cold", 1))  # first: its cache fills the pool
+            runs.insert(0, ("whole_cold", [], 180, "cold", 1))  # first: its cache fills the pool
     figures: dict[str, float] = {}
     missed: list[str] = []
     own = submission_files()

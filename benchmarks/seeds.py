@@ -1,7 +1,7 @@
 """How much the behaviour figures move with the seed: the reference pipeline trained with the
 solutions under several seeds, and each figure's mean, min and max.
 
-    python benchmarks/seeds.py [--seeds 0 1 2 3 4] [--parts behaviour reward tokenizer]
+    python benchmarks/seeds.py [--seeds 0 1 2 3 4] [--parts behaviour reward tokenizer] [--calibrate]
                                [--set sft.steps=120 --set world.mix=0.3,0.5,0.2 ...] [--masks sft_no_end ...]
                                [--out benchmarks/results/seeds.json]
 
@@ -30,8 +30,13 @@ sweeps that differ only after pretraining share their base models); ``--cold`` g
 an empty folder of its own, so that every time is a first run's. A stage loaded from the cache
 reports the time it took when it was trained.
 
+``--calibrate`` writes ``graders/snapshots/calibration.json`` from the sweep: every behavioural
+threshold is the worst seed's figure with a stated margin (``graders/calibration.py``). Each seed
+is then graded against that file, as the behavioural checks grade (``points_lost``): run other
+seeds without ``--calibrate`` to see whether they, like another machine, keep every point.
+
 The targets (issue 17) hold for the worst seed: the script exits 1 if the min (max) over seeds
-of a figure misses its bound. These machines are shared: quote the times with the matmul speed.
+of a figure misses its bound, or if a seed loses a point. These machines are shared: quote the times with the matmul speed.
 """
 
 from __future__ import annotations
@@ -47,11 +52,14 @@ import time
 from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import matmul_peak, report  # noqa: E402
 from graders import reward as reward_grader  # noqa: E402
+from graders.calibration import CALIBRATED, points_lost  # noqa: E402
 from graders import tokenizer as tokenizer_grader  # noqa: E402
 from graders.sft_mask import behaviour_metrics  # noqa: E402
 from toolkit.pipeline import PIPELINE_VERSION, Pipeline, PipelineConfig  # noqa: E402
@@ -66,6 +74,8 @@ TARGETS = [  # (figure, comparison, bound): the worst seed must meet it
     ("base_continuation_top", ">=", 1), ("headline_chat_answer", ">=", 0.85),
     ("pretrain_s", "<=", 180), ("sft_s", "<=", 60),
 ]
+CODE = ("toolkit/world.py", "toolkit/train.py", "toolkit/probe.py", "toolkit/rlhf.py", "toolkit/sample.py",
+        "graders/sft_mask.py", "graders/reward.py", "graders/tokenizer.py")  # what a seed's figures depend on
 MASK_FIGURES = ("answer_seen", "answer_held_out", "clarification", "stops", "writes_user_turn")
 
 
@@ -110,7 +120,7 @@ def source_hash(*paths: str) -> str:
 
 def sweep_key(config: PipelineConfig, world: dict, parts, masks) -> str:
     blob = json.dumps({"config": config.to_dict(), "world": world, "parts": sorted(parts), "masks": sorted(masks),
-                       "version": PIPELINE_VERSION, "code": source_hash("toolkit/world.py", "toolkit/train.py")},
+                       "version": PIPELINE_VERSION, "code": source_hash(*CODE)},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -180,7 +190,9 @@ def run_seed(seed: int, config: PipelineConfig, world: dict, parts, masks, cache
         out["reward_accuracy"] = reward_grader.held_out_accuracy(r)[0]
         out["reward_s"] = r.timings["reward"]
         t0 = time.perf_counter()
-        out.update({k: v for k, v in reward_grader.rlhf_metrics(r).items() if not k.startswith("_")})
+        metrics = reward_grader.rlhf_metrics(r)
+        out.update({k: v for k, v in metrics.items() if not k.startswith("_")})
+        out["reward_gain"] = reward_grader.reward_gain(r, metrics["_replies"])  # judged by its own reward model
         out["rlhf_s"] = r.timings["rlhf"]
         out["judge_s"] = time.perf_counter() - t0 - r.timings["rlhf"]
     for name in masks:
@@ -195,6 +207,21 @@ def run_seed(seed: int, config: PipelineConfig, world: dict, parts, masks, cache
         out.update({f"tok_{k}": v for k, v in got.items() if k != "token_lengths"})
     out["GFLOPs_at_end"] = round(matmul_peak() / 1e9, 1)
     return out
+
+
+# -- grading each seed ----------------------------------------------------------------------
+def write_calibration(runs: list[dict]) -> None:
+    """graders/snapshots/calibration.json: each calibrated figure under each seed, with the date and machine."""
+    from graders import calibration
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), "unknown CPU") if Path("/proc/cpuinfo").exists() else "unknown CPU"
+    doc = {"seeds": [r["seed"] for r in runs], "date": time.strftime("%Y-%m-%d"),
+           "machine": f"{cpu}, {PipelineConfig().threads} threads, torch {torch.__version__}",
+           "figures": {name: [round(r[name], 4) for r in runs] for name in CALIBRATED if all(name in r for r in runs)}}
+    calibration.PATH.write_text(json.dumps(doc, indent=1) + "\n")
+    calibration.calibration.cache_clear()
+    print(f"wrote {calibration.PATH.relative_to(ROOT)}: {len(doc['figures'])} figures over seeds {doc['seeds']}")
 
 
 # -- the sweep -----------------------------------------------------------------------------
@@ -229,6 +256,8 @@ def main() -> int:
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--cold", action="store_true", help="an empty cache folder of its own: every stage trained")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "seeds.json")
+    ap.add_argument("--calibrate", action="store_true",
+                    help="write graders/snapshots/calibration.json from these seeds (then grade each against it)")
     args = ap.parse_args()
 
     config, world = parse_sets(args.sets)
@@ -253,7 +282,11 @@ def main() -> int:
                                           for k, v in runs[-1].items() if k != "seed"), flush=True)
     summary = summarise(runs)
     print_table(runs, summary)
+    if args.calibrate:
+        write_calibration(runs)
     missed = []
+    for run in runs:  # a correct submission on another machine is never failed by rounding: nor is any seed here
+        missed += [f"seed {run['seed']} loses points: {lost}" for lost in points_lost(run)]
     for name, op, bound in TARGETS:
         if name in summary:
             worst = summary[name]["min"] if op == ">=" else summary[name]["max"]

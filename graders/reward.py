@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import torch
 
+from graders import calibration
 from toolkit import probe, rlhf
 from toolkit.baselines import SDPAttention
 from toolkit.checks import CheckFailed, Partial, check, child_side
@@ -74,9 +75,9 @@ def reads_last_real_token(ctx):
 
 
 # -- behaviour: the reward model trained on preference pairs, then RLHF with it ---------------
-ACC_SEEDS = 5  # the reference is trained with this many seeds when recorded; it lands 0.74 to 0.87
-ACC_MARGIN = 0.03  # full credit from the reference's lowest accuracy over those seeds minus this
-RLHF_MARGIN = 0.05  # correct replies after RLHF: at least the reference's rate minus this
+ACC_MARGIN = 0.03  # full credit from the solution's lowest accuracy over the seed sweep minus this
+RLHF_MARGIN = 0.05  # correct replies after RLHF: at least the solution's worst seed minus this
+KL_MARGIN = 0.5  # KL to the chat model after RLHF: at most twice the solution's worst seed plus this
 RUDE_KEPT = 0.5  # rude replies after RLHF: at most this share of the chat model's (the reference's: none)
 JUDGE_SAMPLES = 2  # replies sampled per SFT question, at temperature 1
 
@@ -89,22 +90,27 @@ def held_out_accuracy(pipeline) -> tuple[float, torch.Tensor, torch.Tensor]:
 
 @check("reward", points=3, behavioural=True)
 def accuracy(ctx):
-    "Trained on the preference pairs, the reward model ranks held-out pairs like the reference (its worst seed - 0.03)."
-    ref = ctx.snapshot()["accuracy"]
+    "Trained on the preference pairs, the reward model ranks held-out pairs like the solution (its worst seed - 0.03)."
     acc, rc, rr = held_out_accuracy(ctx.pipeline)
-    ctx.metrics.update(held_out_accuracy=acc, reference_accuracy=ref["seed_0"], reference_worst_seed=min(ref["seeds"]))
+    ctx.metrics.update(held_out_accuracy=acc, solution=calibration.span("reward_accuracy"))
     path = ctx.plot_path("reward_histogram.png", "Rewards your model gives the chosen and the rejected "
                                                   "answers of held-out pairs")
     if path:
         from toolkit.plots import plot_histograms
         plot_histograms({"chosen": rc.tolist(), "rejected": rr.tolist()}, "Rewards of held-out answers", path)
-    full = min(ref["seeds"]) - ACC_MARGIN
+    fraction, reason = accuracy_score(acc)
+    return None if fraction == 1 else Partial(fraction, reason)
+
+
+def accuracy_score(acc: float) -> tuple[float, str]:
+    """The fraction of the points a held-out accuracy earns: full from the solution's worst seed minus
+    ACC_MARGIN, none at 0.5 (chance), linear between; and what falls short says."""
+    full = calibration.at_least("reward_accuracy", ACC_MARGIN)
     if acc >= full:
-        return None
-    return Partial(max(0.0, (acc - 0.5) / (full - 0.5)),
-                   f"held-out pairwise accuracy {acc:.2f} against the reference's {min(ref['seeds']):.2f} to "
-                   f"{max(ref['seeds']):.2f} over {len(ref['seeds'])} seeds (full credit from {full:.2f}, none at 0.5): "
-                   "the reward of chosen answers must beat that of rejected ones")
+        return 1.0, ""
+    return max(0.0, (acc - 0.5) / (full - 0.5)), (
+        f"held-out pairwise accuracy {acc:.2f} against the solution's {calibration.span('reward_accuracy')} (full "
+        f"credit from {full:.2f}, none at 0.5): the reward of chosen answers must beat that of rejected ones")
 
 
 def judge_prompts(world) -> list[probe.Prompt]:
@@ -145,7 +151,6 @@ def reward_gain(pipeline, replies: dict) -> float:
 @check("reward", points=4, behavioural=True)
 def rlhf_improves(ctx):
     "RLHF with the reward model makes the chat model less rude, keeps it correct, and stays near it (KL, measured by the grader)."
-    ref = ctx.snapshot()["rlhf"]
     got = rlhf_metrics(ctx.pipeline)
     ctx.metrics.update(got)
     path = ctx.plot_path("rlhf_curves.png", "Mean reward and KL to the chat model over the RLHF steps")
@@ -155,18 +160,28 @@ def rlhf_improves(ctx):
         plot_curves({"mean reward": curves["rlhf_reward"], "KL to the chat model": curves["rlhf_kl"]},
                     "RLHF", path, ylabel="")
     _plot_three_models(ctx)
-    kl_bound = 2 * ref["kl"] + 0.5
+    failures = rlhf_failures(got)
+    if failures:
+        return Partial(1 - len(failures) / 3, "; ".join(failures))
+
+
+def rlhf_failures(got: dict) -> list[str]:
+    """What RLHF's figures ``got`` miss: rude replies at least halved, correct ones no fewer than the
+    solution's worst seed minus RLHF_MARGIN, KL at most twice the worst seed's plus KL_MARGIN."""
     failures = []
     if got["rlhf_rude"] > RUDE_KEPT * got["chat_rude"]:
         failures.append(f"rude replies went from {got['chat_rude']:.2f} to {got['rlhf_rude']:.2f}, not even halved "
-                        f"(reference: to {ref['rlhf_rude']:.2f}): the reward model does not rank rude answers low")
-    if got["rlhf_correct"] < ref["rlhf_correct"] - RLHF_MARGIN:
-        failures.append(f"correct replies {got['rlhf_correct']:.2f} after RLHF against the reference's "
-                        f"{ref['rlhf_correct']:.2f}: the reward model does not rank wrong answers low")
+                        f"(the solution: to {calibration.span('rlhf_rude')}): the reward model does not rank rude "
+                        "answers low")
+    correct = calibration.at_least("rlhf_correct", RLHF_MARGIN)
+    if got["rlhf_correct"] < correct:
+        failures.append(f"correct replies {got['rlhf_correct']:.2f} after RLHF, below {correct:.2f} (the solution: "
+                        f"{calibration.span('rlhf_correct')}): the reward model does not rank wrong answers low")
+    kl_bound = 2 * calibration.at_most("kl", 0.0) + KL_MARGIN
     if got["kl"] > kl_bound:
-        failures.append(f"KL to the chat model {got['kl']:.2f} > {kl_bound:.2f}: the policy drifted away")
-    if failures:
-        return Partial(1 - len(failures) / 3, "; ".join(failures))
+        failures.append(f"KL to the chat model {got['kl']:.2f} > {kl_bound:.2f} (the solution: "
+                        f"{calibration.span('kl')}): the policy drifted away")
+    return failures
 
 
 def _plot_three_models(ctx) -> None:
@@ -187,13 +202,5 @@ def _plot_three_models(ctx) -> None:
 
 
 def record(components) -> dict:
-    from toolkit.pipeline import Pipeline
-
-    pipeline = Pipeline(components, log=lambda msg: None)
-    metrics = rlhf_metrics(pipeline)
-    metrics["reward_gain"] = reward_gain(pipeline, metrics.pop("_replies"))
-    seeds = [held_out_accuracy(pipeline)[0]]
-    for seed in range(1, ACC_SEEDS):  # how much the accuracy of a correct reward model varies with its seed
-        config = replace(pipeline.config, reward=replace(pipeline.config.reward, seed=seed))
-        seeds.append(held_out_accuracy(Pipeline(components, config, log=lambda msg: None))[0])
-    return {"accuracy": {"seed_0": seeds[0], "seeds": seeds}, "rlhf": metrics}
+    """Nothing: the reward checks compare with the solution's seed sweep (``graders/calibration.py``)."""
+    return {}

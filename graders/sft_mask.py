@@ -4,6 +4,7 @@ import random
 
 import torch
 
+from graders import calibration
 from toolkit import probe
 from toolkit.checks import CheckFailed, Partial, check
 from toolkit.pipeline import check_mask
@@ -117,7 +118,7 @@ def behaviour_metrics(pipeline) -> dict:
 
 
 # (metric, the check's message when it falls short, direction): thresholds come from the
-# solution's rates recorded in the snapshot, minus MARGIN (plus MARGIN for "at most" metrics).
+# solution's worst seed (graders/calibration.py), minus MARGIN (plus MARGIN for "at most" metrics).
 CRITERIA = [
     ("answer_seen", "the chat model does not answer questions it was fine-tuned on (Answer rate {x:.2f} < {t:.2f}): "
                     "does the mask supervise the assistant's answer, not the prompt?", 1),
@@ -128,8 +129,22 @@ CRITERIA = [
 ]
 
 
-def thresholds(reference: dict) -> dict[str, float]:
-    return {m: reference[m] - MARGIN * d for m, _, d in CRITERIA}
+def thresholds() -> dict[str, float]:
+    """Each criterion's threshold: the solution's worst seed, with MARGIN."""
+    return {m: calibration.at_least(m, MARGIN) if d > 0 else calibration.at_most(m, MARGIN) for m, _, d in CRITERIA}
+
+
+def score(m: dict, limits: dict[str, float]) -> tuple[float, list[str]]:
+    """The fraction of the points the rates ``m`` earn, and what each missed criterion says:
+    linear partial credit from the worst value (0 or 1) to the threshold."""
+    fractions, reasons = [], []
+    for metric, message, direction in CRITERIA:
+        x, t = m[metric], limits[metric]
+        worst = 0.0 if direction > 0 else 1.0
+        fractions.append(min(1.0, max(0.0, (x - worst) / (t - worst))))
+        if fractions[-1] < 1:
+            reasons.append(message.format(x=x, t=t))
+    return sum(fractions) / len(fractions), reasons
 
 
 @check("sft_mask", points=5, behavioural=True)
@@ -137,9 +152,8 @@ def behaviour(ctx):
     "After SFT with this mask the chat model answers, asks back on ambiguous questions, stops, and leaves the user's turn alone."
     from toolkit.plots import plot_curves, plot_distributions
 
-    reference = ctx.snapshot()["behaviour"]
     m = behaviour_metrics(ctx.pipeline)
-    limits = thresholds(reference)
+    limits = thresholds()
     if ctx.report_dir is not None:
         t = ctx.pipeline.config.headline_temperature
         for key, subtitle in (("headline", f"'{probe.HEADLINE}', sampled at temperature {t:g}"),
@@ -155,24 +169,14 @@ def behaviour(ctx):
                            ylabel="rate")
         plot_curves({"SFT": ctx.pipeline.curves["sft"]}, "SFT loss (masked tokens)",
                     ctx.plot_path("sft_loss.png", "SFT loss over the training steps (masked tokens)"))
-    ctx.metrics.update(m, thresholds=limits, reference=reference)
-    fractions, reasons = [], []
-    for metric, message, direction in CRITERIA:
-        x, t = m[metric], limits[metric]
-        worst = 0.0 if direction > 0 else 1.0  # linear partial credit from the worst value to the threshold
-        fractions.append(min(1.0, max(0.0, (x - worst) / (t - worst))))
-        if fractions[-1] < 1:
-            reasons.append(message.format(x=x, t=t))
+    ctx.metrics.update(m, thresholds=limits, solution={k: calibration.span(k) for k in limits})
+    fraction, reasons = score(m, limits)
     if reasons:
-        return Partial(sum(fractions) / len(fractions), "; ".join(reasons))
+        return Partial(fraction, "; ".join(reasons))
 
 
 def record(components) -> dict:
-    """The solution's masks on the fixed cases, and its behaviour that sets the thresholds."""
-    from toolkit.pipeline import Pipeline
-
+    """The solution's masks on the fixed cases. (Its behaviour sets the thresholds through the seed
+    sweep: ``graders/calibration.py``.)"""
     tokens = mask_cases()
-    masks = components.sft_mask(tokens.clone(), dict(SPECIAL))
-    metrics = behaviour_metrics(Pipeline(components))
-    keep = {k: v for k, v in metrics.items() if not k.startswith("_")}
-    return {"masks": masks.int().tolist(), "behaviour": keep, "margin": MARGIN}
+    return {"masks": components.sft_mask(tokens.clone(), dict(SPECIAL)).int().tolist()}

@@ -30,7 +30,7 @@ from toolkit.grading.similarity import normalised_tokens, similarity, submission
 ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = ROOT / "tests" / "plugins"
 HAS_NBGRADER = importlib.util.find_spec("nbgrader") is not None
-OPTIONS = ["--fast", "--timeout", "45", "--workers", "3", "-c", "attention", "-c", "sft_mask", "-c", "reward"]
+OPTIONS = ["--fast", "--timeout", "30", "--workers", "3", "-c", "attention", "-c", "sft_mask", "-c", "reward"]
 MAX_TOTAL = (7 + 2) + (3 + 2) + (4 + 1)  # attention, sft_mask, reward unit checks: (public + hidden)
 
 
@@ -125,7 +125,7 @@ def test_gradescope_results(graded):
     assert bob["attention.causal"]["status"] == "failed" and "mask" in bob["attention.causal"]["output"]
     assert bob["reward.loss_sanity"]["output"].startswith("not provided")
     erin = json.loads((out / "gradescope" / "erin" / "results.json").read_text())
-    assert erin["score"] == 0 and "within 45 s" in erin["output"]
+    assert erin["score"] == 0 and "within 30 s" in erin["output"]
 
 
 def test_feedback_gives_the_reasons(graded):
@@ -135,7 +135,7 @@ def test_feedback_gives_the_reasons(graded):
     assert "not provided: the submission has no reward hooks" in bob
     assert "not graded: " in (feedback / "carol" / "index.html").read_text()
     assert "RuntimeError: work in progress" in (feedback / "carol" / "index.html").read_text()
-    assert "within 45 s" in (feedback / "erin" / "index.html").read_text()
+    assert "within 30 s" in (feedback / "erin" / "index.html").read_text()
     assert "exited with code 3" in (feedback / "frank" / "index.html").read_text()
 
 
@@ -179,14 +179,14 @@ def test_run_autograder_writes_gradescope_results(tmp_path):
 def test_full_grading_trains_in_the_sandbox_and_judges_rlhf_in_the_grader(tmp_path):
     """Without --fast: the child trains the reward model and runs RLHF inside the sandbox, with
     the grader's model cache; the hidden check judges the replies it sent back, in the grader.
-    The grader first trains (or finds) the chat model the reward checks start from, once for the class."""
+    The grader first loads (or trains) the chat model the reward checks start from, once for the class."""
     from toolkit.pipeline import Pipeline, default_cache_dir
 
     pipeline = Pipeline(log=lambda m: None)
-    pipeline.base_model  # trained once for the whole suite, in the default cache
-    shared = tmp_path / "cache"  # the grader's cache: the base models, no chat model yet
+    pipeline.chat_model  # trained once for the whole suite, in the default cache
+    shared = tmp_path / "cache"  # the grader's cache: the suite's models (training them is the pipeline's tests')
     shared.mkdir()
-    for f in default_cache_dir().glob("base-*.pt"):
+    for f in default_cache_dir().glob("*.pt"):
         (shared / f.name).symlink_to(f.resolve())
     (tmp_path / "class" / "alice").mkdir(parents=True)
     (tmp_path / "class" / "alice" / "reward.py").write_text((PLUGINS / "reward_gather.py").read_text())
@@ -194,8 +194,7 @@ def test_full_grading_trains_in_the_sandbox_and_judges_rlhf_in_the_grader(tmp_pa
                            str(tmp_path / "out"), "-c", "reward", "--timeout", "1500"],
                           cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TOOLKIT_CACHE": str(shared)})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "grader: chat model: SFT" in proc.stderr  # trained by the grader, before the child
-    assert (shared / f"sft-{pipeline.chat_key()}.pt").exists()
+    assert f"grader: sft: loaded from cache {shared / f'sft-{pipeline.chat_key()}.pt'}" in proc.stderr  # before the child
     row = _rows(tmp_path / "out")["alice"]
     assert row["status"] == "graded" and row["total"] == row["max_total"] == "14", row  # 5 unit + 3 + 4 + 2 hidden
     results = json.loads((tmp_path / "out" / "gradescope" / "alice" / "results.json").read_text())

@@ -70,11 +70,17 @@ def test_diagnose_names_a_supervised_assistant_tag():
     assert "the <|assistant|> tag" in grader.diagnose(tokens, got, want)
 
 
-def test_thresholds_come_from_the_reference_with_the_margin():
-    reference = {"answer_seen": 0.98, "clarification": 1.0, "stops": 1.0, "writes_user_turn": 0.0}
-    limits = grader.thresholds(reference)
-    assert limits["answer_seen"] == pytest.approx(0.88)
-    assert limits["writes_user_turn"] == pytest.approx(0.10)
+def test_thresholds_come_from_the_worst_seed_with_the_margin():
+    from graders import calibration
+
+    figures = calibration.calibration()["figures"]
+    limits = grader.thresholds()
+    assert limits["answer_seen"] == pytest.approx(min(figures["answer_seen"]) - grader.MARGIN)
+    assert limits["writes_user_turn"] == pytest.approx(max(figures["writes_user_turn"]) + grader.MARGIN)
+    fraction, reasons = grader.score({**{m: 1.0 for m in limits}, "writes_user_turn": 0.0}, limits)
+    assert fraction == 1 and not reasons
+    fraction, reasons = grader.score({**{m: 1.0 for m in limits}, "writes_user_turn": 0.0, "stops": 0.0}, limits)
+    assert fraction == pytest.approx(0.75) and reasons == [grader.CRITERIA[2][1].format(x=0.0, t=limits["stops"])]
 
 
 # -- behaviour (the real pipeline) ----------------------------------------------------

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import torch
 
+from graders import calibration
 from graders.attention import seeded_module
 from graders.hidden import SOLUTIONS, solution
 from graders.reward import reward_gain
@@ -94,12 +95,12 @@ def rlhf_judged_by_solution(ctx):
     if not replies:
         raise CheckFailed("the RLHF check ended before the policy's replies were sampled, so there is nothing to judge")
     gain = ctx.metrics["reward_gain"] = reward_gain(solution_reward_pipeline(ctx), replies)
-    ref = ctx.metrics["reference_gain"] = ctx.snapshot()["rlhf"]["reward_gain"]
-    full = GAIN_SHARE * ref
+    full = GAIN_SHARE * calibration.at_least("reward_gain", 0.0)  # of the solution's worst seed
+    ctx.metrics["solution_gain"] = calibration.span("reward_gain")
     if gain < full:
         return Partial(max(0.0, gain / full), f"the solution's reward model scores the replies after RLHF {gain:+.2f} "
-                       f"higher than before (reference: {ref:+.2f}, full credit from {full:+.2f}): RLHF followed "
-                       "your reward model away from what the solution's rewards")
+                       f"higher than before (the solution's own RLHF: {calibration.span('reward_gain')}, full credit "
+                       f"from {full:+.2f}): RLHF followed your reward model away from what the solution's rewards")
 
 
 def unseen_cases() -> list[Case]:

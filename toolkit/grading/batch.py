@@ -53,17 +53,17 @@ def prepare_shared_models(options: Options) -> Path:
     """This machine's model cache, holding the models that no submission changes and every child
     would otherwise train for itself: the baselines' base model (the sft_mask and reward checks
     build on it, the attention checks compare with it) and the chat model the reward checks start
-    from. Trained here once per process and cache (minutes on an empty cache), then only loaded."""
+    from and the sampler's temperature dial samples. Trained here once per process and cache (minutes on an empty cache), then only loaded."""
     from toolkit.pipeline import Pipeline, default_cache_dir
 
     cache = default_cache_dir()
-    wanted = set(options.components) or {"attention", "sft_mask", "reward"}
+    wanted = set(options.components) or {"attention", "sft_mask", "reward", "sampler"}
     with _prepare_lock:  # the first worker trains; the others wait for it
         if (str(cache), frozenset(wanted)) not in _prepared:
             pipeline = Pipeline(cache_dir=cache, log=lambda msg: print(f"grader: {msg}", file=sys.stderr))
-            if wanted & {"attention", "sft_mask", "reward"}:
+            if wanted & {"attention", "sft_mask", "reward", "sampler"}:
                 pipeline.base_model
-            if "reward" in wanted:
+            if wanted & {"reward", "sampler"}:
                 pipeline.chat_model
             _prepared.add((str(cache), frozenset(wanted)))
     return cache
