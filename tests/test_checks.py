@@ -234,7 +234,7 @@ def test_tokenizer_behaviour_passes_on_correct_tokenizers(variant, tmp_path):
 def test_tokenizer_behaviour_fails_when_no_merge_is_learned(tmp_path):
     result = run("tokenizer.behaviour", PLUGINS / "tok_forgets_merges.py", tmp_path)
     assert result.status == "failed" and result.score == 0
-    assert "bits per byte against the reference's" in result.reason
+    assert "bits per byte against the solution's" in result.reason
     assert result.metrics["bpb"] >= 2 * result.metrics["reference_bpb"]
     assert result.metrics["bytes_per_token"] < 1.1
 
