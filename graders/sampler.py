@@ -445,8 +445,8 @@ class Setting:
                          + ([f"top-p {self.top_p:g}"] if self.top_p else []))
 
 
-DIAL = [Setting(0.5), Setting(1.0), Setting(2.0), Setting(2.0, top_k=10), Setting(2.0, top_p=0.8)]
-HOT, NUCLEUS = Setting(2.0), Setting(2.0, top_p=0.8)
+HOT, NUCLEUS = Setting(2.0), Setting(2.0, top_p=0.8)  # top-p must tame the hot setting's Gibberish
+DIAL = [Setting(0.5), Setting(1.0), HOT, Setting(2.0, top_k=10), NUCLEUS]
 Z_SAME = 5.0  # |z| above which a class's rate differs from the reference's: a correct sampler (other draws of the
               # same distributions) goes past it with probability about 6e-7 per rate, 2.3e-5 over the 40 rates
 Z_LOWER = 3.0  # top-p at temperature 2 must lower the Gibberish rate by at least this many standard errors
