@@ -64,9 +64,9 @@ def points_lost(run: dict) -> list[str]:
     from graders import sft_mask as sft_grader
     from graders import tokenizer as tokenizer_grader
     try:
-        from graders.hidden.checks import GAIN_SHARE  # the instructor's copy only
+        from graders.hidden.checks import gain_full  # the instructor's copy only
     except ModuleNotFoundError:
-        GAIN_SHARE = None
+        gain_full = None
 
     lost = []
     if "answer_seen" in run:
@@ -76,7 +76,7 @@ def points_lost(run: dict) -> list[str]:
         fraction, reason = reward_grader.accuracy_score(run["reward_accuracy"])
         lost += [f"reward.accuracy: {reason}"] if fraction < 1 else []
         lost += [f"reward.rlhf_improves: {r}" for r in reward_grader.rlhf_failures(run)]
-        if GAIN_SHARE is not None and run["reward_gain"] < GAIN_SHARE * at_least("reward_gain", 0.0):
+        if gain_full is not None and run["reward_gain"] < gain_full():
             lost.append(f"reward.rlhf_judged_by_solution: gain {run['reward_gain']:.2f}")
     if "tok_bpb" in run:
         fraction, reason = tokenizer_grader.bpb_score(run["tok_bpb"])

@@ -102,10 +102,25 @@ def accuracy(ctx):
     return None if fraction == 1 else Partial(fraction, reason)
 
 
+def accuracy_full() -> float:
+    """The held-out accuracy that earns full credit: the solution's worst seed minus ACC_MARGIN."""
+    return calibration.at_least("reward_accuracy", ACC_MARGIN)
+
+
+def correct_floor() -> float:
+    """The fewest correct replies after RLHF: the solution's worst seed minus RLHF_MARGIN."""
+    return calibration.at_least("rlhf_correct", RLHF_MARGIN)
+
+
+def kl_limit() -> float:
+    """The largest KL to the chat model after RLHF: twice the solution's worst seed plus KL_MARGIN."""
+    return 2 * calibration.at_most("kl", 0.0) + KL_MARGIN
+
+
 def accuracy_score(acc: float) -> tuple[float, str]:
     """The fraction of the points a held-out accuracy earns: full from the solution's worst seed minus
     ACC_MARGIN, none at 0.5 (chance), linear between; and what falls short says."""
-    full = calibration.at_least("reward_accuracy", ACC_MARGIN)
+    full = accuracy_full()
     if acc >= full:
         return 1.0, ""
     return max(0.0, (acc - 0.5) / (full - 0.5)), (
@@ -173,11 +188,11 @@ def rlhf_failures(got: dict) -> list[str]:
         failures.append(f"rude replies went from {got['chat_rude']:.2f} to {got['rlhf_rude']:.2f}, not even halved "
                         f"(the solution: to {calibration.span('rlhf_rude')}): the reward model does not rank rude "
                         "answers low")
-    correct = calibration.at_least("rlhf_correct", RLHF_MARGIN)
+    correct = correct_floor()
     if got["rlhf_correct"] < correct:
         failures.append(f"correct replies {got['rlhf_correct']:.2f} after RLHF, below {correct:.2f} (the solution: "
                         f"{calibration.span('rlhf_correct')}): the reward model does not rank wrong answers low")
-    kl_bound = 2 * calibration.at_most("kl", 0.0) + KL_MARGIN
+    kl_bound = kl_limit()
     if got["kl"] > kl_bound:
         failures.append(f"KL to the chat model {got['kl']:.2f} > {kl_bound:.2f} (the solution: "
                         f"{calibration.span('kl')}): the policy drifted away")

@@ -199,11 +199,15 @@ def behaviour(ctx):
                              f"{ref['bytes_per_token']:.2f}: does training learn all the merges it is asked for?")
 
 
+def bpb_full() -> float:
+    """The most bits per byte that earn full credit: the solution's worst seed + BPB_MARGIN (relative)."""
+    return calibration.at_most("tok_bpb", 0.0) * (1 + BPB_MARGIN)
+
+
 def bpb_score(bpb: float) -> tuple[float, str]:
     """The fraction of the points bits per byte earn: full up to the solution's worst seed + BPB_MARGIN
     (relative), none from BPB_ZERO times it, linear between; and what falls short says."""
-    worst = calibration.at_most("tok_bpb", 0.0)
-    full, zero = worst * (1 + BPB_MARGIN), worst * BPB_ZERO
+    full, zero = bpb_full(), calibration.at_most("tok_bpb", 0.0) * BPB_ZERO
     if bpb <= full:
         return 1.0, ""
     return max(0.0, (zero - bpb) / (zero - full)), (f"{bpb:.3f} bits per byte against the solution's "

@@ -107,7 +107,7 @@ FIGURES = [  # (figure of graders/snapshots/calibration.json, what it is, the th
 
 
 def _threshold(which) -> str:
-    from graders import calibration, reward, sft_mask, tokenizer
+    from graders import reward, sft_mask, tokenizer
 
     if which is None:
         return ""
@@ -116,13 +116,12 @@ def _threshold(which) -> str:
         t, sign = sft_mask.thresholds()[name], dict((m, d) for m, _, d in sft_mask.CRITERIA)[name]
         return f"{'≥' if sign > 0 else '≤'} {t:.2f} (`sft_mask.behaviour`)"
     if name == "accuracy":
-        return f"full credit ≥ {calibration.at_least('reward_accuracy', reward.ACC_MARGIN):.2f} (`reward.accuracy`)"
+        return f"full credit ≥ {reward.accuracy_full():.2f} (`reward.accuracy`)"
     if name == "rlhf_correct":
-        return f"≥ {calibration.at_least('rlhf_correct', reward.RLHF_MARGIN):.2f} (`reward.rlhf_improves`)"
+        return f"≥ {reward.correct_floor():.2f} (`reward.rlhf_improves`)"
     if name == "kl":
-        return f"≤ {2 * calibration.at_most('kl', 0.0) + reward.KL_MARGIN:.2f} (`reward.rlhf_improves`)"
-    worst = calibration.at_most("tok_bpb", 0.0)
-    return f"full credit ≤ {worst * (1 + tokenizer.BPB_MARGIN):.3f} (`tokenizer.behaviour`)"
+        return f"≤ {reward.kl_limit():.2f} (`reward.rlhf_improves`)"
+    return f"full credit ≤ {tokenizer.bpb_full():.3f} (`tokenizer.behaviour`)"
 
 
 def behaviour() -> str:

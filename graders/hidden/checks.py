@@ -88,6 +88,11 @@ def solution_reward_pipeline(ctx) -> Pipeline:
     return _solution_pipelines[key]
 
 
+def gain_full() -> float:
+    """The judged reward gain that earns full credit: GAIN_SHARE of the solution's worst seed."""
+    return GAIN_SHARE * calibration.at_least("reward_gain", 0.0)
+
+
 @check("reward", points=2, behavioural=True)
 def rlhf_judged_by_solution(ctx):
     "After RLHF with your reward model, the solution's reward model prefers the new replies (>= half its own gain)."
@@ -95,7 +100,7 @@ def rlhf_judged_by_solution(ctx):
     if not replies:
         raise CheckFailed("the RLHF check ended before the policy's replies were sampled, so there is nothing to judge")
     gain = ctx.metrics["reward_gain"] = reward_gain(solution_reward_pipeline(ctx), replies)
-    full = GAIN_SHARE * calibration.at_least("reward_gain", 0.0)  # of the solution's worst seed
+    full = gain_full()
     ctx.metrics["solution_gain"] = calibration.span("reward_gain")
     if gain < full:
         return Partial(max(0.0, gain / full), f"the solution's reward model scores the replies after RLHF {gain:+.2f} "
