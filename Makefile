@@ -24,8 +24,8 @@ browser:  ## Debian's Chromium, which tests/test_pages.py drives with Playwright
 demo: $(BIN)/toolkit sandbox  ## grade the instructor's solutions and write the report with plots
 	$(BIN)/toolkit run solutions/ --report $(REPORT)
 
-test: $(BIN)/toolkit sandbox browser  ## the whole test suite
-	$(BIN)/python -m pytest -q
+test: $(BIN)/toolkit sandbox browser  ## the whole test suite, two files at a time (pytest-xdist)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 BENCHMARKS := run tokenizer throughput feedback grading
 

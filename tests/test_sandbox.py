@@ -25,8 +25,16 @@ def test_a_child_may_read_the_base_and_chat_models_only(tmp_path):
     cache.mkdir()
     for name in ("base-1.pt", "sft-2.pt", "reward-3.pt", "notes.txt"):
         (cache / name).write_text(name)
-    (cache / "base-9.pt").symlink_to(cache / "reward-3.pt")
-    assert [p.name for p in sandbox.cached_models(cache)] == ["base-1.pt", "sft-2.pt"]
+    (cache / "base-9.pt").symlink_to(cache / "reward-3.pt")  # a reward model under a base model's name
+    elsewhere = tmp_path / "kept" / "base-7.pt"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text("base-7.pt")
+    (cache / "base-7.pt").symlink_to(elsewhere)  # a base model kept outside the cache: followed
+    models = sandbox.cached_models(cache)
+    assert [p.name for p in models] == ["base-1.pt", "base-7.pt", "sft-2.pt"]
+    argv, _ = sandbox.command(["python"], tmp_path, models, sandbox.Limits())
+    if sandbox.bwrap_works():  # the child sees the file itself under the link's name
+        assert str(elsewhere) in argv and str(sandbox.INSIDE_WORK / "cache" / "base-7.pt") in argv
 
 
 def test_the_box_holds_a_copy_and_is_removed(tmp_path):

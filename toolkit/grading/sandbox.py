@@ -180,8 +180,12 @@ def cached_models(cache: Path | None) -> list[Path]:
     it would train the very same model."""
     if cache is None or not cache.is_dir():
         return []
-    return sorted(p for p in cache.iterdir() if p.name.startswith(("base-", "sft-")) and p.suffix == ".pt"
-                  and p.is_file() and not p.is_symlink())
+
+    def model(p: Path) -> bool:
+        return p.name.startswith(("base-", "sft-")) and p.suffix == ".pt"
+
+    # a link (the instructor's cache may link models kept elsewhere) counts if it leads to such a model
+    return sorted(p for p in cache.iterdir() if model(p) and p.is_file() and model(p.resolve()))
 
 
 def command(argv: list[str], box: Path, models: list[Path], limits: Limits) -> tuple[list[str], dict]:
@@ -191,7 +195,9 @@ def command(argv: list[str], box: Path, models: list[Path], limits: Limits) -> t
     working directory, ``HOME`` and ``work/cache`` with copies of ``models``).
     """
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1",
-           "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+           "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
+           "OMP_WAIT_POLICY": "PASSIVE"}  # idle torch threads sleep: the grader and other children run beside
+                                          # (two spinning pools on 2 cores train 3.7x slower; results are the same)
     if not bwrap_works():
         env.update(HOME=str(box / "work"), TMPDIR=str(box / "work"), TOOLKIT_CACHE=str(box / "work" / "cache"))
         return argv, env
@@ -204,7 +210,7 @@ def command(argv: list[str], box: Path, models: list[Path], limits: Limits) -> t
     args += ["--perms", "1777", "--size", str(limits.scratch), "--tmpfs", str(INSIDE_WORK),
              "--perms", "1777", "--dir", str(INSIDE_WORK / "cache")]
     for model in models:
-        args += ["--ro-bind", str(model), str(INSIDE_WORK / "cache" / model.name)]
+        args += ["--ro-bind", str(model.resolve()), str(INSIDE_WORK / "cache" / model.name)]
     args += ["--chdir", str(INSIDE_WORK)]
     env.update(HOME=str(INSIDE_WORK), TMPDIR="/tmp", TOOLKIT_CACHE=str(INSIDE_WORK / "cache"))
     return args + ["--", *argv], env
