@@ -6,8 +6,12 @@ REPORT ?= report
 
 .PHONY: demo test bench snapshots clean sandbox browser
 
-$(BIN)/toolkit: pyproject.toml constraints.txt
+$(BIN)/toolkit: pyproject.toml constraints.txt  ## the toolkit and what grading needs: all `make demo` installs
 	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
+	touch $@
+
+$(VENV)/.extras: $(BIN)/toolkit  ## pytest, nbgrader, Dask, the profiler: what the tests and benchmarks add
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,course,grid,bench]'
 	touch $@
 
@@ -24,12 +28,12 @@ browser:  ## Debian's Chromium, which tests/test_pages.py drives with Playwright
 demo: $(BIN)/toolkit sandbox  ## grade the instructor's solutions and write the report with plots
 	$(BIN)/toolkit run solutions/ --report $(REPORT)
 
-test: $(BIN)/toolkit sandbox browser  ## the whole test suite, two files at a time (pytest-xdist)
+test: $(VENV)/.extras sandbox browser  ## the whole test suite, two files at a time (pytest-xdist)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 BENCHMARKS := run tokenizer throughput feedback grading
 
-bench: $(BIN)/toolkit  ## every benchmarks/*.py figure (see benchmarks/README.md); fails if a target is missed
+bench: $(VENV)/.extras  ## every benchmarks/*.py figure (see benchmarks/README.md); fails if a target is missed
 	@failed=; for b in $(BENCHMARKS); do \
 	  echo "== benchmarks/$$b.py"; $(BIN)/python -u benchmarks/$$b.py || failed="$$failed $$b"; \
 	done; \

@@ -24,16 +24,20 @@ about 5.3 (a two-sided 1e-6 / 7).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import math
+import os
 import sys
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch.overrides import TorchFunctionMode
 
-from toolkit import probe
+from toolkit import probe, world
 from toolkit.checks import CheckFailed, check, child_side, names_used
 from toolkit.plugins import PluginError
 from toolkit.sample import sample_next
@@ -465,15 +469,29 @@ def dial(pipeline, settings: list[Setting]) -> dict[str, dict[str, dict]]:
 
 def reference_dial(pipeline, settings: list[Setting], name: str, sampler) -> dict[str, dict[str, dict]]:
     """``dial`` with a reference ``sampler`` called ``name``: the same on the same models, so drawn once
-    per process (a class graded in one process draws it once)."""
-    key = (name, fingerprint(pipeline.base_model), fingerprint(pipeline.chat_model), tuple(settings),
-           pipeline.config.seed)
+    per machine. It is kept in memory for a class graded in one process, and as ``dial-<key>.json`` in
+    the grader's cache folder for the next run; the key hashes the weights, the settings, the seed and
+    the code the draws depend on (the sampler's module, the probe, the world)."""
+    digest = hashlib.sha256(repr((name, fingerprint(pipeline.base_model), fingerprint(pipeline.chat_model),
+                                  tuple(settings), pipeline.config.seed)).encode())
+    for path in (getattr(sampler, "__func__", sampler).__code__.co_filename, probe.__file__, world.__file__):
+        digest.update(Path(path).read_bytes())
+    key = digest.hexdigest()[:20]
     if key not in _REFERENCE:
-        _REFERENCE[key] = _dial(pipeline, settings, sampler)
+        path = Path(pipeline.cache_dir) / f"dial-{key}.json"
+        try:
+            _REFERENCE[key] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            _REFERENCE[key] = _dial(pipeline, settings, sampler)
+            with contextlib.suppress(OSError):  # a cache that cannot be written only costs time
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(_REFERENCE[key]))
+                tmp.replace(path)
     return _REFERENCE[key]
 
 
-_REFERENCE: dict[tuple, dict] = {}
+_REFERENCE: dict[str, dict] = {}
 
 
 def fingerprint(model) -> str:

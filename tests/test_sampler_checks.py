@@ -157,6 +157,34 @@ def test_dial_fails_on_wrong_sampler(check_name, plugin, says):
     assert_fails(run(check_name, PLUGINS / plugin), says)
 
 
+def test_the_reference_dial_is_drawn_once_per_machine(tmp_path, monkeypatch):
+    """The toolkit's draws on the same models are kept in the cache folder: a later run reads them
+    back, equal to the last float, and other weights or another seed draw again."""
+    from types import SimpleNamespace
+
+    draws = []
+
+    def fake_dial(pipeline, settings, sampler):
+        draws.append(pipeline.config.seed)
+        return {"chat": {s.name: {"Answer": {"p": 1 / 3, "n": 140}} for s in settings}}
+
+    monkeypatch.setattr(grader, "_dial", fake_dial)
+    monkeypatch.setattr(grader, "_REFERENCE", {})
+    torch.manual_seed(0)
+    base, chat = torch.nn.Linear(3, 3), torch.nn.Linear(3, 3)
+    p = SimpleNamespace(base_model=base, chat_model=chat, cache_dir=tmp_path, config=PipelineConfig())
+    first = grader.reference_dial(p, grader.DIAL, "toolkit", grader.sample_next)
+    assert len(list(tmp_path.glob("dial-*.json"))) == 1
+    monkeypatch.setattr(grader, "_REFERENCE", {})  # the next process
+    assert grader.reference_dial(p, grader.DIAL, "toolkit", grader.sample_next) == first and draws == [0]
+    with torch.no_grad():
+        chat.weight[0, 0] += 1e-6
+    grader.reference_dial(p, grader.DIAL, "toolkit", grader.sample_next)
+    other_seed = SimpleNamespace(**{**vars(p), "config": PipelineConfig(seed=1)})
+    grader.reference_dial(other_seed, grader.DIAL, "toolkit", grader.sample_next)
+    assert draws == [0, 0, 1] and len(list(tmp_path.glob("dial-*.json"))) == 3
+
+
 def test_z_score_and_the_verdict_on_rates():
     assert grader.z_score({"p": 0.5, "n": 100}, {"p": 0.5, "n": 100}) == 0
     assert grader.z_score({"p": 0.0, "n": 50}, {"p": 0.0, "n": 80}) == 0  # no variance: no evidence

@@ -163,9 +163,8 @@ def test_pretraining_documents_have_the_requested_count_and_all_three_kinds(docs
     assert len(docs) == N_DOCS
     kinds = Counter(doc_kind(d) for d in docs)
     assert set(kinds) == {"facts", "quiz", "sheet"}
-    # default mix (0.3, 0.3, 0.4): each kind is a sizeable share of 3000 documents
-    for kind in ("facts", "quiz", "sheet"):
-        assert kinds[kind] > 0.2 * N_DOCS, kinds
+    for kind, share in zip(("facts", "sheet", "quiz"), World().mix):  # each kind near its share of the documents
+        assert abs(kinds[kind] / N_DOCS - share) < 0.05, (kinds, World().mix)
 
 
 def test_every_document_is_made_of_sentences_the_world_says(world, docs):
