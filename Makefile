@@ -28,8 +28,8 @@ browser:  ## Debian's Chromium, which tests/test_pages.py drives with Playwright
 demo: $(BIN)/toolkit sandbox  ## grade the instructor's solutions and write the report with plots
 	$(BIN)/toolkit run solutions/ --report $(REPORT)
 
-test: $(VENV)/.extras sandbox browser  ## the whole test suite, two files at a time (pytest-xdist)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+test: $(VENV)/.extras sandbox browser  ## the whole test suite (two files at a time: see addopts in pyproject.toml)
+	$(BIN)/python -m pytest -q
 
 BENCHMARKS := run tokenizer throughput feedback grading
 

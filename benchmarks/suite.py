@@ -2,7 +2,8 @@
 
     python benchmarks/suite.py [--out benchmarks/results/suite.json] [-- PYTEST ARGS]
 
-Runs the whole suite once, as ``make test`` does (``pytest -q``), with a JUnit report, and sums
+Runs the whole suite once, as ``make test`` does (``pytest -q``: two files at a time, from the
+``addopts`` of ``pyproject.toml``), with a JUnit report, and sums
 the time of every test (setup, call and teardown) per file. The target: the whole suite in at most
 12 minutes on 2 cores from a cold model cache (``TOOLKIT_CACHE`` pointing at an empty folder),
 which is what CI pays. It exits 1 if a test fails or the target is missed. Quote the figures of
