@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import json
 import math
 import os
@@ -37,7 +38,7 @@ from pathlib import Path
 import torch
 from torch.overrides import TorchFunctionMode
 
-from toolkit import probe, world
+from toolkit import probe
 from toolkit.checks import CheckFailed, check, child_side, names_used
 from toolkit.plugins import PluginError
 from toolkit.sample import sample_next
@@ -471,10 +472,12 @@ def reference_dial(pipeline, settings: list[Setting], name: str, sampler) -> dic
     """``dial`` with a reference ``sampler`` called ``name``: the same on the same models, so drawn once
     per machine. It is kept in memory for a class graded in one process, and as ``dial-<key>.json`` in
     the grader's cache folder for the next run; the key hashes the weights, the settings, the seed and
-    the code the draws depend on (the sampler's module, the probe, the world)."""
+    the code the draws depend on (the sampler's file and ``DIAL_CODE``)."""
     digest = hashlib.sha256(repr((name, fingerprint(pipeline.base_model), fingerprint(pipeline.chat_model),
                                   tuple(settings), pipeline.config.seed)).encode())
-    for path in (getattr(sampler, "__func__", sampler).__code__.co_filename, probe.__file__, world.__file__):
+    code = [getattr(sampler, "__func__", sampler).__code__.co_filename]
+    code += [importlib.import_module(module).__file__ for module in DIAL_CODE]
+    for path in code:
         digest.update(Path(path).read_bytes())
     key = digest.hexdigest()[:20]
     if key not in _REFERENCE:
@@ -492,6 +495,8 @@ def reference_dial(pipeline, settings: list[Setting], name: str, sampler) -> dic
 
 
 _REFERENCE: dict[str, dict] = {}
+DIAL_CODE = ("toolkit.sample", "toolkit.model", "toolkit.probe", "toolkit.world", "toolkit.template",
+             "toolkit.baselines")  # besides the sampler's file, what the reference draws depend on
 
 
 def fingerprint(model) -> str:
