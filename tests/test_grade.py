@@ -12,7 +12,6 @@ import csv
 import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -187,8 +186,8 @@ def test_full_grading_trains_in_the_sandbox_and_judges_rlhf_in_the_grader(tmp_pa
     pipeline.chat_model  # trained once for the whole suite, in the default cache
     shared = tmp_path / "cache"  # the grader's cache: the suite's models (training them is the pipeline's tests')
     shared.mkdir()
-    for f in default_cache_dir().glob("*.pt"):  # copies: the sandbox binds the cache folder, not what links name
-        shutil.copy(f, shared / f.name)
+    for f in default_cache_dir().glob("*.pt"):  # links, which the sandbox follows to the models they name
+        (shared / f.name).symlink_to(f.resolve())
     (tmp_path / "class" / "alice").mkdir(parents=True)
     (tmp_path / "class" / "alice" / "reward.py").write_text((PLUGINS / "reward_gather.py").read_text())
     proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "grade", str(tmp_path / "class"), "--out",
