@@ -3,6 +3,7 @@ solutions under several seeds, and each figure's mean, min and max.
 
     python benchmarks/seeds.py [--seeds 0 1 2 3 4] [--parts behaviour reward tokenizer] [--calibrate]
                                [--set sft.steps=120 --set world.mix=0.3,0.5,0.2 ...] [--masks sft_no_end ...]
+                               [--rewards reward_ignores_rejected ...]
                                [--out benchmarks/results/seeds.json]
 
 Another machine rounds torch's CPU kernels differently, and 800 pretraining steps amplify it
@@ -20,7 +21,12 @@ grader does:
 * ``reward``: the reward model's held-out accuracy and RLHF's rude/correct replies and KL
   (``graders.reward``), from the chat model trained with the baseline's mask, as the grader does;
 * ``tokenizer``: bits per byte of the tokenizer check's small GPT (``graders.tokenizer.measure``);
-* ``--masks``: the behaviour of wrong SFT masks (``tests/plugins/<name>.py``) on the same base model.
+* ``--masks``: the behaviour of wrong SFT masks (``tests/plugins/<name>.py``) on the same base model;
+* ``--rewards``: wrong reward models (``tests/plugins/<name>.py``) on the same chat model: their
+  held-out accuracy, RLHF's figures with them, the solution's judgement of their RLHF replies, and
+  which behavioural reward checks they lose points on by the calibration in force
+  (``<name>.loses_accuracy`` and so on, 1 or 0): what the README claims behaviour catches must
+  hold on every seed.
 
 Each seed's figures are written to ``CACHE/results/<key>-seed<s>.json`` as soon as it is done
 (``key``: a hash of the configuration, the parts and the sources of ``toolkit/world.py`` and
@@ -77,6 +83,7 @@ TARGETS = [  # (figure, comparison, bound): the worst seed must meet it
 CODE = ("toolkit/world.py", "toolkit/train.py", "toolkit/probe.py", "toolkit/rlhf.py", "toolkit/sample.py",
         "graders/sft_mask.py", "graders/reward.py", "graders/tokenizer.py")  # what a seed's figures depend on
 MASK_FIGURES = ("answer_seen", "answer_held_out", "clarification", "stops", "writes_user_turn")
+REWARD_FIGURES = ("reward_accuracy", "chat_rude", "rlhf_rude", "rlhf_correct", "kl", "reward_gain")
 
 
 # -- configuration -------------------------------------------------------------------------
@@ -118,8 +125,9 @@ def source_hash(*paths: str) -> str:
     return h.hexdigest()[:12]
 
 
-def sweep_key(config: PipelineConfig, world: dict, parts, masks) -> str:
-    blob = json.dumps({"config": config.to_dict(), "world": world, "parts": sorted(parts), "masks": sorted(masks),
+def sweep_key(config: PipelineConfig, world: dict, parts, masks, rewards=()) -> str:
+    extra = {"rewards": sorted(rewards)} if rewards else {}  # the keys of earlier sweeps stay as they were
+    blob = json.dumps({"config": config.to_dict(), "world": world, "parts": sorted(parts), "masks": sorted(masks), **extra,
                        "version": PIPELINE_VERSION, "code": source_hash(*CODE)},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
@@ -158,13 +166,39 @@ def sheet_answers(p: Pipeline) -> dict:
             "base_sheet_correct": rate(gens, lambda g: g.correct)}
 
 
-def run_seed(seed: int, config: PipelineConfig, world: dict, parts, masks, cache: Path) -> dict:
+def plugin(name: str) -> Components:
+    """The plugin manager of ``tests/plugins/<name>.py``."""
+    return build_manager(load_submission(str(ROOT / "tests" / "plugins" / f"{name}.py")))
+
+
+def wrong_reward_figures(name: str, wrong: Pipeline, solution: Pipeline) -> dict:
+    """A wrong reward model's figures (its RLHF replies judged, as the hidden check judges, by the
+    solution's reward model of ``solution``)."""
+    got = {"reward_accuracy": reward_grader.held_out_accuracy(wrong)[0]}
+    metrics = reward_grader.rlhf_metrics(wrong)
+    got.update({k: v for k, v in metrics.items() if not k.startswith("_")})
+    got["reward_gain"] = reward_grader.reward_gain(solution, metrics["_replies"])
+    return {f"{name}.{k}": v for k, v in got.items()}
+
+
+def reward_losses(run: dict, name: str) -> dict:
+    """Which behavioural reward checks the wrong reward model ``name`` loses points on in ``run``
+    (1 or 0), by the thresholds of the calibration in force (after ``--calibrate``, the new one)."""
+    from graders.hidden.checks import gain_full
+
+    got = {k[len(name) + 1:]: v for k, v in run.items() if k.startswith(f"{name}.")}
+    return {f"{name}.loses_accuracy": float(reward_grader.accuracy_score(got["reward_accuracy"])[0] < 1),
+            f"{name}.loses_rlhf_improves": float(bool(reward_grader.rlhf_failures(got))),
+            f"{name}.loses_judged_by_solution": float(got["reward_gain"] < gain_full())}
+
+
+def run_seed(seed: int, config: PipelineConfig, world: dict, parts, masks, cache: Path, rewards=()) -> dict:
     cfg = seeded(config, seed)
     solutions = build_manager(load_submission(str(ROOT / "solutions")))
     timings = Timings(cache)
     out: dict = {"seed": seed, "GFLOPs_at_start": round(matmul_peak() / 1e9, 1)}
     p = pipeline(Components(solutions, only="sft_mask"), cfg, world, cache)
-    if "behaviour" in parts or "reward" in parts or masks:
+    if "behaviour" in parts or "reward" in parts or masks or rewards:
         t0 = time.perf_counter()
         _ = p.base_model
         out["base_loaded"] = "pretrain" not in p.timings
@@ -183,7 +217,7 @@ def run_seed(seed: int, config: PipelineConfig, world: dict, parts, masks, cache
         out["headline_base_continuation"] = m["_dists"]["headline"]["base"][Label.CONTINUATION]["p"]
         out["sft_final_loss"] = sum(p.curves["sft"][-10:]) / 10
         out.update(sheet_answers(p))
-    if "reward" in parts:
+    if "reward" in parts or rewards:
         r = p.sharing_base(Components(solutions, only="reward"))
         _ = r.chat_model
         out["reward_chat_sft_s"] = timings.get(r, "sft", f"sft-{r.chat_key()}")
@@ -196,10 +230,12 @@ def run_seed(seed: int, config: PipelineConfig, world: dict, parts, masks, cache
         out["rlhf_s"] = r.timings["rlhf"]
         out["judge_s"] = time.perf_counter() - t0 - r.timings["rlhf"]
     for name in masks:
-        wrong = p.sharing_base(Components(build_manager(load_submission(str(ROOT / "tests" / "plugins" / f"{name}.py"))),
-                                          only="sft_mask"))
-        m = behaviour_metrics(wrong)
+        m = behaviour_metrics(p.sharing_base(Components(plugin(name), only="sft_mask")))
         out.update({f"{name}.{k}": m[k] for k in MASK_FIGURES})
+    for name in rewards:
+        wrong = r.sharing_base(Components(plugin(name), only="reward"))
+        wrong.__dict__["chat_model"] = r.chat_model  # the same chat model: the mask is the baseline's in both
+        out.update(wrong_reward_figures(name, wrong, r))
     if "tokenizer" in parts:
         t = pipeline(Components(solutions, only="tokenizer"), seeded(tokenizer_grader.BEHAVIOUR, seed), world, cache)
         got = tokenizer_grader.measure(t)
@@ -250,6 +286,8 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     ap.add_argument("--masks", nargs="*", default=[], help="wrong SFT masks from tests/plugins, e.g. sft_no_end")
+    ap.add_argument("--rewards", nargs="*", default=[],
+                    help="wrong reward models from tests/plugins, e.g. reward_ignores_rejected")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE",
                     help="a PipelineConfig field (sft.steps=120, model.n_embd=96) or a World field (world.mix=0.3,0.5,0.2)")
     ap.add_argument("--headline-samples", type=int, default=200)
@@ -262,28 +300,30 @@ def main() -> int:
 
     config, world = parse_sets(args.sets)
     config = replace(config, headline_samples=args.headline_samples)
-    key = sweep_key(config, world, args.parts, args.masks)
+    key = sweep_key(config, world, args.parts, args.masks, args.rewards)
     root = Path(tempfile.gettempdir()) / "toolkit-seeds"
     cache = args.cache or (root / f"cold-{key}" if args.cold else root / f"train-{source_hash('toolkit/train.py')}")
     results = root / "results"
     results.mkdir(parents=True, exist_ok=True)
-    print(f"sweep {key}: seeds {args.seeds}, parts {args.parts}, masks {args.masks}, cache {cache}\n"
+    print(f"sweep {key}: seeds {args.seeds}, parts {args.parts}, masks {args.masks}, rewards {args.rewards}, cache {cache}\n"
           f"settings {args.sets or 'defaults'}", flush=True)
     runs = []
     for seed in args.seeds:
         path = results / f"{key}-seed{seed}.json"
         if not path.exists():
             t0 = time.perf_counter()
-            run = run_seed(seed, config, world, args.parts, args.masks, cache)
+            run = run_seed(seed, config, world, args.parts, args.masks, cache, args.rewards)
             run["seed_total_s"] = time.perf_counter() - t0
             path.write_text(json.dumps(run, indent=1) + "\n")
         runs.append(json.loads(path.read_text()))
         print(f"seed {seed}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                                           for k, v in runs[-1].items() if k != "seed"), flush=True)
-    summary = summarise(runs)
-    print_table(runs, summary)
     if args.calibrate:
         write_calibration(runs)
+    for run in runs:
+        run.update({k: v for name in args.rewards for k, v in reward_losses(run, name).items()})
+    summary = summarise(runs)
+    print_table(runs, summary)
     missed = []
     for run in runs:  # a correct submission on another machine is never failed by rounding: nor is any seed here
         missed += [f"seed {run['seed']} loses points: {lost}" for lost in points_lost(run)]
@@ -294,7 +334,7 @@ def main() -> int:
                 missed.append(f"{name}: worst seed {worst:.3f}, target {op} {bound}")
     return report(args.out, {k: {m: v for m, v in s.items()} for k, s in summary.items()}, missed,
                   sweep=key, seeds=args.seeds, settings=args.sets, world=world, parts=args.parts, masks=args.masks,
-                  headline_samples=args.headline_samples, config=config.to_dict(), runs=runs)
+                  rewards=args.rewards, headline_samples=args.headline_samples, config=config.to_dict(), runs=runs)
 
 
 if __name__ == "__main__":

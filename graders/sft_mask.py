@@ -97,7 +97,7 @@ def behaviour_metrics(pipeline) -> dict:
     answered = lambda g: g.label == probe.Label.ANSWER
     count = lambda gens, what: probe.share(sum(map(what, gens)), len(gens))
     signatures = {name: {"stops after\nits reply": count(gens, lambda g: g.stopped),
-                         "writes a user turn\nafter <|user|>": probe.share(round(users[name] * USER_TURNS), USER_TURNS),
+                         "writes a user turn\nafter <|user|>": probe.share(users[name], USER_TURNS),
                          "Answer on\nheld-out facts": count(of(gens, "held_out"), answered)}
                   for name, gens in (("base", b), ("chat", c))}
     return {
@@ -107,7 +107,7 @@ def behaviour_metrics(pipeline) -> dict:
         "clarification": probe.rate(of(c, "ambiguous"), lambda g: g.label == probe.Label.CLARIFICATION),
         "stops": probe.rate([g for g in c if g.label in (probe.Label.ANSWER, probe.Label.CLARIFICATION)],
                             lambda g: g.stopped),
-        "writes_user_turn": users["chat"],
+        "writes_user_turn": users["chat"] / USER_TURNS,
         "base_answer": probe.rate(of(b, "seen") + of(b, "held_out"), answered),
         "base_top": max(probe.LABELS, key=lambda lab: sum(g.label == lab for g in b)),
         "_dists": {"all": {"base": probe.distribution(b), "chat": probe.distribution(c)},

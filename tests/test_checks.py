@@ -312,13 +312,13 @@ REWARD_WRONG = {  # wrong reward plugin -> {behavioural check it fails: what the
         "reward.accuracy": "the reward of chosen answers must beat that of rejected ones",
         "reward.rlhf_improves": "rude replies went from",
         "reward.rlhf_judged_by_solution": "RLHF followed your reward model away from what the solution's rewards"},
-    "reward_ignores_rejected.py": {  # its held-out accuracy (0.71 on an earlier base model) is above full credit
+    "reward_ignores_rejected.py": {  # rlhf_improves on every seed of the calibration, the judge on four of five
         "reward.rlhf_improves": "not even halved",
         "reward.rlhf_judged_by_solution": "RLHF followed your reward model away from what the solution's rewards"},
 }
 # reward_last_position.py is caught by reads_last_real_token: with a causal model and right padding, the state
-# at T - 1 has still read the whole row, and it ranked held-out pairs within the solution's seeds (0.78 on an
-# earlier base model).
+# at T - 1 has still read the whole row. Over the calibration's seeds (benchmarks/results/seeds.json) behaviour
+# catches it on three seeds of five only (accuracy on one, rlhf_improves on two).
 
 
 @pytest.mark.slow

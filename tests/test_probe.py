@@ -285,7 +285,7 @@ def test_the_probe_generates_each_prompt_length_in_one_batch(world, tiny):
     assert all(g.text == END and g.label == "Gibberish" for g in gens)
     calls = []
     sampler_user = lambda logits, *args: (calls.append(logits.shape[0]), torch.full((logits.shape[0],), 65))[1]  # noqa
-    assert run_user_turn(model, tok, world, n=7, sampler=sampler_user) == 0.0  # "A" * 16 is no question
+    assert run_user_turn(model, tok, world, n=7, sampler=sampler_user) == 0  # of 7: "A" * 16 is no question
     assert calls == [7] * 16
 
 

@@ -167,8 +167,8 @@ def rate(gens: list[Generation], what) -> float:
 
 
 def run_user_turn(model, tokenizer, world: World, n: int = 30, seed: int = 0,
-                  top_p: float | None = None, sampler: Sampler = sample_next) -> float:
-    """Share of replies to a bare ``<|bos|><|user|>`` that write a user's question.
+                  top_p: float | None = None, sampler: Sampler = sample_next) -> int:
+    """How many of ``n`` replies to a bare ``<|bos|><|user|>`` write a user's question.
 
     A chat model whose loss counted the user's turns has learned to write them; one trained
     on the assistant's turns only has never been taught what follows ``<|user|>``.
@@ -178,4 +178,4 @@ def run_user_turn(model, tokenizer, world: World, n: int = 30, seed: int = 0,
     outs = generate(model, ids, 16, temperature=1.0, stop_ids=stop, generator=torch.Generator().manual_seed(seed),
                     top_p=top_p, sampler=sampler)
     parsed = [world.parse(first_sentence(tokenizer.decode(o))) for o in outs]
-    return sum(p is not None and p[0] == "question" for p in parsed) / n
+    return sum(p is not None and p[0] == "question" for p in parsed)
