@@ -83,7 +83,6 @@ TARGETS = [  # (figure, comparison, bound): the worst seed must meet it
 CODE = ("toolkit/world.py", "toolkit/train.py", "toolkit/probe.py", "toolkit/rlhf.py", "toolkit/sample.py",
         "graders/sft_mask.py", "graders/reward.py", "graders/tokenizer.py")  # what a seed's figures depend on
 MASK_FIGURES = ("answer_seen", "answer_held_out", "clarification", "stops", "writes_user_turn")
-REWARD_FIGURES = ("reward_accuracy", "chat_rude", "rlhf_rude", "rlhf_correct", "kl", "reward_gain")
 
 
 # -- configuration -------------------------------------------------------------------------
@@ -166,7 +165,7 @@ def sheet_answers(p: Pipeline) -> dict:
             "base_sheet_correct": rate(gens, lambda g: g.correct)}
 
 
-def plugin(name: str) -> Components:
+def plugin(name: str):
     """The plugin manager of ``tests/plugins/<name>.py``."""
     return build_manager(load_submission(str(ROOT / "tests" / "plugins" / f"{name}.py")))
 
