@@ -182,13 +182,12 @@ def wrong_reward_figures(name: str, wrong: Pipeline, solution: Pipeline) -> dict
 
 def reward_losses(run: dict, name: str) -> dict:
     """Which behavioural reward checks the wrong reward model ``name`` loses points on in ``run``
-    (1 or 0), by the thresholds of the calibration in force (after ``--calibrate``, the new one)."""
-    from graders.hidden.checks import gain_full
-
-    got = {k[len(name) + 1:]: v for k, v in run.items() if k.startswith(f"{name}.")}
-    return {f"{name}.loses_accuracy": float(reward_grader.accuracy_score(got["reward_accuracy"])[0] < 1),
-            f"{name}.loses_rlhf_improves": float(bool(reward_grader.rlhf_failures(got))),
-            f"{name}.loses_judged_by_solution": float(got["reward_gain"] < gain_full())}
+    (1 or 0), by the thresholds of the calibration in force (after ``--calibrate``, the new one):
+    ``points_lost``, the solution's own verdict, applied to the wrong model's figures."""
+    lost = {line.split(":")[0] for line in points_lost({k[len(name) + 1:]: v for k, v in run.items()
+                                                         if k.startswith(f"{name}.")})}
+    return {f"{name}.loses_{check}": float(f"reward.{check}" in lost)
+            for check in ("accuracy", "rlhf_improves", "rlhf_judged_by_solution")}
 
 
 def run_seed(seed: int, config: PipelineConfig, world: dict, parts, masks, cache: Path, rewards=()) -> dict:
