@@ -3,8 +3,12 @@
     python benchmarks/suite.py [--out benchmarks/results/suite.json] [-- PYTEST ARGS]
 
 Runs the whole suite once, as ``make test`` does (``pytest -q``: two files at a time, from the
-``addopts`` of ``pyproject.toml``), with a JUnit report, and sums
-the time of every test (setup, call and teardown) per file. The target: the whole suite in at most
+``addopts`` of ``pyproject.toml``), and sums per file the wall time of every test (setup, call
+and teardown) and the CPU time it took: of the test process and of the processes it started
+and waited for (the CLI runs, the grader's children). A file whose CPU time is far below its
+wall time waits (for a model the other worker trains, a child's timeout): the place to look
+before a file that computes. This module is also the pytest plugin (``-p benchmarks.suite``)
+that records each test's start, end and CPU time, one JSON line per test. The target: the whole suite in at most
 12 minutes on 2 cores from a cold model cache (``TOOLKIT_CACHE`` pointing at an empty folder),
 which is what CI pays. It exits 1 if a test fails or the target is missed. Quote the figures of
 one run on a quiet machine.
@@ -13,13 +17,17 @@ one run on a quiet machine.
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 from collections import defaultdict
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -27,17 +35,45 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.common import report  # noqa: E402
 
 TARGET_S = 12 * 60
+TIMELINE = "SUITE_TIMELINE"  # environment: the folder the plugin writes its JSON lines to
 
 
-def per_file(junit: Path) -> dict[str, dict]:
-    """test file -> {"seconds", "tests"} from a JUnit report."""
-    files: dict[str, dict] = defaultdict(lambda: {"seconds": 0.0, "tests": 0})
-    for case in ET.parse(junit).getroot().iter("testcase"):
-        name = case.get("classname", "").split(".")[:2]  # tests.test_x(.Class)
-        key = "/".join(name) + ".py"
-        files[key]["seconds"] += float(case.get("time", 0))
-        files[key]["tests"] += 1
-    return dict(sorted(files.items(), key=lambda kv: -kv[1]["seconds"]))
+# -- the plugin, in each pytest process (xdist's workers included) ----------------------------
+def _cpu() -> float:
+    """CPU seconds of this process and of the children it has waited for."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Time one test (setup, call, teardown) where it runs: in a worker, or in the one process."""
+    folder = os.environ.get(TIMELINE)
+    t0, cpu0 = time.time(), _cpu()
+    yield
+    if folder:
+        line = {"test": item.nodeid, "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
+                "start": t0, "end": time.time(), "cpu": _cpu() - cpu0}
+        with open(Path(folder) / f"{os.getpid()}.jsonl", "a") as f:
+            f.write(json.dumps(line) + "\n")
+
+
+# -- the summary --------------------------------------------------------------------------------
+def per_file(folder: Path) -> tuple[dict[str, dict], list[dict]]:
+    """test file -> {"seconds", "cpu_seconds", "tests"}, and the ten longest tests, from the plugin's lines."""
+    files: dict[str, dict] = defaultdict(lambda: {"seconds": 0.0, "cpu_seconds": 0.0, "tests": 0})
+    tests = [json.loads(line) for f in folder.glob("*.jsonl") for line in f.read_text().splitlines()]
+    for t in tests:
+        f = files[t["test"].split("::")[0]]
+        f["seconds"] += t["end"] - t["start"]
+        f["cpu_seconds"] += t["cpu"]
+        f["tests"] += 1
+    for f in files.values():
+        f["seconds"], f["cpu_seconds"] = round(f["seconds"], 1), round(f["cpu_seconds"], 1)
+    longest = sorted(tests, key=lambda t: t["start"] - t["end"])[:10]
+    longest = [{"test": t["test"], "seconds": round(t["end"] - t["start"], 1), "cpu_seconds": round(t["cpu"], 1)}
+               for t in longest]
+    return dict(sorted(files.items(), key=lambda kv: -kv[1]["seconds"])), longest
 
 
 def main() -> int:
@@ -46,20 +82,22 @@ def main() -> int:
     ap.add_argument("pytest_args", nargs="*")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        junit = Path(tmp) / "junit.xml"
-        t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", f"--junitxml={junit}", *args.pytest_args],
-                              cwd=ROOT)
-        wall = time.perf_counter() - t0
-        files = per_file(junit)
-    print(f"\n{'file':36} {'tests':>6} {'seconds':>9}")
+        t0, cpu0 = time.perf_counter(), os.times()
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "benchmarks.suite", *args.pytest_args],
+                              cwd=ROOT, env={**os.environ, TIMELINE: tmp})
+        wall, cpu1 = time.perf_counter() - t0, os.times()
+        files, longest = per_file(Path(tmp))
+    cpu = cpu1.children_user + cpu1.children_system - cpu0.children_user - cpu0.children_system
+    print(f"\n{'file':36} {'tests':>6} {'seconds':>9} {'CPU s':>9}")
     for name, f in files.items():
-        print(f"{name:36} {f['tests']:6d} {f['seconds']:9.1f}")
-    print(f"{'whole suite (wall)':36} {sum(f['tests'] for f in files.values()):6d} {wall:9.1f}")
+        print(f"{name:36} {f['tests']:6d} {f['seconds']:9.1f} {f['cpu_seconds']:9.1f}")
+    print(f"{'whole suite (wall)':36} {sum(f['tests'] for f in files.values()):6d} {wall:9.1f} {cpu:9.1f}")
     missed = [] if wall <= TARGET_S else [f"whole suite {wall:.0f} s > {TARGET_S} s"]
     if proc.returncode != 0:
         missed.append(f"pytest exited with {proc.returncode}")
-    return report(args.out, {"wall_s": round(wall, 1), "files": files}, missed, pytest_args=args.pytest_args)
+    figures = {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "cores_busy": round(cpu / wall / (os.cpu_count() or 1), 2),
+               "files": files, "longest_tests": longest}
+    return report(args.out, figures, missed, pytest_args=args.pytest_args)
 
 
 if __name__ == "__main__":

@@ -300,11 +300,9 @@ def test_hidden_check_passes_on_a_correct_plugin_and_fails_on_a_wrong_one(check_
 REWARD_BEHAVIOUR = ["reward.accuracy", "reward.rlhf_improves", "reward.rlhf_judged_by_solution"]
 
 
-@pytest.mark.slow
-def test_reward_behaviour_passes_on_a_correct_reward_model(tmp_path):
-    for name, result in run(REWARD_BEHAVIOUR, CORRECT["reward"]["gather"], tmp_path).items():
-        assert result.status == "passed", (name, result.reason, result.metrics)
-    assert {"reward_histogram.png", "rlhf_curves.png", "rlhf_headline.png"} <= {p.name for p in tmp_path.iterdir()}
+# A correct reward model written differently (reward_gather.py) passes every behavioural reward check,
+# hidden one included, where the grader runs them: tests/test_grade.py::test_full_grading_trains_in_the_sandbox_and_judges_rlhf_in_the_grader
+# (full marks, and the plots on its feedback page). Training it twice, here too, cost the suite 90 s.
 
 
 REWARD_WRONG = {  # wrong reward plugin -> {behavioural check it fails: what the reason says}

@@ -179,6 +179,8 @@ def test_run_autograder_writes_gradescope_results(tmp_path):
 def test_full_grading_trains_in_the_sandbox_and_judges_rlhf_in_the_grader(tmp_path):
     """Without --fast: the child trains the reward model and runs RLHF inside the sandbox, with
     the grader's model cache; the hidden check judges the replies it sent back, in the grader.
+    The reward model is a correct one written differently from the solution's: it passes every
+    behavioural reward check (the wrong ones fail them in tests/test_checks.py).
     The grader first loads (or trains) the chat model the reward checks start from, once for the class."""
     from toolkit.pipeline import Pipeline, default_cache_dir
 
@@ -198,8 +200,11 @@ def test_full_grading_trains_in_the_sandbox_and_judges_rlhf_in_the_grader(tmp_pa
     row = _rows(tmp_path / "out")["alice"]
     assert row["status"] == "graded" and row["total"] == row["max_total"] == "14", row  # 5 unit + 3 + 4 + 2 hidden
     results = json.loads((tmp_path / "out" / "gradescope" / "alice" / "results.json").read_text())
+    status = {t["name"]: t["status"] for t in results["tests"]}
+    assert all(status[name] == "passed" for name in ("reward.accuracy", "reward.rlhf_improves",
+                                                      "reward.rlhf_judged_by_solution")), status  # written differently
     judged = next(t for t in results["tests"] if t["name"] == "reward.rlhf_judged_by_solution")
-    assert judged["status"] == "passed" and judged["visibility"] == "after_published"
+    assert judged["visibility"] == "after_published"
     feedback = tmp_path / "out" / "feedback" / "alice"
     assert {"reward_histogram.png", "rlhf_curves.png", "rlhf_headline.png"} <= {p.name for p in feedback.iterdir()}
 
