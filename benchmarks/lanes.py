@@ -1,4 +1,4 @@
-"""Would grading a submission's components side by side, one torch thread each, answer sooner?
+"""Would grading a submission's components side by side, in two processes, answer sooner?
 
     python benchmarks/lanes.py [--rounds 2] [--out benchmarks/results/lanes.json]
 
@@ -22,6 +22,7 @@ and the lever would need no new calibration; with 1 thread they may differ by ro
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -47,37 +48,41 @@ CHILD = ("import sys, torch, toolkit.pipeline as p\n"
          "main(['run', 'solutions/', *sys.argv[2:]])\n")
 
 
-def warm_cache(own: set[str]) -> Path:
-    """A fresh cache folder linking every model of the current cache but the submission's own."""
-    folder = Path(tempfile.mkdtemp(prefix="lanes-"))
+FIGURES = {"answer_seen", "answer_held_out", "clarification", "stops", "writes_user_turn", "accuracy", "kl",
+           "curve_gap", "bpb", "val_loss"}  # trained figures a check reports: equal when the arithmetic is
+
+
+def link_warm_cache(folder: Path, own: set[str]) -> None:
+    """Link into ``folder`` every model of the current cache but the submission's own."""
     for f in default_cache_dir().glob("*.pt"):
         if f.name not in own:
             (folder / f.name).symlink_to(f.resolve())
-    return folder
 
 
 def run_lanes(lanes: list[tuple[str, ...]], threads: int, own: set[str]) -> tuple[float, dict[str, dict]]:
-    """Wall seconds until the last of ``lanes`` (one process each, started together) has passed, and
-    what every check gave: name -> {"score", "metrics"} (the behavioural figures to compare)."""
-    cache = warm_cache(own)
-    env = {**os.environ, "TOOLKIT_CACHE": str(cache), "OMP_WAIT_POLICY": "PASSIVE"}
-    t0 = time.perf_counter()
-    procs = [subprocess.Popen([sys.executable, "-c", CHILD, str(threads), "--json",
-                               *(a for c in lane for a in ("-c", c))],
-                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for lane in lanes]
-    results = {}
-    for proc in procs:
-        out, err = proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeError(f"lane exited with {proc.returncode}:\n{err.decode(errors='replace')[-2000:]}")
-        results.update({r["name"]: {"score": r["score"], "metrics": {k: v for k, v in r["metrics"].items()
-                                                                      if k in FIGURES}}
-                        for r in json.loads(out)["results"]})
-    return time.perf_counter() - t0, results
-
-
-FIGURES = {"answer_seen", "answer_held_out", "clarification", "stops", "writes_user_turn", "accuracy", "kl",
-           "curve_gap", "bpb", "val_loss"}  # trained figures a check reports: equal when the arithmetic is
+    """Wall seconds until the last of ``lanes`` (one process each, started together, in one fresh warm
+    cache) has passed, and what every check gave: name -> {"score", "metrics"} (the figures to compare)."""
+    with tempfile.TemporaryDirectory(prefix="lanes-") as cache, contextlib.ExitStack() as files:
+        link_warm_cache(Path(cache), own)
+        env = {**os.environ, "TOOLKIT_CACHE": cache, "OMP_WAIT_POLICY": "PASSIVE"}
+        # stdout and stderr to files: a lane that fills a pipe nobody reads yet would stall
+        outs, errs = ([files.enter_context(tempfile.TemporaryFile()) for _ in lanes] for _ in range(2))
+        t0 = time.perf_counter()
+        procs = [subprocess.Popen([sys.executable, "-c", CHILD, str(threads), "--json",
+                                   *(a for c in lane for a in ("-c", c))], cwd=ROOT, env=env, stdout=out, stderr=err)
+                 for lane, out, err in zip(lanes, outs, errs)]
+        for proc in procs:
+            proc.wait()
+        seconds = time.perf_counter() - t0
+        results = {}
+        for proc, out, err in zip(procs, outs, errs):
+            out.seek(0), err.seek(0)
+            if proc.returncode != 0:
+                raise RuntimeError(f"lane exited with {proc.returncode}:\n{err.read().decode(errors='replace')[-2000:]}")
+            results.update({r["name"]: {"score": r["score"],
+                                        "metrics": {k: v for k, v in r["metrics"].items() if k in FIGURES}}
+                            for r in json.load(out)["results"]})
+    return seconds, results
 
 
 def main() -> int:
