@@ -79,13 +79,18 @@ def submission_files() -> set[str]:
     return {f"sft-{mask.chat_key()}.pt"}
 
 
+def link_cache(pool: Path, folder: Path, own: set[str]) -> None:
+    """Link into ``folder`` every model of ``pool`` but the submission's ``own``: a warm cache."""
+    for f in pool.glob("*.pt"):
+        if f.name not in own:
+            (folder / f.name).symlink_to(f.resolve())
+
+
 def warm_run(args: list[str], pool: Path, own: set[str], profile: Path | None = None) -> tuple[float, float]:
     """``run`` in a fresh cache holding the pool's files but the submission's own (see the docstring)."""
     while True:
         with tempfile.TemporaryDirectory() as d:
-            for f in pool.glob("*.pt"):
-                if f.name not in own:
-                    (Path(d) / f.name).symlink_to(f)
+            link_cache(pool, Path(d), own)
             result = run(args, Path(d), profile)
             new = [f for f in Path(d).glob("*.pt") if not f.is_symlink() and f.name not in own]
             if not new:

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import report  # noqa: E402
-from benchmarks.feedback import submission_files  # noqa: E402
+from benchmarks.feedback import link_cache, submission_files  # noqa: E402
 from toolkit.components import COMPONENTS  # noqa: E402
 from toolkit.pipeline import default_cache_dir  # noqa: E402
 
@@ -52,18 +52,11 @@ FIGURES = {"answer_seen", "answer_held_out", "clarification", "stops", "writes_u
            "curve_gap", "bpb", "val_loss"}  # trained figures a check reports: equal when the arithmetic is
 
 
-def link_warm_cache(folder: Path, own: set[str]) -> None:
-    """Link into ``folder`` every model of the current cache but the submission's own."""
-    for f in default_cache_dir().glob("*.pt"):
-        if f.name not in own:
-            (folder / f.name).symlink_to(f.resolve())
-
-
 def run_lanes(lanes: list[tuple[str, ...]], threads: int, own: set[str]) -> tuple[float, dict[str, dict]]:
     """Wall seconds until the last of ``lanes`` (one process each, started together, in one fresh warm
     cache) has passed, and what every check gave: name -> {"score", "metrics"} (the figures to compare)."""
     with tempfile.TemporaryDirectory(prefix="lanes-") as cache, contextlib.ExitStack() as files:
-        link_warm_cache(Path(cache), own)
+        link_cache(default_cache_dir(), Path(cache), own)
         env = {**os.environ, "TOOLKIT_CACHE": cache, "OMP_WAIT_POLICY": "PASSIVE"}
         # stdout and stderr to files: a lane that fills a pipe nobody reads yet would stall
         outs, errs = ([files.enter_context(tempfile.TemporaryFile()) for _ in lanes] for _ in range(2))

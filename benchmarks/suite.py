@@ -10,8 +10,8 @@ wall time waits (for a model the other worker trains, a child's timeout): the pl
 before a file that computes. This module is also the pytest plugin (``-p benchmarks.suite``)
 that records each test's start, end and CPU time, one JSON line per test. The target: the
 whole suite in at most 12 minutes on 2 cores from a cold model cache (``TOOLKIT_CACHE``
-pointing at an empty folder), which is what CI pays. It exits 1 if a test fails or the target is missed. Quote the figures of
-one run on a quiet machine.
+pointing at an empty folder), which is what CI pays. It exits 1 if a test fails or the target
+is missed. Quote the figures of one run on a quiet machine.
 """
 
 from __future__ import annotations
