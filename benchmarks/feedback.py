@@ -4,8 +4,8 @@
 
 Each figure is the wall time of ``python -m toolkit run ...`` as a subprocess, from the
 command to its exit (interpreter start and ``import torch`` included), median of
-``--repeats`` runs; the cold run is done once. Peak memory is the child's maximum resident
-set size (``ru_maxrss`` of ``os.wait4``). Targets (2 cores):
+``--repeats`` runs; the cold run is done once. Peak memory is the most the command's
+processes held resident at once (its lanes together; sampled every 0.2 s from /proc). Targets (2 cores):
 
     toolkit run solutions/ -c COMPONENT --fast     < 5 s, each of the five components
     toolkit run solutions/ -c sft_mask             < 20 s, warm cache
@@ -28,7 +28,8 @@ to the pool and is run again, not counted. Every run must pass all its checks. E
 a target is missed or a run fails. ``--skip-slow``: only the ``--fast`` runs.
 
 ``--profile DIR``: one more run of each warm figure under pyinstrument (``pip install -e '.[bench]'``),
-after the timed ones and not counted, writes where its time goes to ``DIR/<figure>.txt``.
+after the timed ones and not counted, writes where its time goes to ``DIR/<figure>.txt``. That run
+is ``--processes 1``: the profiler sees one process.
 """
 
 from __future__ import annotations
@@ -55,22 +56,40 @@ TOOLKIT = ["-m", "toolkit", "run", "solutions/"]
 
 
 def run(args: list[str], cache: Path, profile: Path | None = None) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of ``toolkit run solutions/ ARGS``; raises if it does not pass.
-    ``profile``: run it under pyinstrument, which writes its report there."""
+    """Wall seconds and peak memory (MB) of ``toolkit run solutions/ ARGS``; raises if it does not pass.
+    ``profile``: run it in one process (``--processes 1``: a profile sees only its own process) under
+    pyinstrument, which writes its report there."""
     wrap = ["-m", "pyinstrument", "-i", "0.01", "-r", "text", "-o", str(profile)] if profile else []
     with tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, *wrap, *TOOLKIT, *args], cwd=ROOT,
-                                env={**os.environ, "TOOLKIT_CACHE": str(cache)},
+        proc = subprocess.Popen([sys.executable, *wrap, *TOOLKIT, *args, *(["--processes", "1"] if profile else [])],
+                                cwd=ROOT, env={**os.environ, "TOOLKIT_CACHE": str(cache)},
                                 stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
+        peak = 0.0
+        while proc.poll() is None:
+            peak = max(peak, tree_rss_mb(proc.pid))
+            time.sleep(0.2)
         seconds = time.perf_counter() - t0
-        proc.returncode = code = os.waitstatus_to_exitcode(status)
-        if code != 0:
+        if proc.returncode != 0:
             err.seek(0)
             tail = err.read().decode(errors="replace")[-2000:]
-            raise RuntimeError(f"{' '.join(['toolkit run solutions/', *args])} exited with {code}:\n{tail}")
-    return seconds, usage.ru_maxrss / 1024  # Linux: kilobytes
+            raise RuntimeError(f"{' '.join(['toolkit run solutions/', *args])} exited with {proc.returncode}:\n{tail}")
+    return seconds, peak
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` and every process under it (``toolkit run``'s lanes), in MB, from
+    Linux's /proc; pages the processes share (torch's libraries) count once per process."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):  # it ended meanwhile
+            pass
+    return total / 2**20
 
 
 def submission_files() -> set[str]:

@@ -82,7 +82,7 @@ def grade(klass: Path, out: Path, students: int, args: list[str], env: dict) -> 
 
 def run_in_process(student: Path, args: list[str], env: dict) -> float:
     """The checks' own seconds for ``student`` run by ``toolkit run --json`` in one process."""
-    cmd = [sys.executable, "-m", "toolkit.cli", "run", str(student), "--json", *args]
+    cmd = [sys.executable, "-m", "toolkit.cli", "run", str(student), "--json", "--processes", "1", *args]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode not in (0, 1):
         raise GradingFailed(f"exit {proc.returncode}: {' '.join(cmd)}\n{proc.stderr[-3000:]}")

@@ -98,8 +98,9 @@ def test_plugins_lists_every_hook_and_who_answers():
 
 @pytest.mark.slow
 def test_run_solutions_end_to_end(tmp_path):
-    """`toolkit run solutions/ --report DIR --json`: every check passes, the report has the chart."""
-    out = toolkit("run", "solutions/", "--report", tmp_path / "report", "--json")
+    """`toolkit run solutions/ --report DIR --json`: every check passes, the report has the chart.
+    In two processes (the default on 4 cores): the lanes' training meets the calibrated figures."""
+    out = toolkit("run", "solutions/", "--report", tmp_path / "report", "--json", "--processes", "2")
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     doc = json.loads(out.stdout)
     assert doc["passed"] and doc["score"] == doc["max_score"] > 0

@@ -2,4 +2,5 @@
 
 from toolkit.cli import main
 
-main()
+if __name__ == "__main__":  # not when a process of ``toolkit run``'s second lane imports it
+    main()

@@ -311,16 +311,21 @@ def run_check(c: Check, ctx: Context) -> Result:
 
 
 def run_components(components: list[str], context: Callable[[str], Context], include_hidden: bool,
-                   behavioural: bool, log: Callable = lambda msg: None) -> list[Result]:
+                   behavioural: bool, log: Callable = lambda msg: None,
+                   after_public: Callable[[], None] = lambda: None) -> list[Result]:
     """The one loop of grading: for each component (in the table's order), a context from
     ``context(component)`` and its checks run in it; the behavioural ones only if ``behavioural``.
 
     Every public check of every component runs before the first hidden one: the submission sees
     a hidden check's inputs when its hooks are called on them, and must not be able to carry
-    them out in the reason of a public check that runs later."""
+    them out in the reason of a public check that runs later. ``after_public()`` is called in
+    between: where other processes check other components (``toolkit.runner``), it waits for
+    them to finish their public checks too."""
     contexts: dict[str, Context] = {}
     results = []
     for hidden in (False, True):
+        if hidden:
+            after_public()
         for comp in [c for c in COMPONENTS if c in components]:
             for c in collect([comp], include_hidden=include_hidden):
                 if c.hidden != hidden or (c.behavioural and not behavioural):

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import platform
 import sys
+import threading
+import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from queue import Empty
 
 import torch
 
@@ -62,25 +67,116 @@ def hidden_available() -> bool:
     return any(p.name != "__init__.py" for p in hidden.glob("*.py"))
 
 
+SECOND_LANE = ("reward", "sampler")
+"""The components ``toolkit run`` checks in a second process while the first checks the others:
+about half the training each (the reward model and RLHF; SFT and the tokenizer's and attention's
+small GPTs). Each process pins the configuration's thread count, so it does the arithmetic one
+process would: the same scores and figures (``benchmarks/lanes.py``). It pays where the machine
+has a core for every thread of both; on 2 cores one process already keeps both busy."""
+
+
+def lanes_pay(config: PipelineConfig) -> bool:
+    """Has this machine a core for each thread of two processes?"""
+    return len(os.sched_getaffinity(0)) >= 2 * config.threads
+
+
 def run_submission(spec: str | None, components: list[str] | None = None, config: PipelineConfig | None = None,
                    report_dir: Path | None = None, cache_dir: Path | None = None, include_hidden: bool = False,
-                   behavioural: bool = True, log=lambda msg: print(msg, file=sys.stderr)) -> Run:
+                   behavioural: bool = True, log=lambda msg: print(msg, file=sys.stderr),
+                   lanes: bool | None = None) -> Run:
     """Grade ``spec`` (None: the baselines). Raises SubmissionError if it cannot be loaded, and
     NotProvided if ``components`` names one it does not provide.
 
     ``behavioural=False`` leaves out the checks that train models (seconds instead of minutes).
+    ``lanes``: check ``SECOND_LANE``'s components in a second process, when there are some on
+    both sides and models to train; False: everything here, one component after another; None:
+    lanes where they pay (``lanes_pay``).
     """
     config = config or PipelineConfig()
     plugins = [] if spec is None else load_submission(spec)
-    pm = build_manager(plugins)
     provided = list(provided_components(plugins)) if plugins else list(COMPONENTS)
-    sources = {p.name: p.source for p in plugins}
     if components and any(c not in provided for c in components):
         raise NotProvided(provided)
     wanted = components or list(COMPONENTS)
-    results = run_components([c for c in wanted if c in provided],
-                             lambda comp: Context(Components(pm, only=comp), comp, config, report_dir, cache_dir, log,
-                                                  sources=sources),
-                             include_hidden, behavioural, log)
+    todo = [c for c in wanted if c in provided]
+    split = [[c for c in todo if c not in SECOND_LANE], [c for c in todo if c in SECOND_LANE]]
+    args = (spec, config, report_dir, cache_dir, include_hidden, behavioural)
+    if (lanes_pay(config) if lanes is None else lanes) and behavioural and all(split):
+        results = in_lanes(split, args, log)
+    else:
+        results = check_components(todo, *args, log, plugins=plugins)
     missing = [c for c in wanted if c not in provided]
     return Run(str(spec or "baselines"), results, missing, include_hidden and hidden_available(), environment(config))
+
+
+def check_components(components: list[str], spec: str | None, config: PipelineConfig, report_dir: Path | None,
+                     cache_dir: Path | None, include_hidden: bool, behavioural: bool, log,
+                     after_public=lambda: None, plugins: list | None = None) -> list[Result]:
+    """The checks of ``components`` of ``spec`` (loaded again unless ``plugins`` are given), in this process."""
+    plugins = ([] if spec is None else load_submission(spec)) if plugins is None else plugins
+    pm = build_manager(plugins)
+    sources = {p.name: p.source for p in plugins}
+    return run_components(components,
+                          lambda comp: Context(Components(pm, only=comp), comp, config, report_dir, cache_dir, log,
+                                               sources=sources),
+                          include_hidden, behavioural, log, after_public)
+
+
+# -- lanes: components checked in processes side by side --------------------------------------
+def in_lanes(lanes: list[list[str]], args: tuple, log) -> list[Result]:
+    """``check_components(lane, *args)`` for each lane in a process of its own, started together; their
+    results in the order one process gives (public checks first, components in the table's order).
+    The lanes meet at a barrier before their hidden checks, as ``run_components`` requires; their
+    progress comes to ``log`` here. Raises RuntimeError if a lane fails or ends without results."""
+    mp = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch state copied from this one
+    barrier, queue = mp.Barrier(len(lanes)), mp.Queue()
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read by the lanes' torch: a waiting thread yields its core
+    procs = [mp.Process(target=_lane, args=(i, lane, args, barrier, queue), daemon=True) for i, lane in enumerate(lanes)]
+    for p in procs:
+        p.start()
+    results, pending = [], set(range(len(lanes)))
+    try:
+        while pending:
+            try:
+                kind, i, payload = queue.get(timeout=1)
+            except Empty:  # a lane that ended has put everything in the pipe: nothing there, nothing coming
+                ended = sorted((i for i in pending if procs[i].exitcode is not None),
+                               key=lambda i: procs[i].exitcode == BARRIER_BROKEN)  # the first to fail first
+                if ended and queue.empty():
+                    raise RuntimeError(f"the process checking {', '.join(lanes[ended[0]])} ended without its results "
+                                       f"(exit code {procs[ended[0]].exitcode})") from None
+                continue
+            if kind == "log":
+                log(payload)
+            elif kind == "error":
+                raise RuntimeError(f"checking {', '.join(lanes[i])} failed:\n{payload}")
+            else:
+                results += payload
+                pending.discard(i)
+    finally:
+        if pending:
+            barrier.abort()
+        for p in procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.terminate()
+    order = list(COMPONENTS)
+    return sorted(results, key=lambda r: (r.hidden, order.index(r.component)))  # stable: a component keeps its order
+
+
+BARRIER_BROKEN = 3  # a lane's exit code when another lane failed before the hidden checks
+
+
+def _lane(index: int, components: list[str], args: tuple, barrier, queue) -> None:
+    """One lane's process: its results, its progress and its failure go to ``queue``."""
+    sys.stdout = sys.stderr  # the parent's stdout may carry --json: what the submission prints goes to stderr
+    try:
+        results = check_components(components, *args, log=lambda msg: queue.put(("log", index, msg)),
+                                   after_public=barrier.wait)
+    except threading.BrokenBarrierError:  # another lane failed: it reports why
+        sys.exit(BARRIER_BROKEN)
+    except BaseException:  # noqa: BLE001 -- whatever it is, the parent reports it
+        queue.put(("error", index, traceback.format_exc()))
+        barrier.abort()
+        sys.exit(1)
+    queue.put(("results", index, results))

@@ -1,0 +1,68 @@
+"""``toolkit run``'s two lanes: the components checked in two processes side by side.
+
+The unit checks alone (``behavioural=False``) keep these tests to seconds. That the lanes' training
+passes every behavioural check is ``test_cli.py::test_run_solutions_end_to_end`` (``--processes 2``);
+that it gives exactly one process's figures, check by check, is ``benchmarks/lanes.py``.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from toolkit.components import COMPONENTS
+from toolkit.pipeline import PipelineConfig
+from toolkit.runner import SECOND_LANE, check_components, in_lanes
+
+ROOT = Path(__file__).resolve().parents[1]
+LANES = [[c for c in COMPONENTS if c not in SECOND_LANE], list(SECOND_LANE)]
+
+
+def unit_checks(spec: str) -> tuple:
+    """``check_components``'s arguments after the components: every unit check, hidden ones included."""
+    return (spec, PipelineConfig(), None, None, True, False)
+
+
+def test_lanes_give_one_process_results_and_meet_before_the_hidden_checks():
+    logged: list[str] = []
+    lanes = in_lanes(LANES, unit_checks(str(ROOT / "solutions")), logged.append)
+    alone = check_components(list(COMPONENTS), *unit_checks(str(ROOT / "solutions")), log=lambda m: None)
+    assert [(r.name, r.status, r.score) for r in lanes] == [(r.name, r.status, r.score) for r in alone]
+    hidden = {r.name for r in alone if r.hidden}
+    assert hidden and len(hidden) < len(alone)
+    started = [m.strip().removesuffix(" ...") for m in logged if m.endswith(" ...")]  # "  name ..." per check
+    assert sorted(started) == sorted(r.name for r in alone)
+    first_hidden = min(i for i, name in enumerate(started) if name in hidden)
+    assert not set(started[first_hidden:]) - hidden  # no public check of either lane after a hidden one
+
+
+def test_what_a_lane_prints_goes_to_stderr(tmp_path, capfd):
+    chatty = tmp_path / "chatty.py"
+    chatty.write_text((ROOT / "solutions" / "sampler.py").read_text().replace(
+        "    if temperature == 0:", "    print('hello from a hook')\n    if temperature == 0:"))
+    both = tmp_path / "both"
+    both.mkdir()
+    (both / "sampler.py").write_text(chatty.read_text())
+    (both / "attention.py").write_text((ROOT / "solutions" / "attention.py").read_text())
+    in_lanes([["attention"], ["sampler"]], unit_checks(str(both)), lambda m: None)
+    out, err = capfd.readouterr()
+    assert "hello from a hook" in err and "hello from a hook" not in out  # stdout may be carrying --json
+
+
+def test_a_lane_that_dies_is_reported_and_the_other_does_not_hang(tmp_path):
+    both = tmp_path / "both"
+    both.mkdir()
+    (both / "sampler.py").write_text((ROOT / "solutions" / "sampler.py").read_text().replace(
+        "    if temperature == 0:", "    import os; os._exit(7)\n    if temperature == 0:"))
+    (both / "attention.py").write_text((ROOT / "solutions" / "attention.py").read_text())
+    with pytest.raises(RuntimeError, match=r"checking sampler ended without its results \(exit code 7\)"):
+        in_lanes([["attention"], ["sampler"]], unit_checks(str(both)), lambda m: None)
+
+
+def test_lanes_by_default_only_where_each_thread_has_a_core(monkeypatch):
+    from toolkit import runner
+
+    config = PipelineConfig()  # 2 threads per process
+    monkeypatch.setattr(runner.os, "sched_getaffinity", lambda pid: set(range(4)))
+    assert runner.lanes_pay(config)
+    monkeypatch.setattr(runner.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert not runner.lanes_pay(config)  # one process already keeps both cores busy
