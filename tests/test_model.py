@@ -16,7 +16,8 @@ from toolkit.baselines import SDPAttention
 from toolkit.model import GPT, GPTConfig, KVCache
 from toolkit.plugins import Components, build_manager, load_submission
 from toolkit.sample import generate, sample_next, stream
-from toolkit.train import TrainConfig, lr_at, masked_loss, pretrain, sft, stream_batch, stream_loss
+from toolkit.train import (TrainConfig, by_length, lr_at, masked_loss, masked_loss_sum, pretrain, reach, sft,
+                           stream_batch, stream_loss)
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = GPTConfig(vocab_size=300, block_size=16, n_layer=2, n_head=2, n_embd=32)
@@ -261,6 +262,39 @@ def test_sft_with_replay_runs_and_is_deterministic():
     assert l1[0] == pytest.approx(2 * math.log(CFG.vocab_size), rel=0.1)
     # replay_batch_size without a replay stream is plain SFT
     assert sft(make_model(seed=0), tokens, mask, cfg, replay=None) == no_replay
+
+
+@pytest.mark.parametrize("kind", ["assistant turns", "every target", "none", "random"])
+def test_sft_halves_cut_to_their_length_give_the_whole_batch_loss_and_gradient(kind):
+    """SFT computes each batch in two halves by length, each cut after its last masked target: the
+    same masked mean and gradient as the whole padded batch, whatever the mask (a wrong one too)."""
+    gen = torch.Generator().manual_seed(7)
+    T = CFG.block_size + 1
+    tokens = torch.randint(CFG.vocab_size, (10, T), generator=gen)
+    ends = torch.randint(4, T - 1, (10,), generator=gen)  # where each chat's assistant turn ends
+    positions = torch.arange(T - 1)
+    mask = {"assistant turns": (positions >= ends[:, None] // 2) & (positions < ends[:, None]),
+            "every target": torch.ones(10, T - 1, dtype=torch.bool),
+            "none": torch.zeros(10, T - 1, dtype=torch.bool),
+            "random": torch.rand(10, T - 1, generator=gen) < 0.2}[kind]
+    ix = torch.tensor([3, 1, 4, 1, 5, 9, 2, 6])
+    model = make_model(seed=0).double()
+
+    def grads(loss):
+        model.zero_grad()
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    whole = grads(masked_loss(model(tokens[ix, :-1]), tokens[ix, 1:], mask[ix]))
+    halves = by_length(ix, reach(mask))
+    assert sorted(torch.cat([rows for rows, _ in halves]).tolist()) == sorted(ix.tolist())
+    if kind == "assistant turns":  # the halves are shorter than the batch
+        assert all(length < T - 1 for _, length in halves)
+    cut = grads(sum(masked_loss_sum(model(tokens[rows, :n]), tokens[rows, 1:n + 1], mask[rows, :n])
+                    for rows, n in halves) / mask[ix].sum().clamp(min=1))
+    torch.testing.assert_close(cut[0], whole[0])
+    for a, b in zip(cut[1], whole[1]):
+        torch.testing.assert_close(a, b)
 
 
 def test_sft_learns_only_the_masked_targets():

@@ -33,6 +33,7 @@ from toolkit.train import TrainConfig, pretrain, sft, stream_loss
 from toolkit.world import World
 
 PIPELINE_VERSION = 1  # bump when a change to the code changes what a stage produces
+SFT_VERSION = 2  # bump when a change to ``toolkit.train.sft`` changes the chat model (the base models stay cached)
 _SHARED: dict[tuple, object] = {}  # the data stages built in this process, by key (``Pipeline._shared``)
 MAX_VOCAB = 1 << 16  # the largest vocabulary a tokenizer may report (the model allocates vocab x width)
 
@@ -259,7 +260,7 @@ class Pipeline:
     def chat_key(self) -> str:
         """Hash of what the chat model depends on: the base model, the SFT settings, the chats and the mask."""
         tokens, mask = self.sft_data
-        h = hashlib.sha256(f"{self.base_key()}{asdict(self.config.sft)}".encode())
+        h = hashlib.sha256(f"{self.base_key()}{asdict(self.config.sft)}{SFT_VERSION}".encode())
         h.update(tokens.numpy().tobytes())
         h.update(mask.numpy().tobytes())
         return h.hexdigest()[:20]

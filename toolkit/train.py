@@ -80,9 +80,29 @@ def pretrain(model, stream: torch.Tensor, cfg: TrainConfig, on_step=None) -> lis
 
 def masked_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over the targets where ``mask`` is True. Shapes (B, T, V), (B, T), (B, T)."""
+    return masked_loss_sum(logits, targets, mask) / mask.sum().clamp(min=1)
+
+
+def masked_loss_sum(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy over the targets where ``mask`` is True. Shapes (B, T, V), (B, T), (B, T)."""
     per_token = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # (B, T)
-    mask = mask.to(per_token.dtype)
-    return (per_token * mask).sum() / mask.sum().clamp(min=1)
+    return (per_token * mask.to(per_token.dtype)).sum()
+
+
+def reach(mask: torch.Tensor) -> torch.Tensor:
+    """(N,): how many positions of each row the loss needs: up to its last True target (at least 1).
+    Attention is causal, so the positions after it change nothing the loss sees."""
+    positions = torch.arange(1, mask.size(1) + 1)  # (T,)
+    return (mask * positions).amax(dim=1).clamp(min=1)
+
+
+def by_length(ix: torch.Tensor, needed: torch.Tensor) -> list[tuple[torch.Tensor, int]]:
+    """Batch rows ``ix`` in two halves, the shorter and the longer by ``needed`` (``reach``), each with
+    the positions it needs: the chats are 15 to 37 tokens long, so one batch cut to its longest row is
+    mostly padding."""
+    order = ix[torch.argsort(needed[ix], stable=True)]
+    halves = (order[: len(order) // 2], order[len(order) // 2:])
+    return [(rows, int(needed[rows].max())) for rows in halves if len(rows)]
 
 
 def sft(model, tokens: torch.Tensor, mask: torch.Tensor, cfg: TrainConfig,
@@ -96,10 +116,14 @@ def sft(model, tokens: torch.Tensor, mask: torch.Tensor, cfg: TrainConfig,
     then answers facts it never saw in SFT. The mask alone decides what the chat turns teach.
     """
 
+    needed = reach(mask)  # (N,)
+
     def loss_of_batch(gen):
         ix = torch.randint(len(tokens), (cfg.batch_size,), generator=gen)
-        batch, m = tokens[ix], mask[ix]
-        loss = masked_loss(model(batch[:, :-1]), batch[:, 1:], m)
+        # the masked mean over the batch, computed in two halves cut to their length: the same loss, less padding
+        total = sum(masked_loss_sum(model(tokens[rows, :T]), tokens[rows, 1:T + 1], mask[rows, :T])
+                    for rows, T in by_length(ix, needed))
+        loss = total / mask[ix].sum().clamp(min=1)
         if cfg.replay_batch_size and replay is not None:
             loss = loss + next_token_loss(model, *stream_batch(replay, model.config.block_size,
                                                                cfg.replay_batch_size, gen))
