@@ -5,6 +5,7 @@ passes every behavioural check is ``test_cli.py::test_run_solutions_end_to_end``
 that it gives exactly one process's figures, check by check, is ``benchmarks/lanes.py``.
 """
 
+import os
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,10 @@ def test_lanes_by_default_only_where_each_thread_has_a_core(monkeypatch):
     from toolkit import runner
 
     config = PipelineConfig()  # 2 threads per process
-    monkeypatch.setattr(runner.os, "sched_getaffinity", lambda pid: set(range(4)))
+    monkeypatch.setattr(runner, "cores", lambda: 4)
     assert runner.lanes_pay(config)
-    monkeypatch.setattr(runner.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(runner, "cores", lambda: 2)
     assert not runner.lanes_pay(config)  # one process already keeps both cores busy
+    monkeypatch.undo()
+    monkeypatch.delattr(runner.os, "sched_getaffinity")  # as on macOS
+    assert runner.cores() == os.cpu_count()

@@ -77,7 +77,12 @@ has a core for every thread of both; on 2 cores one process already keeps both b
 
 def lanes_pay(config: PipelineConfig) -> bool:
     """Has this machine a core for each thread of two processes?"""
-    return len(os.sched_getaffinity(0)) >= 2 * config.threads
+    return cores() >= 2 * config.threads
+
+
+def cores() -> int:
+    """The cores this process may run on (macOS has no affinity: all of them)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def run_submission(spec: str | None, components: list[str] | None = None, config: PipelineConfig | None = None,
