@@ -6,13 +6,19 @@ REPORT ?= report
 
 .PHONY: demo test bench snapshots clean sandbox browser
 
+# pip compiles what it installs on one core; compileall uses every core (a file written for a newer
+# Python, as torch ships one, does not compile and is skipped, as pip skips it)
+COMPILE = $(BIN)/python -m compileall -q -j 0 $(VENV)/lib >/dev/null 2>&1 || true
+
 $(BIN)/toolkit: pyproject.toml constraints.txt  ## the toolkit and what grading needs: all `make demo` installs
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
+	$(BIN)/python -m pip install --quiet --no-compile -c constraints.txt -e .
+	$(COMPILE)
 	touch $@
 
 $(VENV)/.extras: $(BIN)/toolkit  ## pytest, nbgrader, Dask, the profiler: what the tests and benchmarks add
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,course,grid,bench]'
+	$(BIN)/python -m pip install --quiet --no-compile -c constraints.txt -e '.[test,course,grid,bench]'
+	$(COMPILE)
 	touch $@
 
 sandbox:  ## bubblewrap isolates the submissions `toolkit grade` runs; without it: resource limits only
