@@ -12,21 +12,21 @@ import pytest
 
 from toolkit.components import COMPONENTS
 from toolkit.pipeline import PipelineConfig
-from toolkit.runner import SECOND_LANE, check_components, in_lanes
+from toolkit.runner import SECOND_LANE, Job, check_components, in_lanes
 
 ROOT = Path(__file__).resolve().parents[1]
 LANES = [[c for c in COMPONENTS if c not in SECOND_LANE], list(SECOND_LANE)]
 
 
-def unit_checks(spec: str) -> tuple:
-    """``check_components``'s arguments after the components: every unit check, hidden ones included."""
-    return (spec, PipelineConfig(), None, None, True, False)
+def unit_checks(spec: str) -> Job:
+    """Every unit check of ``spec``, hidden ones included."""
+    return Job(spec, PipelineConfig(), None, None, include_hidden=True, behavioural=False)
 
 
 def test_lanes_give_one_process_results_and_meet_before_the_hidden_checks():
     logged: list[str] = []
     lanes = in_lanes(LANES, unit_checks(str(ROOT / "solutions")), logged.append)
-    alone = check_components(list(COMPONENTS), *unit_checks(str(ROOT / "solutions")), log=lambda m: None)
+    alone = check_components(list(COMPONENTS), unit_checks(str(ROOT / "solutions")), log=lambda m: None)
     assert [(r.name, r.status, r.score) for r in lanes] == [(r.name, r.status, r.score) for r in alone]
     hidden = {r.name for r in alone if r.hidden}
     assert hidden and len(hidden) < len(alone)

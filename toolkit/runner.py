@@ -105,38 +105,49 @@ def run_submission(spec: str | None, components: list[str] | None = None, config
     wanted = components or list(COMPONENTS)
     todo = [c for c in wanted if c in provided]
     split = [[c for c in todo if c not in SECOND_LANE], [c for c in todo if c in SECOND_LANE]]
-    args = (spec, config, report_dir, cache_dir, include_hidden, behavioural)
+    job = Job(spec, config, report_dir, cache_dir, include_hidden, behavioural)
     if (lanes_pay(config) if lanes is None else lanes) and behavioural and all(split):
-        results = in_lanes(split, args, log)
+        results = in_lanes(split, job, log)
     else:
-        results = check_components(todo, *args, log, plugins=plugins)
+        results = check_components(todo, job, log, plugins=plugins)
     missing = [c for c in wanted if c not in provided]
     return Run(str(spec or "baselines"), results, missing, include_hidden and hidden_available(), environment(config))
 
 
-def check_components(components: list[str], spec: str | None, config: PipelineConfig, report_dir: Path | None,
-                     cache_dir: Path | None, include_hidden: bool, behavioural: bool, log,
-                     after_public=lambda: None, plugins: list | None = None) -> list[Result]:
-    """The checks of ``components`` of ``spec`` (loaded again unless ``plugins`` are given), in this process."""
-    plugins = ([] if spec is None else load_submission(spec)) if plugins is None else plugins
+@dataclass(frozen=True)
+class Job:
+    """What ``run_submission`` checks, as it goes to a lane's process."""
+    spec: str | None  # None: the baselines
+    config: PipelineConfig
+    report_dir: Path | None
+    cache_dir: Path | None
+    include_hidden: bool
+    behavioural: bool
+
+
+def check_components(components: list[str], job: Job, log, after_public=lambda: None,
+                     plugins: list | None = None) -> list[Result]:
+    """The checks of ``components`` of ``job.spec`` (loaded again unless ``plugins`` are given), in this process."""
+    if plugins is None:
+        plugins = [] if job.spec is None else load_submission(job.spec)
     pm = build_manager(plugins)
     sources = {p.name: p.source for p in plugins}
     return run_components(components,
-                          lambda comp: Context(Components(pm, only=comp), comp, config, report_dir, cache_dir, log,
-                                               sources=sources),
-                          include_hidden, behavioural, log, after_public)
+                          lambda comp: Context(Components(pm, only=comp), comp, job.config, job.report_dir,
+                                               job.cache_dir, log, sources=sources),
+                          job.include_hidden, job.behavioural, log, after_public)
 
 
 # -- lanes: components checked in processes side by side --------------------------------------
-def in_lanes(lanes: list[list[str]], args: tuple, log) -> list[Result]:
-    """``check_components(lane, *args)`` for each lane in a process of its own, started together; their
+def in_lanes(lanes: list[list[str]], job: Job, log) -> list[Result]:
+    """``check_components(lane, job)`` for each lane in a process of its own, started together; their
     results in the order one process gives (public checks first, components in the table's order).
     The lanes meet at a barrier before their hidden checks, as ``run_components`` requires; their
     progress comes to ``log`` here. Raises RuntimeError if a lane fails or ends without results."""
     mp = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch state copied from this one
     barrier, queue = mp.Barrier(len(lanes)), mp.Queue()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read by the lanes' torch: a waiting thread yields its core
-    procs = [mp.Process(target=_lane, args=(i, lane, args, barrier, queue), daemon=True) for i, lane in enumerate(lanes)]
+    procs = [mp.Process(target=_lane, args=(i, lane, job, barrier, queue), daemon=True) for i, lane in enumerate(lanes)]
     for p in procs:
         p.start()
     results, pending = [], set(range(len(lanes)))
@@ -172,11 +183,11 @@ def in_lanes(lanes: list[list[str]], args: tuple, log) -> list[Result]:
 BARRIER_BROKEN = 3  # a lane's exit code when another lane failed before the hidden checks
 
 
-def _lane(index: int, components: list[str], args: tuple, barrier, queue) -> None:
+def _lane(index: int, components: list[str], job: Job, barrier, queue) -> None:
     """One lane's process: its results, its progress and its failure go to ``queue``."""
     sys.stdout = sys.stderr  # the parent's stdout may carry --json: what the submission prints goes to stderr
     try:
-        results = check_components(components, *args, log=lambda msg: queue.put(("log", index, msg)),
+        results = check_components(components, job, log=lambda msg: queue.put(("log", index, msg)),
                                    after_public=barrier.wait)
     except threading.BrokenBarrierError:  # another lane failed: it reports why
         sys.exit(BARRIER_BROKEN)
