@@ -65,16 +65,22 @@ def run(args: list[str], cache: Path, profile: Path | None = None) -> tuple[floa
         proc = subprocess.Popen([sys.executable, *wrap, *TOOLKIT, *args, *(["--processes", "1"] if profile else [])],
                                 cwd=ROOT, env={**os.environ, "TOOLKIT_CACHE": str(cache)},
                                 stdout=subprocess.DEVNULL, stderr=err)
-        peak = 0.0
-        while proc.poll() is None:
-            peak = max(peak, tree_rss_mb(proc.pid))
-            time.sleep(0.2)
+        peak = wait_for(proc)
         seconds = time.perf_counter() - t0
         if proc.returncode != 0:
             err.seek(0)
             tail = err.read().decode(errors="replace")[-2000:]
             raise RuntimeError(f"{' '.join(['toolkit run solutions/', *args])} exited with {proc.returncode}:\n{tail}")
     return seconds, peak
+
+
+def wait_for(proc: subprocess.Popen) -> float:
+    """Wait for ``proc`` to end; the most memory (MB) it and its processes held at once, sampled every 0.2 s."""
+    peak = 0.0
+    while proc.poll() is None:
+        peak = max(peak, tree_rss_mb(proc.pid))
+        time.sleep(0.2)
+    return peak
 
 
 def tree_rss_mb(pid: int) -> float:

@@ -15,7 +15,7 @@ submission's own chat model) both ways in each round, one after the other:
 
 and compares every check's score and trained figures (``FIGURES``) between the two: the lanes do
 the same arithmetic, so they must be equal, and the calibration holds as it is. Peak memory is
-the processes' resident memory together (``feedback.tree_rss_mb``).
+the processes' resident memory together (``feedback.wait_for``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import report  # noqa: E402
-from benchmarks.feedback import link_cache, submission_files, tree_rss_mb  # noqa: E402
+from benchmarks.feedback import link_cache, submission_files, wait_for  # noqa: E402
 from toolkit.pipeline import default_cache_dir  # noqa: E402
 from toolkit.runner import SECOND_LANE  # noqa: E402
 
@@ -52,10 +52,7 @@ def warm_whole_run(extra: list[str], own: set[str]) -> tuple[float, float, dict[
         t0 = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-m", "toolkit", "run", "solutions/", "--json", *extra], cwd=ROOT,
                                 env={**os.environ, "TOOLKIT_CACHE": cache}, stdout=out, stderr=err)
-        peak = 0.0
-        while proc.poll() is None:
-            peak = max(peak, tree_rss_mb(proc.pid))
-            time.sleep(0.2)
+        peak = wait_for(proc)
         seconds = time.perf_counter() - t0
         out.seek(0), err.seek(0)
         if proc.returncode != 0:
