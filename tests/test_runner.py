@@ -6,13 +6,15 @@ that it gives exactly one process's figures, check by check, is ``benchmarks/lan
 """
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from toolkit.components import COMPONENTS
 from toolkit.pipeline import PipelineConfig
-from toolkit.runner import SECOND_LANE, Job, check_components, in_lanes
+from toolkit.runner import SECOND_LANE, Job, LaneEnded, check_components, in_lanes
 
 ROOT = Path(__file__).resolve().parents[1]
 LANES = [[c for c in COMPONENTS if c not in SECOND_LANE], list(SECOND_LANE)]
@@ -55,8 +57,15 @@ def test_a_lane_that_dies_is_reported_and_the_other_does_not_hang(tmp_path):
     (both / "sampler.py").write_text((ROOT / "solutions" / "sampler.py").read_text().replace(
         "    if temperature == 0:", "    import os; os._exit(7)\n    if temperature == 0:"))
     (both / "attention.py").write_text((ROOT / "solutions" / "attention.py").read_text())
-    with pytest.raises(RuntimeError, match=r"checking sampler ended without its results \(exit code 7\)"):
+    with pytest.raises(LaneEnded, match=r"checking sampler ended without its results \(exit code 7\): the "
+                                         r"submission's code ended it"):
         in_lanes([["attention"], ["sampler"]], unit_checks(str(both)), lambda m: None)
+    # from the command line: one sentence naming the submission, exit 2 (the contract broken), no traceback
+    out = subprocess.run([sys.executable, "-m", "toolkit", "run", str(both), "--processes", "2", "--public-only"],
+                         capture_output=True, text=True, cwd=ROOT, env={**os.environ, "TOOLKIT_CACHE": str(tmp_path)})
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert f"error: {both}: the process checking sampler ended without its results (exit code 7)" in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 def test_lanes_by_default_only_where_each_thread_has_a_core(monkeypatch):

@@ -107,7 +107,7 @@ def run(submission, components, as_json, report, baseline, public_only, fast, pr
     Each component the submission provides is swapped into the reference pipeline on its own,
     the others coming from the baselines. Progress goes to stderr.
     """
-    from toolkit.runner import NotProvided, hidden_available, run_submission
+    from toolkit.runner import LaneEnded, NotProvided, hidden_available, run_submission
 
     if bool(submission) == baseline:
         _fail_usage("give a SUBMISSION or --baseline (one of them)")
@@ -118,7 +118,7 @@ def run(submission, components, as_json, report, baseline, public_only, fast, pr
             result = run_submission(None if baseline else submission, list(components) or None, report_dir=report,
                                     include_hidden=include_hidden, behavioural=not fast, log=log,
                                     lanes=None if processes is None else processes == 2)
-    except (SubmissionError, NotProvided) as e:
+    except (SubmissionError, NotProvided, LaneEnded) as e:
         message = _not_provided(submission, e.provided, components) if isinstance(e, NotProvided) else str(e)
         if as_json:
             click.echo(json.dumps({"submission": submission, "error": message}))

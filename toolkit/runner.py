@@ -143,7 +143,8 @@ def in_lanes(lanes: list[list[str]], job: Job, log) -> list[Result]:
     """``check_components(lane, job)`` for each lane in a process of its own, started together; their
     results in the order one process gives (public checks first, components in the table's order).
     The lanes meet at a barrier before their hidden checks, as ``run_components`` requires; their
-    progress comes to ``log`` here. Raises RuntimeError if a lane fails or ends without results."""
+    progress comes to ``log`` here. Raises LaneEnded if a lane ends without results (the submission
+    ended its process), RuntimeError if the toolkit failed in one."""
     mp = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch state copied from this one
     barrier, queue = mp.Barrier(len(lanes)), mp.Queue()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read by the lanes' torch: a waiting thread yields its core
@@ -159,8 +160,9 @@ def in_lanes(lanes: list[list[str]], job: Job, log) -> list[Result]:
                 ended = sorted((i for i in pending if procs[i].exitcode is not None),
                                key=lambda i: procs[i].exitcode == BARRIER_BROKEN)  # the first to fail first
                 if ended and queue.empty():
-                    raise RuntimeError(f"the process checking {', '.join(lanes[ended[0]])} ended without its results "
-                                       f"(exit code {procs[ended[0]].exitcode})") from None
+                    raise LaneEnded(f"{job.spec or 'the baselines'}: the process checking {', '.join(lanes[ended[0]])} "
+                                    f"ended without its results (exit code {procs[ended[0]].exitcode}): the "
+                                    "submission's code ended it (os._exit, a signal or a crash)") from None
                 continue
             if kind == "log":
                 log(payload)
@@ -178,6 +180,10 @@ def in_lanes(lanes: list[list[str]], job: Job, log) -> list[Result]:
                 p.terminate()
     order = list(COMPONENTS)
     return sorted(results, key=lambda r: (r.hidden, order.index(r.component)))  # stable: a component keeps its order
+
+
+class LaneEnded(Exception):
+    """A lane's process ended without its results: the submission's code ended it."""
 
 
 BARRIER_BROKEN = 3  # a lane's exit code when another lane failed before the hidden checks
