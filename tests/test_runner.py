@@ -38,25 +38,25 @@ def test_lanes_give_one_process_results_and_meet_before_the_hidden_checks():
     assert not set(started[first_hidden:]) - hidden  # no public check of either lane after a hidden one
 
 
+def attention_and_sampler(tmp_path: Path, in_sampler: str) -> Path:
+    """A submission of the solution's attention and sampler, with ``in_sampler`` run first in the sampler hook."""
+    folder = tmp_path / "submission"
+    folder.mkdir()
+    (folder / "attention.py").write_text((ROOT / "solutions" / "attention.py").read_text())
+    (folder / "sampler.py").write_text((ROOT / "solutions" / "sampler.py").read_text().replace(
+        "    if temperature == 0:", f"    {in_sampler}\n    if temperature == 0:"))
+    return folder
+
+
 def test_what_a_lane_prints_goes_to_stderr(tmp_path, capfd):
-    chatty = tmp_path / "chatty.py"
-    chatty.write_text((ROOT / "solutions" / "sampler.py").read_text().replace(
-        "    if temperature == 0:", "    print('hello from a hook')\n    if temperature == 0:"))
-    both = tmp_path / "both"
-    both.mkdir()
-    (both / "sampler.py").write_text(chatty.read_text())
-    (both / "attention.py").write_text((ROOT / "solutions" / "attention.py").read_text())
-    in_lanes([["attention"], ["sampler"]], unit_checks(str(both)), lambda m: None)
+    chatty = attention_and_sampler(tmp_path, "print('hello from a hook')")
+    in_lanes([["attention"], ["sampler"]], unit_checks(str(chatty)), lambda m: None)
     out, err = capfd.readouterr()
     assert "hello from a hook" in err and "hello from a hook" not in out  # stdout may be carrying --json
 
 
 def test_a_lane_that_dies_is_reported_and_the_other_does_not_hang(tmp_path):
-    both = tmp_path / "both"
-    both.mkdir()
-    (both / "sampler.py").write_text((ROOT / "solutions" / "sampler.py").read_text().replace(
-        "    if temperature == 0:", "    import os; os._exit(7)\n    if temperature == 0:"))
-    (both / "attention.py").write_text((ROOT / "solutions" / "attention.py").read_text())
+    both = attention_and_sampler(tmp_path, "import os; os._exit(7)")
     with pytest.raises(LaneEnded, match=r"checking sampler ended without its results \(exit code 7\): the "
                                          r"submission's code ended it"):
         in_lanes([["attention"], ["sampler"]], unit_checks(str(both)), lambda m: None)
