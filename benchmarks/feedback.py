@@ -11,7 +11,8 @@ processes held resident at once (its lanes together; sampled every 0.2 s from /p
     toolkit run solutions/ -c sft_mask             < 20 s, warm cache
     toolkit run solutions/ -c sampler              < 30 s, warm cache (the temperature dial included)
     toolkit run solutions/                         < 60 s, warm cache (all five, behavioural checks included)
-    toolkit run solutions/                         < 180 s, cold cache (an empty TOOLKIT_CACHE: pretraining included)
+    toolkit run solutions/                         < 180 s, cold cache (an empty TOOLKIT_CACHE; the base model is the
+                                                   toolkit's own, toolkit/data: benchmarks/run.py times pretraining)
     peak RSS of grading the whole submission       < 2 GB
 
 *Warm cache* means the cache holds what an earlier run trained, as after a student's first
@@ -104,9 +105,14 @@ def submission_files() -> set[str]:
     return {f"sft-{mask.chat_key()}.pt"}
 
 
+def cached(folder: Path) -> list[Path]:
+    """What a run keeps in its cache folder: models (``*.pt``) and the reference samplers' draws (``dial-*.json``)."""
+    return [*folder.glob("*.pt"), *folder.glob("dial-*.json")]
+
+
 def link_cache(pool: Path, folder: Path, own: set[str]) -> None:
-    """Link into ``folder`` every model of ``pool`` but the submission's ``own``: a warm cache."""
-    for f in pool.glob("*.pt"):
+    """Link into ``folder`` everything of ``pool`` but the submission's ``own``: a warm cache."""
+    for f in cached(pool):
         if f.name not in own:
             (folder / f.name).symlink_to(f.resolve())
 
@@ -117,7 +123,7 @@ def warm_run(args: list[str], pool: Path, own: set[str], profile: Path | None = 
         with tempfile.TemporaryDirectory() as d:
             link_cache(pool, Path(d), own)
             result = run(args, Path(d), profile)
-            new = [f for f in Path(d).glob("*.pt") if not f.is_symlink() and f.name not in own]
+            new = [f for f in cached(Path(d)) if not f.is_symlink() and f.name not in own]
             if not new:
                 return result
             for f in new:
@@ -147,7 +153,7 @@ def main() -> int:
     own = submission_files()
     with tempfile.TemporaryDirectory() as pool_dir:
         pool = Path(pool_dir)
-        for f in default_cache_dir().glob("*.pt"):
+        for f in cached(default_cache_dir()):
             (pool / f.name).symlink_to(f.resolve())
         for name, cli, target, cache, repeats in runs:
             print(f"{' '.join(['toolkit run solutions/', *cli])} ({cache} cache, {repeats}x) ...", flush=True)
@@ -155,7 +161,7 @@ def main() -> int:
                 if cache == "cold":
                     with tempfile.TemporaryDirectory() as d:
                         results = [run(cli, Path(d))]
-                        for f in Path(d).glob("*.pt"):
+                        for f in cached(Path(d)):
                             shutil.move(f, pool / f.name)
                 else:
                     results = [warm_run(cli, pool, own) for _ in range(repeats)]

@@ -149,7 +149,7 @@ class Timings:
 
 
 def pipeline(components: Components, config: PipelineConfig, world: dict, cache: Path) -> Pipeline:
-    p = Pipeline(components, config, cache_dir=cache, log=lambda m: None)
+    p = Pipeline(components, config, cache_dir=cache, log=lambda m: None, shipped=False)  # seed 0 too: timed like the others
     if world:
         p.__dict__["world"] = World(seed=config.seed, **world)  # the experiment's world instead of the default one
     return p

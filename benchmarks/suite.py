@@ -59,8 +59,9 @@ def pytest_runtest_protocol(item, nextitem):
 
 
 # -- the summary --------------------------------------------------------------------------------
-def per_file(folder: Path) -> tuple[dict[str, dict], list[dict]]:
-    """test file -> {"seconds", "cpu_seconds", "tests"}, and the ten longest tests, from the plugin's lines."""
+def per_file(folder: Path) -> tuple[dict[str, dict], list[dict], list[dict]]:
+    """test file -> {"seconds", "cpu_seconds", "tests"}, the ten longest tests and the thirty that took
+    the most CPU time, from the plugin's lines."""
     files: dict[str, dict] = defaultdict(lambda: {"seconds": 0.0, "cpu_seconds": 0.0, "tests": 0})
     tests = [json.loads(line) for f in folder.glob("*.jsonl") for line in f.read_text().splitlines()]
     for t in tests:
@@ -70,10 +71,12 @@ def per_file(folder: Path) -> tuple[dict[str, dict], list[dict]]:
         f["tests"] += 1
     for f in files.values():
         f["seconds"], f["cpu_seconds"] = round(f["seconds"], 1), round(f["cpu_seconds"], 1)
-    longest = sorted(tests, key=lambda t: t["start"] - t["end"])[:10]
-    longest = [{"test": t["test"], "seconds": round(t["end"] - t["start"], 1), "cpu_seconds": round(t["cpu"], 1)}
-               for t in longest]
-    return dict(sorted(files.items(), key=lambda kv: -kv[1]["seconds"])), longest
+    def row(t: dict) -> dict:
+        return {"test": t["test"], "seconds": round(t["end"] - t["start"], 1), "cpu_seconds": round(t["cpu"], 1)}
+
+    longest = [row(t) for t in sorted(tests, key=lambda t: t["start"] - t["end"])[:10]]
+    costliest = [row(t) for t in sorted(tests, key=lambda t: -t["cpu"])[:30]]
+    return dict(sorted(files.items(), key=lambda kv: -kv[1]["seconds"])), longest, costliest
 
 
 def main() -> int:
@@ -86,7 +89,7 @@ def main() -> int:
         proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "benchmarks.suite", *args.pytest_args],
                               cwd=ROOT, env={**os.environ, TIMELINE: tmp})
         wall, cpu1 = time.perf_counter() - t0, os.times()
-        files, longest = per_file(Path(tmp))
+        files, longest, costliest = per_file(Path(tmp))
     cpu = cpu1.children_user + cpu1.children_system - cpu0.children_user - cpu0.children_system
     print(f"\n{'file':36} {'tests':>6} {'seconds':>9} {'CPU s':>9}")
     for name, f in files.items():
@@ -97,7 +100,7 @@ def main() -> int:
         missed.append(f"pytest exited with {proc.returncode}")
     busy = cpu / wall / (os.cpu_count() or 1)  # by the processes' own accounting
     figures = {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "cores_busy": round(busy, 2),
-               "files": files, "longest_tests": longest}
+               "files": files, "longest_tests": longest, "costliest_tests": costliest}
     return report(args.out, figures, missed, pytest_args=args.pytest_args)
 
 

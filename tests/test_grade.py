@@ -181,11 +181,11 @@ def test_full_grading_trains_in_the_sandbox_and_judges_rlhf_in_the_grader(tmp_pa
     the grader's model cache; the hidden check judges the replies it sent back, in the grader.
     The reward model is a correct one written differently from the solution's: it passes every
     behavioural reward check (the wrong ones fail them in tests/test_checks.py).
-    The grader first loads (or trains) the chat model the reward checks start from, once for the class."""
-    from toolkit.pipeline import Pipeline, default_cache_dir
+    The grader first loads the chat model the reward checks start from (it comes with the toolkit), once
+    for the class."""
+    from toolkit.pipeline import SHIPPED, Pipeline, default_cache_dir
 
     pipeline = Pipeline(log=lambda m: None)
-    pipeline.chat_model  # trained once for the whole suite, in the default cache
     shared = tmp_path / "cache"  # the grader's cache: the suite's models (training them is the pipeline's tests')
     shared.mkdir()
     for f in default_cache_dir().glob("*.pt"):  # links, which the sandbox follows to the models they name
@@ -196,7 +196,7 @@ def test_full_grading_trains_in_the_sandbox_and_judges_rlhf_in_the_grader(tmp_pa
                            str(tmp_path / "out"), "-c", "reward", "--timeout", "1500"],
                           cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TOOLKIT_CACHE": str(shared)})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"grader: sft: loaded from cache {shared / f'sft-{pipeline.chat_key()}.pt'}" in proc.stderr  # before the child
+    assert f"grader: sft: loaded shipped with the toolkit {SHIPPED / f'sft-{pipeline.chat_key()}.pt'}" in proc.stderr
     row = _rows(tmp_path / "out")["alice"]
     assert row["status"] == "graded" and row["total"] == row["max_total"] == "14", row  # 5 unit + 3 + 4 + 2 hidden
     results = json.loads((tmp_path / "out" / "gradescope" / "alice" / "results.json").read_text())

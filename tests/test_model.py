@@ -624,17 +624,22 @@ def test_the_reward_model_is_cached_only_when_its_code_is_given(tmp_path):
 
 
 # -- the data stages, built once per process ----------------------------------------------------
-def _data_pipeline(components: Components | None = None, **changes):
+def _data_pipeline(components: Components | None = None, cache: Path | None = None, **changes):
     from dataclasses import replace
 
     from toolkit.pipeline import Pipeline, PipelineConfig
 
     config = replace(PipelineConfig.small(), n_docs=311, **changes)  # a size no other test uses: built here first
-    return Pipeline(components, config, log=lambda m: None)
+    return Pipeline(components, config, cache, log=lambda m: None)
 
 
-def test_pipelines_share_the_baseline_data_and_each_gets_its_own_copy():
-    a, b = _data_pipeline(), _data_pipeline()
+@pytest.fixture(scope="module")
+def data_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("data-cache")
+
+
+def test_pipelines_share_the_baseline_data_and_each_gets_its_own_copy(data_cache):
+    a, b = _data_pipeline(cache=data_cache), _data_pipeline(cache=data_cache)
     assert a.tokenizer is not b.tokenizer and a.tokenizer.words == b.tokenizer.words
     assert "tokenizer" in a.timings and "tokenizer" not in b.timings  # trained once, in the first pipeline
     assert a.corpus == b.corpus and a.conversations == b.conversations and a.conversations is not b.conversations
@@ -644,12 +649,29 @@ def test_pipelines_share_the_baseline_data_and_each_gets_its_own_copy():
     a.stream[:10] = 0
     a.tokenizer.words.clear()
     a.conversations.append("mutated")
-    c = _data_pipeline()
+    c = _data_pipeline(cache=data_cache)
     assert torch.equal(c.stream, want) and c.tokenizer.words == b.tokenizer.words and c.conversations == b.conversations
     # another key, other data
-    other = _data_pipeline(vocab_size=600)
+    other = _data_pipeline(cache=data_cache, vocab_size=600)
     assert other.tokenizer.vocab_size == 600 != c.tokenizer.vocab_size
     assert other.corpus == c.corpus  # the corpus does not depend on the vocabulary
+
+
+def test_the_next_process_loads_the_baseline_data_from_the_cache_folder(data_cache, monkeypatch, tmp_path):
+    """The baseline's tokenizer and stream are kept in the cache folder: a process that starts afresh
+    (nothing in ``_SHARED``) loads them, the same, without training; another folder builds its own."""
+    import toolkit.pipeline
+
+    first = _data_pipeline(cache=data_cache)
+    words, stream = first.tokenizer.words, first.stream
+    assert len(list(data_cache.glob("data-*.pt"))) >= 2  # the tokenizer's words and the stream
+    monkeypatch.setattr(toolkit.pipeline, "_SHARED", {})
+    again = _data_pipeline(cache=data_cache)
+    assert again.tokenizer.words == words and torch.equal(again.stream, stream) and "tokenizer" not in again.timings
+    assert again.tokenizer.encode("The capital of Peru is Lima .") == first.tokenizer.encode("The capital of Peru is Lima .")
+    monkeypatch.setattr(toolkit.pipeline, "_SHARED", {})
+    elsewhere = _data_pipeline(cache=tmp_path)
+    assert elsewhere.tokenizer.words == words and "tokenizer" in elsewhere.timings
 
 
 def test_a_submissions_tokenizer_is_trained_by_every_pipeline():

@@ -20,10 +20,10 @@ def _box(tmp_path: Path, models=()):
     return sandbox.box(intake.inspect("sub", tmp_path / "sub.py"), None, list(models))
 
 
-def test_a_child_may_read_the_base_and_chat_models_only(tmp_path):
+def test_a_child_may_read_the_base_and_chat_models_and_the_data_only(tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir()
-    for name in ("base-1.pt", "sft-2.pt", "reward-3.pt", "notes.txt"):
+    for name in ("base-1.pt", "sft-2.pt", "data-4.pt", "reward-3.pt", "notes.txt", "dial-5.json"):
         (cache / name).write_text(name)
     (cache / "base-9.pt").symlink_to(cache / "reward-3.pt")  # a reward model under a base model's name
     elsewhere = tmp_path / "kept" / "base-7.pt"
@@ -31,7 +31,7 @@ def test_a_child_may_read_the_base_and_chat_models_only(tmp_path):
     elsewhere.write_text("base-7.pt")
     (cache / "base-7.pt").symlink_to(elsewhere)  # a base model kept outside the cache: followed
     models = sandbox.cached_models(cache)
-    assert [p.name for p in models] == ["base-1.pt", "base-7.pt", "sft-2.pt"]
+    assert [p.name for p in models] == ["base-1.pt", "base-7.pt", "data-4.pt", "sft-2.pt"]
     argv, _ = sandbox.command(["python"], tmp_path, models, sandbox.Limits())
     if sandbox.bwrap_works():  # the child sees the file itself under the link's name
         assert str(elsewhere) in argv and str(sandbox.INSIDE_WORK / "cache" / "base-7.pt") in argv

@@ -9,6 +9,7 @@ number of torch threads is pinned, so a run gives the same numbers every time on
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import copy
 import fcntl
@@ -16,6 +17,7 @@ import hashlib
 import inspect
 import json
 import os
+import textwrap
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -25,17 +27,24 @@ from pathlib import Path
 import torch
 
 from toolkit import probe, rlhf
+from toolkit import template as template_module
+from toolkit import tokenizer as tokenizer_module
+from toolkit import world as world_module
 from toolkit.baselines import WholeWordTokenizer
-from toolkit.model import GPT, GPTConfig
+from toolkit.model import GPT, MLP, Block, GPTConfig
 from toolkit.plugins import Components, PluginError
 from toolkit.template import encode_batch, render_chat, render_document
-from toolkit.train import TrainConfig, pretrain, sft, stream_loss
+from toolkit.train import (TrainConfig, by_length, fit, lr_at, masked_loss_sum, next_token_loss, pretrain, reach, sft,
+                           stream_batch, stream_loss)
 from toolkit.world import World
 
-PIPELINE_VERSION = 1  # bump when a change to the code changes what a stage produces
-SFT_VERSION = 2  # bump when a change to ``toolkit.train.sft`` changes the chat model (the base models stay cached)
+PIPELINE_VERSION = 1  # bump when a change to code that no key hashes (``code_digest``) changes what a stage produces
 _SHARED: dict[tuple, object] = {}  # the data stages built in this process, by key (``Pipeline._shared``)
 MAX_VOCAB = 1 << 16  # the largest vocabulary a tokenizer may report (the model allocates vocab x width)
+SHIPPED = Path(__file__).parent / "data"
+"""Models that come with the toolkit, found like the cache's: the default configuration's base model and
+its chat model fine-tuned with the baseline's mask (the reward and sampler checks start from it), which
+no submission changes, so that no first run trains them (``python -m toolkit.pipeline`` makes them again)."""
 
 USES = {
     "tokenizer": {"tokenizer"},
@@ -78,6 +87,24 @@ class PipelineConfig:
         return asdict(self)
 
 
+def code_digest(*objects) -> bytes:
+    """A digest of what the objects' code does: their syntax trees, without comments and docstrings,
+    so that editing a comment keeps the models cached (and the shipped one valid). An object whose
+    source cannot be read (defined in a notebook's cell) counts by its name."""
+    h = hashlib.sha256()
+    for obj in objects:
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(obj)))
+        except (OSError, TypeError, SyntaxError):
+            h.update(f"{obj.__module__}.{obj.__qualname__}".encode())
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and ast.get_docstring(node):
+                node.body = node.body[1:] or [ast.Pass()]
+        h.update(ast.dump(tree).encode())
+    return h.digest()
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("TOOLKIT_CACHE", Path.home() / ".cache" / "toolkit"))
 
@@ -87,16 +114,28 @@ def seed_everything(seed: int, threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+PRETRAINING_CODE = (GPTConfig, MLP, Block, GPT, TrainConfig, lr_at, fit, stream_batch, next_token_loss, pretrain,
+                    seed_everything)
+"""What pretraining runs, but the attention: its digest (``code_digest``) is part of the base model's key."""
+DATA_CODE = (world_module, template_module, tokenizer_module, WholeWordTokenizer)
+"""What the baseline's tokenizer and the stream are made by: its digest is part of their key in the cache."""
+SFT_CODE = (sft, masked_loss_sum, reach, by_length)
+"""What SFT runs beyond pretraining's code: its digest is part of the chat model's key."""
+
+
 class Pipeline:
     """One run of the reference pipeline with the given components."""
 
     def __init__(self, components: Components | None = None, config: PipelineConfig | None = None,
-                 cache_dir: Path | None = None, log=print, reward_code: str | None = None):
+                 cache_dir: Path | None = None, log=print, reward_code: str | None = None, shipped: bool = True):
         """``reward_code``: the whole source of the reward component, given by a caller that knows it
         (the instructor's solution file); the reward model is then cached on disk under its hash. A
-        submission's reward model is trained on every run: its code may import files a key would miss."""
+        submission's reward model is trained on every run: its code may import files a key would miss.
+        ``shipped`` False: train (or load from the cache) even the models that come with the toolkit
+        (``SHIPPED``), as a benchmark of training does."""
         self.components = components or Components()
         self.reward_code = reward_code
+        self.shipped = shipped
         self.config = config or PipelineConfig()
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.log = log
@@ -113,7 +152,7 @@ class Pipeline:
         for comp in ("tokenizer", "attention"):
             if components.source(comp) != self.components.source(comp):
                 raise ValueError(f"sharing_base: the {comp} differs ({components.source(comp)})")
-        other = Pipeline(components, self.config, self.cache_dir, self.log)
+        other = Pipeline(components, self.config, self.cache_dir, self.log, shipped=self.shipped)
         for stage in ("world", "corpus", "conversations", "tokenizer", "stream", "model_config", "base_model"):
             if stage in self.__dict__:
                 other.__dict__[stage] = self.__dict__[stage]
@@ -123,10 +162,29 @@ class Pipeline:
     # Built once per process (``_SHARED``) under what each depends on; each pipeline gets its own
     # copy. The tokenizer and the stream are shared only for the baseline's tokenizer, whose
     # training is known to depend on nothing else: a submission's tokenizer is trained per pipeline.
+    # Those two also go to the cache folder (``_stored``): building them takes about 4 s.
     def _shared(self, key: tuple, build):
         if key not in _SHARED:
             _SHARED[key] = build()
         return copy.deepcopy(_SHARED[key])
+
+    def _stored(self, key: tuple, build):
+        """``_shared``, and kept in the cache folder as ``data-<hash>.pt`` (tensors and plain containers)
+        for the next process, under ``key`` and the code the data is made by (``DATA_CODE``)."""
+        def load_or_build():
+            name = hashlib.sha256(repr(key).encode() + code_digest(*DATA_CODE)).hexdigest()[:20]
+            path = self.cache_dir / f"data-{name}.pt"
+            try:
+                return torch.load(path, weights_only=True)
+            except Exception:  # not there, or unreadable: built again
+                value = build()
+            with contextlib.suppress(OSError):  # a cache that cannot be written only costs time
+                self.cache_dir.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
+                torch.save(value, tmp)
+                os.replace(tmp, path)  # atomic: another process reads the whole file or none
+            return value
+        return self._shared(key, load_or_build)
 
     @cached_property
     def world(self) -> World:
@@ -166,14 +224,18 @@ class Pipeline:
             self.timings["tokenizer"] = time.perf_counter() - t0
             return tok
         key = self._tokenizer_key
-        return build() if key is None else self._shared(("tokenizer", *key), build)
+        if key is None:
+            return build()
+        tok = WholeWordTokenizer()
+        tok.words = self._stored(("tokenizer", *key), lambda: build().words)
+        return tok
 
     @cached_property
     def stream(self) -> torch.Tensor:
         """The corpus as one stream of token ids; the last 5% is held out for validation."""
         build = lambda: torch.tensor(self.tokenizer.encode(self.corpus), dtype=torch.long)  # noqa: E731
         key = self._tokenizer_key
-        return build() if key is None else self._shared(("stream", *key), build)
+        return build() if key is None else self._stored(("stream", *key), build)
 
     @property
     def train_stream(self) -> torch.Tensor:
@@ -204,11 +266,7 @@ class Pipeline:
                              "pretrain": asdict(c.pretrain), "model": self.model_config.to_dict()},
                             sort_keys=True).encode())
         h.update(self.stream.numpy().tobytes())
-        attention = type(self.components.attention(self.model_config))
-        try:
-            h.update(inspect.getsource(attention).encode())
-        except (OSError, TypeError):  # e.g. defined in a notebook
-            h.update(f"{attention.__module__}.{attention.__qualname__}".encode())
+        h.update(code_digest(*PRETRAINING_CODE, type(self.components.attention(self.model_config))))
         return h.hexdigest()[:20]
 
     @cached_property
@@ -227,18 +285,24 @@ class Pipeline:
         if path is None:
             self._train(stage, train, message)
             return
+        if self.shipped and (SHIPPED / path.name).is_file():
+            self._load(model, stage, SHIPPED / path.name, "shipped with the toolkit")
+            return
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         with _locked(path.with_suffix(".lock")):
             if path.exists():
-                state = torch.load(path, weights_only=True)
-                model.load_state_dict(state["model"])
-                self.curves[stage] = state["curve"]
-                self.log(f"{stage}: loaded from cache {path}")
+                self._load(model, stage, path, "from cache")
                 return
             self._train(stage, train, message)
             tmp = path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
             torch.save({"model": model.state_dict(), "curve": self.curves[stage]}, tmp)
             os.replace(tmp, path)  # atomic: a killed run never leaves half a file
+
+    def _load(self, model: GPT, stage: str, path: Path, where: str) -> None:
+        state = torch.load(path, weights_only=True)
+        model.load_state_dict(state["model"])
+        self.curves[stage] = state["curve"]
+        self.log(f"{stage}: loaded {where} {path}")
 
     def _train(self, stage: str, train, message: str) -> None:
         self.log(message)
@@ -260,7 +324,8 @@ class Pipeline:
     def chat_key(self) -> str:
         """Hash of what the chat model depends on: the base model, the SFT settings, the chats and the mask."""
         tokens, mask = self.sft_data
-        h = hashlib.sha256(f"{self.base_key()}{asdict(self.config.sft)}{SFT_VERSION}".encode())
+        h = hashlib.sha256(f"{self.base_key()}{asdict(self.config.sft)}".encode())
+        h.update(code_digest(*SFT_CODE))
         h.update(tokens.numpy().tobytes())
         h.update(mask.numpy().tobytes())
         return h.hexdigest()[:20]
@@ -368,3 +433,23 @@ def check_mask(mask, tokens: torch.Tensor, plugin: str) -> torch.Tensor:
             raise PluginError(f"{plugin}: toolkit_sft_mask returned values other than 0/1 (dtype {mask.dtype})")
         mask = mask.bool()
     return mask
+
+
+def ship_models() -> list[Path]:
+    """Train the default configuration's base model and baseline chat model afresh and put them in
+    ``SHIPPED``, in place of those there: run after a change to their code or data (tests/test_shipped.py says so)."""
+    import tempfile
+    for old in [*SHIPPED.glob("base-*.pt"), *SHIPPED.glob("sft-*.pt")]:
+        old.unlink()
+    with tempfile.TemporaryDirectory() as cache:
+        pipeline = Pipeline(cache_dir=Path(cache), shipped=False)
+        pipeline.chat_model  # and the base model it starts from
+        names = [f"base-{pipeline.base_key()}.pt", f"sft-{pipeline.chat_key()}.pt"]
+        for name in names:  # saved again under the final name, which the file holds: the same model, the same bytes
+            torch.save(torch.load(Path(cache) / name, weights_only=True), SHIPPED / name)
+    return [SHIPPED / name for name in names]
+
+
+if __name__ == "__main__":
+    for path in ship_models():
+        print(f"wrote {path}")

@@ -53,7 +53,9 @@ def prepare_shared_models(options: Options) -> Path:
     """This machine's model cache, holding the models that no submission changes and every child
     would otherwise train for itself: the baselines' base model (the sft_mask and reward checks
     build on it, the attention checks compare with it) and the chat model the reward checks start
-    from and the sampler's temperature dial samples. Trained here once per process and cache (minutes on an empty cache), then only loaded."""
+    from and the sampler's temperature dial samples. Built here once per process and cache: for the
+    default configuration both come with the toolkit (``toolkit.pipeline.SHIPPED``) and are only
+    loaded; for another, trained (minutes) into the cache."""
     from toolkit.pipeline import Pipeline, default_cache_dir
 
     cache = default_cache_dir()

@@ -175,14 +175,14 @@ def drain(stream, limit: int, keep: list) -> threading.Thread:
 
 # -- one child ---------------------------------------------------------------------------
 def cached_models(cache: Path | None) -> list[Path]:
-    """The models of the grader's cache a child may read: the base and chat models, which are keyed by
-    what they were trained from (a chat model by its mask's values), so a child loads one only if
-    it would train the very same model."""
+    """The files of the grader's cache a child may read: the base and chat models and the baseline's
+    data (tokenizer and stream), which are keyed by what they were made from (a chat model by its
+    mask's values), so a child loads one only if it would make the very same one."""
     if cache is None or not cache.is_dir():
         return []
 
     def model(p: Path) -> bool:
-        return p.name.startswith(("base-", "sft-")) and p.suffix == ".pt"
+        return p.name.startswith(("base-", "sft-", "data-")) and p.suffix == ".pt"
 
     # a link (the instructor's cache may link models kept elsewhere) counts if it leads to such a model
     return sorted(p for p in cache.iterdir() if model(p) and p.is_file() and model(p.resolve()))
