@@ -89,14 +89,14 @@ class PipelineConfig:
 
 def code_digest(*objects) -> bytes:
     """A digest of what the objects' code does: their syntax trees, without comments and docstrings,
-    so that editing a comment keeps the models cached (and the shipped one valid). An object whose
-    source cannot be read (defined in a notebook's cell) counts by its name."""
+    so that editing a comment keeps the models cached (and the shipped ones valid). An object whose
+    source cannot be read or parsed (defined in a notebook's cell) counts by its name."""
     h = hashlib.sha256()
     for obj in objects:
         try:
             tree = ast.parse(textwrap.dedent(inspect.getsource(obj)))
-        except (OSError, TypeError, SyntaxError):
-            h.update(f"{obj.__module__}.{obj.__qualname__}".encode())
+        except (OSError, TypeError, ValueError, SyntaxError, RecursionError):
+            h.update(f"{obj.__module__}.{getattr(obj, '__qualname__', '')}".encode())
             continue
         for node in ast.walk(tree):
             if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and ast.get_docstring(node):
