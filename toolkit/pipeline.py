@@ -21,7 +21,7 @@ import textwrap
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 
 import torch
@@ -87,6 +87,7 @@ class PipelineConfig:
         return asdict(self)
 
 
+@cache  # once per process for the same objects
 def code_digest(*objects) -> bytes:
     """A digest of what the objects' code does: their syntax trees, without comments and docstrings,
     so that editing a comment keeps the models cached (and the shipped ones valid). An object whose
@@ -180,9 +181,7 @@ class Pipeline:
                 value = build()
             with contextlib.suppress(OSError):  # a cache that cannot be written only costs time
                 self.cache_dir.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
-                torch.save(value, tmp)
-                os.replace(tmp, path)  # atomic: another process reads the whole file or none
+                save(value, path)
             return value
         return self._shared(key, load_or_build)
 
@@ -294,9 +293,7 @@ class Pipeline:
                 self._load(model, stage, path, "from cache")
                 return
             self._train(stage, train, message)
-            tmp = path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
-            torch.save({"model": model.state_dict(), "curve": self.curves[stage]}, tmp)
-            os.replace(tmp, path)  # atomic: a killed run never leaves half a file
+            save({"model": model.state_dict(), "curve": self.curves[stage]}, path)
 
     def _load(self, model: GPT, stage: str, path: Path, where: str) -> None:
         state = torch.load(path, weights_only=True)
@@ -409,6 +406,14 @@ class Pipeline:
                                    sampler=self.components.sample)
 
 
+def save(value, path: Path) -> None:
+    """``torch.save`` under a temporary name, then renamed: a killed run never leaves half a file,
+    and another process reads the whole file or none."""
+    tmp = path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
+    torch.save(value, tmp)
+    os.replace(tmp, path)
+
+
 @contextlib.contextmanager
 def _locked(path: Path):
     """An exclusive lock on the file ``path`` (created if need be), held for the block."""
@@ -441,12 +446,12 @@ def ship_models() -> list[Path]:
     import tempfile
     for old in [*SHIPPED.glob("base-*.pt"), *SHIPPED.glob("sft-*.pt")]:
         old.unlink()
-    with tempfile.TemporaryDirectory() as cache:
-        pipeline = Pipeline(cache_dir=Path(cache), shipped=False)
+    with tempfile.TemporaryDirectory() as folder:
+        pipeline = Pipeline(cache_dir=Path(folder), shipped=False)
         pipeline.chat_model  # and the base model it starts from
         names = [f"base-{pipeline.base_key()}.pt", f"sft-{pipeline.chat_key()}.pt"]
         for name in names:  # saved again under the final name, which the file holds: the same model, the same bytes
-            torch.save(torch.load(Path(cache) / name, weights_only=True), SHIPPED / name)
+            torch.save(torch.load(Path(folder) / name, weights_only=True), SHIPPED / name)
     return [SHIPPED / name for name in names]
 
 
