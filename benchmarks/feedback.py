@@ -11,8 +11,8 @@ processes held resident at once (its lanes together; sampled every 0.2 s from /p
     toolkit run solutions/ -c sft_mask             < 20 s, warm cache
     toolkit run solutions/ -c sampler              < 30 s, warm cache (the temperature dial included)
     toolkit run solutions/                         < 60 s, warm cache (all five, behavioural checks included)
-    toolkit run solutions/                         < 180 s, cold cache (an empty TOOLKIT_CACHE; the base model is the
-                                                   toolkit's own, toolkit/data: benchmarks/run.py times pretraining)
+    toolkit run solutions/                         < 180 s, cold cache (an empty TOOLKIT_CACHE; the base and baseline chat
+                                                   models are the toolkit's own, toolkit/data: run.py times pretraining and SFT)
     peak RSS of grading the whole submission       < 2 GB
 
 *Warm cache* means the cache holds what an earlier run trained, as after a student's first
