@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = ROOT / "tests" / "plugins"
-STUDENTS = ["attn_einsum", "attn_no_mask", "attn_naive_softmax", "attn_scale_by_hs", "attn_softmax_axis", "attn_sdpa"]
+STUDENTS = ["attn_einsum", "attn_no_mask", "attn_scale_by_hs", "attn_sdpa"]  # two correct, two wrong
 OPTIONS = ["--fast", "-c", "attention", "--timeout", "60", "--workers", "1"]
 
 
@@ -49,7 +49,7 @@ def test_a_batch_killed_half_way_resumes_without_losing_or_repeating(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     _, killed_stderr = proc.communicate()
     done = _rows_in_store(out)
-    assert 1 <= done < len(STUDENTS), f"killed after {done} submissions (want 1 to 5): {killed_stderr[-2000:]}"
+    assert 1 <= done < len(STUDENTS), f"killed after {done} submissions (want 1 to {len(STUDENTS) - 1}): {killed_stderr[-2000:]}"
 
     again = _grade(klass, out)
     _, stderr = again.communicate(timeout=600)

@@ -147,13 +147,12 @@ def sources(sub: Submission) -> dict[str, str]:
 def code(sub: Submission) -> dict[str, str]:
     """The submission's Python code, file -> text: a ``.py`` file's text, a notebook's code cells
     (an unreadable notebook has none)."""
-    import nbformat
-
-    from toolkit.plugins import notebook_code_cells
-
     out = {}
     for name, text in sources(sub).items():
         if name.endswith(".ipynb"):
+            import nbformat  # here: importing it takes seconds, and most submissions hold no notebook
+
+            from toolkit.plugins import notebook_code_cells
             try:
                 text = "".join(cell for cell, _ in notebook_code_cells(nbformat.reads(text, as_version=4)))
             except Exception:  # not a notebook nbformat can read (deep nesting included)
