@@ -306,10 +306,10 @@ REWARD_BEHAVIOUR = ["reward.accuracy", "reward.rlhf_improves", "reward.rlhf_judg
 
 
 REWARD_WRONG = {  # wrong reward plugin -> {behavioural check it fails: what the reason says}
+    # RLHF with the flipped sign fails both RLHF checks too (in every run up to 2026-11-30: "rude replies went
+    # from", "RLHF followed your reward model away"); reward_ignores_rejected.py shows them, for one RLHF run less
     "reward_sign_flipped.py": {
-        "reward.accuracy": "the reward of chosen answers must beat that of rejected ones",
-        "reward.rlhf_improves": "rude replies went from",
-        "reward.rlhf_judged_by_solution": "RLHF followed your reward model away from what the solution's rewards"},
+        "reward.accuracy": "the reward of chosen answers must beat that of rejected ones"},
     "reward_ignores_rejected.py": {  # rlhf_improves on every seed of the calibration, the judge on four of five
         "reward.rlhf_improves": "not even halved",
         "reward.rlhf_judged_by_solution": "RLHF followed your reward model away from what the solution's rewards"},
