@@ -150,9 +150,10 @@ def code(sub: Submission) -> dict[str, str]:
     out = {}
     for name, text in sources(sub).items():
         if name.endswith(".ipynb"):
-            import nbformat  # here: importing it takes seconds, and most submissions hold no notebook
+            import nbformat  # here, not above: a batch of .py submissions need not pay for its import
 
             from toolkit.plugins import notebook_code_cells
+
             try:
                 text = "".join(cell for cell, _ in notebook_code_cells(nbformat.reads(text, as_version=4)))
             except Exception:  # not a notebook nbformat can read (deep nesting included)
