@@ -153,8 +153,7 @@ def main() -> int:
     own = submission_files()
     with tempfile.TemporaryDirectory() as pool_dir:
         pool = Path(pool_dir)
-        for f in cached(default_cache_dir()):
-            (pool / f.name).symlink_to(f.resolve())
+        link_cache(default_cache_dir(), pool, own=set())
         for name, cli, target, cache, repeats in runs:
             print(f"{' '.join(['toolkit run solutions/', *cli])} ({cache} cache, {repeats}x) ...", flush=True)
             try:

@@ -444,14 +444,15 @@ def ship_models() -> list[Path]:
     """Train the default configuration's base model and baseline chat model afresh and put them in
     ``SHIPPED``, in place of those there: run after a change to their code or data (tests/test_shipped.py says so)."""
     import tempfile
-    for old in [*SHIPPED.glob("base-*.pt"), *SHIPPED.glob("sft-*.pt")]:
-        old.unlink()
     with tempfile.TemporaryDirectory() as folder:
         pipeline = Pipeline(cache_dir=Path(folder), shipped=False)
         pipeline.chat_model  # and the base model it starts from
         names = [f"base-{pipeline.base_key()}.pt", f"sft-{pipeline.chat_key()}.pt"]
         for name in names:  # saved again under the final name, which the file holds: the same model, the same bytes
             torch.save(torch.load(Path(folder) / name, weights_only=True), SHIPPED / name)
+    for old in [*SHIPPED.glob("base-*.pt"), *SHIPPED.glob("sft-*.pt")]:  # only once the new ones are there
+        if old.name not in names:
+            old.unlink()
     return [SHIPPED / name for name in names]
 
 
