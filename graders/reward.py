@@ -1,15 +1,17 @@
 """Checks of the reward component (reward model head and preference loss)."""
 
 import math
-from dataclasses import replace
 
 import torch
+from torch import nn
+from torch.nn import functional as F
 
 from graders import calibration
 from toolkit import probe, rlhf
 from toolkit.baselines import SDPAttention
 from toolkit.checks import CheckFailed, Partial, check, child_side
 from toolkit.model import GPT, GPTConfig
+from toolkit.template import PAD
 
 TOL = 1e-6
 
@@ -57,21 +59,49 @@ def _tiny_backbone(seed=0) -> GPT:
     return GPT(GPTConfig(vocab_size=300, block_size=16, n_layer=1, n_head=2, n_embd=16), SDPAttention)
 
 
+MAX_PARAMS = 1 << 20  # parameters of a reward model on the tiny backbone (~10k) that the grader draws at random
+
+
+def _random_weights(model, seed: int = 2):
+    """``model`` with every parameter drawn at random (seeded): a head initialised at zero returns 0
+    whatever it reads until it is trained, and must not look like a model that ignores its input."""
+    if not isinstance(model, nn.Module):
+        raise CheckFailed(f"toolkit_reward_model returned {type(model).__name__}; expected an nn.Module")
+    params = dict(model.named_parameters())
+    if sum(p.numel() for p in params.values()) > MAX_PARAMS:
+        raise CheckFailed(f"the reward model has more than {MAX_PARAMS} parameters on a backbone of about 10,000, "
+                          "too many for the check to draw at random")
+    gen = torch.Generator().manual_seed(seed)
+    drawn = {n: torch.randn(p.shape, generator=gen, dtype=p.dtype) / math.sqrt(p.shape[-1] if p.dim() else 1)
+             for n, p in params.items() if p.is_floating_point() or p.is_complex()}  # ~ the scale of a default init
+    model.load_state_dict(drawn, strict=False)
+    return model
+
+
 @check("reward", points=2)
 def reads_last_real_token(ctx):
-    "A row's reward does not change when more padding is added after it."
-    model = ctx.components.reward_model(_tiny_backbone())
+    "A row's reward is read at its last real token: padding after it changes nothing; changing that token changes that row's reward, no other."
+    model = _random_weights(ctx.components.reward_model(_tiny_backbone()))
     torch.manual_seed(1)
     idx = torch.randint(0, 256, (3, 6))
     lengths = torch.tensor([6, 4, 2])
     padded = torch.cat([idx, torch.full((3, 5), 260)], dim=1)
+    changed = idx.clone()
+    changed[1, 3] = (changed[1, 3] + 1) % 256  # row 1's last real token (lengths[1] - 1)
     with torch.no_grad():
-        r1, r2 = model(idx, lengths), model(padded, lengths)
-    if not isinstance(r1, torch.Tensor) or r1.shape != (3,):
-        raise CheckFailed(f"reward model returned {getattr(r1, 'shape', type(r1).__name__)}; expected shape (B,) = (3,)")
+        r1, r2, r3 = model(idx, lengths), model(padded, lengths), model(changed, lengths)
+    for r in (r1, r2, r3):
+        if not isinstance(r, torch.Tensor) or r.shape != (3,):
+            got = getattr(r, "shape", type(r).__name__)
+            raise CheckFailed(f"reward model returned {got}; expected shape (B,) = (3,)")
     if not torch.allclose(r1, r2, atol=1e-5):
         raise CheckFailed(f"rewards changed from {r1.tolist()} to {r2.tolist()} when padding was added: "
                           "read the hidden state at lengths - 1, not at the last position")
+    if torch.allclose(r1[1], r3[1], atol=1e-5):
+        raise CheckFailed(f"row 1's reward stayed {r1[1].item():.4g} when its last real token changed (with random "
+                          "weights): the reward must be read from the hidden state at lengths - 1")
+    if not torch.allclose(r1[[0, 2]], r3[[0, 2]], atol=1e-5):
+        raise CheckFailed("changing a token of row 1 changed the rewards of other rows: score each row on its own")
 
 
 # -- behaviour: the reward model trained on preference pairs, then RLHF with it ---------------
@@ -82,9 +112,38 @@ RUDE_KEPT = 0.5  # rude replies after RLHF: at most this share of the chat model
 JUDGE_SAMPLES = 2  # replies sampled per SFT question, at temperature 1
 
 
-def held_out_accuracy(pipeline) -> tuple[float, torch.Tensor, torch.Tensor]:
-    chosen, rejected = pipeline.preference_data["held_out"]
-    rc, rr = rlhf.rewards(pipeline.reward_model, *chosen), rlhf.rewards(pipeline.reward_model, *rejected)
+def shuffle_seed() -> int:
+    """The seed of ``held_out_accuracy``'s shuffle: the instructor's own (``graders.hidden``), which a
+    student's copy of the graders lacks, so that no submission can know which row is which; the
+    same on every run, as grading is. Without it (a student's ``toolkit run``): 0."""
+    try:
+        from graders.hidden import SHUFFLE_SEED
+    except ImportError:
+        return 0
+    return SHUFFLE_SEED
+
+
+def held_out_accuracy(pipeline, seed: int | None = None) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """The share of held-out pairs whose chosen answer gets the higher reward; the rewards of the
+    chosen answers and of the rejected ones.
+
+    Both sets are scored in ONE call, their rows padded to one width and shuffled together, then
+    put back in order: neither the order of the calls nor a row's place in the batch tells a
+    chosen answer from a rejected one, only its text does (a row-wise reward model gets the same
+    rewards in any order). ``seed`` seeds the shuffle; None: ``shuffle_seed()``."""
+    (ct, cl), (rt, rl) = pipeline.preference_data["held_out"]
+    N, T = len(cl), max(ct.shape[1], rt.shape[1])
+    pad = pipeline.tokenizer.special_tokens[PAD]
+    tokens = torch.cat([F.pad(t, (0, T - t.shape[1]), value=pad) for t in (ct, rt)])  # (2N, T): chosen, then rejected
+    lengths = torch.cat([cl, rl])  # (2N,)
+    gen = torch.Generator().manual_seed(shuffle_seed() if seed is None else seed)
+    order = torch.randperm(2 * N, generator=gen)  # row i of the batch is row order[i] of tokens
+    r = rlhf.rewards(pipeline.reward_model, tokens[order], lengths[order])
+    if r.shape != (2 * N,):
+        raise CheckFailed(f"the reward model returned shape {tuple(r.shape)} for {2 * N} rows; expected ({2 * N},)")
+    rewards = torch.empty_like(r)
+    rewards[order] = r  # back in order: chosen rows first, then rejected ones
+    rc, rr = rewards[:N], rewards[N:]
     return (rc > rr).float().mean().item(), rc, rr
 
 

@@ -374,13 +374,14 @@ def rows_independent(ctx):
 def uses_generator(ctx):
     "All randomness comes from `generator`: same state, same tokens; other seed, other tokens; global RNG untouched."
     logits = 3 * torch.rand(64, 10, generator=torch.Generator().manual_seed(3))
+    watch = _GlobalRNGWatch(ctx)
 
     def draw(generator):
-        before = torch.get_rng_state()
-        ids = sample(ctx.components, logits, 1.0, None, None, generator)
-        if not torch.equal(before, torch.get_rng_state()):
-            raise CheckFailed("the sampler drew from torch's global random generator: pass generator=generator "
-                              "to torch.multinomial (or torch.rand)")
+        ids = sample(watch, logits, 1.0, None, None, generator)
+        if watch.moved:
+            raise CheckFailed("the sampler drew from torch's global random generator (or re-seeded it): pass "
+                              "generator=generator to torch.multinomial (or torch.rand), and leave the global "
+                              "one alone")
         return ids
 
     with torch.random.fork_rng(devices=[]):  # whatever the sampler does to the global RNG stays here
@@ -396,6 +397,37 @@ def uses_generator(ctx):
         if torch.equal(first, second):
             raise CheckFailed("the same generator gave the same 64 tokens twice in a row: draw from `generator` "
                               "itself (never a copy or a re-seeded one), so that its state moves on")
+
+
+class _GlobalRNGWatch:
+    """Stands for the components in ``sample``: calls the sampler where it runs, through
+    ``sample_watching_global_rng``, and notes whether a call moved torch's global generator there."""
+
+    def __init__(self, ctx):
+        self.ctx, self.moved = ctx, False
+
+    def sample(self, logits, temperature, top_k, top_p, generator):
+        answer = self.ctx.in_child(sample_watching_global_rng, logits, temperature, top_k, top_p, generator)
+        if not (isinstance(answer, list) and len(answer) == 2):
+            return answer  # not plain data, sent as a handle: ``sample`` says what it is
+        ids, moved = answer
+        self.moved = self.moved or moved is not False
+        return ids
+
+
+@child_side
+def sample_watching_global_rng(pipeline, logits: torch.Tensor, temperature, top_k, top_p, generator) -> list:
+    """``[ids, moved]``: the sampler's ids, and whether the call moved torch's global random generator,
+    observed where the sampler runs (under ``toolkit grade``, the child: the grader's own generator
+    never sees the sampler). The global generator is seeded before the call and restored after it.
+
+    A child can lie about what it measures itself (accepted in this design: tests/hostile/forge_child_side.py).
+    A submission that forges ``moved`` wins this one clause; the tokens are judged by the grader."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(12345)
+        before = torch.get_rng_state()
+        ids = pipeline.components.sample(logits, temperature, top_k, top_p, generator)
+        return [ids, not torch.equal(before, torch.get_rng_state())]
 
 
 @check("sampler", points=1)

@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
+from torch import nn
 
+from toolkit import rlhf
 from toolkit.checks import Context, Result, collect, run_check
+from toolkit.model import GPTConfig
 from toolkit.pipeline import PipelineConfig
 from toolkit.plugins import Components, build_manager, load_submission
 
@@ -29,7 +34,8 @@ CHECKS = {c.name: c for c in collect(COMPONENTS, include_hidden=False) if not c.
 CORRECT = {  # component -> name -> a plugin that must pass every check of the component
     "tokenizer": {"solution": ROOT / "solutions" / "tokenizer.py", "incremental": PLUGINS / "tok_incremental.py"},
     "attention": {"solution": ROOT / "solutions" / "attention.py", "einsum": PLUGINS / "attn_einsum.py"},
-    "reward": {"solution": ROOT / "solutions" / "reward.py", "gather": PLUGINS / "reward_gather.py"},
+    "reward": {"solution": ROOT / "solutions" / "reward.py", "gather": PLUGINS / "reward_gather.py",
+               "sequential": PLUGINS / "reward_sequential.py", "zero_head": PLUGINS / "reward_zero_head.py"},
 }
 
 WRONG = {  # wrong plugin -> {check it must fail: what the reason must say}; it passes its other checks
@@ -39,7 +45,11 @@ WRONG = {  # wrong plugin -> {check it must fail: what the reason must say}; it 
     "tok_unweighted.py": {"tokenizer.merges_match": "merge #0 is (97, 110)",
                           "tokenizer.encodings_match": "differs from the reference at token 1"},
     "tok_forgets_merges.py": {"tokenizer.merges_match": "learned 0 merges",
-                              "tokenizer.encodings_match": "at token 1: got [104, 101, 32]"},
+                              "tokenizer.encodings_match": "at token 1: got [104, 101, 32]",
+                              "tokenizer.speed": "learned 0 merges where a 600-token vocabulary asks for 339"},
+    "tok_train_noop.py": {"tokenizer.merges_match": "learned 0 merges, expected",
+                          "tokenizer.encodings_match": "at token 1: got [104, 101, 32]",
+                          "tokenizer.speed": "only a training that learns every merge asked for is timed"},
     "tok_naive.py": {"tokenizer.speed": "update the counts of the pairs that changed"},
     "tok_special_as_bytes.py": {"tokenizer.special_tokens": "encode('<|bos|>') gave [60, 124",
                                 "tokenizer.encodings_match": "at token 0: got [60, 124"},
@@ -61,6 +71,8 @@ WRONG = {  # wrong plugin -> {check it must fail: what the reason must say}; it 
     "reward_separate_terms.py": {"reward.loss_sanity": "expected ln 2"},
     "reward_sigmoid_strengths.py": {"reward.loss_sanity": "must depend on chosen - rejected only"},
     "reward_last_position.py": {"reward.reads_last_real_token": "read the hidden state at lengths - 1"},
+    "reward_constant.py": {"reward.reads_last_real_token": "when its last real token changed (with random weights)"},
+    "reward_batch_centred.py": {"reward.reads_last_real_token": "changed the rewards of other rows"},
     "reward_ignores_rejected.py": {"reward.loss_sanity": "expected ln 2"},
 }
 
@@ -115,7 +127,7 @@ def test_every_check_has_a_wrong_plugin_and_every_plugin_file_is_used():
     for plugin, fails in WRONG.items():
         assert all(component_of(plugin) == CHECKS[c].component for c in fails), plugin
     used = {p.name for paths in CORRECT.values() for p in paths.values()} | set(WRONG) | set(EDGE_CASES)
-    used |= {plugin for _, plugin, _, _ in RAISING} | {"attn_raises_in_hook.py"}
+    used |= {plugin for _, plugin, _, _ in RAISING} | {"attn_raises_in_hook.py", "reward_call_order.py"}
     files = {p.name for prefix in PREFIX.values() for p in PLUGINS.glob(f"{prefix}*.py")}
     assert files <= used, f"plugin files no test uses: {sorted(files - used)}"
 
@@ -344,6 +356,97 @@ def test_the_instructors_reward_model_is_the_submissions_own_only_for_the_soluti
     judge = solution_reward_pipeline(other)
     assert judge is not other.pipeline and judge.reward_code == copy.read_text()
     assert solution_reward_pipeline(context(CORRECT["reward"]["gather"])) is judge  # built once per process
+
+
+# -- held-out accuracy, scored in one call: unit tests on a stand-in pipeline (no training) ------------
+GOOD, BAD, PAD_ID = 1, 2, 260  # the last real token of every chosen / rejected answer; padding
+
+
+class TokenSign(nn.Module):
+    """A stand-in backbone: the hidden state of GOOD is all +1, of BAD all -1, of any other token 0."""
+
+    config = GPTConfig(n_embd=4)
+
+    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+        return ((idx == GOOD).float() - (idx == BAD).float()).unsqueeze(-1).expand(*idx.shape, 4)  # (B, T, C)
+
+
+def preference_pipeline(path: Path) -> SimpleNamespace:
+    """A pipeline whose reward model is the plugin's on ``TokenSign`` with every weight 1, so a model that
+    reads the last real token gives every chosen answer 4 (+ a bias of 1) and every rejected one -4 (+ 1);
+    its held-out pairs: 24 chosen rows, right-padded to 7 tokens, and 24 rejected rows, to 11."""
+    model = Components(build_manager(load_submission(str(path))), only="reward").reward_model(TokenSign())
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(1.0)
+    gen = torch.Generator().manual_seed(0)
+
+    def rows(last: int, width: int):
+        lengths = torch.randint(1, width + 1, (24,), generator=gen)
+        tokens = torch.full((24, width), PAD_ID)
+        for i, n in enumerate(lengths):
+            tokens[i, :n - 1] = torch.randint(3, 256, (int(n) - 1,), generator=gen)
+            tokens[i, n - 1] = last
+        return tokens, lengths
+
+    return SimpleNamespace(preference_data={"held_out": (rows(GOOD, 7), rows(BAD, 11))}, reward_model=model.eval(),
+                           tokenizer=SimpleNamespace(special_tokens={"<|pad|>": PAD_ID}))
+
+
+def run_on(check_name: str, pipeline) -> Result:
+    ctx = Context(Components(), "reward", PipelineConfig(), log=lambda msg: None)
+    ctx._pipelines[ctx.config] = pipeline
+    return run_check(ALL_CHECKS[check_name], ctx)
+
+
+@pytest.mark.parametrize("variant", ["gather", "sequential"])
+def test_held_out_accuracy_scores_both_sets_in_one_call_and_puts_them_back_in_order(variant):
+    from graders.reward import held_out_accuracy
+
+    p = preference_pipeline(CORRECT["reward"][variant])
+    acc, rc, rr = held_out_accuracy(p, seed=0)
+    (ct, cl), (rt, rl) = p.preference_data["held_out"]
+    assert torch.allclose(rc, rlhf.rewards(p.reward_model, ct, cl))  # back in order, though padded wider
+    assert torch.allclose(rr, rlhf.rewards(p.reward_model, rt, rl))
+    assert acc == 1.0 and (rc > 0).all() and (rr < 0).all()
+    result = run_on("reward.accuracy", p)
+    assert result.status == "passed" and result.metrics["held_out_accuracy"] == 1.0, result.reason
+
+
+def test_held_out_accuracy_cannot_be_forged_from_the_order_of_the_calls():
+    from graders.reward import held_out_accuracy
+
+    p = preference_pipeline(PLUGINS / "reward_call_order.py")
+    (ct, cl), (rt, rl) = p.preference_data["held_out"]
+    chosen, rejected = rlhf.rewards(p.reward_model, ct, cl), rlhf.rewards(p.reward_model, rt, rl)
+    assert (chosen > rejected).all()  # in two calls, chosen first, its ranking is perfect
+    assert held_out_accuracy(p)[0] == 0.0  # in one call, every row gets the same reward
+    assert_fails(run_on("reward.accuracy", p), "held-out pairwise accuracy 0.00")
+
+
+def test_held_out_accuracy_cannot_be_forged_from_a_rows_place_in_the_batch():
+    from graders.reward import held_out_accuracy
+
+    class FirstHalf(nn.Module):  # +1 for the first half of the batch, where the chosen rows were before shuffling
+        def forward(self, idx, lengths):
+            return (torch.arange(len(idx)) < len(idx) // 2).float() * 2 - 1
+
+    p = preference_pipeline(PLUGINS / "reward_gather.py")
+    p.reward_model = FirstHalf()
+    accs = [held_out_accuracy(p, seed)[0] for seed in range(10)]
+    assert max(accs) < 0.5 and abs(sum(accs) / 10 - 0.25) < 0.05  # a quarter: chosen in the first half, rejected not
+
+
+def test_the_shuffle_is_the_same_on_every_run_and_its_seed_is_the_instructors():
+    """Grading is deterministic: the shuffle's seed is fixed, but kept in ``graders/hidden/`` (which a
+    student release leaves out), so a submission that has read the public graders cannot rebuild it."""
+    from graders import hidden
+    from graders.reward import held_out_accuracy, shuffle_seed
+
+    p = preference_pipeline(PLUGINS / "reward_gather.py")
+    assert shuffle_seed() == hidden.SHUFFLE_SEED != 0
+    first, again = held_out_accuracy(p), held_out_accuracy(p)
+    assert first[0] == again[0] and torch.equal(first[1], again[1]) and torch.equal(first[2], again[2])
 
 
 def test_every_behavioural_reward_check_fails_on_some_wrong_plugin():

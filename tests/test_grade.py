@@ -21,6 +21,7 @@ from click.testing import CliRunner
 
 from toolkit.checks import CheckStatus, Result
 from toolkit.cli import main
+from toolkit.grading import remote
 from toolkit.grading.batch import Options, child_slots, why_gone
 from toolkit.grading.exports import cell, to_gradescope
 from toolkit.grading.intake import find_submissions, inspect
@@ -296,6 +297,9 @@ def test_why_a_child_stopped_answering():
     assert why_gone(gone, -9, "scratch", 15, 512 << 20) == (Status.CRASHED, "wrote more than 512 MB of scratch files")
     sent = "the submission's process sent data nested more than 12 deep"
     assert why_gone(sent, 0, None, 15, 1 << 29) == (Status.CRASHED, sent)
+    assert why_gone(remote.LATE, -9, None, 300, 1 << 29) == (Status.TIMEOUT, "did not finish within 300 s")
+    late_call = f"{remote.CALL_LATE} of 60 s and did not stop"  # a check's limit, not the submission's 300 s
+    assert why_gone(late_call, -9, None, 300, 1 << 29) == (Status.TIMEOUT, late_call)
 
 
 def test_the_childs_stderr_is_for_the_instructor_only():
@@ -329,3 +333,24 @@ def test_submission_code_splits_a_file_by_component_and_reads_notebooks(tmp_path
     nb = nbformat.v4.new_notebook(cells=[cell])
     nbformat.write(nb, tmp_path / "nb.ipynb")
     assert similarity(submission_code(inspect("nb", tmp_path / "nb.ipynb"))["attention"], code["attention"]) == 1.0
+
+
+def test_a_grader_error_of_any_kind_is_that_students_record_not_the_batchs_end():
+    """Grading one submission may raise anything, even a BaseException (the toolkit's own OutOfTime,
+    SystemExit): the student gets a crashed record and the others are graded."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from toolkit.checks import OutOfTime
+    from toolkit.grading.batch import _as_completed
+
+    def fails(error):
+        raise error
+
+    options = Options(components=("attention",), fast=True)
+    with ThreadPoolExecutor(2) as pool:
+        futures = {pool.submit(fails, OutOfTime()): "amy", pool.submit(fails, SystemExit(3)): "ben",
+                   pool.submit(lambda: "a record"): "cat"}
+        got = dict(_as_completed(futures, None, {}, options))
+    assert got["cat"] == "a record"
+    for student in ("amy", "ben"):
+        assert got[student].status == Status.CRASHED and "the grader failed" in got[student].error

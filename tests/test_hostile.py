@@ -3,9 +3,12 @@
 The hostile submissions are ``tests/hostile/{forge,escape,stop,exhaust,inject}_*.py`` (each file's
 docstring says what it does and what its honest implementation earns), plus folders and names that
 git cannot hold or that must point at this machine's paths, built here at test time (``_intake_class``,
-``_main_class``). They are graded by ``toolkit grade`` in four batches, each with correct students:
+``_main_class``). They are graded by ``toolkit grade`` in five batches, each with correct students:
 
 - ``main``: forging scores, escaping into the feedback, exhausting the grader, injecting markup;
+- ``components``: the same classes of attack on the other four components
+  (``tests/hostile/components/``): the toolkit's own exceptions raised, stride-0 views that grow
+  when copied, the global generator touched, control characters, objects where data is expected;
 - ``stop``: stopping or hanging the batch (each one alone would end a grader that is not ready);
 - ``similarity``: two near-identical 40,000-token hooks (quadratic similarity);
 - ``intake``: symlinks, /proc/self/pagemap, a 1,200-deep folder, 2,000 files, 300 MB, an
@@ -51,11 +54,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 HOSTILE = ROOT / "tests" / "hostile"
-CORRECT = ROOT / "tests" / "plugins" / "attn_einsum.py"
-NO_MASK = ROOT / "tests" / "plugins" / "attn_no_mask.py"  # earns 2: stable and written_out
+PLUGINS = ROOT / "tests" / "plugins"
+CORRECT = PLUGINS / "attn_einsum.py"
+NO_MASK = PLUGINS / "attn_no_mask.py"  # earns 2: stable and written_out
 FULL = 3 + 2 + 1 + 1 + 2  # attention: public unit checks + hidden random_shapes
-OPTIONS = ["--fast", "-c", "attention", "--timeout", "25", "--workers", "2", "--nproc", "64", "--memory-gb", "3"]
-BATCH_TIMEOUT = {"main": 360, "stop": 240, "similarity": 150, "intake": 180}  # seconds; still running then: hung
+LIMITS = ["--timeout", "25", "--workers", "2", "--nproc", "64", "--memory-gb", "3"]
+OPTIONS = ["--fast", "-c", "attention", *LIMITS]
+COMPONENTS_FULL = 11 + 5 + 5 + 14  # tokenizer, sft_mask, reward, sampler: unit checks, hidden ones included
+COMPONENTS_OPTIONS = ["--fast", "-c", "tokenizer", "-c", "sft_mask", "-c", "reward", "-c", "sampler", *LIMITS]
+BATCH_TIMEOUT = {"main": 360, "stop": 240, "similarity": 150, "intake": 180, "components": 240}  # seconds; then: hung
 GRADER_ADDRESS_SPACE = 5 << 30  # the grader's RLIMIT_AS here: a safety net for the machine, not the limit under test
 GRADER_RSS_MB = 1536  # the grader's resident memory may not pass this (a quiet batch: under 300 MB)
 STUDENT_CAP = 20 << 20  # bytes in feedback/<student>/ (and gradescope/<student>/)
@@ -125,9 +132,19 @@ INTAKE = {
     "big_submission": ({"load_error"}, 2),
     "unused_expression": ({"graded"}, FULL),
 }
+COMPONENTS = {  # tests/hostile/components/
+    "stop_out_of_time_sampler": ({"graded"}, 1),
+    "stop_out_of_time_hidden_mask": ({"graded"}, 3),
+    "exhaust_stride0_views": (EITHER, 0),
+    "forge_global_rng_sampler": ({"graded"}, 12),
+    "inject_control_characters": ({"graded"}, 0),
+    "inject_objects_tokenizer": (EITHER, 2),
+    "sequential_reward": ({"graded"}, 5),  # correct: tests/plugins/reward_sequential.py, the reward only
+}
 GOOD = {"main": ["good_file", "good_folder", FORMULA_GOOD], "stop": ["good_file"], "similarity": ["good_file"],
-        "intake": ["good_file"]}
-EXPECTED = {"main": MAIN, "stop": STOP, "similarity": SIMILARITY, "intake": INTAKE}
+        "intake": ["good_file"], "components": ["good_folder"]}
+EXPECTED = {"main": MAIN, "stop": STOP, "similarity": SIMILARITY, "intake": INTAKE, "components": COMPONENTS}
+GOOD_COMPONENTS = ["tok_incremental.py", "sft_vectorised.py", "reward_gather.py", "samp_gumbel.py"]  # in tests/plugins
 # attacks the design does not stop (see each file's docstring): their totals may pass the honest one (xfail)
 DESIGN_GAPS = {"forge_snapshot_lookup": "public inputs are predictable: the shipped snapshot is a lookup table",
                "forge_child_side": "written_out (and the causal check's gradient) are observed in the child"}
@@ -244,7 +261,18 @@ def _intake_class(base: Path, klass: Path) -> None:
     shutil.copy(CORRECT, klass / "good_file.py")
 
 
-BUILDERS = {"main": _main_class, "stop": _stop_class, "similarity": _similarity_class, "intake": _intake_class}
+def _components_class(base: Path, klass: Path) -> None:
+    for f in sorted((HOSTILE / "components").glob("*.py")):
+        shutil.copy(f, klass / f.name)
+    shutil.copy(PLUGINS / "reward_sequential.py", klass / "sequential_reward.py")
+    (klass / "good_folder").mkdir()
+    for name in GOOD_COMPONENTS:
+        shutil.copy(PLUGINS / name, klass / "good_folder" / name)
+
+
+BUILDERS = {"main": _main_class, "stop": _stop_class, "similarity": _similarity_class, "intake": _intake_class,
+            "components": _components_class}
+FULL_OF = {"components": COMPONENTS_FULL}  # the others grade the attention: FULL
 
 
 def _cap_grader_memory() -> None:
@@ -270,7 +298,8 @@ def grade(base: Path, klass: Path, out: Path, name: str, timeout: float) -> Batc
     """``toolkit grade klass --out out`` with this module's options; killed (and marked hung) after ``timeout``."""
     (base / "tmp").mkdir(exist_ok=True)
     env = {**os.environ, "TMPDIR": str(base / "tmp"), "HOSTILE_CANARY_ENV": CANARY, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "toolkit.cli", "grade", str(klass), "--out", str(out), *OPTIONS]
+    options = COMPONENTS_OPTIONS if name == "components" else OPTIONS
+    cmd = [sys.executable, "-m", "toolkit.cli", "grade", str(klass), "--out", str(out), *options]
     batch = Batch(name, base, klass, out, sorted(p.name.removesuffix(".py") for p in klass.iterdir()))
     t0 = time.monotonic()
     with (base / f"{out.name}.stderr").open("wb") as err:
@@ -352,7 +381,8 @@ def test_correct_students_get_full_marks(batches, name):
     batch = batches(name)
     for student in GOOD[name]:
         row = batch.rows.get(student)
-        assert row and row["status"] == "graded" and float(row["total"]) == FULL, (student, row, batch.why())
+        assert row and row["status"] == "graded" and float(row["total"]) == FULL_OF.get(name, FULL), \
+            (student, row, batch.why())
 
 
 @pytest.mark.parametrize("name,student", ALL_STUDENTS, ids=[f"{b}-{s.encode('unicode_escape').decode()}"
@@ -363,7 +393,7 @@ def test_each_hostile_gets_its_status_and_no_more_than_its_honest_score(batches,
     row = batch.rows.get(student)
     assert row is not None, f"no row for {student!r}: " + batch.why()
     assert row["status"] in statuses, (student, row["status"], _page(batch, student)[-1500:])
-    assert 0 <= float(row["total"]) <= float(row["max_total"]) == FULL, row
+    assert 0 <= float(row["total"]) <= float(row["max_total"]) == FULL_OF.get(name, FULL), row
     if student in DESIGN_GAPS and float(row["total"]) > honest:
         pytest.xfail(f"design gap: {DESIGN_GAPS[student]} ({row['total']} > {honest})")
     assert float(row["total"]) <= honest, (student, {k: v for k, v in row.items() if v})
@@ -483,6 +513,41 @@ def test_no_csv_cell_can_start_a_formula(batches):
         cells = [cell for row in csv.reader(f) for cell in row]
     assert not [c for c in cells if c.startswith(FORMULA_STARTS)], [c for c in cells if c.startswith(FORMULA_STARTS)]
     assert any(c == "'" + FORMULA_GOOD for c in cells)
+
+
+# terminal and layout controls: C0 but tab and newlines, DEL, C1, bidirectional overrides and isolates, zero-width
+INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+GRADER_INTERNALS = ("RemoteObject", "RemoteModule", "toolkit.grading", " object at 0x")
+
+
+@pytest.mark.parametrize("name", BATCHES)
+def test_pages_show_what_they_say_and_nothing_of_the_graders_own_objects(batches, name):
+    """No character that moves a terminal's cursor or reverses a line's direction reaches a page or
+    the CSV; a sentence names what the submission returned, not the grader's proxy for it."""
+    batch = batches(name)
+    bad = []
+    for path in [*batch.out.rglob("*.html"), *batch.out.rglob("*.json"), batch.out / "grades.csv"]:
+        if not path.is_file() or path.stat().st_size > 50 << 20:
+            continue
+        text = html.unescape(path.read_text(errors="replace"))
+        bad += [f"{path.relative_to(batch.out)}: {m.group()!r}" for m in INVISIBLE.finditer(text)][:3]
+        if path.parts[-3:-2] == ("feedback",) or path.suffix == ".csv":
+            bad += [f"{path.relative_to(batch.out)}: {w}" for w in GRADER_INTERNALS if w in text]
+    assert not bad, bad[:20]
+
+
+def test_a_correct_reward_model_named_like_nn_sequential_is_graded_in_full(batches):
+    batch = batches("components")
+    row = batch.rows.get("sequential_reward")
+    assert row and row["status"] == "graded", batch.why()
+    assert [row[c] for c in ("reward.loss_sanity", "reward.reads_last_real_token", "reward.loss_matches_solution")] \
+        == ["2", "2", "1"], row
+
+
+def test_views_that_would_grow_when_copied_are_refused_by_the_grader(batches):
+    batch = batches("components")
+    page = _page(batch, "exhaust_stride0_views")
+    assert "backed by 8 bytes" in page, page[-1500:]  # and the grader's memory stays bounded (test below)
 
 
 def test_hidden_checks_are_not_listed_on_feedback_pages_and_hook_errors_in_them_stay_generic(batches):

@@ -7,6 +7,7 @@ grades whole hostile submissions against them.
 import io
 import os
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -135,3 +136,91 @@ def test_an_answer_whose_structure_is_too_big_is_refused_before_it_is_decoded():
     buf = io.BytesIO()
     torch.save({"kind": "value", "value": torch.zeros(4 << 20)}, buf)  # 16 MB of tensor data is fine
     remote._check_structure(buf.getvalue())
+
+
+def _sent(value):
+    """``value`` as the grader reads it from a child: through torch.save, torch.load and ``plain``."""
+    buf = io.BytesIO()
+    torch.save(value, buf)
+    return plain(torch.load(io.BytesIO(buf.getvalue()), weights_only=True))
+
+
+def test_what_the_grader_allocates_is_bounded_by_the_bytes_it_received():
+    """A stride-0 view (expand) or one storage viewed many times would grow when cloned: 8 bytes that
+    say 64 M elements, or a thousand views of one tensor. Neither is rebuilt."""
+    with pytest.raises(ChildGone, match="backed by 8 bytes"):
+        _sent(torch.zeros(1, dtype=torch.long).expand(1 << 26))
+    with pytest.raises(ChildGone, match="backed by"):
+        _sent(torch.zeros(1015).as_strided((1000, 16), (1, 1)))  # overlapping rows
+    big = torch.zeros(1 << 20)  # 4 MB, sent once: fine; the same bytes 40 times over: more than a frame holds
+    assert _sent([big, big[:10]])[0].shape == (1 << 20,)
+    with pytest.raises(ChildGone, match="tensors of more than"):
+        _sent([big] * 40)
+
+
+def test_parameter_names_may_be_digits_as_in_nn_sequential():
+    child = remote.Child(SimpleNamespace(gone=None))
+    backbone_and_head = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 1))
+    specs = remote._param_specs([[n, list(p.shape), "float32"] for n, p in backbone_and_head.named_parameters()], child)
+    module = RemoteModule(child, 1, specs)
+    assert [n for n, _ in module.named_parameters()] == ["0.weight", "1.weight", "1.bias"]
+    for bad in ("", "a..b", "a b", "../x", "a." * 20 + "b"):
+        with pytest.raises(ChildGone):
+            remote._param_specs([[bad, [1], "float32"]], child)
+
+
+def test_a_time_limit_error_counts_only_for_a_call_that_had_a_limit():
+    """The child marks an OutOfTime answer; the student's code can raise OutOfTime itself. Outside a
+    time limit that is the submission's error (a failed check), never the grader's OutOfTime, which
+    no check expects there and which would end the whole batch."""
+    child = remote.Child(None)
+    answer = {"kind": "error", "type": "OutOfTime", "message": "time limit", "time_limit": True}
+    with pytest.raises(remote.RemoteError, match="OutOfTime"):
+        child.unwrap(answer)
+    child.limit = 5.0
+    with pytest.raises(remote.OutOfTime):
+        child.unwrap(answer)
+
+
+def test_a_call_past_its_own_limit_is_told_from_the_runs_deadline(monkeypatch):
+    monkeypatch.setattr(remote, "SLACK", 0.1)
+    for run_left, limit, said in ((60, 0.2, remote.CALL_LATE), (0.3, 30, remote.LATE)):
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()  # the child never answers
+        channel = remote.Channel(to_child_w, from_child_r, time.monotonic() + run_left)
+        with pytest.raises(ChildGone) as e:
+            channel.exchange(b"request", limit)
+        assert str(e.value).startswith(said) and channel.gone == str(e.value)
+        for fd in (to_child_r, from_child_w):
+            os.close(fd)
+        channel.close()
+
+
+def test_a_handle_is_named_as_the_childs_object_but_its_name_is_never_code():
+    child = remote.Child(None)
+    arr = child.unwrap({"kind": "object", "oid": 1, "type": "ndarray"})
+    assert type(arr).__name__ == "ndarray" and isinstance(arr, remote.RemoteObject)
+    assert repr(arr) == "<ndarray object of the submission's>"
+    for name in ("<b>x</b>", "a" * 101, "os.system", 3, None):
+        assert type(child.unwrap({"kind": "object", "oid": 1, "type": name})).__name__ == "object"
+    module = child.unwrap({"kind": "module", "oid": 2, "type": "Attention", "params": [["w", [2], "float32"]]})
+    assert isinstance(module, remote.RemoteModule) and type(module).__name__ == "Attention"
+    with pytest.raises(RuntimeError, match=r"for Attention:\s+size mismatch"):  # torch's sentence, the child's name
+        module.load_state_dict({"w": torch.zeros(3)}, strict=False)
+
+
+def test_a_childs_sentence_is_one_line_that_prints_as_it_reads():
+    said = "\x1b[2J\x1b]0;t\x07ok\x00\x7f\x9b31m \u202egnp.exe\u202c\u2066\u200b<b>x</b>\u2069\n\tnext" + "y" * 5000
+    text = remote._message(said)
+    assert text.startswith("[2J]0;tok31m gnp.exe<b>x</b> nextyyy") and len(text) == remote.MAX_MESSAGE
+    assert text.endswith("…") and text.isprintable()
+
+
+def test_the_child_sends_as_a_handle_any_tensor_the_grader_would_refuse():
+    """A complex or sparse tensor (an honest mistake, say) is not a broken protocol: it goes as a handle,
+    the check that asked for it fails with a sentence, and the later checks still run."""
+    from toolkit.grading.child import _is_plain
+
+    assert _is_plain([torch.zeros(2), torch.zeros(2, dtype=torch.long), {"a": torch.ones(1, dtype=torch.bool)}])
+    for refused in (torch.zeros(2, dtype=torch.complex64), torch.zeros(2).to_sparse(), torch.empty(2, device="meta")):
+        assert not _is_plain(refused) and not _is_plain([refused])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -60,6 +61,7 @@ WRONG = {  # wrong sampler -> {check it fails: what the reason says}; it passes 
     "samp_clamp.py": {"sampler.extreme_logits": "token 3, whose logit is -inf, was drawn"},
     "samp_batch_max.py": {"sampler.rows_independent": "lost all its probability: subtract each row's own maximum"},
     "samp_global_rng.py": {"sampler.uses_generator": "drew from torch's global random generator"},
+    "samp_touches_global_rng.py": {"sampler.uses_generator": "drew from torch's global random generator (or re-seeded"},
     "samp_fresh_generator.py": {"sampler.uses_generator": "generators seeded 0 and 1 gave the same 64 tokens"},
     "samp_calls_toolkit.py": {"sampler.written_out": "the code uses toolkit.sample, sample_next",
                               "sampler.top_p": "", "sampler.temperature": ""},  # the toolkit's has no top-p
@@ -115,6 +117,37 @@ def test_wrong_sampler_passes_the_checks_of_other_mistakes(check_name, plugin):
     assert result.status == "passed", result.reason
 
 
+class OwnProcess:
+    """Stands for ``toolkit grade``'s child, as ``Context.remote`` and as the components: runs the hook
+    and the ``@child_side`` functions with a global random generator of their own, as another process
+    has (what the sampler does to it never reaches the grader's)."""
+
+    def __init__(self, components: Components):
+        self._components = components
+
+    def sample(self, *args):  # the hook, as ``toolkit.grading.remote.RemoteComponents`` calls it
+        with torch.random.fork_rng(devices=[]):
+            return self._components.sample(*args)
+
+    def run(self, component, config, fn, args):  # ``Context.in_child``
+        with torch.random.fork_rng(devices=[]):
+            return fn(SimpleNamespace(components=self._components), *args)
+
+
+@pytest.mark.parametrize("plugin, says", [("samp_rowwise.py", None), ("samp_touches_global_rng.py", "or re-seeded it"),
+                                          ("samp_global_rng.py", "drew from torch's global random generator")])
+def test_uses_generator_watches_the_global_generator_where_the_sampler_runs(plugin, says):
+    """Under ``toolkit grade`` the sampler runs in the child: the grader's global generator never moves,
+    so "global RNG untouched" is measured there (``sample_watching_global_rng``)."""
+    child = OwnProcess(Components(build_manager(load_submission(str(PLUGINS / plugin))), only="sampler"))
+    result = run_check(CHECKS["sampler.uses_generator"], Context(child, "sampler", PipelineConfig(), remote=child,
+                                                                 log=lambda msg: None))
+    if says is None:
+        assert result.status == "passed", result.reason
+    else:
+        assert_fails(result, says)
+
+
 def test_the_baseline_is_the_toolkits_sampler_without_top_p():
     """The baseline calls toolkit.sample.sample_next, today's sampler: temperature and top-k hold; it
     ignores top_p (the assignment's to write), and calling the toolkit's sampler is not writing one."""
@@ -160,7 +193,6 @@ def test_dial_fails_on_wrong_sampler(check_name, plugin, says):
 def test_the_reference_dial_is_drawn_once_per_machine(tmp_path, monkeypatch):
     """The toolkit's draws on the same models are kept in the cache folder: a later run reads them
     back, equal to the last float, and other weights or another seed draw again."""
-    from types import SimpleNamespace
 
     draws = []
 

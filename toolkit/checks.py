@@ -36,6 +36,7 @@ import threading
 import time
 import tokenize
 import traceback
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -51,8 +52,16 @@ from toolkit.plugins import Components, PluginError
 
 SNAPSHOT_DIR = Path(__file__).resolve().parent.parent / "graders" / "snapshots"
 MAX_REASON = 400  # characters of a reason shown; an exception's text is the student's to choose
-HIDDEN_ERROR = ("the submission's code raised an error on this hidden check's inputs "
-                "(hidden checks do not show the error, which could reveal their inputs)")
+HIDDEN_ERROR = ("the submission's code raised an error, or returned a value of the wrong kind, on this hidden "
+                "check's inputs (hidden checks do not say which, which could reveal their inputs)")
+
+
+def one_line(text: str, limit: int) -> str:
+    """``text`` as one line of at most ``limit`` characters that prints as it reads: whitespace runs
+    become one space, and control and format characters (ANSI escapes, NUL, right-to-left overrides)
+    are dropped. Every sentence a submission can write into (an exception's text) goes through it."""
+    text = "".join(ch for ch in " ".join(text.split()) if unicodedata.category(ch) not in ("Cc", "Cf"))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class CheckFailed(Exception):
@@ -299,14 +308,13 @@ def run_check(c: Check, ctx: Context) -> Result:
             reason = outcome.reason
     except CheckFailed as e:
         score, status, reason = 0.0, CheckStatus.FAILED, str(e)
-    except (Exception, SystemExit) as e:  # student code failing inside a hook, a model, a tokenizer, ...
+    except (Exception, SystemExit, OutOfTime) as e:  # student code failing inside a hook, a model, a tokenizer,
+        # ...; OutOfTime here was raised by the student's code itself: ``Context.time_limit`` turns its own into CheckFailed
         score, status = 0.0, CheckStatus.FAILED
         reason = HIDDEN_ERROR if c.hidden else str(e) if isinstance(e, PluginError) else \
             f"{type(e).__name__}: {e}{_student_frame(e)}"
     ctx.earlier[c.name] = ctx.metrics
-    reason = " ".join(reason.split())
-    reason = reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 1] + "…"
-    return Result(c.name, c.component, c.points, score, status, reason, c.description,
+    return Result(c.name, c.component, c.points, score, status, one_line(reason, MAX_REASON), c.description,
                   c.hidden, round(time.perf_counter() - t0, 3), ctx.metrics)
 
 

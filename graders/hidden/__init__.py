@@ -9,6 +9,7 @@ from pathlib import Path
 from toolkit.plugins import Components, build_manager, load_submission
 
 SOLUTIONS = Path(__file__).resolve().parents[2] / "solutions"
+SHUFFLE_SEED = 0x3A61_C0DE_57E2_9B41  # the order reward.accuracy scores held-out answers in (graders/reward.py)
 
 
 def solution(component: str) -> Components:

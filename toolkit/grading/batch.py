@@ -26,7 +26,7 @@ from pathlib import Path
 from toolkit.grading import intake, sandbox
 from toolkit.grading.intake import Submission
 from toolkit.grading.record import Record, Status, rubric
-from toolkit.grading.remote import Channel, Child, ChildGone
+from toolkit.grading.remote import CALL_LATE, LATE, Channel, Child, ChildGone
 from toolkit.grading.sandbox import Limits
 
 ROOT = Path(__file__).resolve().parents[2]  # holds toolkit/ and graders/
@@ -177,8 +177,10 @@ def why_gone(gone: str, returncode: int, watchdog: str | None, timeout: float, s
     """The status and the one sentence of a child that stopped answering."""
     import signal
 
-    if watchdog == "timeout" or "within the time limit" in gone:
+    if watchdog == "timeout" or gone == LATE:
         return Status.TIMEOUT, f"did not finish within {timeout:g} s"
+    if gone.startswith(CALL_LATE):  # a check's limit on one call, which the child did not enforce
+        return Status.TIMEOUT, gone
     if watchdog == "scratch":
         return Status.CRASHED, f"wrote more than {scratch >> 20} MB of scratch files"
     if "sent" in gone:  # it broke the protocol: the grader's sentence says how
@@ -302,7 +304,9 @@ def _as_completed(futures: dict, scheduler: str | None, submissions: dict[str, S
         student = futures[future]
         try:
             yield student, future.result()
-        except Exception as e:  # a bug of the grader's on this submission: its record, not the batch's end
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # a bug of the grader's on this submission: its record, not the batch's end
             print(f"grader error on {student}: {type(e).__name__}: {e}", file=sys.stderr)
             yield student, Record.of(student, rubric(options.components, options.fast), [], Status.CRASHED,
                                      f"the grader failed on this submission ({type(e).__name__}); "

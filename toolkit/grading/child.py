@@ -29,7 +29,9 @@ MAX_MESSAGE = 2000  # characters of an exception's text sent (the grader keeps n
 
 
 def _is_plain(x, depth: int = 0) -> bool:
-    """Data the grader reads as a value (anything else is kept here and sent as a handle)."""
+    """Data the grader reads as a value (anything else is kept here and sent as a handle). A tensor
+    the grader would refuse (a complex, sparse or meta one) goes as a handle too: the check that
+    asked for it then fails with a sentence, and the conversation goes on."""
     import torch
 
     if depth > 10:
@@ -37,7 +39,9 @@ def _is_plain(x, depth: int = 0) -> bool:
     if x is None or type(x) in (bool, int, float, str) or isinstance(x, torch.dtype):
         return True
     if isinstance(x, torch.Tensor):
-        return True
+        from toolkit.grading.remote import DTYPES
+
+        return x.layout == torch.strided and x.device.type == "cpu" and x.dtype in DTYPES.values()
     if type(x) in (list, tuple):
         return all(_is_plain(v, depth + 1) for v in x)
     if type(x) is dict:
@@ -159,8 +163,8 @@ class Server:
         self.objects[oid] = value
         if isinstance(value, nn.Module):
             params = [[n, list(p.shape), str(p.dtype).removeprefix("torch.")] for n, p in value.named_parameters()]
-            return {"kind": "module", "oid": oid, "params": params}
-        return {"kind": "object", "oid": oid}
+            return {"kind": "module", "oid": oid, "params": params, "type": type(value).__name__}
+        return {"kind": "object", "oid": oid, "type": type(value).__name__}  # the type: for the grader's sentences
 
     # -- modules ---------------------------------------------------------------------------
     def set_state(self, oid: int, state: dict | None, dtype):

@@ -14,7 +14,9 @@ parameters (``ChildPipeline``): the grader loads them into its own modules and m
 ``MAX_FRAME`` bytes; each is a ``torch.save`` document read with ``torch.load(weights_only=True)``
 (no code runs), then ``plain`` rebuilds it from scratch: at most ``MAX_DEPTH`` levels of nesting,
 ``MAX_ITEMS`` values, strings of at most ``MAX_STRING`` characters, tensors re-made as base
-``torch.Tensor`` (never a subclass) on the CPU with a known dtype. Parameter shapes a child
+``torch.Tensor`` (never a subclass) on the CPU with a known dtype, each backed by as many bytes as
+it holds (no stride-0 or overlapping view) and all of them together at most ``MAX_FRAME`` bytes:
+what the grader allocates from an answer is bounded by what it received. Parameter shapes a child
 reports are mirrored on the ``meta`` device (nothing is allocated from them). A frame that breaks
 any of this ends the conversation (``ChildGone``): the check that was talking fails, and so does
 every later one of this submission.
@@ -27,6 +29,7 @@ watchdog kills the child's session at the deadline whatever this thread is doing
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import pickle
@@ -40,7 +43,7 @@ from functools import cached_property
 import torch
 from torch import nn
 
-from toolkit.checks import OutOfTime
+from toolkit.checks import OutOfTime, one_line
 from toolkit.components import COMPONENTS, HOOKS
 from toolkit.pipeline import USES, Pipeline
 from toolkit.plugins import PluginError
@@ -56,7 +59,7 @@ MAX_MESSAGE = 2000  # characters of an error message kept
 DTYPES = {str(d).removeprefix("torch."): d for d in (
     torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.int16, torch.int8,
     torch.uint8, torch.bool)}
-NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+){0,15}")  # a parameter's dotted name
+NAME = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+){0,15}")  # a parameter's dotted name (nn.Sequential's are digits)
 SLACK = 5.0  # seconds the grader waits beyond a time limit it asked the child to enforce
 
 
@@ -69,11 +72,15 @@ class RemoteError(PluginError):
 
 
 # -- frames ------------------------------------------------------------------------------
+LATE = "the submission did not answer within the time limit"  # the run's deadline
+CALL_LATE = "a call ran past its time limit"  # one call's limit (``Child.time_limit``), the child not stopping it
+
+
 def _wait(fd: int, deadline: float, write: bool) -> None:
     left = deadline - time.monotonic()
     ready = select.select([], [fd], [], max(0.0, left))[1] if write else select.select([fd], [], [], max(0.0, left))[0]
     if left <= 0 or not ready:
-        raise ChildGone("the submission did not answer within the time limit")
+        raise ChildGone(LATE)
 
 
 def write_frame(fd: int, data: bytes, deadline: float | None = None) -> None:
@@ -112,13 +119,22 @@ def read_frame(fd: int, deadline: float | None = None, limit: int = MAX_FRAME) -
 
 # -- what the child sends ------------------------------------------------------------------
 class _Budget:
+    """What one answer may hold: MAX_ITEMS values, and MAX_FRAME bytes of tensors (the most a frame
+    carries, unless its tensors view the same bytes more than once: those are refused)."""
+
     def __init__(self):
         self.items = 0
+        self.bytes = 0
 
     def take(self, n: int = 1) -> None:
         self.items += n
         if self.items > MAX_ITEMS:
             raise ChildGone(f"the submission's process sent more than {MAX_ITEMS} values at once")
+
+    def take_bytes(self, n: int) -> None:
+        self.bytes += n
+        if self.bytes > MAX_FRAME:
+            raise ChildGone(f"the submission's process sent tensors of more than {MAX_FRAME} bytes at once")
 
 
 def plain(x, depth: int = 0, budget: _Budget | None = None):
@@ -146,7 +162,7 @@ def plain(x, depth: int = 0, budget: _Budget | None = None):
         return {plain(k, depth + 1, budget): plain(v, depth + 1, budget) for k, v in x.items()
                 if _key(k) or _bad("a dictionary key of type " + type(k).__name__)}
     if type(x) in (torch.Tensor, nn.Parameter):
-        return _tensor(x)
+        return _tensor(x, budget)
     if isinstance(x, torch.dtype):
         return x
     return _bad(f"a value of type {type(x).__name__}")
@@ -161,12 +177,16 @@ def _bad(what: str):
     raise ChildGone(f"the submission's process sent {what}")
 
 
-def _tensor(t: torch.Tensor) -> torch.Tensor:
+def _tensor(t: torch.Tensor, budget: _Budget) -> torch.Tensor:
     """A base tensor holding ``t``'s values, or ChildGone."""
     if t.layout != torch.strided or t.device.type != "cpu" or t.dtype not in DTYPES.values():
         _bad(f"a tensor of layout {t.layout}, device {t.device.type}, dtype {t.dtype}")
     if t.numel() > MAX_NUMEL:
         _bad(f"a tensor of {t.numel()} elements (at most {MAX_NUMEL})")
+    size = t.numel() * t.element_size()
+    if t.untyped_storage().nbytes() < size:  # a stride-0 or overlapping view: cloned, it would grow
+        _bad(f"a tensor of {t.numel()} elements backed by {t.untyped_storage().nbytes()} bytes")
+    budget.take_bytes(size)
     data = t.data if type(t) is nn.Parameter else t
     return torch.Tensor._make_subclass(torch.Tensor, data.detach()).clone()
 
@@ -193,12 +213,14 @@ class Channel:
         os.set_blocking(to_child, False)
         self.gone: str | None = None  # why the child can no longer answer
 
-    def exchange(self, message: bytes, wait: float | None = None):
+    def exchange(self, message: bytes, limit: float | None = None):
         """Send ``message`` (a pickle: the child trusts the grader) and return the answer, checked by
-        ``plain``. ``wait``: seconds to wait at most (within the deadline)."""
+        ``plain``. ``limit``: the seconds the child was asked to stop the call after; the grader waits
+        ``SLACK`` more (within the run's deadline)."""
         if self.gone:
             raise ChildGone(self.gone)
-        deadline = self.deadline if wait is None else min(self.deadline, time.monotonic() + wait)
+        call_ends = None if limit is None else time.monotonic() + limit + SLACK
+        deadline = self.deadline if call_ends is None else min(self.deadline, call_ends)
         try:
             write_frame(self.to_child, message, deadline)
             frame = read_frame(self.from_child, deadline)
@@ -209,8 +231,10 @@ class Channel:
                 raise ChildGone(f"the submission's process sent an unreadable answer ({type(e).__name__})") from e
             return plain(answer)
         except ChildGone as e:
+            if str(e) == LATE and deadline == call_ends:  # the call's own limit, not the run's, ran out
+                e = ChildGone(f"{CALL_LATE} of {limit:g} s and did not stop")
             self.gone = str(e)
-            raise
+            raise e from None
 
     def close(self) -> None:
         for fd in (self.to_child, self.from_child):
@@ -279,8 +303,7 @@ class Child:
         """Send a request (with the current time limit); the child's answer, a checked dictionary.
         Generators the request carried are set to the states they reached in the child."""
         data, generators = _dumps((*message, self.limit))
-        wait = None if self.limit is None else self.limit + SLACK
-        answer = self.channel.exchange(data, wait)
+        answer = self.channel.exchange(data, self.limit)
         if not isinstance(answer, dict):
             raise self._gone("an answer of no known kind")
         self._update_generators(generators, answer.get("generators", []))
@@ -305,12 +328,12 @@ class Child:
         if kind == "value":
             return answer.get("value")
         if kind == "object" and type(answer.get("oid")) is int:
-            return RemoteObject(self, answer["oid"])
+            return _named(RemoteObject, answer.get("type"))(self, answer["oid"])
         if kind == "module" and type(answer.get("oid")) is int:
-            return RemoteModule(self, answer["oid"], _param_specs(answer.get("params"), self))
+            return _named(RemoteModule, answer.get("type"))(self, answer["oid"], _param_specs(answer.get("params"), self))
         if kind == "error":
             message = _message(answer.get("message"))
-            if answer.get("time_limit") is True:
+            if answer.get("time_limit") is True and self.limit is not None:  # else the student raised it
                 raise OutOfTime(message)
             if answer.get("plugin_error") is True:
                 raise PluginError(message)
@@ -344,8 +367,7 @@ class Child:
 
 
 def _message(x) -> str:
-    text = " ".join(x.split()) if isinstance(x, str) else "(no message)"
-    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+    return one_line(x, MAX_MESSAGE) if isinstance(x, str) else "(no message)"
 
 
 def _param_specs(params, child: Child) -> list[tuple[str, tuple[int, ...], torch.dtype]]:
@@ -390,11 +412,16 @@ class RemoteComponents:
 
 
 class RemoteObject:
-    """An object that lives in the child: attributes and calls go over the channel."""
+    """An object that lives in the child: attributes and calls go over the channel. Its class is
+    named as the child says the object's is (``_named``), so that a sentence built from
+    ``type(x).__name__`` says what the submission returned ("ndarray"), as under ``toolkit run``."""
 
     def __init__(self, child: Child, oid: int):
         object.__setattr__(self, "_child", child)
         object.__setattr__(self, "_oid", oid)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} object of the submission's>"
 
     def __getattr__(self, name: str):
         if name.startswith("__"):
@@ -412,6 +439,15 @@ class RemoteObject:
         return iter(items)
 
 
+@functools.lru_cache(maxsize=256)
+def _named(proxy: type, name) -> type:
+    """The subclass of ``proxy`` (``RemoteObject``, ``RemoteModule``) for the child's objects of type
+    ``name``: named so when that is an identifier of at most 100 characters, else "object"."""
+    if not (isinstance(name, str) and name.isidentifier() and len(name) <= 100):
+        name = "object"
+    return type(name, (proxy,), {"__doc__": proxy.__doc__, "__module__": "submission"})
+
+
 class _Mirror(nn.Module):
     """Part of a ``RemoteModule``: holds the child module's parameters, on the meta device until the
     grader gives them values; loading a state dict assigns them (a copy into meta would be lost)."""
@@ -422,7 +458,7 @@ class _Mirror(nn.Module):
 
 class RemoteModule(_Mirror):
     """An ``nn.Module`` that lives in the child, mirrored here by its parameters' names, shapes and
-    dtypes. The parameters the grader sets (``load_state_dict``, ``.double()`` of set values) are
+    dtypes (its class named as the child's module's, like ``RemoteObject``'s). The parameters the grader sets (``load_state_dict``, ``.double()`` of set values) are
     sent with the next forward; the child runs its module with them and returns the output."""
 
     def __init__(self, child: Child, oid: int, params: list):
