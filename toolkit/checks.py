@@ -53,7 +53,7 @@ from toolkit.plugins import Components, PluginError
 SNAPSHOT_DIR = Path(__file__).resolve().parent.parent / "graders" / "snapshots"
 MAX_REASON = 400  # characters of a reason shown; an exception's text is the student's to choose
 HIDDEN_ERROR = ("the submission's code raised an error, or returned a value of the wrong kind, on this hidden "
-                "check's inputs (hidden checks do not say which, which could reveal their inputs)")
+                "check's inputs (a hidden check does not say which: that could reveal its inputs)")
 
 
 def one_line(text: str, limit: int) -> str:
