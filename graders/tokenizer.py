@@ -164,17 +164,55 @@ def validation_text(shuffle: bool = False) -> str:
     return "".join(render_document(d) for d in docs)
 
 
+def token_bytes(tok) -> dict[int, bytes]:
+    """Each id's bytes, rebuilt by the grader from the tokenizer's plain data, never by its decode:
+    id i < 256 is ``bytes([i])``, a special token its string's UTF-8, a merge (a, b) -> new id the
+    bytes of a then b. The toolkit's own baseline learns whole words instead of merges."""
+    table = {i: bytes([i]) for i in range(256)}
+    try:
+        table.update({i: s.encode() for s, i in dict(tok.special_tokens).items()})
+        if type(tok) is WholeWordTokenizer:  # the baseline's, built by the pipeline (a student's never is)
+            table.update({i: w.encode() for w, i in tok.words.items()})
+        for (a, b), new in dict(tok.merges).items():
+            table[new] = table[a] + table[b]
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckFailed("the tokenizer's merges and special_tokens do not define every id's bytes (merges: "
+                          "{(a, b): new id, ...} in the order learned, each a and b an id defined before; "
+                          f"special_tokens: {{string: id}}): {type(e).__name__}: {e}") from None
+    return table
+
+
+def checked_ids(text: str, ids, table: dict[int, bytes], vocab_size: int) -> list[int]:
+    """``ids``, if they are exactly ``text``: each an id of the vocabulary, and their bytes, by ``table``,
+    the text's bytes. The model's loss on them is divided by the text's bytes, so ids of less text
+    would earn fewer bits per byte than they deserve."""
+    ids = list(ids)
+    bad = next((i for i in ids if type(i) is not int or i not in table or not 0 <= i < vocab_size), None)
+    if bad is not None:
+        where = "which no merge and no special token defines" if type(bad) is int and 0 <= bad < vocab_size else \
+            f"outside the vocabulary (0 to {vocab_size - 1})"
+        raise CheckFailed(f"encode(text) on the validation documents returned id {bad!r}, {where}")
+    got, want = b"".join(table[i] for i in ids), text.encode()
+    if got != want:
+        same = next((k for k, (g, w) in enumerate(zip(got, want)) if g != w), min(len(got), len(want)))
+        raise CheckFailed(f"the ids encode(text) returned on the validation documents decode, by your merges, to "
+                          f"{len(got):,} bytes where the text has {len(want):,} (the same up to byte {same:,}): "
+                          "encode must return the ids of the whole text: bits per byte are measured on them")
+    return ids
+
+
 def measure(pipeline: Pipeline) -> dict:
-    """Bits per byte of the pipeline's base model on held-out and on shuffled text, and token statistics."""
+    """Bits per byte of the pipeline's base model on held-out and on shuffled text, and token statistics.
+
+    The ids are checked against the tokenizer's merges (``token_bytes``, read once), not its decode."""
     tok, model = pipeline.tokenizer, pipeline.base_model
+    table = token_bytes(tok)
     out = {}
     for name, text in (("bpb", validation_text()), ("shuffled_bpb", validation_text(shuffle=True))):
-        ids = tok.encode(text)
-        if tok.decode(ids) != text:
-            raise CheckFailed("decode(encode(text)) is not the text on the validation documents; fix round_trip first")
+        ids = checked_ids(text, tok.encode(text), table, model.config.vocab_size)
         out[name] = round(bits_per_byte(model, torch.tensor(ids, dtype=torch.long), len(text.encode())), 4)
         if name == "bpb":
-            lengths = Counter(len(tok.decode([i]).encode()) for i in ids)
+            lengths = Counter(len(table[i]) for i in ids)
             out["bytes_per_token"] = round(len(text.encode()) / len(ids), 4)
             out["token_lengths"] = {str(k): lengths[k] for k in sorted(lengths)}
     return out
@@ -182,7 +220,7 @@ def measure(pipeline: Pipeline) -> dict:
 
 @check("tokenizer", points=4, behavioural=True)
 def behaviour(ctx):
-    "A small GPT pretrained with the tokenizer reaches the solution's bits per byte (worst seed +15%) and finds shuffled text harder."
+    "A small GPT pretrained with the tokenizer reaches the solution's bits per byte (worst seed +15%) on held-out text, whose ids must spell it by your merges, and finds shuffled text harder."
     ref = ctx.snapshot()["behaviour"]
     pipeline = ctx.pipeline_for(BEHAVIOUR)
     with ctx.time_limit(10 * TIME_LIMIT, "training the tokenizer on the pipeline's 0.8 MB corpus"):

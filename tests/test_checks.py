@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from toolkit import rlhf
-from toolkit.checks import Context, Result, collect, run_check
+from toolkit.checks import CheckFailed, Context, Result, collect, run_check
 from toolkit.model import GPTConfig
 from toolkit.pipeline import PipelineConfig
 from toolkit.plugins import Components, build_manager, load_submission
@@ -127,7 +127,8 @@ def test_every_check_has_a_wrong_plugin_and_every_plugin_file_is_used():
     for plugin, fails in WRONG.items():
         assert all(component_of(plugin) == CHECKS[c].component for c in fails), plugin
     used = {p.name for paths in CORRECT.values() for p in paths.values()} | set(WRONG) | set(EDGE_CASES)
-    used |= {plugin for _, plugin, _, _ in RAISING} | {"attn_raises_in_hook.py", "reward_call_order.py"}
+    used |= {plugin for _, plugin, _, _ in RAISING} | {"attn_raises_in_hook.py", "reward_call_order.py",
+                                                       "tok_remembers_text.py"}
     files = {p.name for prefix in PREFIX.values() for p in PLUGINS.glob(f"{prefix}*.py")}
     assert files <= used, f"plugin files no test uses: {sorted(files - used)}"
 
@@ -249,6 +250,78 @@ def test_tokenizer_behaviour_fails_when_no_merge_is_learned(tmp_path):
     assert "bits per byte against the solution's" in result.reason
     assert result.metrics["bpb"] >= 2 * result.metrics["reference_bpb"]
     assert result.metrics["bytes_per_token"] < 1.1
+
+
+def behaviour_pipeline(tok) -> SimpleNamespace:
+    """A stand-in for the behaviour check's pipeline: ``tok`` trained on the small corpus (400 ids) and
+    an untrained one-layer GPT, so that ``measure`` runs in seconds (its bits per byte mean nothing)."""
+    from graders.tokenizer import small_corpus
+    from toolkit.baselines import SDPAttention
+    from toolkit.model import GPT
+
+    tok.train(small_corpus(), 400)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=256, n_layer=1, n_head=1, n_embd=16), SDPAttention)
+    return SimpleNamespace(tokenizer=tok, base_model=model.eval())
+
+
+def tokenizer_of(path: Path):
+    return Components(build_manager(load_submission(str(path))), only="tokenizer").tokenizer()
+
+
+@pytest.mark.parametrize("variant", ["solution", "incremental", "baseline"])
+def test_measure_takes_the_ids_of_a_correct_tokenizer(variant):
+    from graders.tokenizer import measure, validation_text
+    from toolkit.baselines import WholeWordTokenizer
+
+    tok = WholeWordTokenizer() if variant == "baseline" else tokenizer_of(CORRECT["tokenizer"][variant])
+    got = measure(behaviour_pipeline(tok))
+    assert got["bpb"] > 0 and got["shuffled_bpb"] > 0
+    n_bytes, n_ids = len(validation_text().encode()), len(tok.encode(validation_text()))
+    assert got["bytes_per_token"] == round(n_bytes / n_ids, 4)
+    assert sum(int(k) * n for k, n in got["token_lengths"].items()) == n_bytes  # each id's bytes, by the merges
+
+
+def test_tokenizer_behaviour_fails_when_encode_returns_part_of_the_text_and_decode_remembers_it():
+    """tok_remembers_text.py: decode(encode(text)) == text, but the ids are the first 2% of the text."""
+    import graders.tokenizer
+
+    path = PLUGINS / "tok_remembers_text.py"
+    ctx = Context(Components(build_manager(load_submission(str(path))), only="tokenizer"), "tokenizer",
+                  PipelineConfig(), log=lambda msg: None)
+    pipeline = ctx._pipelines[graders.tokenizer.BEHAVIOUR] = behaviour_pipeline(tokenizer_of(path))
+    text = graders.tokenizer.validation_text()
+    assert pipeline.tokenizer.decode(pipeline.tokenizer.encode(text)) == text  # its own decode is fooled
+    result = run_check(ALL_CHECKS["tokenizer.behaviour"], ctx)
+    assert result.status == "failed" and result.score == 0
+    got, n_bytes = len(text[: len(text) // 50].encode()), len(text.encode())
+    assert (f"the ids encode(text) returned on the validation documents decode, by your merges, to {got:,} bytes "
+            f"where the text has {n_bytes:,} (the same up to byte {got:,})") in result.reason, result.reason
+
+
+class IdsPastTheVocabulary:
+    """A correct tokenizer whose encode, on long texts, adds 1000 vocabularies to every id."""
+
+    def __init__(self, tok):
+        self.tok = tok
+
+    def __getattr__(self, name):
+        return getattr(self.tok, name)
+
+    def encode(self, text):
+        ids = self.tok.encode(text)
+        return [i + 1000 * self.tok.vocab_size for i in ids] if len(text) > 10_000 else ids
+
+
+def test_measure_names_an_id_outside_the_vocabulary_before_the_model_sees_it():
+    from graders.tokenizer import measure, validation_text
+
+    tok = tokenizer_of(CORRECT["tokenizer"]["incremental"])
+    pipeline = behaviour_pipeline(tok)
+    pipeline.tokenizer = IdsPastTheVocabulary(tok)
+    first = tok.encode(validation_text())[0] + 400_000
+    with pytest.raises(CheckFailed, match=rf"returned id {first}, outside the vocabulary \(0 to 399\)$"):
+        measure(pipeline)
 
 
 # -- the attention module inside the reference GPT -------------------------------------------

@@ -298,7 +298,7 @@ def test_why_a_child_stopped_answering():
     sent = "the submission's process sent data nested more than 12 deep"
     assert why_gone(sent, 0, None, 15, 1 << 29) == (Status.CRASHED, sent)
     assert why_gone(remote.LATE, -9, None, 300, 1 << 29) == (Status.TIMEOUT, "did not finish within 300 s")
-    late_call = f"{remote.CALL_LATE} of 60 s and did not stop"  # a check's limit, not the submission's 300 s
+    late_call = f"{remote.CALL_LATE} (60 s left in its check) and did not stop"  # not the submission's 300 s
     assert why_gone(late_call, -9, None, 300, 1 << 29) == (Status.TIMEOUT, late_call)
 
 

@@ -7,6 +7,7 @@ grades whole hostile submissions against them.
 import io
 import os
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -177,7 +178,7 @@ def test_a_time_limit_error_counts_only_for_a_call_that_had_a_limit():
     answer = {"kind": "error", "type": "OutOfTime", "message": "time limit", "time_limit": True}
     with pytest.raises(remote.RemoteError, match="OutOfTime"):
         child.unwrap(answer)
-    child.limit = 5.0
+    child.ends = time.monotonic() + 5.0
     with pytest.raises(remote.OutOfTime):
         child.unwrap(answer)
 
@@ -224,3 +225,73 @@ def test_the_child_sends_as_a_handle_any_tensor_the_grader_would_refuse():
     assert _is_plain([torch.zeros(2), torch.zeros(2, dtype=torch.long), {"a": torch.ones(1, dtype=torch.bool)}])
     for refused in (torch.zeros(2, dtype=torch.complex64), torch.zeros(2).to_sparse(), torch.empty(2, device="meta")):
         assert not _is_plain(refused) and not _is_plain([refused])
+
+
+class _LocalChild:
+    """Stands for a child: the components are a plugin's, run in this process; a request for a
+    pipeline stage is noted and refused."""
+
+    def __init__(self, plugin: Path):
+        self.plugin, self.stages = plugin, []
+
+    def components(self, component: str):
+        from toolkit.plugins import Components, build_manager, load_submission
+
+        return Components(build_manager(load_submission(str(self.plugin))), only=component)
+
+    def exchange(self, *message):
+        self.stages.append(message)
+        raise ChildGone("no child here")
+
+
+def test_the_grader_trains_the_chat_model_of_a_mask_itself(tmp_path):
+    """A mask is data: the child is asked for it (its hook), never for the chat model. A child that
+    fine-tunes with a correct mask it does not hand in has nothing to send it back through."""
+    from toolkit.grading.remote import ChildPipeline
+    from toolkit.pipeline import PipelineConfig
+
+    root = Path(__file__).resolve().parents[1]
+    child = _LocalChild(root / "tests" / "plugins" / "sft_vectorised.py")
+    pipeline = ChildPipeline(child, "sft_mask", PipelineConfig.small(), cache_dir=tmp_path, log=lambda msg: None)
+    assert isinstance(pipeline.chat_model, GPT) and child.stages == []
+    assert pipeline.sft_data[1].any() and "sft" in pipeline.curves
+    attention = ChildPipeline(child, "attention", PipelineConfig.small(), cache_dir=tmp_path, log=lambda msg: None)
+    with pytest.raises(ChildGone):  # a module runs the submission's code: the child trains with it
+        attention.chat_model
+    assert [m[-1] for m in child.stages] == ["chat_model"]
+
+
+def test_a_time_limit_bounds_the_whole_block_as_in_one_process():
+    """``Context.time_limit(s)`` limits its block in ``toolkit run`` (one alarm): under ``grade`` each
+    call gets what is left of the block, not ``s`` afresh, and a call with nothing left never starts."""
+    sent = []
+
+    class Channel:
+        gone = None
+
+        def exchange(self, data, limit):
+            sent.append(limit)
+            return {"kind": "value", "value": 1, "generators": []}
+
+    child = remote.Child(Channel())
+    with child.time_limit(0.3):
+        child.request("call")
+        time.sleep(0.2)
+        child.request("call")
+        time.sleep(0.15)
+        with pytest.raises(remote.OutOfTime):
+            child.request("call")
+    assert len(sent) == 2 and 0.25 < sent[0] <= 0.3 and sent[1] < 0.11
+    child.request("call")  # outside the block: no limit
+    assert sent[-1] is None
+
+
+def test_curves_from_a_child_are_plotted_whatever_their_values(tmp_path):
+    """A child's curves are plain lists of numbers, not sane ones: 1e308 or NaN draw as gaps; a plot
+    that could not be drawn would fail the check that draws it."""
+    from toolkit.plots import plot_curves
+
+    for i, sent in enumerate(({"rlhf_reward": [1e308] * 30, "rlhf_kl": [float("nan")] * 30},
+                              {"rlhf_reward": [1e308, -1e308, float("inf"), 0.5]})):
+        plot_curves(remote._curves(sent), "RLHF", tmp_path / f"{i}.png", ylabel="")
+        assert (tmp_path / f"{i}.png").read_bytes().startswith(b"\x89PNG")

@@ -45,11 +45,16 @@ def plot_distributions(dists: dict[str, dict[str, dict[str, float]]], title: str
     save(fig, path)
 
 
+CURVE_LIMIT = 1e9  # a curve's values beyond this (or not finite) are left out: gaps, not an axis no tick fits
+
+
 def plot_curves(curves: dict[str, list[float]], title: str, path, ylabel: str = "loss") -> None:
-    """One line per curve, against the step; later curves dashed, so that equal curves both show."""
+    """One line per curve, against the step; later curves dashed, so that equal curves both show.
+    Values that are not finite or beyond ``CURVE_LIMIT`` (a diverged training's) are gaps."""
     fig = figure(7, 3.5)
     ax = fig.subplots()
     for i, (name, ys) in enumerate(curves.items()):
+        ys = [y if abs(y) <= CURVE_LIMIT else float("nan") for y in ys]  # NaN too: abs(nan) <= x is False
         ax.plot(range(1, len(ys) + 1), ys, label=name, linestyle=("-", "--", ":", "-.")[i % 4],
                 linewidth=2.2 if i == 0 else 1.4)
     ax.set_xlabel("step")

@@ -232,7 +232,7 @@ class Channel:
             return plain(answer)
         except ChildGone as e:
             if str(e) == LATE and deadline == call_ends:  # the call's own limit, not the run's, ran out
-                e = ChildGone(f"{CALL_LATE} of {limit:g} s and did not stop")
+                e = ChildGone(f"{CALL_LATE} ({limit:.0f} s left in its check) and did not stop")
             self.gone = str(e)
             raise e from None
 
@@ -276,7 +276,7 @@ class Child:
 
     def __init__(self, channel: Channel):
         self.channel = channel
-        self.limit: float | None = None  # seconds the child may spend on each call (``time_limit``)
+        self.ends: float | None = None  # when the current ``time_limit`` block ends (time.monotonic)
         self.sources: dict[str, str] = {}  # component -> the file the child says provides it (for sentences)
 
     def hello(self) -> dict:
@@ -302,8 +302,9 @@ class Child:
     def exchange(self, *message) -> dict:
         """Send a request (with the current time limit); the child's answer, a checked dictionary.
         Generators the request carried are set to the states they reached in the child."""
-        data, generators = _dumps((*message, self.limit))
-        answer = self.channel.exchange(data, self.limit)
+        limit = self._left()
+        data, generators = _dumps((*message, limit))
+        answer = self.channel.exchange(data, limit)
         if not isinstance(answer, dict):
             raise self._gone("an answer of no known kind")
         self._update_generators(generators, answer.get("generators", []))
@@ -333,7 +334,7 @@ class Child:
             return _named(RemoteModule, answer.get("type"))(self, answer["oid"], _param_specs(answer.get("params"), self))
         if kind == "error":
             message = _message(answer.get("message"))
-            if answer.get("time_limit") is True and self.limit is not None:  # else the student raised it
+            if answer.get("time_limit") is True and self.ends is not None:  # else the student raised it
                 raise OutOfTime(message)
             if answer.get("plugin_error") is True:
                 raise PluginError(message)
@@ -357,13 +358,26 @@ class Child:
 
     @contextlib.contextmanager
     def time_limit(self, seconds: float):
-        """Every call in the block may take the child at most ``seconds`` (it stops the call itself;
-        if it does not, the grader stops waiting ``SLACK`` seconds later and the child is gone)."""
-        previous, self.limit = self.limit, seconds
+        """The calls in the block may take the child ``seconds`` together, as ``toolkit.checks.alarm``
+        limits the block in one process: each call is sent with what is left (the child stops the
+        call itself; if it does not, the grader stops waiting ``SLACK`` seconds later and the child
+        is gone), and a call with nothing left raises OutOfTime here."""
+        previous = self.ends
+        ends = time.monotonic() + seconds
+        self.ends = ends if previous is None else min(previous, ends)
         try:
             yield
         finally:
-            self.limit = previous
+            self.ends = previous
+
+    def _left(self) -> float | None:
+        """Seconds left in the current ``time_limit`` block (None: no limit); OutOfTime if none."""
+        if self.ends is None:
+            return None
+        left = self.ends - time.monotonic()
+        if left <= 0:
+            raise OutOfTime
+        return left
 
 
 def _message(x) -> str:
@@ -520,12 +534,20 @@ def _curves(curves) -> dict[str, list[float]]:
     return out
 
 
+DATA_ONLY = {"sft_mask"}
+"""Components whose hooks only return data (a mask): a stage that uses one is built here, its hook
+called in the child and its answer checked like any other. The child never trains with it, so it
+cannot train with anything else (another mask, a longer schedule) and send that model back."""
+
+
 def _stage(name: str) -> cached_property:
-    """A stage of ``ChildPipeline``: built here, or by the child when it runs the submission's code."""
+    """A stage of ``ChildPipeline``: built here, or by the child when it runs the submission's code
+    (``toolkit.pipeline.USES``, but for ``DATA_ONLY`` components)."""
     build_here = getattr(Pipeline, name).func
 
     def stage(self):
-        return self._from_child(name) if self.component in USES[name] else build_here(self)
+        in_child = self.component in USES[name] and self.component not in DATA_ONLY
+        return self._from_child(name) if in_child else build_here(self)
 
     stage.__name__ = stage.__qualname__ = name
     stage.__doc__ = getattr(Pipeline, name).__doc__
@@ -536,8 +558,10 @@ class ChildPipeline(Pipeline):
     """The grader's pipeline for one component of a submission that lives in a child.
 
     Every stage that runs no code of the submission (the data, the baselines' models, loaded from
-    the grader's cache) is built here. A stage that does (``toolkit.pipeline.USES``) is built by
-    the child, on its own pipeline: a model comes back as its parameters, loaded into a model the
+    the grader's cache) is built here, and so is one whose submission code only returns data (the
+    chat model of an SFT mask: ``DATA_ONLY``), cached in the grader's folder under what it depends
+    on. A stage that runs the submission's code (``toolkit.pipeline.USES``) is built by the child,
+    on its own pipeline: a model comes back as its parameters, loaded into a model the
     grader builds itself; a module of the submission's (a reward model) as a ``RemoteModule``; a
     tokenizer as a ``RemoteObject``. The checks then measure them here."""
 
