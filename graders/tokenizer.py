@@ -164,6 +164,9 @@ def validation_text(shuffle: bool = False) -> str:
     return "".join(render_document(d) for d in docs)
 
 
+MAX_TABLE_BYTES = 1 << 24  # bytes of all the tokens' spellings together (the solution's: about 10 kB)
+
+
 def token_bytes(tok) -> dict[int, bytes]:
     """Each id's bytes, rebuilt by the grader from the tokenizer's plain data, never by its decode:
     id i < 256 is ``bytes([i])``, a special token its string's UTF-8, a merge (a, b) -> new id the
@@ -173,7 +176,12 @@ def token_bytes(tok) -> dict[int, bytes]:
         table.update({i: s.encode() for s, i in dict(tok.special_tokens).items()})
         if type(tok) is WholeWordTokenizer:  # the baseline's, built by the pipeline (a student's never is)
             table.update({i: w.encode() for w, i in tok.words.items()})
+        total = 0
         for (a, b), new in dict(tok.merges).items():
+            total += len(table[a]) + len(table[b])
+            if total > MAX_TABLE_BYTES:  # merges of merges double a token's length: 40 of them make a terabyte
+                raise CheckFailed(f"the tokenizer's merges spell tokens of more than {MAX_TABLE_BYTES:,} bytes in all "
+                                  f"(merge ({a}, {b}) -> {new}): a vocabulary of this corpus's words holds far fewer")
             table[new] = table[a] + table[b]
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise CheckFailed("the tokenizer's merges and special_tokens do not define every id's bytes (merges: "

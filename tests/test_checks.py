@@ -324,6 +324,17 @@ def test_measure_names_an_id_outside_the_vocabulary_before_the_model_sees_it():
         measure(pipeline)
 
 
+def test_the_graders_spelling_of_the_tokens_is_bounded_whatever_the_merges_say():
+    """Merges of merges double a token's length: 40 of them would spell a terabyte. The grader refuses
+    to build more than MAX_TABLE_BYTES before it allocates them."""
+    from graders.tokenizer import MAX_TABLE_BYTES, token_bytes
+
+    doubling = SimpleNamespace(special_tokens={}, merges={(97, 97): 300, **{(300 + k, 300 + k): 301 + k for k in range(40)}})
+    with pytest.raises(CheckFailed, match=f"more than {MAX_TABLE_BYTES:,} bytes in all"):
+        token_bytes(doubling)
+    assert token_bytes(SimpleNamespace(special_tokens={"<|end|>": 300}, merges={(104, 105): 301}))[301] == b"hi"
+
+
 # -- the attention module inside the reference GPT -------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["solution", "einsum"])
