@@ -27,6 +27,7 @@ class Component:
     hooks: tuple[str, ...]  # hook names of toolkit.hookspecs; a submission provides all of them or none
     baseline: type  # plugin class registered as ``baseline.<name>``
     summary: str  # one line, for listings
+    data_only: bool = False  # its hooks only return data (a mask): ``toolkit grade`` trains with it in the grader
 
     @property
     def grader(self) -> str:
@@ -52,7 +53,7 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in (
     Component("attention", ("toolkit_attention",), baselines.BaselineAttention,
               "causal multi-head self-attention"),
     Component("sft_mask", ("toolkit_sft_mask",), baselines.BaselineSFTMask,
-              "which targets count in the SFT loss"),
+              "which targets count in the SFT loss", data_only=True),
     Component("reward", ("toolkit_reward_model", "toolkit_reward_loss"), baselines.BaselineReward,
               "reward model head and pairwise preference loss"),
     Component("sampler", ("toolkit_sample",), baselines.BaselineSampler,

@@ -534,19 +534,15 @@ def _curves(curves) -> dict[str, list[float]]:
     return out
 
 
-DATA_ONLY = {"sft_mask"}
-"""Components whose hooks only return data (a mask): a stage that uses one is built here, its hook
-called in the child and its answer checked like any other. The child never trains with it, so it
-cannot train with anything else (another mask, a longer schedule) and send that model back."""
-
-
 def _stage(name: str) -> cached_property:
     """A stage of ``ChildPipeline``: built here, or by the child when it runs the submission's code
-    (``toolkit.pipeline.USES``, but for ``DATA_ONLY`` components)."""
+    (``toolkit.pipeline.USES``). A component whose hooks only return data (``Component.data_only``,
+    a mask) is called in the child and its answer checked, but the stage is built here: the child
+    never trains with it, so it cannot train with anything else and send that model back."""
     build_here = getattr(Pipeline, name).func
 
     def stage(self):
-        in_child = self.component in USES[name] and self.component not in DATA_ONLY
+        in_child = self.component in USES[name] and not COMPONENTS[self.component].data_only
         return self._from_child(name) if in_child else build_here(self)
 
     stage.__name__ = stage.__qualname__ = name
@@ -559,9 +555,9 @@ class ChildPipeline(Pipeline):
 
     Every stage that runs no code of the submission (the data, the baselines' models, loaded from
     the grader's cache) is built here, and so is one whose submission code only returns data (the
-    chat model of an SFT mask: ``DATA_ONLY``), cached in the grader's folder under what it depends
-    on. A stage that runs the submission's code (``toolkit.pipeline.USES``) is built by the child,
-    on its own pipeline: a model comes back as its parameters, loaded into a model the
+    chat model of an SFT mask: ``Component.data_only``), cached in the grader's folder under what
+    it depends on. A stage that runs the submission's code (``toolkit.pipeline.USES``) is built by
+    the child, on its own pipeline: a model comes back as its parameters, loaded into a model the
     grader builds itself; a module of the submission's (a reward model) as a ``RemoteModule``; a
     tokenizer as a ``RemoteObject``. The checks then measure them here."""
 
