@@ -136,14 +136,14 @@ def thresholds() -> dict[str, float]:
 
 def score(m: dict, limits: dict[str, float]) -> tuple[float, list[str]]:
     """The fraction of the points the rates ``m`` earn, and what each missed criterion says:
-    linear partial credit from the worst value (0 or 1) to the threshold."""
-    fractions, reasons = [], []
-    for metric, message, direction in CRITERIA:
-        x, t = m[metric], limits[metric]
-        worst = 0.0 if direction > 0 else 1.0
-        fractions.append(min(1.0, max(0.0, (x - worst) / (t - worst))))
-        if fractions[-1] < 1:
-            reasons.append(message.format(x=x, t=t))
+    linear partial credit from the worst value (0 or 1) to the threshold. A criterion of what the
+    chat model must not do (write the user's turn) counts only as far as it answers at all: a model
+    that learned nothing does nothing wrong either, and earns nothing for it."""
+    own = {metric: min(1.0, max(0.0, (m[metric] - (0.0 if d > 0 else 1.0)) / (limits[metric] - (0.0 if d > 0 else 1.0))))
+           for metric, _, d in CRITERIA}
+    answers = own["answer_seen"]
+    fractions = [own[metric] if d > 0 else own[metric] * answers for metric, _, d in CRITERIA]
+    reasons = [message.format(x=m[metric], t=limits[metric]) for metric, message, _ in CRITERIA if own[metric] < 1]
     return sum(fractions) / len(fractions), reasons
 
 

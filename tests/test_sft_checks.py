@@ -84,6 +84,17 @@ def test_thresholds_come_from_the_worst_seed_with_the_margin():
     assert fraction == pytest.approx(0.75) and reasons == [grader.CRITERIA[2][1].format(x=0.0, t=limits["stops"])]
 
 
+def test_a_chat_model_that_learned_nothing_earns_nothing_for_what_it_does_not_do():
+    """A mask that supervises nothing leaves the base model as it was: it never answers, and never
+    writes a user's turn either. Not writing one counts only as far as the model answers."""
+    limits = grader.thresholds()
+    nothing = {"answer_seen": 0.0, "clarification": 0.0, "stops": 0.0, "writes_user_turn": 0.0}
+    fraction, reasons = grader.score(nothing, limits)
+    assert fraction == 0 and len(reasons) == 3 and not any("user's question" in r for r in reasons)
+    half = grader.score({**nothing, "answer_seen": limits["answer_seen"] / 2}, limits)[0]
+    assert half == pytest.approx((0.5 + 0.5) / 4)  # half the answers: half of the answer and user-turn criteria
+
+
 # -- behaviour (the real pipeline) ----------------------------------------------------
 @pytest.fixture(scope="module")
 def shared_pipeline():
