@@ -295,3 +295,23 @@ def test_curves_from_a_child_are_plotted_whatever_their_values(tmp_path):
                               {"rlhf_reward": [1e308, -1e308, float("inf"), 0.5]})):
         plot_curves(remote._curves(sent), "RLHF", tmp_path / f"{i}.png", ylabel="")
         assert (tmp_path / f"{i}.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_model_whose_training_diverged_is_named_so(tmp_path):
+    """Parameters of NaN or inf (a training that diverged, or a child that says so) fail the checks that
+    use the model with that sentence, not with what a later step trips over (the sampler's "probability
+    tensor contains nan")."""
+    from toolkit.grading.remote import ChildPipeline
+    from toolkit.pipeline import PipelineConfig
+
+    class Diverged(_LocalChild):
+        def exchange(self, *message):
+            shapes = {n: p.shape for n, p in self.pipeline.new_model().named_parameters()}
+            return {"kind": "model", "params": {n: torch.full(s, float("nan")) for n, s in shapes.items()}, "curves": {}}
+
+    root = Path(__file__).resolve().parents[1]
+    child = Diverged(root / "tests" / "plugins" / "attn_einsum.py")
+    child.pipeline = ChildPipeline(child, "attention", PipelineConfig.small(), cache_dir=tmp_path, log=lambda msg: None)
+    with pytest.raises(remote.PluginError, match="base model trained with the submission's attention has parameters "
+                                                 "that are NaN or infinite"):
+        child.pipeline.base_model

@@ -572,6 +572,10 @@ class ChildPipeline(Pipeline):
             return self.child.unwrap(answer)  # a handle (a tokenizer, a reward model) or the error raised
         model = self.new_model()
         load_parameters(model, answer.get("params"))
+        # a training that diverged (or a child that says so) is named here, not by the sampler that meets its NaNs
+        if not all(torch.isfinite(p).all() for p in model.parameters()):
+            raise PluginError(f"the {stage.replace('_', ' ')} trained with the submission's {self.component} has "
+                              "parameters that are NaN or infinite: its training diverged")
         return model.eval()
 
     tokenizer = _stage("tokenizer")
