@@ -384,19 +384,17 @@ def uses_generator(ctx):
                               "one alone")
         return ids
 
-    with torch.random.fork_rng(devices=[]):  # whatever the sampler does to the global RNG stays here
-        torch.manual_seed(12345)
-        seeded = torch.Generator().manual_seed(0)
-        first, second = draw(seeded), draw(seeded)
-        if torch.equal(draw(torch.Generator().manual_seed(1)), first):
-            raise CheckFailed("generators seeded 0 and 1 gave the same 64 tokens: the sampler ignores `generator` "
-                              "(a new torch.Generator() always starts from the same seed)")
-        if not torch.equal(draw(torch.Generator().manual_seed(0)), first):
-            raise CheckFailed("two generators in the same state gave different tokens: draw with "
-                              "generator=generator, nothing else")
-        if torch.equal(first, second):
-            raise CheckFailed("the same generator gave the same 64 tokens twice in a row: draw from `generator` "
-                              "itself (never a copy or a re-seeded one), so that its state moves on")
+    seeded = torch.Generator().manual_seed(0)  # each draw seeds and restores the global RNG where it runs
+    first, second = draw(seeded), draw(seeded)
+    if torch.equal(draw(torch.Generator().manual_seed(1)), first):
+        raise CheckFailed("generators seeded 0 and 1 gave the same 64 tokens: the sampler ignores `generator` "
+                          "(a new torch.Generator() always starts from the same seed)")
+    if not torch.equal(draw(torch.Generator().manual_seed(0)), first):
+        raise CheckFailed("two generators in the same state gave different tokens: draw with "
+                          "generator=generator, nothing else")
+    if torch.equal(first, second):
+        raise CheckFailed("the same generator gave the same 64 tokens twice in a row: draw from `generator` "
+                          "itself (never a copy or a re-seeded one), so that its state moves on")
 
 
 class _GlobalRNGWatch:
