@@ -306,6 +306,7 @@ def test_the_childs_stderr_is_for_the_instructor_only():
     from toolkit.grading.batch import last_lines
 
     assert last_lines("a\n\nb\n" + "x" * 500 + "\n", n=2) == "b\n" + "x" * 300
+    assert last_lines("\x1b[2J\x1b]0;t\x07ok \u202egnp.exe\n\x00\n") == "[2J]0;tok gnp.exe"  # no escapes, nor empty lines
 
 
 def test_csv_cells_never_run_as_formulas():

@@ -56,11 +56,16 @@ HIDDEN_ERROR = ("the submission's code raised an error, or returned a value of t
                 "check's inputs (a hidden check does not say which: that could reveal its inputs)")
 
 
+def printable(text: str) -> str:
+    """``text`` without control and format characters (ANSI escapes, NUL, right-to-left overrides):
+    it prints as it reads. What a submission writes and a page or a terminal shows goes through it."""
+    return "".join(ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cf"))
+
+
 def one_line(text: str, limit: int) -> str:
-    """``text`` as one line of at most ``limit`` characters that prints as it reads: whitespace runs
-    become one space, and control and format characters (ANSI escapes, NUL, right-to-left overrides)
-    are dropped. Every sentence a submission can write into (an exception's text) goes through it."""
-    text = "".join(ch for ch in " ".join(text.split()) if unicodedata.category(ch) not in ("Cc", "Cf"))
+    """``text`` as one printable line of at most ``limit`` characters: whitespace runs become one
+    space. Every sentence a submission can write into (an exception's text) goes through it."""
+    text = printable(" ".join(text.split()))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
