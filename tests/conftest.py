@@ -9,8 +9,35 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 ROOT = Path(__file__).resolve().parents[1]
+BOXES = pytest.StashKey[set]()  # the grading boxes in TMPDIR when the suite started
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+def _boxes() -> set:
+    import tempfile
+
+    return set(Path(tempfile.gettempdir()).glob("toolkit-grade-*"))
+
+
+def pytest_sessionstart(session):
+    session.config.stash[BOXES] = _boxes()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The suite leaves no grading box in TMPDIR, even where a test kills a grader with kill -9
+    (the next grader sweeps it: ``toolkit.grading.sandbox.sweep_boxes``). Checked once, after every
+    worker has finished."""
+    if hasattr(session.config, "workerinput"):
+        return
+    left = sorted(str(p) for p in _boxes() - session.config.stash[BOXES])
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter:
+            reporter.write_line(f"error: the suite left {len(left)} grading box(es) behind: {', '.join(left)}", red=True)
+        session.exitstatus = 1

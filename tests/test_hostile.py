@@ -140,6 +140,7 @@ COMPONENTS = {  # tests/hostile/components/
     "inject_control_characters": ({"graded"}, 0),
     "inject_objects_tokenizer": (EITHER, 2),
     "sequential_reward": ({"graded"}, 5),  # correct: tests/plugins/reward_sequential.py, the reward only
+    "unicode_reward": ({"graded"}, 5),  # correct: tests/plugins/reward_unicode_names.py, the reward only
 }
 GOOD = {"main": ["good_file", "good_folder", FORMULA_GOOD], "stop": ["good_file"], "similarity": ["good_file"],
         "intake": ["good_file"], "components": ["good_folder"]}
@@ -265,6 +266,7 @@ def _components_class(base: Path, klass: Path) -> None:
     for f in sorted((HOSTILE / "components").glob("*.py")):
         shutil.copy(f, klass / f.name)
     shutil.copy(PLUGINS / "reward_sequential.py", klass / "sequential_reward.py")
+    shutil.copy(PLUGINS / "reward_unicode_names.py", klass / "unicode_reward.py")
     (klass / "good_folder").mkdir()
     for name in GOOD_COMPONENTS:
         shutil.copy(PLUGINS / name, klass / "good_folder" / name)
@@ -536,9 +538,12 @@ def test_pages_show_what_they_say_and_nothing_of_the_graders_own_objects(batches
     assert not bad, bad[:20]
 
 
-def test_a_correct_reward_model_named_like_nn_sequential_is_graded_in_full(batches):
+@pytest.mark.parametrize("student", ["sequential_reward", "unicode_reward"])
+def test_a_correct_reward_model_with_names_nn_module_accepts_is_graded_in_full(batches, student):
+    """Parameters named "0.weight" (nn.Sequential) or "é" and "tête de lecture.weight": any name
+    nn.Module accepts crosses the protocol; "crashed" with "not (name, shape, dtype)" was the bug."""
     batch = batches("components")
-    row = batch.rows.get("sequential_reward")
+    row = batch.rows.get(student)
     assert row and row["status"] == "graded", batch.why()
     assert [row[c] for c in ("reward.loss_sanity", "reward.reads_last_real_token", "reward.loss_matches_solution")] \
         == ["2", "2", "1"], row

@@ -165,9 +165,27 @@ def test_parameter_names_may_be_digits_as_in_nn_sequential():
     specs = remote._param_specs([[n, list(p.shape), "float32"] for n, p in backbone_and_head.named_parameters()], child)
     module = RemoteModule(child, 1, specs)
     assert [n for n, _ in module.named_parameters()] == ["0.weight", "1.weight", "1.bias"]
-    for bad in ("", "a..b", "a b", "../x", "a." * 20 + "b"):
-        with pytest.raises(ChildGone):
+
+
+def test_every_name_nn_module_accepts_crosses_and_only_those_are_refused():
+    """Honest names pass: nn.Module takes any name without a dot ("é", spaces, a control character,
+    the proxy's own-looking "_child" or "_dtype"). Refused: what no module can have, an empty part
+    ("a..b", "../x"), more than 16 parts, a name of every module ("training")."""
+    child = remote.Child(SimpleNamespace(gone=None))
+    honest = nn.Module()
+    for name in ("é", "_child", "_dtype", "_state_to_send", "tab\there"):
+        honest.register_parameter(name, nn.Parameter(torch.zeros(1)))
+    honest.add_module("tête de lecture", nn.Linear(2, 1))
+    sent = [[n, list(p.shape), "float32"] for n, p in honest.named_parameters()]
+    module = RemoteModule(child, 1, remote._param_specs(sent, child))
+    assert [n for n, _ in module.named_parameters()] == [n for n, _ in honest.named_parameters()]
+    load_parameters(module, {n: p.detach() for n, p in honest.named_parameters()})
+    assert not any(p.is_meta for p in module.parameters())
+    for bad in ("", "a..b", "../x", "a." * 20 + "b", "x" * 201):
+        with pytest.raises(ChildGone, match="not \\(name, shape, dtype\\)"):
             remote._param_specs([[bad, [1], "float32"]], child)
+    with pytest.raises(ChildGone, match="attribute of every module"):
+        RemoteModule(child, 2, remote._param_specs([["training", [1], "float32"]], child))
 
 
 def test_a_time_limit_error_counts_only_for_a_call_that_had_a_limit():

@@ -158,3 +158,29 @@ def test_remove_tree_removes_any_depth_and_read_only_folders(tmp_path):
     (top / "link").symlink_to(tmp_path / "elsewhere")
     intake.remove_tree(top)
     assert not top.exists() and (tmp_path / "elsewhere").read_text() == "kept"
+
+
+def test_a_grader_sweeps_the_boxes_of_graders_no_longer_alive(tmp_path, monkeypatch):
+    """A grader killed with kill -9 leaves its box; the next grader removes it (and never the box
+    of a grader still running, nor anything not named as a box)."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(sandbox.tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"{sandbox.BOX_PREFIX}{dead.pid}-abc"
+    (stale / "submission" / "deep").mkdir(parents=True)
+    (stale / "submission" / "deep" / "attn_no_mask.py").write_text("x = 1\n")
+    live = tmp_path / f"{sandbox.BOX_PREFIX}{os.getppid()}-def"
+    live.mkdir()
+    other = tmp_path / "toolkit-grade-notes"
+    other.mkdir()
+    sandbox.sweep_boxes.cache_clear()
+    try:
+        assert sandbox.sweep_boxes() == [stale]
+        assert not stale.exists() and live.exists() and other.exists()
+        (tmp_path / "sub").mkdir()
+        with _box(tmp_path / "sub") as path:  # a new box is named by its grader's pid
+            assert path.parent == tmp_path and path.name.startswith(f"{sandbox.BOX_PREFIX}{os.getpid()}-")
+        assert not path.exists()
+    finally:
+        sandbox.sweep_boxes.cache_clear()

@@ -38,6 +38,7 @@ import select
 import struct
 import time
 import zipfile
+from dataclasses import dataclass
 from functools import cached_property
 
 import torch
@@ -59,7 +60,9 @@ MAX_MESSAGE = 2000  # characters of an error message kept
 DTYPES = {str(d).removeprefix("torch."): d for d in (
     torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.int16, torch.int8,
     torch.uint8, torch.bool)}
-NAME = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+){0,15}")  # a parameter's dotted name (nn.Sequential's are digits)
+# a parameter's dotted name: whatever nn.Module accepts (any name without a dot: digits in
+# nn.Sequential, "é", spaces), at most 16 parts of 200 characters; shown only through one_line
+NAME = re.compile(r"[^.]{1,200}(\.[^.]{1,200}){0,15}", re.S)
 SLACK = 5.0  # seconds the grader waits beyond a time limit it asked the child to enforce
 
 
@@ -252,7 +255,7 @@ class _Pickler(pickle.Pickler):
 
     def persistent_id(self, obj):
         if isinstance(obj, RemoteModule):
-            return ("module", obj._oid, obj._state_to_send(), obj._dtype())
+            return ("module", getattr(obj, HANDLE).oid, _state_to_send(obj), _dtype(obj))
         if isinstance(obj, RemoteObject):
             return ("object", object.__getattribute__(obj, "_oid"))
         if isinstance(obj, torch.Generator):
@@ -473,39 +476,65 @@ class _Mirror(nn.Module):
 class RemoteModule(_Mirror):
     """An ``nn.Module`` that lives in the child, mirrored here by its parameters' names, shapes and
     dtypes (its class named as the child's module's, like ``RemoteObject``'s). The parameters the grader sets (``load_state_dict``, ``.double()`` of set values) are
-    sent with the next forward; the child runs its module with them and returns the output."""
+    sent with the next forward; the child runs its module with them and returns the output.
+
+    It has no attribute or method of its own that a parameter could be named (``_child``,
+    ``_dtype``): its handle sits under a dotted name, which ``nn.Module`` refuses for parameters."""
 
     def __init__(self, child: Child, oid: int, params: list):
         super().__init__()
-        self._child, self._oid, self._sent = child, oid, None
+        object.__setattr__(self, HANDLE, _Handle(child, oid))
         for name, shape, dtype in params:
             *path, leaf = name.split(".")
             owner = self
             for part in path:
                 if part not in owner._modules:
-                    owner.add_module(part, _Mirror())
+                    _register(child, owner.add_module, part, _Mirror())
                 owner = owner._modules[part]
                 if not isinstance(owner, _Mirror):
                     raise child._gone("a module parameter whose name clashes with another's")
             if leaf in owner._parameters or leaf in owner._modules:
                 raise child._gone("a module parameter twice")
-            owner.register_parameter(leaf, nn.Parameter(torch.empty(shape, dtype=dtype, device="meta")))
-
-    def _dtype(self):
-        return next((p.dtype for p in self.parameters()), None)
-
-    def _state_to_send(self) -> dict | None:
-        """The parameters the grader has set, or None if the child already holds exactly these."""
-        state = {n: p.detach() for n, p in self.named_parameters() if not p.is_meta}
-        version = [(n, id(p), p._version) for n, p in state.items()]
-        if version == self._sent:
-            return None
-        self._sent = version
-        return state
+            _register(child, owner.register_parameter, leaf, nn.Parameter(torch.empty(shape, dtype=dtype, device="meta")))
 
     def forward(self, *args):
-        return self._child.request("forward", self._oid, self._state_to_send(), self._dtype(), args,
-                                   torch.is_grad_enabled(), self.training)
+        handle = getattr(self, HANDLE)
+        return handle.child.request("forward", handle.oid, _state_to_send(self), _dtype(self), args,
+                                    torch.is_grad_enabled(), self.training)
+
+
+HANDLE = "remote.handle"  # the attribute holding a RemoteModule's _Handle
+
+
+@dataclass
+class _Handle:
+    child: Child
+    oid: int
+    sent: list | None = None  # the (name, id, version) of the parameters last sent
+
+
+def _register(child: Child, register, name: str, value) -> None:
+    """``register(name, value)``, or ChildGone for a name no ``nn.Module`` of the child's could have had
+    (one of every module's attributes, such as ``training``)."""
+    try:
+        register(name, value)
+    except (KeyError, TypeError):
+        raise child._gone("a module parameter named as an attribute of every module") from None
+
+
+def _dtype(module: RemoteModule):
+    return next((p.dtype for p in module.parameters()), None)
+
+
+def _state_to_send(module: RemoteModule) -> dict | None:
+    """The parameters the grader has set, or None if the child already holds exactly these."""
+    state = {n: p.detach() for n, p in module.named_parameters() if not p.is_meta}
+    version = [(n, id(p), p._version) for n, p in state.items()]
+    handle = getattr(module, HANDLE)
+    if version == handle.sent:
+        return None
+    handle.sent = version
+    return state
 
 
 # -- a pipeline whose submission stages the child trains -----------------------------------------
@@ -518,7 +547,7 @@ def load_parameters(model: nn.Module, params) -> None:
     for name, p in mine.items():
         v = params[name]
         if not isinstance(v, torch.Tensor) or v.shape != p.shape or v.dtype != p.dtype:
-            raise ChildGone(f"the submission's process sent parameter {name} with the wrong shape or dtype")
+            raise ChildGone(f"the submission's process sent parameter {one_line(name, 200)} with the wrong shape or dtype")
     model.load_state_dict(params, strict=False)  # tied weights (lm_head) follow; mirrors are assigned
 
 

@@ -220,7 +220,8 @@ def command(argv: list[str], box: Path, models: list[Path], limits: Limits) -> t
 def box(submission: intake.Submission, uid: int | None, models: list[Path]):
     """A fresh folder holding a copy of the submission (and, without bubblewrap, a work folder with
     copies of ``models``); removed afterwards, however deep the child's leftovers."""
-    path = Path(tempfile.mkdtemp(prefix="toolkit-grade-"))
+    sweep_boxes()
+    path = Path(tempfile.mkdtemp(prefix=f"{BOX_PREFIX}{os.getpid()}-"))
     try:
         path.chmod(0o755)
         (path / "submission").mkdir(mode=0o755)
@@ -235,6 +236,34 @@ def box(submission: intake.Submission, uid: int | None, models: list[Path]):
         yield path
     finally:
         intake.remove_tree(path)
+
+
+BOX_PREFIX = "toolkit-grade-"  # a box is TMPDIR/toolkit-grade-<grader's pid>-<random>
+
+
+@functools.cache
+def sweep_boxes() -> list[Path]:
+    """Remove, once per grader, the boxes that graders no longer alive left in TMPDIR (a grader
+    killed with ``kill -9`` cannot remove its own); returns them. Only this user's boxes, never
+    one whose grader still runs."""
+    swept = []
+    for path in Path(tempfile.gettempdir()).glob(f"{BOX_PREFIX}*-*"):
+        pid = path.name.removeprefix(BOX_PREFIX).split("-")[0]
+        with contextlib.suppress(OSError, ValueError):
+            if path.lstat().st_uid == os.getuid() and path.is_dir() and not _alive(int(pid)):
+                intake.remove_tree(path)
+                swept.append(path)
+    return swept
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def submission_inside(box_path: Path, submission: intake.Submission) -> Path:
