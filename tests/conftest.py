@@ -32,10 +32,12 @@ def pytest_sessionstart(session):
 def pytest_sessionfinish(session, exitstatus):
     """The suite leaves no grading box in TMPDIR, even where a test kills a grader with kill -9
     (the next grader sweeps it: ``toolkit.grading.sandbox.sweep_boxes``). Checked once, after every
-    worker has finished."""
+    worker has finished; a box whose grader still runs (another suite's, beside this one) is not ours."""
     if hasattr(session.config, "workerinput"):
         return
-    left = sorted(str(p) for p in _boxes() - session.config.stash[BOXES])
+    from toolkit.grading.sandbox import stale
+
+    left = sorted(str(p) for p in _boxes() - session.config.stash[BOXES] if stale(p))
     if left:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter:

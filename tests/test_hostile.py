@@ -52,6 +52,8 @@ from pathlib import Path
 
 import pytest
 
+from toolkit.grading import cgroup
+
 ROOT = Path(__file__).resolve().parents[1]
 HOSTILE = ROOT / "tests" / "hostile"
 PLUGINS = ROOT / "tests" / "plugins"
@@ -141,6 +143,9 @@ COMPONENTS = {  # tests/hostile/components/
     "inject_objects_tokenizer": (EITHER, 2),
     "sequential_reward": ({"graded"}, 5),  # correct: tests/plugins/reward_sequential.py, the reward only
     "unicode_reward": ({"graded"}, 5),  # correct: tests/plugins/reward_unicode_names.py, the reward only
+    "exhaust_cpu_sessions": ({"timeout"}, 0),  # spins in dozens of sessions past its limit, beside the next one:
+    # correct (as good_folder): graded in full all the same, where the grader can make a cgroup per child
+    "exhaust_cpu_victim": ({"graded"} if cgroup.mode() else {"graded", "timeout"}, COMPONENTS_FULL),
 }
 GOOD = {"main": ["good_file", "good_folder", FORMULA_GOOD], "stop": ["good_file"], "similarity": ["good_file"],
         "intake": ["good_file"], "components": ["good_folder"]}
@@ -267,9 +272,10 @@ def _components_class(base: Path, klass: Path) -> None:
         shutil.copy(f, klass / f.name)
     shutil.copy(PLUGINS / "reward_sequential.py", klass / "sequential_reward.py")
     shutil.copy(PLUGINS / "reward_unicode_names.py", klass / "unicode_reward.py")
-    (klass / "good_folder").mkdir()
-    for name in GOOD_COMPONENTS:
-        shutil.copy(PLUGINS / name, klass / "good_folder" / name)
+    for folder in ("good_folder", "exhaust_cpu_victim"):  # the victim is graded beside exhaust_cpu_sessions
+        (klass / folder).mkdir()
+        for name in GOOD_COMPONENTS:
+            shutil.copy(PLUGINS / name, klass / folder / name)
 
 
 BUILDERS = {"main": _main_class, "stop": _stop_class, "similarity": _similarity_class, "intake": _intake_class,
@@ -547,6 +553,17 @@ def test_a_correct_reward_model_with_names_nn_module_accepts_is_graded_in_full(b
     assert row and row["status"] == "graded", batch.why()
     assert [row[c] for c in ("reward.loss_sanity", "reward.reads_last_real_token", "reward.loss_matches_solution")] \
         == ["2", "2", "1"], row
+
+
+@pytest.mark.skipif(not cgroup.mode(), reason="no writable cgroup hierarchy here: a child's sessions are not bounded")
+def test_no_student_can_slow_another_into_a_timeout(batches):
+    """exhaust_cpu_sessions spins in dozens of processes, each in a session of its own (where the kernel
+    gives each session a share of the CPU), while exhaust_cpu_victim, correct in four components, is graded
+    beside it (--workers 2): in a cgroup per child their processes share one weight. Without cgroups
+    (TOOLKIT_CGROUP=off) the victim timed out here."""
+    batch = batches("components")
+    row = batch.rows.get("exhaust_cpu_victim")
+    assert row and row["status"] == "graded" and float(row["total"]) == COMPONENTS_FULL, (row, batch.why())
 
 
 def test_views_that_would_grow_when_copied_are_refused_by_the_grader(batches):

@@ -4,6 +4,7 @@ These are the protocol's own guarantees, tested without a child process; ``tests
 grades whole hostile submissions against them.
 """
 
+import contextlib
 import io
 import os
 import time
@@ -252,6 +253,9 @@ class _LocalChild:
     def __init__(self, plugin: Path):
         self.plugin, self.stages = plugin, []
 
+    def paused(self):
+        return contextlib.nullcontext()
+
     def components(self, component: str):
         from toolkit.plugins import Components, build_manager, load_submission
 
@@ -333,3 +337,25 @@ def test_a_model_whose_training_diverged_is_named_so(tmp_path):
     with pytest.raises(remote.PluginError, match="base model trained with the submission's attention has parameters "
                                                  "that are NaN or infinite"):
         child.pipeline.base_model
+
+
+def test_the_graders_own_work_is_not_charged_to_the_child_but_its_calls_meanwhile_are():
+    """While the grader fine-tunes from a mask (``Channel.paused``) the child's deadline moves on with
+    the clock; a call to the child made meanwhile is the child's time, and a child that never answers
+    it is still cut off at its deadline."""
+    r, w = os.pipe()
+    answers_r, answers_w = os.pipe()
+    channel = remote.Channel(w, answers_r, time.monotonic() + 1.0)
+    try:
+        with channel.paused():
+            time.sleep(0.6)
+            assert channel.deadline - time.monotonic() > 0.9  # the grader's work: not charged
+            t0 = time.monotonic()
+            with pytest.raises(ChildGone, match="did not answer within the time limit"):
+                channel.exchange(b"ping")  # the child never answers: cut at its remaining second
+            assert 0.8 < time.monotonic() - t0 < 1.5
+        assert channel.deadline - time.monotonic() < 0.1  # that call used the child's last second
+    finally:
+        for fd in (r, w, answers_r, answers_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)

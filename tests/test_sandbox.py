@@ -4,11 +4,12 @@ import io
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from toolkit.grading import intake, sandbox
+from toolkit.grading import cgroup, intake, sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_bwrap = pytest.mark.skipif(not sandbox.bwrap_works(),
@@ -184,3 +185,36 @@ def test_a_grader_sweeps_the_boxes_of_graders_no_longer_alive(tmp_path, monkeypa
         assert not path.exists()
     finally:
         sandbox.sweep_boxes.cache_clear()
+
+
+needs_cgroup = pytest.mark.skipif(not cgroup.mode(), reason="no writable cgroup hierarchy here (not root, or no delegation)")
+
+
+@needs_cgroup
+def test_a_childs_cgroup_bounds_its_processes_counts_its_cpu_and_ends_them_all(tmp_path):
+    """Everything a child starts, in any session, is in its group: at most pids processes, its CPU time
+    counted, and every one of them killed by the group; the folders go afterwards."""
+    share = cgroup.Share(cpus=0.5, pids=8, memory=512 << 20)
+    script = ("import os, time\nn = 0\nfor _ in range(20):\n    try:\n        pid = os.fork()\n    except OSError:\n"
+              "        break\n    if pid == 0:\n        os.setsid()\n        while True: pass\n    n += 1\n"
+              "print(n, flush=True)\ntime.sleep(60)\n")
+    with cgroup.group(share) as group:
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                                start_new_session=True, preexec_fn=group.join)
+        started = int(proc.stdout.readline())
+        assert started < 8, f"{started} processes started past pids.max 8"
+        time.sleep(1.0)
+        assert 0.1 < group.cpu_seconds() < 1.0 * 1.5, group.cpu_seconds()  # a quota of half a CPU for ~1 s
+        assert len(group.pids()) == started + 1
+        group.kill()
+        assert group.pids() == [] and proc.wait(timeout=5) == -9
+    assert not any(f.exists() for f in group.folders)
+
+
+def test_cgroups_are_off_with_toolkit_cgroup_off(monkeypatch):
+    monkeypatch.setenv("TOOLKIT_CGROUP", "off")
+    cgroup._parents.cache_clear()
+    try:
+        assert cgroup.mode() == "" and cgroup.make(cgroup.Share(1, 8, 1 << 30)) is None
+    finally:
+        cgroup._parents.cache_clear()

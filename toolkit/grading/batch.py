@@ -23,13 +23,14 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolkit.grading import intake, sandbox
+from toolkit.grading import cgroup, intake, sandbox
 from toolkit.grading.intake import Submission
 from toolkit.grading.record import Record, Status, rubric
 from toolkit.grading.remote import CALL_LATE, LATE, Channel, Child, ChildGone
 from toolkit.grading.sandbox import Limits
 
 ROOT = Path(__file__).resolve().parents[2]  # holds toolkit/ and graders/
+CHILD_CPUS = 2  # a child's CPU quota: it trains with 2 torch threads (each child of a class weighs the same)
 
 
 @dataclass(frozen=True)
@@ -98,22 +99,24 @@ def grade_one(sub: Submission, options: Options, feedback: Path | None = None) -
     lim = Limits(lim.cpu_seconds, lim.memory, sandbox.nproc_limit(lim, uid), lim.file_size, lim.scratch,
                  lim.max_output)
     models = sandbox.cached_models(cache)
-    with sandbox.box(sub, uid, models) as box:
+    share = cgroup.Share(cpus=min(CHILD_CPUS, os.cpu_count() or 1), pids=lim.nproc, memory=lim.memory)
+    with sandbox.box(sub, uid, models) as box, cgroup.group(share) as group:
         requests_r, requests_w = os.pipe()
         answers_r, answers_w = os.pipe()
         argv = [sys.executable, "-m", "toolkit.grading.child", str(sandbox.submission_inside(box, sub)),
                 "--fds", f"{requests_r},{answers_w}", *(["--uid", str(uid)] if uid is not None else [])]
-        proc, readers, stderr = sandbox.start(argv, box, models, lim, (requests_r, answers_w))
+        proc, readers, stderr = sandbox.start(argv, box, models, lim, (requests_r, answers_w), group)
         os.close(requests_r)
         os.close(answers_w)
-        watchdog = sandbox.Watchdog(proc, deadline, None if sandbox.bwrap_works() else box, lim.scratch, uid)
-        watchdog.start()
         channel = Channel(requests_w, answers_r, deadline)
+        watchdog = sandbox.Watchdog(proc, lambda: channel.deadline, None if sandbox.bwrap_works() else box,
+                                    lim.scratch, uid, group)
+        watchdog.start()
         try:
             judged, outcome = _judge(Child(channel), options, cache, feedback, _code(sub))
         finally:
             channel.close()
-            _end(proc, uid)
+            _end(proc, uid, group)
             watchdog.stop()
             for reader in readers:
                 reader.join(timeout=5)
@@ -158,11 +161,11 @@ def _judge(child: Child, options: Options, cache: Path | None, feedback: Path | 
     return results, provided
 
 
-def _end(proc, uid: int | None) -> None:
+def _end(proc, uid: int | None, group) -> None:
     """Let the child finish (its request pipe is closed) for a moment, then kill its session."""
     with contextlib.suppress(Exception):
         proc.wait(timeout=2)
-    sandbox.kill(proc, uid)  # also whatever it left running
+    sandbox.kill(proc, uid, group)  # also whatever it left running
     proc.wait()
 
 

@@ -209,12 +209,36 @@ def _check_structure(frame: bytes) -> None:
 
 
 class Channel:
-    """The grader's end of the two pipes to one child, with the run's deadline."""
+    """The grader's end of the two pipes to one child, with the run's deadline. While the grader
+    works for the child on its own (``paused``: a chat model fine-tuned from its mask), the child's
+    clock stops: that time is not charged to the child."""
 
     def __init__(self, to_child: int, from_child: int, deadline: float):
-        self.to_child, self.from_child, self.deadline = to_child, from_child, deadline
+        self.to_child, self.from_child, self._deadline = to_child, from_child, deadline
         os.set_blocking(to_child, False)
         self.gone: str | None = None  # why the child can no longer answer
+        self._paused_at: float | None = None
+
+    @property
+    def deadline(self) -> float:
+        """When the child's time is up (time.monotonic); while paused, it moves on with the clock."""
+        if self._paused_at is None:
+            return self._deadline
+        return self._deadline + (time.monotonic() - self._paused_at)
+
+    @contextlib.contextmanager
+    def paused(self):
+        """The grader's own work: the deadline moves on by the time it takes, less the time of the
+        calls to the child made meanwhile (``exchange`` charges those)."""
+        if self._paused_at is not None:  # already paused by an outer block
+            yield
+            return
+        self._paused_at = time.monotonic()
+        try:
+            yield
+        finally:
+            self._deadline += time.monotonic() - self._paused_at
+            self._paused_at = None
 
     def exchange(self, message: bytes, limit: float | None = None):
         """Send ``message`` (a pickle: the child trusts the grader) and return the answer, checked by
@@ -222,7 +246,8 @@ class Channel:
         ``SLACK`` more (within the run's deadline)."""
         if self.gone:
             raise ChildGone(self.gone)
-        call_ends = None if limit is None else time.monotonic() + limit + SLACK
+        started = time.monotonic()
+        call_ends = None if limit is None else started + limit + SLACK
         deadline = self.deadline if call_ends is None else min(self.deadline, call_ends)
         try:
             write_frame(self.to_child, message, deadline)
@@ -238,6 +263,9 @@ class Channel:
                 e = ChildGone(f"{CALL_LATE} ({limit:.0f} s left in its check) and did not stop")
             self.gone = str(e)
             raise e from None
+        finally:
+            if self._paused_at is not None:  # a call made while paused is the child's time
+                self._paused_at += time.monotonic() - started
 
     def close(self) -> None:
         for fd in (self.to_child, self.from_child):
@@ -297,6 +325,10 @@ class Child:
             self.sources = {c: _message(n)[:200] for c, n in sources.items()  # never a baseline's name
                             if c in provided and isinstance(n, str) and not n.startswith("baseline.")}
         return {"provided": provided}
+
+    def paused(self):
+        """A block of the grader's own work for this child, not charged to its deadline."""
+        return self.channel.paused()
 
     def request(self, *message):
         """Send a request; its answer as a value, a proxy, or the exception the child reports."""
@@ -572,7 +604,10 @@ def _stage(name: str) -> cached_property:
 
     def stage(self):
         in_child = self.component in USES[name] and not COMPONENTS[self.component].data_only
-        return self._from_child(name) if in_child else build_here(self)
+        if in_child:
+            return self._from_child(name)
+        with self.child.paused():  # the grader's own work is not charged to the child
+            return build_here(self)
 
     stage.__name__ = stage.__qualname__ = name
     stage.__doc__ = getattr(Pipeline, name).__doc__

@@ -40,8 +40,9 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from toolkit.grading import intake
+from toolkit.grading import cgroup, intake
 
 ROOT = Path(__file__).resolve().parents[2]  # holds toolkit/ and graders/
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc")
@@ -70,6 +71,13 @@ def set_limits(limits: Limits) -> None:
                          (resource.RLIMIT_NPROC, limits.nproc), (resource.RLIMIT_FSIZE, limits.file_size),
                          (resource.RLIMIT_CORE, 0)]:
         resource.setrlimit(which, (value, value))
+
+
+def _enter(limits: Limits, group: cgroup.Group | None) -> None:
+    """What the child does between fork and exec: join its cgroup, then take its limits."""
+    if group is not None:
+        group.join()
+    set_limits(limits)
 
 
 def _bwrap_base(scratch: int) -> list[str]:
@@ -246,24 +254,24 @@ def sweep_boxes() -> list[Path]:
     """Remove, once per grader, the boxes that graders no longer alive left in TMPDIR (a grader
     killed with ``kill -9`` cannot remove its own); returns them. Only this user's boxes, never
     one whose grader still runs."""
-    swept = []
-    for path in Path(tempfile.gettempdir()).glob(f"{BOX_PREFIX}*-*"):
-        pid = path.name.removeprefix(BOX_PREFIX).split("-")[0]
-        with contextlib.suppress(OSError, ValueError):
-            if path.lstat().st_uid == os.getuid() and path.is_dir() and not _alive(int(pid)):
-                intake.remove_tree(path)
-                swept.append(path)
+    swept = [path for path in Path(tempfile.gettempdir()).glob(f"{BOX_PREFIX}*-*") if stale(path)]
+    for path in swept:
+        intake.remove_tree(path)
     return swept
 
 
-def _alive(pid: int) -> bool:
+def stale(path: Path) -> bool:
+    """Is ``path`` a box of this user's whose grader (the pid in its name) is no longer alive?"""
     try:
+        pid = int(path.name.removeprefix(BOX_PREFIX).split("-")[0])
+        if path.lstat().st_uid != os.getuid() or not path.is_dir():
+            return False
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
         return True
-    return True
+    except (OSError, ValueError):  # not a box, or another user's process
+        return False
+    return False
 
 
 def submission_inside(box_path: Path, submission: intake.Submission) -> Path:
@@ -272,24 +280,26 @@ def submission_inside(box_path: Path, submission: intake.Submission) -> Path:
 
 
 class Watchdog(threading.Thread):
-    """Kills the child's session at ``deadline`` (time.monotonic), or without bubblewrap when the box
-    grows past ``scratch`` bytes; ``why`` says which ("timeout", "scratch") if it did."""
+    """Kills the child (``kill``) once ``deadline()`` (time.monotonic) has passed, or without bubblewrap
+    when the box grows past ``scratch`` bytes; ``why`` says which ("timeout", "scratch") if it did.
+    ``deadline`` is asked again each time: the grader's own work for the child moves it on."""
 
-    def __init__(self, proc: subprocess.Popen, deadline: float, box_path: Path | None, scratch: int,
-                 uid: int | None = None):
+    def __init__(self, proc: subprocess.Popen, deadline: Callable[[], float], box_path: Path | None, scratch: int,
+                 uid: int | None = None, group: cgroup.Group | None = None):
         super().__init__(daemon=True)
-        self.proc, self.deadline, self.box_path, self.scratch, self.uid = proc, deadline, box_path, scratch, uid
+        self.proc, self.deadline, self.box_path, self.scratch = proc, deadline, box_path, scratch
+        self.uid, self.group = uid, group
         self.why: str | None = None
         self.stopped = threading.Event()
 
     def run(self) -> None:
         while not self.stopped.wait(0.2) and self.proc.poll() is None:
-            if time.monotonic() >= self.deadline:
+            if time.monotonic() >= self.deadline():
                 self.why = "timeout"
             elif self.box_path is not None and _size(self.box_path, self.scratch) > self.scratch:
                 self.why = "scratch"
             if self.why:
-                kill(self.proc, self.uid)
+                kill(self.proc, self.uid, self.group)
                 return
 
     def stop(self) -> None:
@@ -310,11 +320,13 @@ def _size(path: Path, cap: int) -> int:
     return total
 
 
-def kill(proc: subprocess.Popen, uid: int | None = None) -> None:
-    """SIGKILL the child's whole session (it started a new one), and every process of ``uid`` (a fresh
-    uid of its own, if given): without bubblewrap, a grandchild may have left the session."""
+def kill(proc: subprocess.Popen, uid: int | None = None, group: cgroup.Group | None = None) -> None:
+    """SIGKILL the child's whole session (it started a new one), every process of its cgroup, and every
+    process of ``uid`` (a fresh uid of its own, if given): a grandchild may have left the session."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
+    if group is not None:
+        group.kill()
     if uid is None:
         return
     for status in Path("/proc").glob("[0-9]*/status"):
@@ -324,13 +336,15 @@ def kill(proc: subprocess.Popen, uid: int | None = None) -> None:
                 os.kill(int(status.parent.name), signal.SIGKILL)
 
 
-def start(argv: list[str], box_path: Path, models: list[Path], limits: Limits, fds: tuple[int, int]):
-    """Start ``argv`` in the sandbox of ``box_path``, with ``fds`` passed on: the process, and the
-    threads draining its stdout and stderr (the latter's first ``max_output`` bytes in the list)."""
+def start(argv: list[str], box_path: Path, models: list[Path], limits: Limits, fds: tuple[int, int],
+          group: cgroup.Group | None = None):
+    """Start ``argv`` in the sandbox of ``box_path``, with ``fds`` passed on, in ``group`` if given:
+    the process, and the threads draining its stdout and stderr (the latter's first ``max_output``
+    bytes in the list)."""
     cmd, env = command(argv, box_path, models, limits)
     proc = subprocess.Popen(cmd, cwd=box_path / ("submission" if bwrap_works() else "work"), env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            pass_fds=fds, start_new_session=True, preexec_fn=functools.partial(set_limits, limits))
+                            pass_fds=fds, start_new_session=True, preexec_fn=functools.partial(_enter, limits, group))
     stderr: list[bytes] = []
     readers = [drain(proc.stdout, limits.max_output, []), drain(proc.stderr, limits.max_output, stderr)]
     return proc, readers, stderr
