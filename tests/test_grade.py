@@ -355,3 +355,47 @@ def test_a_grader_error_of_any_kind_is_that_students_record_not_the_batchs_end()
     assert got["cat"] == "a record"
     for student in ("amy", "ben"):
         assert got[student].status == Status.CRASHED and "the grader failed" in got[student].error
+
+
+def test_a_submission_that_timed_out_starved_is_graded_again_alone(tmp_path, monkeypatch):
+    """A timeout while the others held the CPU (``Record.starved``) is not recorded: the submission is
+    graded again after the others, alone, and that grade is kept; a timeout it caused itself stays."""
+    from toolkit.grading import batch
+
+    for name in ("ann", "bob", "cid"):
+        (tmp_path / "class" / name).mkdir(parents=True)
+        (tmp_path / "class" / name / "x.py").write_text("x = 1\n")
+    running, calls = set(), []
+
+    def grade_one(sub, options, feedback=None):
+        running.add(sub.student)
+        calls.append((sub.student, sorted(running)))
+        first = [s for s, _ in calls].count(sub.student) == 1
+        status = Status.TIMEOUT if sub.student in ("bob", "cid") and first else Status.GRADED
+        record = Record(sub.student, status, [], seconds=1.0)
+        record.starved = status == Status.TIMEOUT and sub.student == "bob"  # cid timed out on its own
+        running.discard(sub.student)
+        return record
+
+    monkeypatch.setattr(batch, "grade_one", grade_one)
+    monkeypatch.setattr(batch, "_local_slots", lambda workers, options: workers)
+    (tmp_path / "out").mkdir()
+    records = batch.grade_submissions(find_submissions(tmp_path / "class"), tmp_path / "out", Options(fast=True), 2)
+    assert {s: r.status for s, r in records.items()} == {"ann": "graded", "bob": "graded", "cid": "timeout"}
+    assert [s for s, _ in calls].count("bob") == 2 and calls[-1] == ("bob", ["bob"])  # last, and alone
+    assert [s for s, _ in calls].count("cid") == 1
+
+
+@pytest.mark.parametrize("waited, cpu, slowed", [
+    (10.0, 1.0, True),  # waited a quarter of its 20 s for a CPU, and got little of it: starved
+    (0.2, 0.1, False),  # slept or hung on its own: no one else's doing
+    (10.0, 15.0, False),  # spun on its own CPU time, waiting besides
+    (None, 0.0, True),  # the kernel does not say: assume so
+])
+def test_slowed_by_others_needs_a_long_wait_for_the_cpu_and_little_cpu(waited, cpu, slowed):
+    from types import SimpleNamespace
+
+    from toolkit.grading.batch import slowed_by_others
+
+    group = SimpleNamespace(waited=lambda: waited, cpu_seconds=lambda: cpu)
+    assert slowed_by_others(group, timeout=20) is slowed

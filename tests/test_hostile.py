@@ -52,8 +52,6 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.grading import cgroup
-
 ROOT = Path(__file__).resolve().parents[1]
 HOSTILE = ROOT / "tests" / "hostile"
 PLUGINS = ROOT / "tests" / "plugins"
@@ -144,8 +142,7 @@ COMPONENTS = {  # tests/hostile/components/
     "sequential_reward": ({"graded"}, 5),  # correct: tests/plugins/reward_sequential.py, the reward only
     "unicode_reward": ({"graded"}, 5),  # correct: tests/plugins/reward_unicode_names.py, the reward only
     "exhaust_cpu_sessions": ({"timeout"}, 0),  # spins in dozens of sessions past its limit, beside the next one:
-    # correct (as good_folder): graded in full all the same, where the grader can make a cgroup per child
-    "exhaust_cpu_victim": ({"graded"} if cgroup.mode() else {"graded", "timeout"}, COMPONENTS_FULL),
+    "exhaust_cpu_victim": ({"graded"}, COMPONENTS_FULL),  # correct (as good_folder): graded in full all the same
 }
 GOOD = {"main": ["good_file", "good_folder", FORMULA_GOOD], "stop": ["good_file"], "similarity": ["good_file"],
         "intake": ["good_file"], "components": ["good_folder"]}
@@ -555,12 +552,11 @@ def test_a_correct_reward_model_with_names_nn_module_accepts_is_graded_in_full(b
         == ["2", "2", "1"], row
 
 
-@pytest.mark.skipif(not cgroup.mode(), reason="no writable cgroup hierarchy here: a child's sessions are not bounded")
 def test_no_student_can_slow_another_into_a_timeout(batches):
     """exhaust_cpu_sessions spins in dozens of processes, each in a session of its own (where the kernel
     gives each session a share of the CPU), while exhaust_cpu_victim, correct in four components, is graded
     beside it (--workers 2): in a cgroup per child their processes share one weight. Without cgroups
-    (TOOLKIT_CGROUP=off) the victim timed out here."""
+    (TOOLKIT_CGROUP=off) the victim times out beside it, and is graded again alone."""
     batch = batches("components")
     row = batch.rows.get("exhaust_cpu_victim")
     assert row and row["status"] == "graded" and float(row["total"]) == COMPONENTS_FULL, (row, batch.why())

@@ -116,6 +116,7 @@ def grade_one(sub: Submission, options: Options, feedback: Path | None = None) -
             judged, outcome = _judge(Child(channel), options, cache, feedback, _code(sub))
         finally:
             channel.close()
+            slowed = group is None or slowed_by_others(group, options.timeout)  # before its processes end
             _end(proc, uid, group)
             watchdog.stop()
             for reader in readers:
@@ -127,7 +128,19 @@ def grade_one(sub: Submission, options: Options, feedback: Path | None = None) -
     status, error = why_gone(channel.gone, proc.returncode, watchdog.why, options.timeout, lim.scratch)
     record = done(status, judged, error, outcome)
     record.log = last_lines(b"".join(stderr).decode(errors="replace"))
+    record.starved = status == Status.TIMEOUT and slowed
     return record
+
+
+STARVED = 0.25  # of the timeout: waiting this long for a CPU, with less than this much CPU time, is starving
+
+
+def slowed_by_others(group: cgroup.Group, timeout: float) -> bool:
+    """Did the child wait long for a CPU the others held, without getting much of it? (A child that
+    spins on its own gets CPU time; one that hangs or sleeps does not wait.) Where the kernel does not
+    say how long it waited, assume so."""
+    waited = group.waited()
+    return waited is None or (waited >= STARVED * timeout and group.cpu_seconds() < STARVED * timeout)
 
 
 def _code(sub: Submission) -> dict[str, str]:
@@ -215,7 +228,9 @@ def grade_submissions(submissions: dict[str, Submission], out: Path, options: Op
     """Student -> record, ``workers`` at a time (or as Dask tasks on ``scheduler``); a progress bar on stderr.
 
     Records are kept in ``out/results.sqlite`` as they finish (``toolkit.grading.store``): a
-    submission already graded with the same content and grader version is not graded again.
+    submission already graded with the same content and grader version is not graded again. One that
+    timed out while the others took its CPU (``Record.starved``) is graded again alone, after the
+    others, before its timeout is recorded.
     """
     from toolkit.grading.store import Store, grader_version
 
@@ -230,16 +245,29 @@ def grade_submissions(submissions: dict[str, Submission], out: Path, options: Op
     with _progress() as progress, _executor(scheduler, workers) as submit:
         task = progress.add_task("grading", total=len(submissions), statuses=status_counts(records) or "0 graded",
                                  completed=len(records))
-        futures = {}
-        for student, sub in todo.items():
+
+        def start(student: str):
             feedback = out / "feedback" / student
             intake.remove_tree(feedback)
             feedback.mkdir(parents=True)
-            futures[submit(grade_one, sub, options, feedback)] = student
-        for student, record in _as_completed(futures, scheduler, submissions, options):
+            return submit(grade_one, todo[student], options, feedback)
+
+        def keep(student: str, record: Record) -> None:
             store.put(student, keys[student], version, record)
             records[student] = record
             progress.update(task, advance=1, statuses=status_counts(records))
+
+        beside = workers > 1 or scheduler not in (None, "local")  # others are graded at the same time
+        again = []
+        for student, record in _as_completed({start(s): s for s in todo}, scheduler, submissions, options):
+            if beside and record.starved:  # graded again alone below, before its timeout is recorded
+                progress.console.print(f"{student}: timed out while the others held the CPU; graded again alone")
+                again.append(student)
+            else:
+                keep(student, record)
+        for student in again:  # one at a time: nobody beside it now
+            for _, record in _as_completed({start(student): student}, scheduler, submissions, options):
+                keep(student, record)
     store.close()
     return dict(sorted(records.items()))
 

@@ -48,8 +48,13 @@ class Share:
 class Group:
     """One child's cgroup: a folder per hierarchy (one on v2)."""
 
-    def __init__(self, folders: list[Path], procs: Path, usage: Path, v2: bool):
-        self.folders, self.procs, self.usage, self.v2 = folders, procs, usage, v2
+    def __init__(self, folders: list[Path], v2: bool):
+        self.folders, self.v2 = folders, v2
+        find = lambda name: next((f / name for f in folders if (f / name).exists()), None)  # noqa: E731
+        self.procs = find("cgroup.procs")
+        self.usage = find("cpu.stat" if v2 else "cpuacct.usage")
+        self.delay = find("cpu.pressure") if v2 else None
+        self.threads = None if v2 else find("tasks")
 
     def join(self) -> None:
         """Move this process into the group (called in the child before it runs anything)."""
@@ -57,18 +62,34 @@ class Group:
             (folder / "cgroup.procs").write_text(str(os.getpid()))
 
     def pids(self) -> list[int]:
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, AttributeError):
             return [int(p) for p in self.procs.read_text().split()]
         return []
 
     def cpu_seconds(self) -> float:
         """CPU time used by every process of the group so far."""
-        with contextlib.suppress(OSError, ValueError, StopIteration):
+        with contextlib.suppress(OSError, ValueError, StopIteration, AttributeError):
             if self.v2:
                 line = next(ln for ln in self.usage.read_text().splitlines() if ln.startswith("usage_usec"))
                 return int(line.split()[1]) / 1e6
             return int(self.usage.read_text()) / 1e9
         return 0.0
+
+    def waited(self) -> float | None:
+        """Seconds the group was ready to run but not given a CPU (the others' load): on v2 the time some
+        of its tasks waited (``cpu.pressure``), on v1 the longest wait of one of its threads
+        (``/proc/<tid>/schedstat``); None where the kernel does not say."""
+        with contextlib.suppress(OSError, ValueError, IndexError, StopIteration):
+            if self.delay is not None:
+                some = next(ln for ln in self.delay.read_text().splitlines() if ln.startswith("some"))
+                return int(some.rsplit("total=", 1)[1]) / 1e6
+            if self.threads is not None:
+                waits = []
+                for tid in self.threads.read_text().split():
+                    with contextlib.suppress(OSError, ValueError, IndexError):
+                        waits.append(int(Path(f"/proc/{tid}/schedstat").read_text().split()[1]) / 1e9)
+                return max(waits, default=0.0)
+        return None
 
     def kill(self) -> None:
         """SIGKILL every process of the group, until none is left (a fork races the first pass)."""
@@ -155,6 +176,28 @@ def _parents() -> tuple[str, tuple[Path, ...]] | None:
     return None
 
 
+def sweep() -> None:
+    """Remove the groups that graders no longer alive left (a grader killed with ``kill -9``), ending
+    whatever still runs in them; called once per grader, with its first group."""
+    parents = _parents()
+    for folder in parents[1] if parents else ():
+        for path in folder.glob("toolkit-grade-*-*"):
+            with contextlib.suppress(ValueError):
+                if not alive(int(path.name.split("-")[2])):
+                    Group([path], v2=parents[0] == "v2").remove()
+
+
+def alive(pid: int) -> bool:
+    """Is process ``pid`` running (whoever's it is)?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def mode() -> str:
     """"cgroup v2", "cgroup v1" or "" (none): what ``make`` uses here."""
     parents = _parents()
@@ -167,7 +210,10 @@ def make(share: Share) -> Group | None:
     if parents is None:
         return None
     kind, folders = parents
-    name = f"toolkit-grade-{os.getpid()}-{next(_names)}"
+    n = next(_names)
+    if n == 0:
+        sweep()
+    name = f"toolkit-grade-{os.getpid()}-{n}"
     made = [folder / name for folder in folders]
     try:
         for folder in made:
@@ -179,7 +225,7 @@ def make(share: Share) -> Group | None:
             (made[0] / "memory.max").write_text(str(share.memory))
             with contextlib.suppress(OSError):
                 (made[0] / "memory.swap.max").write_text("0")
-            return Group(made, made[0] / "cgroup.procs", made[0] / "cpu.stat", v2=True)
+            return Group(made, v2=True)
         by = {c: next(f for f in made if (f / probe).exists()) for c, probe in (
             ("cpu", "cpu.cfs_quota_us"), ("cpuacct", "cpuacct.usage"), ("pids", "pids.max"),
             ("memory", "memory.limit_in_bytes"))}
@@ -189,7 +235,7 @@ def make(share: Share) -> Group | None:
         (by["memory"] / "memory.limit_in_bytes").write_text(str(share.memory))
         with contextlib.suppress(OSError):
             (by["memory"] / "memory.memsw.limit_in_bytes").write_text(str(share.memory))
-        return Group(made, by["pids"] / "cgroup.procs", by["cpuacct"] / "cpuacct.usage", v2=False)
+        return Group([by["pids"], *(f for f in made if f != by["pids"])], v2=False)
     except (OSError, StopIteration):
         for folder in made:
             with contextlib.suppress(OSError):

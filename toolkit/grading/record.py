@@ -46,6 +46,7 @@ class Record:
     seconds: float = 0.0
     sandbox: str = ""
     log: str = ""  # for the instructor only (summary.html): the child's last lines of stderr when it stopped
+    starved: bool = False  # timed out while the submissions graded beside it held the CPU: graded again alone
 
     @classmethod
     def of(cls, student: str, checks: list[Check], judged: list[Result], status: Status, error: str = "",

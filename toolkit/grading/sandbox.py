@@ -264,14 +264,9 @@ def stale(path: Path) -> bool:
     """Is ``path`` a box of this user's whose grader (the pid in its name) is no longer alive?"""
     try:
         pid = int(path.name.removeprefix(BOX_PREFIX).split("-")[0])
-        if path.lstat().st_uid != os.getuid() or not path.is_dir():
-            return False
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except (OSError, ValueError):  # not a box, or another user's process
+        return path.lstat().st_uid == os.getuid() and path.is_dir() and not cgroup.alive(pid)
+    except (OSError, ValueError):  # not a box
         return False
-    return False
 
 
 def submission_inside(box_path: Path, submission: intake.Submission) -> Path:
