@@ -27,11 +27,11 @@ the check itself, and every number it judges, stays in the grader.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib
 import io
 import json
 import pkgutil
-import signal
 import threading
 import time
 import tokenize
@@ -80,21 +80,39 @@ class OutOfTime(BaseException):
 
 @contextlib.contextmanager
 def alarm(seconds: float):
-    """Raise OutOfTime in the block after ``seconds`` (main thread only; elsewhere, no limit)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    """Raise OutOfTime in the block after ``seconds``, in the thread that runs it.
 
-    def interrupt(signum, frame):
-        raise OutOfTime
+    A watchdog timer raises it into that thread (``PyThreadState_SetAsyncExc``): like SIGALRM it
+    interrupts Python code at its next bytecode (a long C call, one torch op, finishes first), but it
+    needs no signal, so it works on every OS and in any thread. A worker process would work too, but
+    it would have to copy the student's objects there and back."""
+    thread, lock = threading.get_ident(), threading.Lock()
+    armed, fired = True, False
 
-    previous = signal.signal(signal.SIGALRM, interrupt)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    def interrupt():
+        nonlocal fired
+        with lock:
+            if armed:
+                _raise_in(thread, OutOfTime)
+                fired = True
+
+    timer = threading.Timer(seconds, interrupt)
+    timer.daemon = True
+    timer.start()
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        with lock:  # from here on the timer cannot fire
+            timer.cancel()
+            armed = False
+        if fired:  # take back an OutOfTime not raised yet: none may come after the block
+            _raise_in(thread, None)
+
+
+def _raise_in(thread: int, exception: type[BaseException] | None) -> None:
+    """Raise ``exception`` in thread ``thread`` at its next bytecode (None: cancel one not raised yet)."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread),
+                                                ctypes.py_object(exception) if exception else None)
 
 
 @dataclass

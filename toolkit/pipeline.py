@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import contextlib
 import copy
-import fcntl
 import hashlib
 import inspect
 import json
@@ -25,6 +24,7 @@ from functools import cache, cached_property
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 
 from toolkit import probe, rlhf
 from toolkit import template as template_module
@@ -288,7 +288,7 @@ class Pipeline:
             self._load(model, stage, SHIPPED / path.name, "shipped with the toolkit")
             return
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        with _locked(path.with_suffix(".lock")):
+        with FileLock(path.with_suffix(".lock")):  # one lock file per model, on every OS
             if path.exists():
                 self._load(model, stage, path, "from cache")
                 return
@@ -412,17 +412,6 @@ def save(value, path: Path) -> None:
     tmp = path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
     torch.save(value, tmp)
     os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def _locked(path: Path):
-    """An exclusive lock on the file ``path`` (created if need be), held for the block."""
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def check_mask(mask, tokens: torch.Tensor, plugin: str) -> torch.Tensor:

@@ -3,7 +3,7 @@
 One page builder serves ``toolkit run --report`` (a student's own run) and the feedback page of
 ``toolkit grade`` (``toolkit.grading.exports``). Every string on the page is HTML-escaped, and a
 plot is embedded only if its name was given by a check (``Context.plot_path``) and it is a
-regular file of the report's folder (``O_NOFOLLOW``), within ``MAX_PLOT`` bytes.
+regular file of the report's folder, not a link (``OPEN_PLOT``), within ``MAX_PLOT`` bytes.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ code{background:#f3f3f3;padding:0 .2em}.summary{font-size:1.15em}"""
 HEAD = '<meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
 PLOT_NAME = re.compile(r"[\w.-]+\.png")
 MAX_PLOT = 4 << 20  # bytes of one embedded plot
+OPEN_PLOT = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+"""How a plot is opened: as bytes (Windows), not through a link, never waiting on a FIFO (POSIX); each flag where
+the OS has it."""
 
 
 @dataclass
@@ -59,8 +62,11 @@ def read_plot(folder: Path, name: str) -> bytes | None:
     """The bytes of plot ``name`` of ``folder``: a regular file, not a link, at most MAX_PLOT bytes."""
     if not PLOT_NAME.fullmatch(name):
         return None
+    path = folder / name
+    if path.is_symlink():  # O_NOFOLLOW refuses it too, where the OS has it (not Windows)
+        return None
     try:
-        fd = os.open(folder / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = os.open(path, OPEN_PLOT)
     except OSError:
         return None
     with os.fdopen(fd, "rb") as f:

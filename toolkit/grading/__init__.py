@@ -14,3 +14,20 @@ instructor runs (``toolkit grade``), and where a submission is treated as hostil
 - ``exports``: grades.csv, Gradescope's results.json, feedback pages, summary, gradebook;
 - ``similarity``: pairs of near-identical code.
 """
+
+import sys
+
+
+class NotLinux(Exception):
+    """The grading wing was started on another OS than Linux."""
+
+
+def require_linux() -> None:
+    """Raise NotLinux, with the sentence to show, unless this is Linux. Call it before importing the
+    wing's modules: a submission's sandbox is Linux's (bubblewrap, ``resource`` limits), so elsewhere
+    they do not even import. What students run (``toolkit run``, ``chat``, the notebooks) never needs
+    this package."""
+    if not sys.platform.startswith("linux"):
+        name = {"darwin": "macOS", "win32": "Windows"}.get(sys.platform, sys.platform)
+        raise NotLinux(f"toolkit grade runs on Linux only, not on {name}: it sandboxes each submission with "
+                       "Linux's bubblewrap and resource limits (toolkit run works here)")
