@@ -1,12 +1,15 @@
 """``toolkit`` as a user runs it: a subprocess, its exit code, stdout, stderr and report.
 
-``test_run_solutions_end_to_end`` is the main job of ``make demo`` with the full
-configuration: the first run of the suite pretrains the base model (cached afterwards).
+The main job of ``make demo``, ``toolkit run solutions/ --report DIR`` with the full
+configuration, is run by tests/test_installed.py, from the installed wheel.
 """
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import click
@@ -96,29 +99,6 @@ def test_plugins_lists_every_hook_and_who_answers():
     assert mine["toolkit_sft_mask"] == "baseline.sft_mask"
 
 
-@pytest.mark.slow
-def test_run_solutions_end_to_end(tmp_path):
-    """`toolkit run solutions/ --report DIR --json`: every check passes, the report has the chart.
-    In two processes (the default on 4 cores): the lanes' training meets the calibrated figures."""
-    out = toolkit("run", "solutions/", "--report", tmp_path / "report", "--json", "--processes", "2")
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    doc = json.loads(out.stdout)
-    assert doc["passed"] and doc["score"] == doc["max_score"] > 0
-    assert {r["component"] for r in doc["results"]} == {"tokenizer", "attention", "sft_mask", "reward", "sampler"}
-    assert doc["environment"]["threads"] == 2 and doc["environment"]["torch"].startswith("2.13.0")
-    behaviour = next(r for r in doc["results"] if r["name"] == "sft_mask.behaviour")["metrics"]
-    assert behaviour["answer_seen"] >= 0.9 and behaviour["clarification"] >= 0.7
-    assert behaviour["base_answer"] <= 0.3 and behaviour["base_top"] == "Continuation"
-    report = tmp_path / "report"
-    html = (report / "index.html").read_text()
-    plots = ["tokenizer_lengths", "attention_heads", "attention_curve", "sft_headline", "sft_all", "sft_signatures", "sft_loss",
-             "reward_histogram", "rlhf_curves", "rlhf_headline", "sampler_dial"]
-    assert html.count("data:image/png;base64,") == len(plots)
-    assert all(f'data-plot="{name}"' in html for name in plots)  # every check's plot is embedded
-    assert json.loads((report / "results.json").read_text())["score"] == doc["score"]
-    assert (report / "sft_headline.png").stat().st_size > 10_000
-
-
 def test_json_stays_parseable_when_student_code_prints(tmp_path):
     path = tmp_path / "chatty.py"
     path.write_text((PLUGINS / "attn_einsum.py").read_text() + "\nprint('hello from import')\n")
@@ -142,3 +122,90 @@ def test_chat_replies_end_without_their_stop_token():
     replies = out.stdout.splitlines()
     assert replies[0].strip() == "The capital of France is Paris ." and len(replies) == 2
     assert "<|" not in out.stdout
+
+
+# -- what a command needs, and one assignment per grading ------------------------------------
+def test_a_missing_extra_is_named_with_a_command_that_installs_it(tmp_path, monkeypatch):
+    """--gradebook and --scheduler without their package: one sentence with the command that installs it
+    into this interpreter from this checkout, never `pip install 'toolkit[...]'` (another project on PyPI)."""
+    from click.testing import CliRunner
+
+    from toolkit.cli import main
+
+    (tmp_path / "class").mkdir()
+    (tmp_path / "class" / "alice.py").write_text("")
+    for option, value, module, extra in [("--gradebook", tmp_path / "gradebook.db", "nbgrader", "course"),
+                                         ("--scheduler", "local", "distributed", "grid")]:
+        monkeypatch.setitem(sys.modules, module, None)  # find_spec: not installed
+        out = CliRunner().invoke(main, ["grade", str(tmp_path / "class"), "--out", str(tmp_path / "out"), option,
+                                        str(value)])
+        assert out.exit_code == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+        assert out.stderr.startswith(f"error: {option} needs {module}, which is not installed; install it with: ")
+        assert f"{sys.executable} -m pip install -c {ROOT / 'constraints.txt'} -e '{ROOT}[{extra}]'" in out.stderr
+        assert "toolkit[" not in out.stderr and not (tmp_path / "out").exists()
+
+
+def test_outside_a_checkout_the_install_hint_names_the_extra_s_requirements(tmp_path, monkeypatch):
+    import toolkit.cli
+
+    monkeypatch.setattr(toolkit.cli, "ROOT", tmp_path)  # as in site-packages: no pyproject.toml
+    assert toolkit.cli.install_command("course") == f"{sys.executable} -m pip install 'nbgrader>=0.9'"
+
+
+def test_grading_one_assignment_shows_only_its_checks(tmp_path):
+    """`toolkit grade -c sampler`: the student's results.json, feedback page, grades.csv and the class
+    summary hold the sampler's checks and points, none of another component."""
+    from toolkit.grading.record import rubric
+
+    (tmp_path / "class" / "alice").mkdir(parents=True)
+    shutil.copy(ROOT / "solutions" / "sampler.py", tmp_path / "class" / "alice")
+    out = toolkit("grade", tmp_path / "class", "--out", tmp_path / "out", "-c", "sampler", "--fast")
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = json.loads((tmp_path / "out" / "gradescope" / "alice" / "results.json").read_text())
+    names = [t["name"] for t in results["tests"]]
+    assert names == [c.name for c in rubric(("sampler",), fast=True)]
+    assert results["score"] == sum(t["max_score"] for t in results["tests"]) > 0
+    page = (tmp_path / "out" / "feedback" / "alice" / "index.html").read_text()
+    assert f"<b>{results['score']:g} / {results['score']:g}</b>" in page
+    others = [c.name for c in rubric() if c.component != "sampler"]
+    for path in ("feedback/alice/index.html", "summary.html", "grades.csv"):
+        text = (tmp_path / "out" / path).read_text()
+        assert "sampler.greedy" in text and not [name for name in others if name in text], path
+        assert "not provided" not in text, path
+
+
+def test_gradescope_zip_grades_one_assignment(tmp_path):
+    """`toolkit gradescope OUT_ZIP -c sampler`: the zip Gradescope unpacks in /autograder/source. Its
+    run_autograder (with this interpreter, FAST=1) reads the assignment from the zip's `assignment`
+    file and grades the sampler only: full marks for the solution, 0 for an empty file."""
+    out = toolkit("gradescope", tmp_path / "sampler.zip", "-c", "sampler", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    autograder = tmp_path / "autograder"  # as /autograder: source/, submission/, results/
+    with zipfile.ZipFile(tmp_path / "sampler.zip") as zf:
+        assert sorted(zf.namelist()) == ["assignment", "constraints.txt", "run_autograder", "setup.sh",
+                                         "toolkit-0.1.0-py3-none-any.whl"]
+        zf.extractall(autograder / "source")
+    assert (autograder / "source" / "assignment").read_text() == "sampler\n"
+    setup = (autograder / "source" / "setup.sh").read_text()
+    assert "--index-url https://download.pytorch.org/whl/cpu torch==2.13.0" in setup  # documented, not run here
+    env = {k: v for k, v in os.environ.items() if k != "ASSIGNMENT"}
+    env.update(AUTOGRADER=str(autograder), PYTHON=sys.executable, PYTHONPATH=str(ROOT), FAST="1")
+
+    def grade(code: str) -> dict:
+        shutil.rmtree(autograder / "submission", ignore_errors=True)
+        (autograder / "submission").mkdir()
+        (autograder / "submission" / "sampler.py").write_text(code)
+        proc = subprocess.run(["bash", autograder / "source" / "run_autograder"], env=env, cwd=tmp_path,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads((autograder / "results" / "results.json").read_text())
+
+    solution = grade((ROOT / "solutions" / "sampler.py").read_text())
+    names = [t["name"] for t in solution["tests"]]
+    assert names and all(name.startswith("sampler.") for name in names)
+    assert solution["score"] == sum(t["max_score"] for t in solution["tests"])
+    assert all(t["status"] == "passed" for t in solution["tests"])
+    empty = grade("")
+    assert empty["score"] == 0 and [t["name"] for t in empty["tests"]] == names
+    assert "no toolkit hooks found" in empty["output"]
+    assert all(t["output"].startswith("not graded: ") for t in empty["tests"])

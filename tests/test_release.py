@@ -57,3 +57,36 @@ def test_toolkit_run_in_the_release_grades_on_public_checks_only(release):
     where = subprocess.run([sys.executable, "-c", "import toolkit; print(toolkit.__file__)"], cwd=release, env=env,
                            capture_output=True, text=True).stdout
     assert where.startswith(str(release))  # the release's own toolkit, not the checkout's
+
+
+@pytest.mark.parametrize("exists", [False, True])
+def test_without_nbgrader_release_names_the_install_command_and_writes_nothing(tmp_path, monkeypatch, exists):
+    """After `make demo` (no nbgrader): exit 2, one sentence with the command that installs the extra
+    into this interpreter from this checkout; OUT_DIR as it was (absent, or empty), so a rerun works."""
+    from click.testing import CliRunner
+
+    from toolkit.cli import main
+
+    out = tmp_path / "release"
+    if exists:
+        out.mkdir()
+    monkeypatch.setitem(sys.modules, "nbgrader", None)  # as if not installed
+    result = CliRunner().invoke(main, ["release", str(out)])
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: toolkit release needs nbgrader, which is not installed; install it with: ")
+    assert f"{sys.executable} -m pip install -c {ROOT / 'constraints.txt'} -e '{ROOT}[course]'" in result.stderr
+    assert "toolkit[" not in result.stderr
+    assert (list(out.iterdir()) == []) if exists else not out.exists()
+
+
+def test_a_release_that_fails_half_way_writes_nothing(tmp_path, monkeypatch):
+    """nbgrader failing after the toolkit was copied: OUT_DIR is not made."""
+    from toolkit import course
+
+    def fails(root, assignment="*"):
+        raise RuntimeError("nbgrader generate_assignment failed (exit 1)")
+
+    monkeypatch.setattr(course, "generate", fails)
+    with pytest.raises(RuntimeError, match="generate_assignment"):
+        build_release(tmp_path / "release")
+    assert list(tmp_path.iterdir()) == []

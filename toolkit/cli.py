@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import json
+import shlex
 import sys
 import textwrap
 from enum import IntEnum
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from toolkit.components import COMPONENTS
+from toolkit.components import COMPONENTS, ROOT
 from toolkit.plugins import PluginError, SubmissionError
 
 
@@ -38,7 +40,8 @@ EXIT_CODES: dict[str, dict[Exit, str]] = {
     "grade": {Exit.OK: "the batch completed, whatever the scores (a submission that cannot be loaded is graded "
                        "load_error)",
               Exit.USAGE: "usage error: SUBMISSIONS_DIR missing or without submissions, --gradebook or --scheduler "
-                          "without its package"},
+                          "without its package (the sentence says how to install it), or not on Linux (the "
+                          "sandbox is Linux's)"},
     "plugins": {Exit.OK: "the hooks were listed", Exit.USAGE: BROKEN},
     "chat": {Exit.OK: "the input ended",
              Exit.USAGE: f"{BROKEN}, a mask's wrong return value included (no chat model can be trained with it)"},
@@ -46,7 +49,11 @@ EXIT_CODES: dict[str, dict[Exit, str]] = {
                Exit.USAGE: f"{BROKEN}, a hook's wrong return value included (its snapshot is not written); or -c "
                            "names a component the submission does not provide"},
     "release": {Exit.OK: "the release was written",
-                Exit.USAGE: "OUT_DIR is not empty, or solution code would ship (nothing written)"},
+                Exit.USAGE: "OUT_DIR is not empty, nbgrader is not installed (the sentence says how to install it), "
+                            "not run from a checkout of the toolkit, or solution code would ship (nothing written)"},
+    "gradescope": {Exit.OK: "the autograder zip was written",
+                   Exit.USAGE: "not run from a checkout of the toolkit, or its wheel could not be built (nothing "
+                               "written)"},
 }
 """Command -> exit code -> what it means there. Each command's --help and the README's table
 (``python -m toolkit.docs``) are rendered from it."""
@@ -67,6 +74,27 @@ def _fail_usage(msg: str):
     """One sentence on stderr, exit 2: usage errors and submissions that break the contract."""
     _err(f"error: {msg}")
     sys.exit(Exit.USAGE)
+
+
+def install_command(extra: str) -> str:
+    """The command that installs the toolkit's optional ``extra`` into this interpreter, to paste from
+    any folder: from a checkout, the checkout with its pinned versions (as ``make demo`` installs it);
+    from an installed toolkit, the extra's own requirements. Never ``pip install 'toolkit[...]'``: on
+    the public index, ``toolkit`` is another project."""
+    python = shlex.quote(sys.executable)
+    if (ROOT / "pyproject.toml").is_file():
+        return (f"{python} -m pip install -c {shlex.quote(str(ROOT / 'constraints.txt'))} "
+                f"-e {shlex.quote(f'{ROOT}[{extra}]')}")
+    from importlib.metadata import requires
+
+    wanted = [r.split(";")[0].strip() for r in requires("toolkit") or [] if f'extra == "{extra}"' in r]
+    return f"{python} -m pip install {' '.join(map(shlex.quote, wanted))}"
+
+
+def _need(module: str, extra: str, what: str) -> None:
+    """Exit 2 with one sentence if ``module``, which the toolkit's ``extra`` installs, is missing."""
+    if importlib.util.find_spec(module) is None:
+        _fail_usage(f"{what} needs {module}, which is not installed; install it with: {install_command(extra)}")
 
 
 def _command(name: str):
@@ -167,10 +195,10 @@ def _print_table(result) -> None:
 @click.option("--gradebook", type=click.Path(dir_okay=False, path_type=Path), metavar="GRADEBOOK_DB",
               help="Also write the scores into this nbgrader gradebook (an SQLite file, created if missing), with "
                    "the assignment, notebook and cell ids of toolkit.course: one assignment per component, so a "
-                   "course's own gradebook.db can take them. Needs pip install 'toolkit[course]'.")
+                   "course's own gradebook.db can take them. Needs nbgrader (the extra 'course').")
 @click.option("--scheduler", metavar="tcp://HOST:PORT|local",
               help="Run each submission as a Dask task on this cluster ('local': an embedded LocalCluster); "
-                   "needs pip install 'toolkit[grid]'. Default: a local thread pool.")
+                   "needs dask.distributed (the extra 'grid'). Default: a local thread pool.")
 @click.option("--memory-gb", type=click.FloatRange(min=0.5), default=4, show_default=True,
               help="Address-space limit of each grading process (RLIMIT_AS).")
 @click.option("--nproc", type=click.IntRange(min=8), default=256, show_default=True,
@@ -183,8 +211,12 @@ def grade(submissions_dir, out, fast, components, workers, timeout, gradebook, s
     crashing or hanging submission never stops the batch. Writes into --out (GRADES_DIR):
     grades.csv, gradescope/<student>/results.json, feedback/<student>/index.html, summary.html.
     """
-    import importlib.util
+    from toolkit.grading import NotLinux, require_linux
 
+    try:
+        require_linux()  # before the wing's imports: its sandbox needs Linux
+    except NotLinux as e:
+        _fail_usage(str(e))
     from toolkit.grading.batch import Options, grade_class, status_counts
     from toolkit.grading.intake import find_submissions
 
@@ -192,10 +224,10 @@ def grade(submissions_dir, out, fast, components, workers, timeout, gradebook, s
         submissions = find_submissions(submissions_dir)
     except ValueError as e:
         _fail_usage(str(e))
-    if gradebook and importlib.util.find_spec("nbgrader") is None:
-        _fail_usage("--gradebook needs nbgrader: pip install 'toolkit[course]'")
-    if scheduler and importlib.util.find_spec("distributed") is None:
-        _fail_usage("--scheduler needs dask.distributed: pip install 'toolkit[grid]'")
+    if gradebook:
+        _need("nbgrader", "course", "--gradebook")
+    if scheduler:
+        _need("distributed", "grid", "--scheduler")
     options = Options(fast, tuple(components), timeout, memory=int(memory_gb * (1 << 30)), nproc=nproc)
     records = grade_class(submissions, out, options, workers, gradebook and gradebook.resolve(), scheduler)
     _err(f"{len(records)} submissions: {status_counts(records)}; see {out / 'grades.csv'} and {out / 'summary.html'}")
@@ -235,7 +267,7 @@ def plugins(submission, as_json):
 @click.option("--top-k", "-k", default=None, type=click.IntRange(min=1), help="Sample among the k likeliest tokens.")
 @click.option("--top-p", "-p", default=None, type=click.FloatRange(min=0, max=1, min_open=True),
               help="Sample from the smallest set of likeliest tokens whose probability reaches P (nucleus "
-                   "sampling: needs a sampler plugin; the toolkit's own sampler ignores it).")
+                   "sampling): needs a sampler plugin, since the toolkit's own sampler has none.")
 @click.option("--max-tokens", default=40, show_default=True, type=click.IntRange(min=1),
               help="Longest reply, in tokens (a reply also ends at its stop token).")
 def chat(submission, base, temperature, top_k, top_p, max_tokens):
@@ -243,7 +275,10 @@ def chat(submission, base, temperature, top_k, top_p, max_tokens):
     sampling each token with SUBMISSION's sampler (the toolkit's without one).
 
     Each line you type is one user turn; the reply streams as it is generated. End with
-    Ctrl-D. The first start trains the chat model (about a minute; the base model is cached).
+    Ctrl-D. The base model, and the chat model fine-tuned with the baseline's mask, ship with
+    the toolkit and load in about a second. The chat model of SUBMISSION's own mask is
+    fine-tuned on its first start (200 steps, about 30 seconds on 2 cores) and cached until
+    the mask changes.
     """
     from toolkit.chat import chat_loop
 
@@ -259,15 +294,44 @@ def release(out_dir):
     """Write the student release to OUT_DIR: toolkit, public checks, nbgrader student notebooks.
 
     No solutions, no hidden checks, no solution code in any notebook: the release is scanned
-    and nothing is written if a line of solution code is found.
+    and nothing is written if a line of solution code is found. Needs nbgrader (the extra
+    'course'), which makes the student notebooks.
     """
     from toolkit.release import build_release
 
+    _need("nbgrader", "course", "toolkit release")
     try:
         path = build_release(out_dir)
-    except (FileExistsError, RuntimeError) as e:
+    except (FileExistsError, FileNotFoundError, RuntimeError) as e:
         _fail_usage(str(e))
     _err(f"student release: {path}")
+
+
+@_command("gradescope")
+@click.argument("out_zip", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--component", "-c", "components", multiple=True, type=click.Choice(list(COMPONENTS)),
+              help="The assignment: grade only this component (repeatable). Default: the whole course.")
+def gradescope(out_zip, components):
+    """Write OUT_ZIP, a Gradescope autograder for one assignment: upload it as the assignment's
+    autograder (base image: Ubuntu with Python 3.11 or newer).
+
+    It holds setup.sh, which installs the toolkit with the instructor's graders (a wheel built
+    from this checkout, inside the zip) and the pinned dependencies of constraints.txt;
+    run_autograder, which grades a submission and writes results.json with only the
+    assignment's checks; and the file 'assignment' naming its components. Run it in a
+    checkout of the toolkit. An existing OUT_ZIP is replaced.
+    """
+    import subprocess
+
+    from toolkit.gradescope import write_autograder
+
+    try:
+        path = write_autograder(out_zip, components)
+    except FileNotFoundError as e:
+        _fail_usage(str(e))
+    except subprocess.CalledProcessError:
+        _fail_usage("pip could not build the toolkit's wheel (its output is above); nothing written")
+    _err(f"Gradescope autograder ({' '.join(components) or 'the whole course'}): {path}")
 
 
 @_command("record")

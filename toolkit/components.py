@@ -18,7 +18,7 @@ from pathlib import Path
 
 from toolkit import baselines
 
-ROOT = Path(__file__).resolve().parent.parent  # the repository: holds graders/, solutions/, assignments/
+ROOT = Path(__file__).resolve().parent.parent  # the checkout or site-packages: holds graders/, solutions/, assignments/
 
 
 @dataclass(frozen=True)

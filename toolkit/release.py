@@ -41,30 +41,43 @@ This release has the public checks only; your instructor grades with hidden chec
 
 
 def build_release(out: str | Path) -> Path:
-    """Write the student release to ``out`` (which must not exist or be empty); return it."""
+    """Write the student release to ``out`` (which must not exist or be empty); return it.
+
+    It is made in a temporary folder and moved to ``out`` once complete and scanned: a failure
+    (nbgrader missing or failing, a leak) leaves ``out`` as it was.
+    """
     out = Path(out).resolve()
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out}: not empty; give a new folder")
-    out.mkdir(parents=True, exist_ok=True)
+    if not (REPO / "pyproject.toml").is_file():
+        raise FileNotFoundError(f"{REPO} holds no pyproject.toml: the release is made from a checkout of the toolkit")
+    with tempfile.TemporaryDirectory() as tmp:
+        release = Path(tmp) / "release"
+        copy_toolkit(release)
+        for notebook in course.generate(course.setup(Path(tmp) / "course")):
+            dest = release / "assignments" / notebook.parent.name / notebook.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(notebook, dest)
+        (release / "README.md").write_text(README)
+        found = leaks(release)
+        if found:
+            raise RuntimeError(f"the release would hold solution code, e.g. {found[0]}; nothing written")
+        if out.exists():
+            out.rmdir()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(release, out)
+    return out
+
+
+def copy_toolkit(release: Path) -> None:
+    """The toolkit, its public graders and what installs it, without hidden checks or the Gradescope scripts."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for name in COPIED:
         src = REPO / name
-        shutil.copytree(src, out / name, ignore=ignore) if src.is_dir() else shutil.copy2(src, out / name)
+        shutil.copytree(src, release / name, ignore=ignore) if src.is_dir() else shutil.copy2(src, release / name)
     for pattern in LEFT_OUT:
-        for path in out.glob(pattern):
+        for path in release.glob(pattern):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
-    with tempfile.TemporaryDirectory() as tmp:
-        root = course.setup(tmp)
-        for notebook in course.generate(root):
-            dest = out / "assignments" / notebook.parent.name / notebook.name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(notebook, dest)
-    (out / "README.md").write_text(README)
-    found = leaks(out)
-    if found:
-        shutil.rmtree(out)
-        raise RuntimeError(f"the release would hold solution code, e.g. {found[0]}; nothing written")
-    return out
 
 
 def secret_lines() -> set[str]:

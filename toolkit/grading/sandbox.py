@@ -4,8 +4,9 @@
 
 - *bubblewrap* (``bwrap``), when it is installed and works here (probed once, cached): the
   child sees a minimal root: the system directories read-only, the Python installation
-  read-only, ``toolkit/`` and ``graders/`` read-only with ``graders/hidden/`` replaced by an
-  empty tmpfs, the submission (a copy) read-only at ``/sandbox/submission``, the grader's cached
+  read-only, ``toolkit/`` and ``graders/`` read-only with ``graders/hidden/`` (and, in an
+  installed toolkit, whose Python installation holds them, ``solutions/`` and ``assignments/``)
+  replaced by an empty tmpfs, the submission (a copy) read-only at ``/sandbox/submission``, the grader's cached
   base and chat models read-only, and two size-capped tmpfs, ``/tmp`` and ``/sandbox/work``
   (its working directory, ``HOME`` and model cache). Nothing else: not ``solutions/``, not the
   grader's working directory or home, not the other students, not arbitrary ``sys.path``
@@ -47,6 +48,7 @@ from toolkit.grading import cgroup, intake
 ROOT = Path(__file__).resolve().parents[2]  # holds toolkit/ and graders/
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc")
 INSIDE_SUBMISSION, INSIDE_WORK = Path("/sandbox/submission"), Path("/sandbox/work")
+SECRETS = ("graders/hidden", "solutions", "assignments")  # what a child never sees: hidden checks, solution code
 SHM = 64 << 20  # bytes of /dev/shm in the sandbox (the rest of /dev is read-only)
 FIRST_UID = 200_000  # unprivileged uids for children of a root grader: FIRST_UID + 0..UID_RANGE-1
 UID_RANGE = 50_000
@@ -214,7 +216,10 @@ def command(argv: list[str], box: Path, models: list[Path], limits: Limits) -> t
                               (ROOT / "graders", ROOT / "graders", "--ro-bind"),
                               (box / "submission", INSIDE_SUBMISSION, "--ro-bind")]:
         args += bind(str(source), str(dest), args, how)
-    args += ["--tmpfs", str(ROOT / "graders" / "hidden")]
+    readable = [ROOT / "toolkit", ROOT / "graders", Path(sys.prefix), Path(sys.base_prefix)]
+    for secret in (ROOT / s for s in SECRETS):  # an empty folder over each one a bind reaches (installed: all)
+        if any(secret.is_relative_to(folder) for folder in readable):
+            args += ["--tmpfs", str(secret)]
     args += ["--perms", "1777", "--size", str(limits.scratch), "--tmpfs", str(INSIDE_WORK),
              "--perms", "1777", "--dir", str(INSIDE_WORK / "cache")]
     for model in models:
