@@ -33,6 +33,8 @@ browser:  ## Debian's Chromium, which tests/test_pages.py drives with Playwright
 
 demo: $(BIN)/toolkit sandbox  ## grade the instructor's solutions and write the report with plots
 	$(BIN)/toolkit run solutions/ --report $(REPORT)
+	@echo "toolkit is installed in $(VENV), not on your PATH: call it as $(BIN)/toolkit (e.g. $(BIN)/toolkit --help)," \
+	  "or run 'source $(BIN)/activate' once per shell, then toolkit"
 
 test: $(VENV)/.extras sandbox browser  ## the whole test suite (two files at a time: see addopts in pyproject.toml)
 	$(BIN)/python -m pytest -q

@@ -94,7 +94,7 @@ def main() -> int:
     ap.add_argument("--students", type=int, default=8, help="copies of solutions/ in the class")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--full", action="store_true", help="behavioural checks too (default: --fast)")
-    ap.add_argument("--dask", action="store_true", help="also --scheduler local --workers 2 (needs toolkit[grid])")
+    ap.add_argument("--dask", action="store_true", help="also --scheduler local --workers 2 (needs the grid extra: pip install -c constraints.txt -e '.[grid]')")
     ap.add_argument("--timeout", type=float, default=600, help="toolkit grade --timeout")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "grading.json")
     args = ap.parse_args()

@@ -87,7 +87,7 @@ def test_a_changed_submission_is_graded_again(tmp_path):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
-                    reason="dask.distributed is not installed (pip install 'toolkit[grid]')")
+                    reason="dask.distributed is not installed (.venv/bin/pip install -c constraints.txt -e '.[grid]')")
 def test_grading_through_a_dask_cluster(tmp_path):
     from distributed import LocalCluster
 

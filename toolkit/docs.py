@@ -3,12 +3,12 @@
 What students and instructors read must be true, so the tables that restate the code are not
 written by hand:
 
-* README.md holds regions between ``<!-- begin rendered: NAME -->`` and
-  ``<!-- end rendered: NAME -->``: ``exit-codes`` (from ``toolkit.cli.EXIT_CODES``),
-  ``components`` (from ``toolkit.components.COMPONENTS`` and the hookspecs' ``:return:``) and
-  ``checks`` (every check's points, kind and docstring, from ``graders/``) and ``behaviour``
-  (the solution's figures over the seed sweep and the thresholds they set, from
-  ``graders/snapshots/calibration.json``);
+* the pages of ``PAGES`` (README.md and docs/*.md) hold regions between
+  ``<!-- begin rendered: NAME -->`` and ``<!-- end rendered: NAME -->``, each region in one page
+  only: ``exit-codes`` (from ``toolkit.cli.EXIT_CODES``), ``components`` (from
+  ``toolkit.components.COMPONENTS`` and the hookspecs' ``:return:``), ``checks`` (every check's
+  points, kind and docstring, from ``graders/``) and ``behaviour`` (the solution's figures over
+  the seed sweep and the thresholds they set, from ``graders/snapshots/calibration.json``);
 * each assignment notebook has a card before every public test cell,
   ``**`attention.causal`** (2 points): <the check's docstring>`` (added where missing).
 
@@ -31,6 +31,8 @@ from toolkit import hookspecs
 from toolkit.components import COMPONENTS, ROOT
 
 README = ROOT / "README.md"
+PAGES = [README, ROOT / "docs" / "reference.md", ROOT / "docs" / "grading.md"]
+"""The Markdown pages whose rendered regions ``python -m toolkit.docs`` rewrites."""
 REGION = re.compile(r"(<!-- begin rendered: ([\w-]+) -->\n)(.*?)(<!-- end rendered: \2 -->)", re.S)
 
 
@@ -43,7 +45,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]) + "\n"
 
 
-# -- the regions of README.md ------------------------------------------------------------------
+# -- the regions of the pages --------------------------------------------------------------------
 def exit_codes() -> str:
     """The exit codes of every command: ``toolkit.cli.EXIT_CODES``."""
     from toolkit.cli import EXIT_CODES, Exit
@@ -144,13 +146,22 @@ def behaviour() -> str:
 REGIONS = {"exit-codes": exit_codes, "components": components, "checks": checks, "behaviour": behaviour}
 
 
-def render_readme(text: str) -> str:
-    """``text`` with every rendered region rewritten; an unknown region name is an error."""
+def render_page(text: str, name: str = "README.md") -> str:
+    """``text`` (the page ``name``) with every rendered region rewritten; an unknown region name is
+    an error."""
     def region(m: re.Match) -> str:
         if m.group(2) not in REGIONS:
-            raise KeyError(f"README.md: unknown rendered region {m.group(2)!r}; known: {', '.join(REGIONS)}")
+            raise KeyError(f"{name}: unknown rendered region {m.group(2)!r}; known: {', '.join(REGIONS)}")
         return m.group(1) + REGIONS[m.group(2)]() + m.group(4)
     return REGION.sub(region, text)
+
+
+render_readme = render_page
+
+
+def regions(text: str) -> list[str]:
+    """The names of the rendered regions of a page, in order."""
+    return [m.group(2) for m in REGION.finditer(text)]
 
 
 # -- the notebooks' check cards ---------------------------------------------------------------
@@ -192,7 +203,7 @@ def render_notebook(nb) -> nbformat.NotebookNode:
 # -- the command ------------------------------------------------------------------------------
 def rendered() -> dict[Path, str]:
     """Each rendered file -> its text as rendered now."""
-    out = {README: render_readme(README.read_text(encoding="utf-8"))}
+    out = {page: render_page(page.read_text(encoding="utf-8"), page.relative_to(ROOT).as_posix()) for page in PAGES}
     for comp in COMPONENTS.values():
         nb = render_notebook(nbformat.read(comp.notebook, as_version=4))
         out[comp.notebook] = nbformat.writes(nb) + "\n"
