@@ -114,22 +114,24 @@ def own_reading() -> Reading:
 
 PAD_ID = 260  # <|pad|> (toolkit.template): what the pipeline pads with
 PADDING = 5  # padding tokens appended after the rows
+READ_TOKENS = 512  # at most B x T tokens per case: a large batch gets short rows (the cost of 3 forwards)
 
 
 def pipeline_readings(ctx, rng) -> list[Reading]:
     """A case per model width of the pipeline: its own base model (a copy: the backbone the pipeline gives
     the hook) and a model of each other width with weights drawn at random; rows padded as the pipeline
-    pads them, tokens over its vocabulary, a batch size and a length drawn by ``rng``; one case in float64."""
+    pads them, tokens over its vocabulary, a batch size and a length drawn by ``rng`` (at most READ_TOKENS
+    tokens in all); the narrowest in float64."""
     base = contexts.reference_pipeline(ctx).base_model
     out = []
-    for w in contexts.pipeline_contexts(ctx.config, rng, dtypes=(torch.float32,), max_batch=32):
+    for w in contexts.pipeline_contexts(ctx.config, rng, dtypes=(torch.float32,)):
         if w.model.n_embd == base.config.n_embd and w.model.n_layer == base.config.n_layer:
             backbone = copy.deepcopy(base)
         else:
             torch.manual_seed(rng.getrandbits(31))
             backbone = GPT(w.model, SDPAttention)
         V, gen = backbone.config.vocab_size, contexts.torch_seed(rng)
-        T = max(2, min(w.tokens, backbone.config.block_size - PADDING))
+        T = max(2, min(w.tokens, backbone.config.block_size - PADDING, READ_TOKENS // w.batch))
         lengths = torch.randint(1, T + 1, (w.batch,), generator=gen)
         lengths[rng.randrange(w.batch)] = T  # the longest row fills the batch, as encode_batch pads
         idx = torch.randint(0, V - 1, (w.batch, T), generator=gen)
@@ -137,7 +139,7 @@ def pipeline_readings(ctx, rng) -> list[Reading]:
         idx = idx.masked_fill(torch.arange(T) >= lengths[:, None], PAD_ID)
         out.append(Reading(backbone, torch.float32, idx, lengths, rng.randrange(w.batch), PAD_ID,
                            f" (on a backbone of n_embd {backbone.config.n_embd}, {w.batch} rows of {T} tokens)"))
-    rng.choice(out).dtype = torch.float64
+    min(out, key=lambda r: r.backbone.config.n_embd).dtype = torch.float64  # the narrowest: float64 is slow
     return out
 
 

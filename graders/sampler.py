@@ -291,12 +291,13 @@ def check_cases(ctx, cases: list[Case], hint: str) -> None:
     for case in cases:
         check_draws(ctx.components, case, expected[case.name], rng.getrandbits(48), hint)
     for case in cases:
-        V, B = pipeline_size(ctx, rng, len(case.rows))
+        V, B = pipeline_size(ctx, rng, DRAW_BATCH)
         check_pipeline_draws(ctx.components, case, expected[case.name], V, B, rng, hint)
 
 
 # -- the pipeline's contexts ------------------------------------------------------------------
 PIPELINE_DRAWS = 256  # tokens drawn per row of a case in a pipeline context: far more than greedy or a wrong support survives
+DRAW_BATCH = 32  # the least batch size of those draws (the pipeline's training and RLHF batches): fewer calls
 FILLER_GAP = 100.0  # nats below a row's least finite logit, at least, where the other tokens of a vocabulary sit
 
 
@@ -529,6 +530,7 @@ def written_out(ctx):
 
 OWN_NAMES = ("toolkit.sample", "sample_next")
 OBSERVED_STEPS = 4  # calls per setting of the dial, as generating 4 tokens makes them
+OBSERVED_TOKENS = 256  # at most B x t tokens read by the base model for one setting's logits
 
 
 def _valid_ids(ids, logits: torch.Tensor) -> bool:
@@ -551,7 +553,8 @@ def observed_calls(ctx) -> list[list]:
         gen = contexts.torch_seed(rng)
         if V == base.model_config.vocab_size:
             start = torch.randint(len(base.val_stream) - T, (B,), generator=gen)
-            idx = torch.stack([base.val_stream[i : i + T] for i in start])[:, : rng.randint(1, T)]  # (B, t)
+            t = rng.randint(1, min(T, OBSERVED_TOKENS // B))  # a prompt and the tokens generated so far
+            idx = torch.stack([base.val_stream[i : i + t] for i in start])  # (B, t)
             with torch.no_grad():
                 logits = model(idx)[:, -1, :]  # (B, V): the model's next-token logits
         else:
