@@ -13,13 +13,19 @@ The draws of a row must
   the smaller tail, summed exactly from ``math.lgamma``; the row fails when the smallest
   p-value times the number of tokens tested (Bonferroni) is below ``ALPHA``.
 
-The generators are seeded, so a verdict never changes between runs. A correct sampler written
-any other way draws other tokens, and fails the test of one row with probability at most
-``ALPHA`` = 1e-6 (exact tails and the Bonferroni union bound make that a bound, not an
-approximation); over the 15 rows these public checks test, at most 1.5e-5. A wrong
-distribution is caught with room to spare: the classic mistakes move some probability by
-0.05 or more, 6 to 8 standard deviations of a count at 4,000 draws, where the test needs
-about 5.3 (a two-sided 1e-6 / 7).
+Each case is then drawn again in a context of the pipeline's (``graders.contexts``): its rows
+among as many tokens as the pipeline's vocabulary has (the other tokens 100 nats and more below
+the row, so the distribution is the same), in calls of the pipeline's batch sizes,
+``PIPELINE_DRAWS`` tokens per row: a sampler that behaves one way on small vocabularies or large
+batches and another in the pipeline fails there.
+
+The generators are seeded at grading time (a seed no submission can read, kept in the check's
+metrics), so that no call can be recognised by its generator. A correct sampler fails the test
+of one row with probability at most ``ALPHA`` = 1e-6 (exact tails and the Bonferroni union
+bound make that a bound, not an approximation); over the 15 rows these public checks test, each
+in two contexts, at most 3e-5. A wrong distribution is caught with room to spare: the classic
+mistakes move some probability by 0.05 or more, 6 to 8 standard deviations of a count at 4,000
+draws, where the test needs about 5.3 (a two-sided 1e-6 / 7).
 """
 
 from __future__ import annotations
@@ -315,8 +321,8 @@ def pipeline_size(ctx, rng, rows: int = 1) -> tuple[int, int]:
 
 def embed(logits: list[float], V: int, gen: torch.Generator) -> list[float]:
     """``logits`` as the first ids of a vocabulary of ``V`` tokens: the others sit 100 to 120 nats below
-    the row's least finite logit (probability below 1e-43 each, so the row's distribution is the same to
-    float64 precision), as the tail of a model's logits does."""
+    the row's least finite logit (50 and more at temperature 2: probability below 1e-21 each, so the
+    row's distribution is the same to float64 precision), as the tail of a model's logits does."""
     low = min(x for x in logits if x > -INF) - FILLER_GAP
     return list(logits) + (low - 20 * torch.rand(V - len(logits), generator=gen, dtype=torch.float64)).tolist()
 

@@ -535,3 +535,63 @@ def test_the_shuffle_is_the_same_on_every_run_and_its_seed_is_the_instructors():
 
 def test_every_behavioural_reward_check_fails_on_some_wrong_plugin():
     assert {name for fails in REWARD_WRONG.values() for name in fails} == set(REWARD_BEHAVIOUR)
+
+
+# -- the unit checks run in the pipeline's contexts (graders/contexts.py) ------------------------------
+HOSTILE_COMPONENTS = ROOT / "tests" / "hostile" / "components"
+TOLD_APART = {  # a submission that tells the checks from the pipeline by its inputs -> the check that fails, and why
+    "forge_context_attention.py": ("attention.matches_reference", "in float32: check the 1/sqrt(head size) scale"),
+    "forge_dtype_attention.py": ("attention.matches_reference", "check the 1/sqrt(head size) scale"),
+    "forge_context_reward.py": ("reward.reads_last_real_token", "when padding was added (on a backbone of n_embd"),
+}
+
+
+@pytest.mark.parametrize("plugin", sorted(TOLD_APART))
+def test_a_submission_that_behaves_otherwise_in_the_pipelines_context_fails_a_unit_check(plugin):
+    """forge_context_attention divides by the head size only in float32 at width 64 or more (the pipeline's
+    context, where the checks never looked); forge_context_reward reads the last real token only on a
+    backbone as tiny as the check's. Each now fails the unit check that runs its cases there too, naming
+    the mistake; the rest of its checks pass, as its honest version's do."""
+    check_name, says = TOLD_APART[plugin]
+    path = HOSTILE_COMPONENTS / plugin
+    results = run([c for c in CHECKS if CHECKS[c].component == CHECKS[check_name].component], path)
+    assert_fails(results[check_name], says)
+    if plugin == "forge_context_reward.py":
+        assert "read the hidden state at lengths - 1" in results[check_name].reason
+    assert all(r.status == "passed" for name, r in results.items() if name != check_name), results
+
+
+def test_the_contexts_are_the_pipelines_and_drawn_per_run():
+    """Every width of the default and the small configuration, in float32 and float64; vocabularies up to
+    the size asked; the pipeline's batch sizes; a seed drawn per run (no two runs alike)."""
+    import random
+
+    from graders import contexts
+
+    config = PipelineConfig()
+    where = contexts.pipeline_contexts(config, random.Random(0), pipeline_vocab=604)
+    assert {(w.model.n_embd, w.model.n_head, w.dtype) for w in where} == \
+        {(C, nh, dtype) for C, nh in ((128, 4), (64, 2)) for dtype in (torch.float32, torch.float64)}
+    assert all(257 <= w.model.vocab_size <= config.vocab_size and w.batch in (1, 8, 32, 64) for w in where)
+    assert any(w.tokens == w.model.block_size for w in where)
+    seeds = set()
+    for _ in range(3):
+        ctx = SimpleNamespace(metrics={})
+        contexts.run_seed(ctx)
+        seeds.add(ctx.metrics["contexts_seed"])
+    assert len(seeds) == 3
+
+
+@pytest.mark.parametrize("variant", ["solution", "einsum"])
+def test_attention_written_out_watches_the_pipelines_calls(variant):
+    """written_out watches modules in the pipeline's shapes and GPTs built with the hook, and counts a call
+    only when it returned an output of the input's shape and dtype."""
+    from graders import attention
+
+    ctx = Context(Components(build_manager(load_submission(str(CORRECT["attention"][variant]))), only="attention"),
+                  "attention", PipelineConfig(), log=lambda msg: None)
+    calls, models = attention.observed_calls(ctx, torch.zeros(2, 5, 12, dtype=torch.float64))
+    assert len(calls) == 5 and len(models) == 2
+    assert {c[0] for c in calls} == {12, 64, 128} and {m[0]["n_embd"] for m in models} == {64, 128}
+    pipeline = SimpleNamespace(components=ctx.components)
+    assert attention.banned_calls(pipeline, calls, models) == [[], 7]
