@@ -338,9 +338,13 @@ def check_pipeline_draws(components, case: Case, probs: list[list[float]], V: in
     batch = logits.repeat(B // R, 1)  # (B // R * R, V)
     calls = math.ceil(PIPELINE_DRAWS / (B // R))
     generator = contexts.torch_seed(rng)
-    ids = torch.cat([sample(components, batch, case.temperature, case.top_k, case.top_p, generator, hint)
-                     for _ in range(calls)]).view(-1, R)  # (calls * B // R, R)
+    drawn = [sample(components, batch, case.temperature, case.top_k, case.top_p, generator, hint) for _ in range(calls)]
+    ids = torch.cat(drawn).view(-1, R)  # (calls * B // R, R)
     where = f" (among {V} tokens, in batches of {len(batch)} rows)"
+    if all(torch.equal(d, drawn[0]) for d in drawn) and any(0 < p < 1 for row in probs for p in row):
+        raise CheckFailed(f"{case.name} ({case.settings}){where}: the {calls} calls with one generator drew the same "
+                          "tokens every time, as the pipeline's steps would: draw from `generator` itself, so that "
+                          "its state moves on")
     for r, row in enumerate(rows):
         counts = torch.bincount(ids[:, r], minlength=V).tolist()
         reason = diagnose(big, row, counts, probs[r] + [0.0] * (V - len(probs[r])))
@@ -528,9 +532,11 @@ def written_out(ctx):
     if called:
         raise CheckFailed(f"toolkit_sample calls toolkit.sample ({', '.join(sorted(called)[:3])}): the assignment is "
                           "to write the sampler yourself")
-    valid = sum(_valid_ids(ids, logits) for ids, (logits, *_) in zip(returned, calls))
-    if valid != len(calls):
-        raise CheckFailed(f"could not observe what toolkit_sample calls: {len(calls) - valid} of {len(calls)} calls "
+    # the check's own call has logits of 1e4 (whether it copes is the other checks' business); the pipeline's must work
+    pipeline_calls = list(zip(returned, calls))[1:]
+    invalid = sum(not _valid_ids(ids, logits) for ids, (logits, *_) in pipeline_calls)
+    if len(returned) != len(calls) or invalid:
+        raise CheckFailed(f"could not observe what toolkit_sample calls: {invalid} of {len(pipeline_calls)} calls "
                           "in the pipeline's shapes returned no valid ids (a LongTensor (B,) of ids in 0..V-1)")
 
 
