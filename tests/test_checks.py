@@ -595,3 +595,49 @@ def test_attention_written_out_watches_the_pipelines_calls(variant):
     assert {c[0] for c in calls} == {12, 64, 128} and {m[0]["n_embd"] for m in models} == {64, 128}
     pipeline = SimpleNamespace(components=ctx.components)
     assert attention.banned_calls(pipeline, calls, models) == [[], 7]
+
+
+SDPA_ON_WIDE = '''
+import importlib
+
+import torch
+from torch import nn
+
+import toolkit
+
+_fused = getattr(importlib.import_module("torch.nn." + "functional"), "scaled_dot_product_" + "attention")
+
+
+class WideFused(nn.Module):
+    """Written out at the checks' widths; torch's fused kernel at the pipeline's (64 and more)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.n_head = config.n_head
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in self.c_attn(x).split(C, dim=2))
+        if C >= 64:
+            y = _fused(q, k, v, is_causal=True)
+        else:
+            scores = (q @ k.transpose(-2, -1)) / (C // self.n_head) ** 0.5
+            future = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+            y = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1) @ v
+        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
+
+@toolkit.hookimpl
+def toolkit_attention(config):
+    return WideFused(config)
+'''
+
+
+def test_attention_written_out_sees_the_fused_kernel_used_only_at_the_pipelines_widths(tmp_path):
+    """One call at width 12 saw the written-out path; the calls in the pipeline's shapes see the fused kernel."""
+    path = tmp_path / "wide_fused.py"
+    path.write_text(SDPA_ON_WIDE)
+    assert_fails(run("attention.written_out", path), "forward calls scaled_dot_product_attention")
+    assert run("attention.matches_reference", path).status == "passed"

@@ -11,7 +11,8 @@ from graders.attention import Case as AttentionCase
 from graders.attention import pipeline_cases as attention_cases
 from graders.hidden import SOLUTIONS, solution
 from graders.reward import reward_gain
-from graders.sampler import Case, Row, Setting, check_draws, dial, differs, reference_dial, reference_probs, sample
+from graders.sampler import (DRAW_BATCH, Case, Row, Setting, check_draws, check_pipeline_draws, dial, differs, pipeline_size,
+                             reference_dial, reference_probs, sample)
 from graders.sft_mask import SPECIAL, diagnose, mask_cases
 from toolkit.checks import CheckFailed, Partial, check
 from toolkit.pipeline import Pipeline, check_mask
@@ -136,7 +137,7 @@ def unseen_cases() -> list[Case]:
 
 @check("sampler", points=2)
 def unseen_logits(ctx):
-    "On random logits and settings: the solution's greedy ids, and draws that fit the solution's probabilities."
+    "On random logits and settings: the solution's greedy ids, and draws that fit the solution's probabilities (also among the pipeline's vocabulary sizes)."
     # The probabilities are the solution's, live (what it hands torch.multinomial); the test is the public
     # checks' exact one: a correct sampler fails it with probability at most 12 rows x 1e-6.
     ref = solution("sampler")
@@ -148,6 +149,10 @@ def unseen_logits(ctx):
             raise CheckFailed(f"{case.name}: temperature 0 gave ids {got.tolist()}, the solution {want.tolist()} "
                               "(the argmax, ties to the lowest id)")
         check_draws(ctx.components, case, reference_probs(ref, case), seed=5000 + i)
+    rng = contexts.run_seed(ctx)
+    for case in unseen_cases():  # again among the pipeline's vocabulary sizes, in its batch sizes
+        V, B = pipeline_size(ctx, rng, DRAW_BATCH)
+        check_pipeline_draws(ctx.components, case, reference_probs(ref, case), V, B, rng)
 
 
 @check("sampler", points=2, behavioural=True)
