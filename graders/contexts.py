@@ -60,8 +60,14 @@ def torch_seed(rng: random.Random) -> torch.Generator:
 
 def reference_pipeline(ctx) -> Pipeline:
     """Baselines everywhere (their models are cached): the tokenizer and the base model the pipeline of
-    an attention-free component (reward, sampler) is built on."""
-    return Pipeline(Components(), ctx.config, ctx.cache_dir, log=ctx.log)
+    an attention-free component (reward, sampler) is built on. One per configuration and cache folder."""
+    key = (ctx.config, str(ctx.cache_dir))
+    if key not in _REFERENCE:
+        _REFERENCE[key] = Pipeline(Components(), ctx.config, ctx.cache_dir, log=ctx.log)
+    return _REFERENCE[key]
+
+
+_REFERENCE: dict[tuple, Pipeline] = {}
 
 
 def model_configs(config: PipelineConfig) -> list[GPTConfig]:
