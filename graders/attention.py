@@ -1,12 +1,14 @@
 """Checks of the attention component (causal multi-head self-attention)."""
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from graders import contexts
 from toolkit import probe
+from toolkit.baselines import SDPAttention
 from toolkit.checks import CheckFailed, check, child_side, names_used
 from toolkit.model import GPT, GPTConfig
 from toolkit.pipeline import Pipeline
@@ -17,16 +19,18 @@ from toolkit.train import pretrain, stream_batch
 # (B, T, C, n_head): batch 1 and more, T = 1, one head and many, head sizes 4, 10, 3, 2.
 SHAPES = [(1, 1, 8, 2), (2, 5, 12, 3), (3, 7, 10, 1), (2, 6, 24, 8), (1, 9, 16, 8)]
 ATOL = 1e-9  # float64 throughout
+ATOL32 = 1e-5  # float32, against the reference in float64: a correct module differs by ~1e-6 at width 128
+TOLERANCE = {torch.float64: ATOL, torch.float32: ATOL32}
 
 
-def seeded_module(components, B, T, C, nh, seed=0):
-    """The attention of ``components`` in float64 with weights drawn from ``seed``, and an input (B, T, C)."""
-    module, x, _ = seeded(components, B, T, C, nh, seed)
+def seeded_module(components, B, T, C, nh, seed=0, dtype=torch.float64):
+    """The attention of ``components`` in ``dtype`` with weights drawn from ``seed``, and an input (B, T, C)."""
+    module, x, _ = seeded(components, B, T, C, nh, seed, dtype)
     return module, x
 
 
-def seeded(components, B, T, C, nh, seed=0):
-    """``seeded_module``, and the weights it loaded (a state dict)."""
+def seeded(components, B, T, C, nh, seed=0, dtype=torch.float64):
+    """``seeded_module``, and the weights it loaded (a state dict in ``dtype``)."""
     gen = torch.Generator().manual_seed(seed)
     module = components.attention(GPTConfig(n_embd=C, n_head=nh))
     if not isinstance(module, nn.Module):
@@ -40,9 +44,43 @@ def seeded(components, B, T, C, nh, seed=0):
     mine = sorted(name for name, _ in module.named_parameters())
     if mine != sorted(state):
         raise CheckFailed(f"the module's parameters are {mine}; expected exactly c_attn (Linear C->3C) and c_proj (Linear C->C)")
-    module = module.double()
+    state = {k: v.to(dtype) for k, v in state.items()}
+    module = module.to(dtype)
     module.load_state_dict(state, strict=False)  # buffers (e.g. a causal mask) keep their values
-    return module, torch.randn(B, T, C, generator=gen, dtype=torch.float64), state
+    return module, torch.randn(B, T, C, generator=gen, dtype=torch.float64).to(dtype), state
+
+
+def reference_output(state: dict, x: torch.Tensor, n_head: int) -> torch.Tensor:
+    """The baseline's attention (``toolkit.baselines.SDPAttention``) with weights ``state`` on x (B, T, C),
+    computed in float64 from the same (rounded) numbers: what a correct module gives, in any dtype."""
+    C = x.shape[-1]
+    ref = SDPAttention(GPTConfig(n_embd=C, n_head=n_head)).double()
+    ref.load_state_dict({k: v.double() for k, v in state.items()})
+    with torch.no_grad():
+        return ref(x.double())
+
+
+@dataclass(frozen=True)
+class Case:
+    """Seeded weights and input for one call: the checks' own shapes (float64) or a pipeline context."""
+
+    B: int
+    T: int
+    C: int
+    nh: int
+    seed: int
+    dtype: torch.dtype = torch.float64
+
+    def __str__(self) -> str:
+        dtype = "" if self.dtype == torch.float64 else f" in {str(self.dtype).removeprefix('torch.')}"
+        return f"B={self.B} T={self.T} C={self.C} n_head={self.nh}{dtype}"
+
+
+def pipeline_cases(ctx, rng, max_batch: int | None = None) -> list[Case]:
+    """A case per context of the pipeline (``graders.contexts``): its widths, float32 and float64, a
+    batch size (at most ``max_batch``) and a length drawn by ``rng``."""
+    return [Case(w.batch, w.tokens, w.model.n_embd, w.model.n_head, rng.getrandbits(31), w.dtype)
+            for w in contexts.pipeline_contexts(ctx.config, rng, max_batch=max_batch)]
 
 
 def _forward(module, x):
@@ -56,49 +94,82 @@ def _forward(module, x):
 
 @check("attention", points=3)
 def matches_reference(ctx):
-    "Same output as the reference on seeded weights and inputs, for several shapes (float64, atol 1e-9)."
+    "Same output as the reference on seeded weights and inputs, for several shapes and the pipeline's contexts (float64, atol 1e-9; float32, atol 1e-5)."
     expected = ctx.snapshot()["outputs"]
-    for (B, T, C, nh), want in zip(SHAPES, expected):
-        module, x = seeded_module(ctx.components, B, T, C, nh)
+    own = [Case(B, T, C, nh, 0) for B, T, C, nh in SHAPES]
+    rng = contexts.run_seed(ctx)
+    cases = own + pipeline_cases(ctx, rng)
+    errors = {}
+    for i in rng.sample(range(len(cases)), len(cases)):  # called in a drawn order, judged in a fixed one
+        case = cases[i]
+        module, x, state = seeded(ctx.components, case.B, case.T, case.C, case.nh, case.seed, case.dtype)
         with torch.no_grad():
             got = _forward(module, x)
-        err = (got - torch.tensor(want, dtype=torch.float64)).abs().max().item()
-        if not err <= ATOL:
-            raise CheckFailed(f"output differs from the reference by {err:.2e} (> {ATOL:g}) for B={B} T={T} C={C} "
-                              f"n_head={nh}: check the 1/sqrt(head size) scale, the head split and the softmax axis")
+        want = torch.tensor(expected[i], dtype=torch.float64) if i < len(own) else reference_output(state, x, case.nh)
+        errors[i] = (got.double() - want).abs().max().item()
+    for i, case in enumerate(cases):
+        tol = TOLERANCE[case.dtype]
+        if not errors[i] <= tol:
+            raise CheckFailed(f"output differs from the reference by {errors[i]:.2e} (> {tol:g}) for {case}: check "
+                              "the 1/sqrt(head size) scale, the head split and the softmax axis")
 
 
 @check("attention", points=2)
 def causal(ctx):
-    "Output at position t does not change when tokens after t change (float64, atol 1e-9)."
-    B, T, C, nh = 2, 8, 16, 4
-    module, x = seeded_module(ctx.components, B, T, C, nh, seed=1)
+    "Output at position t does not change when tokens after t change (float64, atol 1e-9; and the pipeline's contexts)."
+    rng = contexts.run_seed(ctx)
+    cases = [Case(2, 8, 16, 4, 1)] + pipeline_cases(ctx, rng, max_batch=OBSERVED_BATCH)  # 4 forwards each
+    for i, case in enumerate(cases):
+        module, x = seeded_module(ctx.components, case.B, case.T, case.C, case.nh, case.seed, case.dtype)
+        positions = range(case.T - 1) if i == 0 else sorted(rng.sample(range(case.T - 1), min(3, case.T - 1)))
+        _check_causal(module, x, positions, TOLERANCE[case.dtype], case if i else None)
+
+
+def _check_causal(module, x, positions, tol: float, case: Case | None) -> None:
+    """Change the tokens after each t of ``positions`` and compare the outputs up to t (CheckFailed if they moved)."""
+    B, T, C = x.shape
+    where = f" ({case})" if case else ""
     with torch.no_grad():
         y = _forward(module, x)
-        for t in range(T - 1):
+        for t in positions:
             x2 = x.clone()
-            x2[:, t + 1 :] += torch.randn(B, T - t - 1, C, dtype=torch.float64, generator=torch.Generator().manual_seed(t))
+            noise = torch.randn(B, T - t - 1, C, dtype=torch.float64, generator=torch.Generator().manual_seed(t))
+            x2[:, t + 1 :] += noise.to(x.dtype)
             diff = (_forward(module, x2)[:, : t + 1] - y[:, : t + 1]).abs().max().item()
-            if not diff <= ATOL:  # "not <=" so that NaN fails too
-                raise CheckFailed(f"output at position {t} changed by {diff:.2e} when only tokens after {t} changed: "
-                                  "mask the scores of future positions before the softmax")
+            if not diff <= tol:  # "not <=" so that NaN fails too
+                raise CheckFailed(f"output at position {t} changed by {diff:.2e} when only tokens after {t} "
+                                  f"changed{where}: mask the scores of future positions before the softmax")
 
 
 @check("attention", points=1)
 def stable(ctx):
-    "Inputs whose attention scores exceed 100 give finite outputs (float32, where exp(89) is inf)."
-    B, T, C, nh = 2, 6, 16, 4
-    module, x, state = seeded(ctx.components, B, T, C, nh, seed=2)
-    module, x = module.float(), 20 * x.float()
-    with torch.no_grad():
-        qkv = x.double() @ state["c_attn.weight"].T + state["c_attn.bias"]
+    "Inputs whose attention scores exceed 100 give finite outputs (float32, where exp(89) is inf; the pipeline's widths too)."
+    rng = contexts.run_seed(ctx)
+    cases = [Case(2, 6, 16, 4, 2, torch.float32)]
+    cases += [c for c in pipeline_cases(ctx, rng, max_batch=OBSERVED_BATCH) if c.dtype == torch.float32]
+    for case in cases:
+        module, x, state = seeded(ctx.components, case.B, case.T, case.C, case.nh, case.seed, torch.float32)
+        largest, x = _large_scores(state, x, case.nh)
+        with torch.no_grad():
+            y = _forward(module, x)
+        assert largest > 100, largest  # the check tests what it says
+        if not torch.isfinite(y).all():
+            raise CheckFailed(f"the output has inf or NaN when attention scores reach {largest:.0f}: subtract each "
+                              "row's maximum score before exp (or use torch.softmax)")
+
+
+def _large_scores(state: dict, x: torch.Tensor, nh: int) -> tuple[float, torch.Tensor]:
+    """``x`` scaled up (20 times, or more) until head 0's largest attention score exceeds 100: that
+    score, and the input."""
+    C = x.shape[-1]
+    for scale in (20, 40, 80, 160, 320):
+        big = scale * x
+        qkv = big.double() @ state["c_attn.weight"].double().T + state["c_attn.bias"].double()
         q, k, _ = qkv.split(C, dim=2)  # the scores the module will see, head 0
         largest = (q[..., : C // nh] @ k[..., : C // nh].transpose(1, 2)).abs().max().item() / (C // nh) ** 0.5
-        y = _forward(module, x)
-    assert largest > 100, largest  # the check tests what it says
-    if not torch.isfinite(y).all():
-        raise CheckFailed(f"the output has inf or NaN when attention scores reach {largest:.0f}: subtract each row's "
-                          "maximum score before exp (or use torch.softmax)")
+        if largest > 100:
+            break
+    return largest, big
 
 
 class _Spy(TorchFunctionMode):
@@ -130,24 +201,68 @@ def written_out(ctx):
     named = names_used(ctx.sources, BANNED_NAMES)
     if named:  # read by the grader in the code it was handed
         raise CheckFailed(f"the code uses {', '.join(named[:3])}; write the scores, mask and softmax yourself")
-    called = ctx.in_child(banned_calls, module, x)  # observed beside the module: as strong as that observation
-    if not isinstance(called, list) or not all(isinstance(c, str) for c in called):
+    calls, models = observed_calls(ctx, x)
+    answer = ctx.in_child(banned_calls, calls, models)  # observed beside the module: as strong as that observation
+    if not (isinstance(answer, list) and len(answer) == 2 and isinstance(answer[0], list)
+            and all(isinstance(c, str) for c in answer[0]) and type(answer[1]) is int):
         raise CheckFailed("could not observe what the module's forward calls")
+    called, valid = answer
     if called:
         raise CheckFailed(f"forward calls {', '.join(sorted(called)[:3])}; write the scores, mask and softmax yourself")
+    if valid != len(calls) + len(models):
+        raise CheckFailed(f"could not observe what the module's forward calls: {len(calls) + len(models) - valid} of "
+                          f"{len(calls) + len(models)} forwards in the pipeline's shapes returned no output of the "
+                          "input's shape and dtype")
 
 
 BANNED_NAMES = ("scaled_dot_product_attention", "MultiheadAttention", "multi_head_attention_forward")
+OBSERVED_BATCH = 8  # the largest batch of an observed call: its input crosses to the child
+
+
+def observed_calls(ctx, x: torch.Tensor) -> tuple[list, list]:
+    """What ``banned_calls`` watches: the check's own call (C 12, 3 heads), a module call per context of
+    the pipeline, and a GPT of each of the pipeline's widths built with the hook, reading token ids as the
+    pipeline's models do (in float32)."""
+    rng = contexts.run_seed(ctx)
+    calls, models = [[12, 3, "float64", x]], []
+    for w in contexts.pipeline_contexts(ctx.config, rng, max_batch=OBSERVED_BATCH):
+        gen = contexts.torch_seed(rng)
+        calls.append([w.model.n_embd, w.model.n_head, str(w.dtype).removeprefix("torch."),
+                      torch.randn(w.batch, w.tokens, w.model.n_embd, generator=gen, dtype=w.dtype)])
+        if w.dtype == torch.float32:
+            m = w.model
+            models.append([dict(vocab_size=m.vocab_size, block_size=m.block_size, n_layer=m.n_layer,
+                                n_head=m.n_head, n_embd=m.n_embd),
+                           torch.randint(m.vocab_size, (w.batch, w.tokens), generator=gen)])
+    order = rng.sample(range(len(calls)), len(calls))
+    return [calls[i] for i in order], models
 
 
 @child_side
-def banned_calls(pipeline, module, x: torch.Tensor) -> list[str]:
-    """The banned functions (or modules) the module's forward uses, observed where the module lives."""
-    if any(isinstance(m, nn.MultiheadAttention) for m in module.modules()):
-        return ["nn.MultiheadAttention"]
-    with _Spy() as spy, torch.no_grad():
-        module(x)
-    return sorted(spy.called)
+def banned_calls(pipeline, calls: list, models: list) -> list:
+    """``[banned, valid]``: the banned functions (or modules) the forwards of the attention use, observed
+    where the module lives, over every call: modules made by the hook at width C with n_head heads on x
+    (``[C, n_head, dtype, x]``), and GPTs built with the hook (``[config, idx]``), the pipeline's own way of
+    calling it. ``valid``: how many forwards returned an output of the right shape and dtype (a call that
+    failed is no evidence of what a working one calls)."""
+    called, valid = set(), 0
+    for C, nh, dtype, x in calls:
+        module = pipeline.components.attention(GPTConfig(n_embd=C, n_head=nh)).to(getattr(torch, dtype))
+        if any(isinstance(m, nn.MultiheadAttention) for m in module.modules()):
+            called.add("nn.MultiheadAttention")
+        with _Spy() as spy, torch.no_grad():
+            y = module(x)
+        called |= spy.called
+        valid += isinstance(y, torch.Tensor) and y.shape == x.shape and y.dtype == x.dtype
+    for config, idx in models:
+        model = GPT(GPTConfig(**config), pipeline.components.attention).eval()
+        if any(isinstance(m, nn.MultiheadAttention) for m in model.modules()):
+            called.add("nn.MultiheadAttention")
+        with _Spy() as spy, torch.no_grad():
+            logits = model(idx)
+        called |= spy.called
+        valid += isinstance(logits, torch.Tensor) and logits.shape == (*idx.shape, config["vocab_size"])
+    return [sorted(called), valid]
 
 
 @child_side

@@ -1,19 +1,23 @@
 """Checks of the reward component (reward model head and preference loss)."""
 
+import copy
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from graders import calibration
+from graders import calibration, contexts
 from toolkit import probe, rlhf
 from toolkit.baselines import SDPAttention
 from toolkit.checks import CheckFailed, Partial, check, child_side
 from toolkit.model import GPT, GPTConfig
 from toolkit.template import PAD
 
-TOL = 1e-6
+TOL = 1e-6  # float64
+TOL32 = 1e-5  # float32: the loss of 64 rewards is a mean of float32 terms, off by ~1e-7
+LOSS_TOL = {torch.float64: TOL, torch.float32: TOL32}
 
 
 def _loss(ctx, chosen, rejected) -> torch.Tensor:
@@ -26,24 +30,33 @@ def _loss(ctx, chosen, rejected) -> torch.Tensor:
 
 @check("reward", points=2)
 def loss_sanity(ctx):
-    "Equal rewards give ln 2; a constant added to all rewards changes nothing; chosen is pushed up."
-    gen = torch.Generator().manual_seed(0)
-    r = torch.randn(16, generator=gen, dtype=torch.float64)
+    "Equal rewards give ln 2; a constant added to all rewards changes nothing; chosen is pushed up (float64 and float32, the pipeline's batch sizes)."
+    rng = contexts.run_seed(ctx)
+    cases = [(torch.float64, 16, torch.Generator().manual_seed(0))]  # the check's own, then the pipeline's
+    cases += [(dtype, rng.choice(contexts.batch_sizes(ctx.config)), contexts.torch_seed(rng)) for dtype in contexts.DTYPES]
+    for dtype, B, gen in cases:
+        _loss_sanity(ctx, dtype, B, gen)
+
+
+def _loss_sanity(ctx, dtype: torch.dtype, B: int, gen: torch.Generator) -> None:
+    tol = LOSS_TOL[dtype]
+    where = "" if (dtype, B) == (torch.float64, 16) else f" ({str(dtype).removeprefix('torch.')}, B={B})"
+    r = torch.randn(B, generator=gen, dtype=torch.float64).to(dtype)
     equal = _loss(ctx, r, r.clone()).item()
-    if abs(equal - math.log(2)) > TOL:
-        raise CheckFailed(f"loss of equal rewards is {equal:.4f}; expected ln 2 = 0.6931 (-log sigmoid(0))")
-    c, j = torch.randn(16, generator=gen, dtype=torch.float64), torch.randn(16, generator=gen, dtype=torch.float64)
+    if abs(equal - math.log(2)) > tol:
+        raise CheckFailed(f"loss of equal rewards is {equal:.4f}; expected ln 2 = 0.6931 (-log sigmoid(0)){where}")
+    c, j = (torch.randn(B, generator=gen, dtype=torch.float64).to(dtype) for _ in range(2))
     base, shifted = _loss(ctx, c, j).item(), _loss(ctx, c + 5.0, j + 5.0).item()
-    if abs(base - shifted) > TOL:
-        raise CheckFailed(f"adding 5 to every reward changed the loss from {base:.4f} to {shifted:.4f}; "
+    if abs(base - shifted) > tol:
+        raise CheckFailed(f"adding 5 to every reward changed the loss from {base:.4f} to {shifted:.4f}{where}; "
                           "the loss must depend on chosen - rejected only")
     grads = ctx.in_child(loss_gradients, c, j)
     if not (isinstance(grads, (list, tuple)) and len(grads) == 2 and all(isinstance(g, torch.Tensor) and g.shape == c.shape
                                                                        for g in grads)):
         raise CheckFailed("the loss has no gradient with respect to the rewards: compute it with torch operations")
     if not ((grads[0] < 0).all() and (grads[1] > 0).all()):
-        raise CheckFailed("gradient descent on the loss must raise every chosen reward and lower every rejected one; "
-                          "check the sign of chosen - rejected")
+        raise CheckFailed(f"gradient descent on the loss must raise every chosen reward and lower every rejected "
+                          f"one{where}; check the sign of chosen - rejected")
 
 
 @child_side
@@ -59,7 +72,7 @@ def _tiny_backbone(seed=0) -> GPT:
     return GPT(GPTConfig(vocab_size=300, block_size=16, n_layer=1, n_head=2, n_embd=16), SDPAttention)
 
 
-MAX_PARAMS = 1 << 20  # parameters of a reward model on the tiny backbone (~10k) that the grader draws at random
+MAX_PARAMS = 1 << 22  # parameters of a reward model that the grader draws at random (on the pipeline's backbone: ~1M)
 
 
 def _random_weights(model, seed: int = 2):
@@ -69,8 +82,8 @@ def _random_weights(model, seed: int = 2):
         raise CheckFailed(f"toolkit_reward_model returned {type(model).__name__}; expected an nn.Module")
     params = dict(model.named_parameters())
     if sum(p.numel() for p in params.values()) > MAX_PARAMS:
-        raise CheckFailed(f"the reward model has more than {MAX_PARAMS} parameters on a backbone of about 10,000, "
-                          "too many for the check to draw at random")
+        raise CheckFailed(f"the reward model has more than {MAX_PARAMS} parameters, too many for the check to draw "
+                          "at random (the pipeline's backbone has about a million)")
     gen = torch.Generator().manual_seed(seed)
     drawn = {n: torch.randn(p.shape, generator=gen, dtype=p.dtype) / math.sqrt(p.shape[-1] if p.dim() else 1)
              for n, p in params.items() if p.is_floating_point() or p.is_complex()}  # ~ the scale of a default init
@@ -78,30 +91,97 @@ def _random_weights(model, seed: int = 2):
     return model
 
 
-@check("reward", points=2)
-def reads_last_real_token(ctx):
-    "A row's reward is read at its last real token: padding after it changes nothing; changing that token changes that row's reward, no other."
-    model = _random_weights(ctx.components.reward_model(_tiny_backbone()))
+@dataclass
+class Reading:
+    """One case of ``reads_last_real_token``: a backbone, the dtype the reward model runs in, and rows
+    ``idx`` (B, T) with ``lengths`` (B,); ``row``'s last real token is the one changed."""
+
+    backbone: GPT
+    dtype: torch.dtype
+    idx: torch.Tensor
+    lengths: torch.Tensor
+    row: int
+    pad: int  # the padding id appended
+    what: str  # how a reason names the case ("" for the check's own)
+
+
+def own_reading() -> Reading:
+    """The check's own case: the tiny backbone, 3 rows of 6 tokens (lengths 6, 4, 2), row 1 changed."""
     torch.manual_seed(1)
     idx = torch.randint(0, 256, (3, 6))
-    lengths = torch.tensor([6, 4, 2])
-    padded = torch.cat([idx, torch.full((3, 5), 260)], dim=1)
+    return Reading(_tiny_backbone(), torch.float32, idx, torch.tensor([6, 4, 2]), 1, PAD_ID, "")
+
+
+PAD_ID = 260  # <|pad|> (toolkit.template): what the pipeline pads with
+PADDING = 5  # padding tokens appended after the rows
+READ_TOKENS = 512  # at most B x T tokens per case: a large batch gets short rows (the cost of 3 forwards)
+
+
+def pipeline_readings(ctx, rng) -> list[Reading]:
+    """A case per model width of the pipeline: its own base model (a copy: the backbone the pipeline gives
+    the hook) and a model of each other width with weights drawn at random; rows padded as the pipeline
+    pads them, tokens over its vocabulary, a batch size and a length drawn by ``rng`` (at most READ_TOKENS
+    tokens in all); the narrowest in float64."""
+    base = contexts.reference_pipeline(ctx).base_model
+    out = []
+    for w in contexts.pipeline_contexts(ctx.config, rng, dtypes=(torch.float32,)):
+        if w.model.n_embd == base.config.n_embd and w.model.n_layer == base.config.n_layer:
+            backbone = copy.deepcopy(base)
+        else:
+            torch.manual_seed(rng.getrandbits(31))
+            backbone = GPT(w.model, SDPAttention)
+        V, gen = backbone.config.vocab_size, contexts.torch_seed(rng)
+        T = max(2, min(w.tokens, backbone.config.block_size - PADDING, READ_TOKENS // w.batch))
+        lengths = torch.randint(1, T + 1, (w.batch,), generator=gen)
+        lengths[rng.randrange(w.batch)] = T  # the longest row fills the batch, as encode_batch pads
+        idx = torch.randint(0, V - 1, (w.batch, T), generator=gen)
+        idx = torch.where(idx >= PAD_ID, idx + 1, idx)  # never the padding id in a real token
+        idx = idx.masked_fill(torch.arange(T) >= lengths[:, None], PAD_ID)
+        out.append(Reading(backbone, torch.float32, idx, lengths, rng.randrange(w.batch), PAD_ID,
+                           f" (on a backbone of n_embd {backbone.config.n_embd}, {w.batch} rows of {T} tokens)"))
+    min(out, key=lambda r: r.backbone.config.n_embd).dtype = torch.float64  # the narrowest: float64 is slow
+    return out
+
+
+READ_TOL = {torch.float32: 1e-5, torch.float64: 1e-9}  # rewards of the same rows, padded or not
+
+
+@check("reward", points=2)
+def reads_last_real_token(ctx):
+    "A row's reward is read at its last real token: padding after it changes nothing; changing that token changes that row's reward, no other (also on the pipeline's backbones)."
+    readings = [own_reading()] + pipeline_readings(ctx, contexts.run_seed(ctx))
+    for case in readings:
+        _check_reading(ctx, case)
+
+
+def _check_reading(ctx, case: Reading) -> None:
+    model = _random_weights(ctx.components.reward_model(case.backbone)).to(case.dtype)
+    idx, lengths, row, what = case.idx, case.lengths, case.row, case.what
+    B, T = idx.shape
+    V = case.backbone.config.vocab_size
+    padded = torch.cat([idx, torch.full((B, PADDING), case.pad)], dim=1)
     changed = idx.clone()
-    changed[1, 3] = (changed[1, 3] + 1) % 256  # row 1's last real token (lengths[1] - 1)
+    last = changed[row, lengths[row] - 1]
+    changed[row, lengths[row] - 1] = (last + 1) % min(V, 256) if not what else (last + 1) % V
+    if what and changed[row, lengths[row] - 1] == case.pad:
+        changed[row, lengths[row] - 1] = (last + 2) % V
     with torch.no_grad():
         r1, r2, r3 = model(idx, lengths), model(padded, lengths), model(changed, lengths)
     for r in (r1, r2, r3):
-        if not isinstance(r, torch.Tensor) or r.shape != (3,):
+        if not isinstance(r, torch.Tensor) or r.shape != (B,):
             got = getattr(r, "shape", type(r).__name__)
-            raise CheckFailed(f"reward model returned {got}; expected shape (B,) = (3,)")
-    if not torch.allclose(r1, r2, atol=1e-5):
-        raise CheckFailed(f"rewards changed from {r1.tolist()} to {r2.tolist()} when padding was added: "
+            raise CheckFailed(f"reward model returned {got}; expected shape (B,) = ({B},){what}")
+    atol = READ_TOL[case.dtype]
+    if not torch.allclose(r1, r2, atol=atol):
+        shown = f"{r1.tolist()} to {r2.tolist()}" if B <= 4 else f"{r1[:4].tolist()}... to {r2[:4].tolist()}..."
+        raise CheckFailed(f"rewards changed from {shown} when padding was added{what}: "
                           "read the hidden state at lengths - 1, not at the last position")
-    if torch.allclose(r1[1], r3[1], atol=1e-5):
-        raise CheckFailed(f"row 1's reward stayed {r1[1].item():.4g} when its last real token changed (with random "
-                          "weights): the reward must be read from the hidden state at lengths - 1")
-    if not torch.allclose(r1[[0, 2]], r3[[0, 2]], atol=1e-5):
-        raise CheckFailed("changing a token of row 1 changed the rewards of other rows: score each row on its own")
+    if torch.allclose(r1[row], r3[row], atol=atol):
+        raise CheckFailed(f"row {row}'s reward stayed {r1[row].item():.4g} when its last real token changed (with random "
+                          f"weights){what}: the reward must be read from the hidden state at lengths - 1")
+    others = torch.arange(B) != row
+    if not torch.allclose(r1[others], r3[others], atol=atol):
+        raise CheckFailed(f"changing a token of row {row} changed the rewards of other rows{what}: score each row on its own")
 
 
 # -- behaviour: the reward model trained on preference pairs, then RLHF with it ---------------

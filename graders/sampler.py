@@ -13,13 +13,19 @@ The draws of a row must
   the smaller tail, summed exactly from ``math.lgamma``; the row fails when the smallest
   p-value times the number of tokens tested (Bonferroni) is below ``ALPHA``.
 
-The generators are seeded, so a verdict never changes between runs. A correct sampler written
-any other way draws other tokens, and fails the test of one row with probability at most
-``ALPHA`` = 1e-6 (exact tails and the Bonferroni union bound make that a bound, not an
-approximation); over the 15 rows these public checks test, at most 1.5e-5. A wrong
-distribution is caught with room to spare: the classic mistakes move some probability by
-0.05 or more, 6 to 8 standard deviations of a count at 4,000 draws, where the test needs
-about 5.3 (a two-sided 1e-6 / 7).
+Each case is then drawn again in a context of the pipeline's (``graders.contexts``): its rows
+among as many tokens as the pipeline's vocabulary has (the other tokens 100 nats and more below
+the row, so the distribution is the same), in calls of the pipeline's batch sizes,
+``PIPELINE_DRAWS`` tokens per row: a sampler that behaves one way on small vocabularies or large
+batches and another in the pipeline fails there.
+
+The generators are seeded from the instructor's seed (``graders.contexts.run_seed``: no submission
+can read it, and a re-run draws the same), so that no call can be recognised by its generator. A correct sampler fails the test
+of one row with probability at most ``ALPHA`` = 1e-6 (exact tails and the Bonferroni union
+bound make that a bound, not an approximation); over the 15 rows these public checks test, each
+in two contexts, at most 3e-5. A wrong distribution is caught with room to spare: the classic
+mistakes move some probability by 0.05 or more, 6 to 8 standard deviations of a count at 4,000
+draws, where the test needs about 5.3 (a two-sided 1e-6 / 7).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from pathlib import Path
 import torch
 from torch.overrides import TorchFunctionMode
 
+from graders import contexts
 from toolkit import probe
 from toolkit.checks import CheckFailed, check, child_side, names_used
 from toolkit.plugins import PluginError
@@ -283,9 +290,66 @@ def check_draws(components, case: Case, probs: list[list[float]], seed: int, hin
 
 
 def check_cases(ctx, cases: list[Case], hint: str) -> None:
+    """Draw each case in the check's own context (one call of DRAWS rows each), then in one of the
+    pipeline's (``pipeline_draws``), each from a generator seeded at grading time."""
     expected = ctx.snapshot()["probs"]
+    rng = contexts.run_seed(ctx)
     for case in cases:
-        check_draws(ctx.components, case, expected[case.name], SEEDS[case.name], hint)
+        check_draws(ctx.components, case, expected[case.name], rng.getrandbits(48), hint)
+    for case in cases:
+        V, B = pipeline_size(ctx, rng, DRAW_BATCH)
+        check_pipeline_draws(ctx.components, case, expected[case.name], V, B, rng, hint)
+
+
+# -- the pipeline's contexts ------------------------------------------------------------------
+PIPELINE_DRAWS = 256  # tokens drawn per row of a case in a pipeline context: far more than greedy or a wrong support survives
+DRAW_BATCH = 32  # the least batch size of those draws (the pipeline's training and RLHF batches): fewer calls
+FILLER_GAP = 100.0  # nats below a row's least finite logit, at least, where the other tokens of a vocabulary sit
+
+
+def pipeline_vocab(ctx) -> int:
+    """The vocabulary of the pipeline's models (the baseline's tokenizer's: 604 in the default configuration)."""
+    return contexts.reference_pipeline(ctx).model_config.vocab_size
+
+
+def pipeline_size(ctx, rng, rows: int = 1) -> tuple[int, int]:
+    """A vocabulary and a batch size of the pipeline's (``graders.contexts``), drawn by ``rng``; the
+    batch holds at least 8 rows and ``rows``."""
+    vocab = rng.choice(contexts.vocab_sizes(ctx.config, rng, pipeline_vocab(ctx)))
+    return vocab, rng.choice([b for b in contexts.batch_sizes(ctx.config) if b >= max(8, rows)])
+
+
+def embed(logits: list[float], V: int, gen: torch.Generator) -> list[float]:
+    """``logits`` as the first ids of a vocabulary of ``V`` tokens: the others sit 100 to 120 nats below
+    the row's least finite logit (50 and more at temperature 2: probability below 1e-21 each, so the
+    row's distribution is the same to float64 precision), as the tail of a model's logits does."""
+    low = min(x for x in logits if x > -INF) - FILLER_GAP
+    return list(logits) + (low - 20 * torch.rand(V - len(logits), generator=gen, dtype=torch.float64)).tolist()
+
+
+def check_pipeline_draws(components, case: Case, probs: list[list[float]], V: int, B: int, rng, hint: str = "") -> None:
+    """``check_draws`` in a context of the pipeline's: the rows of ``case`` among ``V`` tokens, repeated
+    to batches of ``B`` rows, drawn PIPELINE_DRAWS times each over as many calls as that takes."""
+    gen = contexts.torch_seed(rng)
+    rows = [Row(embed(row.logits, V, gen), row.label, row.mistakes) for row in case.rows]
+    big = Case(case.name, rows, case.temperature, case.top_k, case.top_p)
+    logits = big.logits()  # (R, V)
+    R = len(rows)
+    batch = logits.repeat(B // R, 1)  # (B // R * R, V)
+    calls = math.ceil(PIPELINE_DRAWS / (B // R))
+    generator = contexts.torch_seed(rng)
+    drawn = [sample(components, batch, case.temperature, case.top_k, case.top_p, generator, hint) for _ in range(calls)]
+    ids = torch.cat(drawn).view(-1, R)  # (calls * B // R, R)
+    where = f" (among {V} tokens, in batches of {len(batch)} rows)"
+    if all(torch.equal(d, drawn[0]) for d in drawn) and any(0 < p < 1 for row in probs for p in row):
+        raise CheckFailed(f"{case.name} ({case.settings}){where}: the {calls} calls with one generator drew the same "
+                          "tokens every time, as the pipeline's steps would: draw from `generator` itself, so that "
+                          "its state moves on")
+    for r, row in enumerate(rows):
+        counts = torch.bincount(ids[:, r], minlength=V).tolist()
+        reason = diagnose(big, row, counts, probs[r] + [0.0] * (V - len(probs[r])))
+        if reason:
+            raise CheckFailed(f"{case.name} ({case.settings}), {row.label}{where}: {reason}")
 
 
 # -- the checks -------------------------------------------------------------------------------
@@ -308,33 +372,46 @@ REPEATS = 8  # the rows repeated: a sampler that picks among tied tokens at rand
 @check("sampler", points=2)
 def greedy(ctx):
     "Temperature 0 is the argmax of each row (ties: the lowest id), whatever top_k and top_p say; so is top_k = 1."
-    logits = greedy_logits().repeat(REPEATS, 1)
+    rng = contexts.run_seed(ctx)
+    rows = greedy_logits()
+    _check_greedy(ctx, rows, len(rows) * REPEATS, rng, "")
+    V, B = pipeline_size(ctx, rng)
+    gen = contexts.torch_seed(rng)
+    rows = torch.tensor([embed(row, V, gen) for row in rows.tolist()], dtype=torch.float32)  # (6, V)
+    _check_greedy(ctx, rows, B, rng, f" (among {V} tokens, in batches of {B} rows)")
+
+
+def _check_greedy(ctx, rows: torch.Tensor, B: int, rng, where: str) -> None:
+    """The rows of ``greedy_logits`` (possibly among more tokens) repeated to ``B`` rows: argmax at
+    temperature 0, with and without top_k and top_p; and top_k 1 on the rows without ties."""
+    n = len(rows)
+    logits = rows.repeat(math.ceil(B / n), 1)[:B]
     want = logits.argmax(-1)
     for top_k, top_p in ((None, None), (3, 0.5)):
-        got = sample(ctx.components, logits, 0.0, top_k, top_p, torch.Generator().manual_seed(1),
+        got = sample(ctx.components, logits, 0.0, top_k, top_p, contexts.torch_seed(rng),
                      "temperature 0 is the argmax: return logits.argmax(dim=-1) before dividing by the temperature")
         wrong = (got != want).nonzero().flatten().tolist()
         if wrong:
             b = wrong[0]
-            row = b % len(greedy_logits())
+            row = b % n
             settings = "" if top_k is None else f" with top_k {top_k} and top_p {top_p} (greedy ignores them)"
             if row in TIED_ROWS and logits[b, got[b]] == logits[b].max():
                 tied = (logits[b] == logits[b].max()).nonzero().flatten().tolist()
                 raise CheckFailed(f"temperature 0{settings}: row {row} ties at its maximum (ids {tied}) and got id "
                                   f"{got[b].item()}; expected {want[b].item()}, the lowest, as torch.argmax gives "
-                                  "(greedy is the argmax, not sampling at a tiny temperature)")
+                                  f"(greedy is the argmax, not sampling at a tiny temperature){where}")
             raise CheckFailed(f"temperature 0{settings}: row {row} got id {got[b].item()}, expected its argmax "
-                              f"{want[b].item()}")
-    unique = [r for r in range(len(greedy_logits())) if r not in TIED_ROWS]
-    rows = greedy_logits()[unique].repeat(REPEATS, 1)
+                              f"{want[b].item()}{where}")
+    unique = [r for r in range(n) if r not in TIED_ROWS]
+    singles = rows[unique].repeat(math.ceil(B / len(unique)), 1)[:B]
     for temperature, top_p in ((1.0, None), (0.7, 0.9)):
-        got = sample(ctx.components, rows, temperature, 1, top_p, torch.Generator().manual_seed(2),
+        got = sample(ctx.components, singles, temperature, 1, top_p, contexts.torch_seed(rng),
                      "top_k 1 keeps the largest logit of each row, and nothing else")
-        if not torch.equal(got, rows.argmax(-1)):
-            b = (got != rows.argmax(-1)).nonzero()[0].item()
+        if not torch.equal(got, singles.argmax(-1)):
+            b = (got != singles.argmax(-1)).nonzero()[0].item()
             raise CheckFailed(f"top_k 1 at temperature {temperature:g}: row {unique[b % len(unique)]} got id "
-                              f"{got[b].item()}, expected its argmax {rows[b].argmax().item()}: top_k 1 keeps the "
-                              "largest logit only")
+                              f"{got[b].item()}, expected its argmax {singles[b].argmax().item()}: top_k 1 keeps the "
+                              f"largest logit only{where}")
 
 
 @check("sampler", points=2)
@@ -373,27 +450,39 @@ def rows_independent(ctx):
 @check("sampler", points=1)
 def uses_generator(ctx):
     "All randomness comes from `generator`: same state, same tokens; other seed, other tokens; global RNG untouched."
-    logits = 3 * torch.rand(64, 10, generator=torch.Generator().manual_seed(3))
+    rng = contexts.run_seed(ctx)
     watch = _GlobalRNGWatch(ctx)
+    _check_generator(watch, 3 * torch.rand(64, 10, generator=torch.Generator().manual_seed(3)), (0, 1), "")
+    V, B = pipeline_size(ctx, rng)
+    seeds = rng.sample(range(1 << 48), 2)
+    logits = 3 * torch.rand(B, V, generator=contexts.torch_seed(rng))  # (B, V): flat enough that seeds differ in draws
+    _check_generator(watch, logits, tuple(seeds), f" (among {V} tokens, in batches of {B} rows)")
+
+
+def _check_generator(watch, logits: torch.Tensor, seeds: tuple[int, int], where: str) -> None:
+    """Draw ``logits`` from generators seeded ``seeds``: the same state gives the same tokens, another seed
+    other tokens, the same generator twice other tokens, and the global generator never moves."""
+    B = len(logits)
 
     def draw(generator):
         ids = sample(watch, logits, 1.0, None, None, generator)
         if watch.moved:
             raise CheckFailed("the sampler drew from torch's global random generator (or re-seeded it): pass "
                               "generator=generator to torch.multinomial (or torch.rand), and leave the global "
-                              "one alone")
+                              f"one alone{where}")
         return ids
 
-    seeded = torch.Generator().manual_seed(0)  # each draw seeds and restores the global RNG where it runs
+    a, b = seeds
+    seeded = torch.Generator().manual_seed(a)  # each draw seeds and restores the global RNG where it runs
     first, second = draw(seeded), draw(seeded)
-    if torch.equal(draw(torch.Generator().manual_seed(1)), first):
-        raise CheckFailed("generators seeded 0 and 1 gave the same 64 tokens: the sampler ignores `generator` "
-                          "(a new torch.Generator() always starts from the same seed)")
-    if not torch.equal(draw(torch.Generator().manual_seed(0)), first):
-        raise CheckFailed("two generators in the same state gave different tokens: draw with "
+    if torch.equal(draw(torch.Generator().manual_seed(b)), first):
+        raise CheckFailed(f"generators seeded {a} and {b} gave the same {B} tokens{where}: the sampler ignores "
+                          "`generator` (a new torch.Generator() always starts from the same seed)")
+    if not torch.equal(draw(torch.Generator().manual_seed(a)), first):
+        raise CheckFailed(f"two generators in the same state gave different tokens{where}: draw with "
                           "generator=generator, nothing else")
     if torch.equal(first, second):
-        raise CheckFailed("the same generator gave the same 64 tokens twice in a row: draw from `generator` "
+        raise CheckFailed(f"the same generator gave the same {B} tokens twice in a row{where}: draw from `generator` "
                           "itself (never a copy or a re-seeded one), so that its state moves on")
 
 
@@ -434,24 +523,67 @@ def written_out(ctx):
     named = names_used(ctx.sources, OWN_NAMES)
     if named:  # read by the grader in the code it was handed
         raise CheckFailed(f"the code uses {', '.join(named)}: the assignment is to write the sampler yourself")
-    called = ctx.in_child(own_calls, greedy_logits())  # observed where the sampler runs: as strong as that observation
-    if not isinstance(called, list) or not all(isinstance(c, str) for c in called):
+    calls = observed_calls(ctx)
+    answer = ctx.in_child(own_calls, calls)  # observed where the sampler runs: as strong as that observation
+    if not (isinstance(answer, list) and len(answer) == 2 and isinstance(answer[0], list)
+            and all(isinstance(c, str) for c in answer[0]) and isinstance(answer[1], list)):
         raise CheckFailed("could not observe what toolkit_sample calls")
+    called, returned = answer
     if called:
         raise CheckFailed(f"toolkit_sample calls toolkit.sample ({', '.join(sorted(called)[:3])}): the assignment is "
                           "to write the sampler yourself")
+    # the check's own call has logits of 1e4 (whether it copes is the other checks' business); the pipeline's must work
+    pipeline_calls = list(zip(returned, calls))[1:]
+    invalid = sum(not _valid_ids(ids, logits) for ids, (logits, *_) in pipeline_calls)
+    if len(returned) != len(calls) or invalid:
+        raise CheckFailed(f"could not observe what toolkit_sample calls: {invalid} of {len(pipeline_calls)} calls "
+                          "in the pipeline's shapes returned no valid ids (a LongTensor (B,) of ids in 0..V-1)")
 
 
 OWN_NAMES = ("toolkit.sample", "sample_next")
+OBSERVED_STEPS = 4  # calls per setting of the dial, as generating 4 tokens makes them
+OBSERVED_TOKENS = 256  # at most B x t tokens read by the base model for one setting's logits
+
+
+def _valid_ids(ids, logits: torch.Tensor) -> bool:
+    B, V = logits.shape
+    return (isinstance(ids, torch.Tensor) and tuple(ids.shape) == (B,) and ids.dtype == torch.long
+            and bool(((ids >= 0) & (ids < V)).all()))
+
+
+def observed_calls(ctx) -> list[list]:
+    """What ``own_calls`` watches: the check's own call (6 x 12 logits), and a dial's calls in the
+    pipeline's shapes: every setting of the dials (greedy too), OBSERVED_STEPS calls each, on the logits
+    of the pipeline's base model for a batch of its validation text (B, 604), or on logits as spread over
+    the vocabulary asked (B, 1024); the order drawn at grading time."""
+    rng = contexts.run_seed(ctx)
+    base = contexts.reference_pipeline(ctx)
+    model, T = base.base_model.eval(), base.model_config.block_size
+    calls = [[greedy_logits(), 1.0, 3, 0.9, torch.Generator().manual_seed(4)]]
+    for s in [Setting(0.0), *DIAL, Setting(1.5, top_p=0.6), Setting(2.0, top_k=20, top_p=0.9)]:
+        V, B = pipeline_size(ctx, rng)
+        gen = contexts.torch_seed(rng)
+        if V == base.model_config.vocab_size:
+            start = torch.randint(len(base.val_stream) - T, (B,), generator=gen)
+            t = rng.randint(1, min(T, OBSERVED_TOKENS // B))  # a prompt and the tokens generated so far
+            idx = torch.stack([base.val_stream[i : i + t] for i in start])  # (B, t)
+            with torch.no_grad():
+                logits = model(idx)[:, -1, :]  # (B, V): the model's next-token logits
+        else:
+            logits = 4 * torch.randn(B, V, generator=gen)
+        calls += [[logits, s.temperature, s.top_k, s.top_p, gen] for _ in range(OBSERVED_STEPS)]
+    return [calls[0]] + rng.sample(calls[1:], len(calls) - 1)
 
 
 @child_side
-def own_calls(pipeline, logits: torch.Tensor) -> list[str]:
-    """The functions of ``toolkit.sample`` that the sampler calls, observed where it runs."""
+def own_calls(pipeline, calls: list) -> list:
+    """``[called, ids]``: the functions of ``toolkit.sample`` that the sampler calls over every call of
+    ``calls`` (``[logits, temperature, top_k, top_p, generator]``), observed where it runs, and the ids
+    each call returned (None where it raised: a call that failed is no evidence of what a working one calls)."""
     import toolkit.sample
 
     own = toolkit.sample.__file__
-    called = set()
+    called, returned = set(), []
 
     def profile(frame, event, arg):
         if event == "call" and frame.f_code.co_filename == own:
@@ -460,16 +592,18 @@ def own_calls(pipeline, logits: torch.Tensor) -> list[str]:
     def watch():  # in a thread of its own, so that a profiler of the process (pyinstrument's) is left alone
         sys.setprofile(profile)
         try:
-            pipeline.components.sample(logits, 1.0, 3, 0.9, torch.Generator().manual_seed(4))
-        except Exception:  # noqa: BLE001 - what the sampler returns is the other checks' business
-            pass
+            for logits, temperature, top_k, top_p, generator in calls:
+                try:
+                    returned.append(pipeline.components.sample(logits, temperature, top_k, top_p, generator))
+                except Exception:  # noqa: BLE001 - what the sampler returns is the other checks' business
+                    returned.append(None)
         finally:
             sys.setprofile(None)
 
     thread = threading.Thread(target=watch)
     thread.start()
     thread.join()
-    return sorted(called)[:10]
+    return [sorted(called)[:10], returned]
 
 
 # -- behaviour: the temperature dial --------------------------------------------------------

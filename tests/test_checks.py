@@ -10,6 +10,7 @@ each either correct (written differently from ``solutions/``) or wrong with one 
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -535,3 +536,113 @@ def test_the_shuffle_is_the_same_on_every_run_and_its_seed_is_the_instructors():
 
 def test_every_behavioural_reward_check_fails_on_some_wrong_plugin():
     assert {name for fails in REWARD_WRONG.values() for name in fails} == set(REWARD_BEHAVIOUR)
+
+
+# -- the unit checks run in the pipeline's contexts (graders/contexts.py) ------------------------------
+HOSTILE_COMPONENTS = ROOT / "tests" / "hostile" / "components"
+TOLD_APART = {  # a submission that tells the checks from the pipeline by its inputs -> the check that fails, and why
+    "forge_context_attention.py": ("attention.matches_reference", "in float32: check the 1/sqrt(head size) scale"),
+    "forge_dtype_attention.py": ("attention.matches_reference", "check the 1/sqrt(head size) scale"),
+    "forge_context_reward.py": ("reward.reads_last_real_token", "when padding was added (on a backbone of n_embd"),
+}
+
+
+@pytest.mark.parametrize("plugin", sorted(TOLD_APART))
+def test_a_submission_that_behaves_otherwise_in_the_pipelines_context_fails_a_unit_check(plugin):
+    """forge_context_attention divides by the head size only in float32 at width 64 or more (the pipeline's
+    context, where the checks never looked); forge_context_reward reads the last real token only on a
+    backbone as tiny as the check's. Each now fails the unit check that runs its cases there too, naming
+    the mistake; the rest of its checks pass, as its honest version's do."""
+    check_name, says = TOLD_APART[plugin]
+    path = HOSTILE_COMPONENTS / plugin
+    results = run([c for c in CHECKS if CHECKS[c].component == CHECKS[check_name].component], path)
+    assert_fails(results[check_name], says)
+    if plugin == "forge_context_reward.py":
+        assert "read the hidden state at lengths - 1" in results[check_name].reason
+    assert all(r.status == "passed" for name, r in results.items() if name != check_name), results
+
+
+def test_the_contexts_are_the_pipelines_and_drawn_from_the_instructors_seed(monkeypatch):
+    """Every width of the default and the small configuration, in float32 and float64; vocabularies up to
+    the size asked; the pipeline's batch sizes; a seed from the instructor's (graders.hidden), the same on
+    every re-run as grading must be, another per component, and another in a student's copy without it."""
+    import random
+
+    from graders import contexts
+
+    config = PipelineConfig()
+    where = contexts.pipeline_contexts(config, random.Random(0), pipeline_vocab=604)
+    assert {(w.model.n_embd, w.model.n_head, w.dtype) for w in where} == \
+        {(C, nh, dtype) for C, nh in ((128, 4), (64, 2)) for dtype in (torch.float32, torch.float64)}
+    assert all(257 <= w.model.vocab_size <= config.vocab_size and w.batch in (1, 8, 32, 64) for w in where)
+    assert any(w.tokens == w.model.block_size for w in where)
+    def seed(component: str) -> int:
+        ctx = SimpleNamespace(metrics={}, component=component)
+        contexts.run_seed(ctx)
+        return ctx.metrics["contexts_seed"]
+
+    instructors = seed("sampler")
+    assert seed("sampler") == instructors and seed("attention") != instructors
+    monkeypatch.setitem(sys.modules, "graders.hidden", None)  # a student's copy: no hidden seed
+    assert seed("sampler") != instructors
+
+
+@pytest.mark.parametrize("variant", ["solution", "einsum"])
+def test_attention_written_out_watches_the_pipelines_calls(variant):
+    """written_out watches modules in the pipeline's shapes and GPTs built with the hook, and counts a call
+    only when it returned an output of the input's shape and dtype."""
+    from graders import attention
+
+    ctx = Context(Components(build_manager(load_submission(str(CORRECT["attention"][variant]))), only="attention"),
+                  "attention", PipelineConfig(), log=lambda msg: None)
+    calls, models = attention.observed_calls(ctx, torch.zeros(2, 5, 12, dtype=torch.float64))
+    assert len(calls) == 5 and len(models) == 2
+    assert {c[0] for c in calls} == {12, 64, 128} and {m[0]["n_embd"] for m in models} == {64, 128}
+    pipeline = SimpleNamespace(components=ctx.components)
+    assert attention.banned_calls(pipeline, calls, models) == [[], 7]
+
+
+SDPA_ON_WIDE = '''
+import importlib
+
+import torch
+from torch import nn
+
+import toolkit
+
+_fused = getattr(importlib.import_module("torch.nn." + "functional"), "scaled_dot_product_" + "attention")
+
+
+class WideFused(nn.Module):
+    """Written out at the checks' widths; torch's fused kernel at the pipeline's (64 and more)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.n_head = config.n_head
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in self.c_attn(x).split(C, dim=2))
+        if C >= 64:
+            y = _fused(q, k, v, is_causal=True)
+        else:
+            scores = (q @ k.transpose(-2, -1)) / (C // self.n_head) ** 0.5
+            future = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+            y = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1) @ v
+        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
+
+@toolkit.hookimpl
+def toolkit_attention(config):
+    return WideFused(config)
+'''
+
+
+def test_attention_written_out_sees_the_fused_kernel_used_only_at_the_pipelines_widths(tmp_path):
+    """One call at width 12 saw the written-out path; the calls in the pipeline's shapes see the fused kernel."""
+    path = tmp_path / "wide_fused.py"
+    path.write_text(SDPA_ON_WIDE)
+    assert_fails(run("attention.written_out", path), "forward calls scaled_dot_product_attention")
+    assert run("attention.matches_reference", path).status == "passed"

@@ -6,9 +6,10 @@ git cannot hold or that must point at this machine's paths, built here at test t
 ``_main_class``). They are graded by ``toolkit grade`` in five batches, each with correct students:
 
 - ``main``: forging scores, escaping into the feedback, exhausting the grader, injecting markup;
-- ``components``: the same classes of attack on the other four components
+- ``components``: the same classes of attack on the other four components, and the attention again
   (``tests/hostile/components/``): the toolkit's own exceptions raised, stride-0 views that grow
-  when copied, the global generator touched, control characters, objects where data is expected;
+  when copied, the global generator touched, control characters, objects where data is expected,
+  unit checks told from the pipeline by their inputs (``forge_context_*``, ``forge_dtype_attention``);
 - ``stop``: stopping or hanging the batch (each one alone would end a grader that is not ready);
 - ``similarity``: two near-identical 40,000-token hooks (quadratic similarity);
 - ``intake``: symlinks, /proc/self/pagemap, a 1,200-deep folder, 2,000 files, 300 MB, an
@@ -27,7 +28,7 @@ The grader runs with TMPDIR in the batch's folder (so its boxes can be counted) 
 for this shared machine, with RLIMIT_AS = 5 GiB (a grader that mirrors a child's 2 GiB parameters or
 reads /proc/self/pagemap fails there instead of taking the machine's memory). A batch still running
 after its BATCH_TIMEOUT has hung: it is killed and its tests fail. The main batch grades 33
-submissions, the others 2 to 9 each.
+submissions, the others 2 to 15 each.
 """
 
 from __future__ import annotations
@@ -60,8 +61,9 @@ NO_MASK = PLUGINS / "attn_no_mask.py"  # earns 2: stable and written_out
 FULL = 3 + 2 + 1 + 1 + 2  # attention: public unit checks + hidden random_shapes
 LIMITS = ["--timeout", "25", "--workers", "2", "--nproc", "64", "--memory-gb", "3"]
 OPTIONS = ["--fast", "-c", "attention", *LIMITS]
-COMPONENTS_FULL = 11 + 5 + 5 + 14  # tokenizer, sft_mask, reward, sampler: unit checks, hidden ones included
-COMPONENTS_OPTIONS = ["--fast", "-c", "tokenizer", "-c", "sft_mask", "-c", "reward", "-c", "sampler", *LIMITS]
+COMPONENTS_FULL = 11 + FULL + 5 + 5 + 14  # tokenizer, attention, sft_mask, reward, sampler: unit checks, hidden ones included
+COMPONENTS_OPTIONS = ["--fast", "-c", "tokenizer", "-c", "attention", "-c", "sft_mask", "-c", "reward", "-c", "sampler",
+                      *LIMITS]
 BATCH_TIMEOUT = {"main": 360, "stop": 240, "similarity": 150, "intake": 180, "components": 240}  # seconds; then: hung
 GRADER_ADDRESS_SPACE = 5 << 30  # the grader's RLIMIT_AS here: a safety net for the machine, not the limit under test
 GRADER_RSS_MB = 1536  # the grader's resident memory may not pass this (a quiet batch: under 300 MB)
@@ -141,13 +143,20 @@ COMPONENTS = {  # tests/hostile/components/
     "inject_objects_tokenizer": (EITHER, 2),
     "sequential_reward": ({"graded"}, 5),  # correct: tests/plugins/reward_sequential.py, the reward only
     "unicode_reward": ({"graded"}, 5),  # correct: tests/plugins/reward_unicode_names.py, the reward only
+    # told the unit checks from the pipeline by their inputs (dtype, width, backbone, vocabulary): the checks
+    # run their cases in the pipeline's contexts too (graders/contexts.py)
+    "forge_context_attention": ({"graded"}, 4),
+    "forge_dtype_attention": ({"graded"}, 4),
+    "forge_context_reward": ({"graded"}, 3),
+    "forge_context_sampler": ({"graded"}, 2),
     "exhaust_cpu_sessions": ({"timeout"}, 0),  # spins in dozens of sessions past its limit, beside the next one:
     "exhaust_cpu_victim": ({"graded"}, COMPONENTS_FULL),  # correct (as good_folder): graded in full all the same
 }
 GOOD = {"main": ["good_file", "good_folder", FORMULA_GOOD], "stop": ["good_file"], "similarity": ["good_file"],
         "intake": ["good_file"], "components": ["good_folder"]}
 EXPECTED = {"main": MAIN, "stop": STOP, "similarity": SIMILARITY, "intake": INTAKE, "components": COMPONENTS}
-GOOD_COMPONENTS = ["tok_incremental.py", "sft_vectorised.py", "reward_gather.py", "samp_gumbel.py"]  # in tests/plugins
+GOOD_COMPONENTS = ["tok_incremental.py", "attn_einsum.py", "sft_vectorised.py", "reward_gather.py",
+                   "samp_gumbel.py"]  # in tests/plugins
 # attacks the design does not stop (see each file's docstring): their totals may pass the honest one (xfail)
 DESIGN_GAPS = {"forge_snapshot_lookup": "public inputs are predictable: the shipped snapshot is a lookup table",
                "forge_child_side": "written_out (and the causal check's gradient) are observed in the child"}

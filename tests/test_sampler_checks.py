@@ -3,8 +3,9 @@
 Each check runs as ``toolkit.runner`` runs it (see ``run``). The plugins are ``tests/plugins/samp_*.py``:
 two correct samplers written differently from ``solutions/sampler.py`` (the Gumbel-max trick without
 torch.multinomial; plain Python per row), and one wrong sampler per classic mistake. The draws are
-seeded, so every verdict below is deterministic; the exact test behind them is tested on its own at
-the end (its p-values against brute force, and its false-failure rate against its bound).
+seeded at grading time (``graders.contexts.run_seed``): a correct sampler fails a run with probability
+at most 3e-5, and a wrong one is caught with room to spare; the exact test behind them is tested on
+its own at the end (its p-values against brute force, and its false-failure rate against its bound).
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ CORRECT = {
 
 NOT_LOGITS = "torch.multinomial was given negative numbers: it takes probabilities (a softmax), not logits"
 WRONG = {  # wrong sampler -> {check it fails: what the reason says}; it passes every other public check
-    "samp_tiny_temperature.py": {"sampler.greedy": "row 2 ties at its maximum (ids [5, 7]) and got id 7; expected 5"},
+    # which tied row it gets wrong first depends on the generator, seeded at grading time
+    "samp_tiny_temperature.py": {"sampler.greedy": "the lowest, as torch.argmax gives (greedy is the argmax, not "
+                                                   "sampling at a tiny temperature)"},
     "samp_topk_by_index.py": {"sampler.top_k": "top_k kept the first k ids, not the k largest logits",
                               "sampler.greedy": "top_k 1 keeps the largest logit of each row"},  # row 3's id 0 is -inf
     "samp_topk_exactly_k.py": {"sampler.top_k": "kept exactly k tokens where several tie with the k-th largest"},
@@ -55,14 +58,20 @@ WRONG = {  # wrong sampler -> {check it fails: what the reason says}; it passes 
                                    # with a -inf or a negative logit, torch.multinomial refuses them
                                    **{name: NOT_LOGITS for name in ("sampler.greedy", "sampler.top_k", "sampler.top_p",
                                                                     "sampler.extreme_logits",
-                                                                    "sampler.rows_independent")}},
+                                                                    "sampler.rows_independent")},
+                                   # and on a model's logits (negative ones) in the pipeline's shapes it raises
+                                   "sampler.written_out": "calls in the pipeline's shapes returned no valid ids"},
     "samp_naive_softmax.py": {"sampler.extreme_logits": "exp of a logit of 1e4 is inf",
                               "sampler.rows_independent": "subtract each row's own maximum"},  # exp(302) is inf too
     "samp_clamp.py": {"sampler.extreme_logits": "token 3, whose logit is -inf, was drawn"},
     "samp_batch_max.py": {"sampler.rows_independent": "lost all its probability: subtract each row's own maximum"},
     "samp_global_rng.py": {"sampler.uses_generator": "drew from torch's global random generator"},
     "samp_touches_global_rng.py": {"sampler.uses_generator": "drew from torch's global random generator (or re-seeded"},
-    "samp_fresh_generator.py": {"sampler.uses_generator": "generators seeded 0 and 1 gave the same 64 tokens"},
+    # in the pipeline's contexts a case is drawn over many calls with one generator: a fresh one each call repeats them
+    "samp_fresh_generator.py": {"sampler.uses_generator": "generators seeded 0 and 1 gave the same 64 tokens",
+                                **{name: "drew the same tokens every time" for name in (
+                                    "sampler.top_k", "sampler.top_p", "sampler.temperature", "sampler.extreme_logits",
+                                    "sampler.rows_independent")}},
     "samp_calls_toolkit.py": {"sampler.written_out": "the code uses toolkit.sample, sample_next",
                               "sampler.top_p": "", "sampler.temperature": ""},  # the toolkit's has no top-p
     "samp_calls_toolkit_hidden.py": {"sampler.written_out": "toolkit_sample calls toolkit.sample (sample_next)",
@@ -337,3 +346,53 @@ def test_the_test_accepts_fair_counts_and_rejects_a_shift_of_five_points():
     assert not grader.fits([1800, 1400, 800], probs)  # 0.05 moved: about 7 standard deviations
     assert not grader.fits([1999, 1200, 800, 1], probs + [0.0])  # outside the support
     assert grader.worst_token([n, 0, 0], [1.0, 0.0, 0.0]) is None  # nothing to test: one token holds it all
+
+
+# -- the pipeline's contexts (graders/contexts.py) ------------------------------------------------
+HOSTILE = ROOT / "tests" / "hostile" / "components"
+
+
+def test_a_sampler_greedy_on_small_vocabularies_is_seen_calling_the_toolkits_in_the_pipelines():
+    """forge_context_sampler is greedy when V <= 100 (every case of the checks' own) and calls the toolkit's
+    sampler, under a name built at run time, on the pipeline's vocabularies: written_out now watches a dial's
+    calls in the pipeline's shapes and sees it."""
+    assert_fails(run("sampler.written_out", HOSTILE / "forge_context_sampler.py"),
+                 "toolkit_sample calls toolkit.sample (sample_next)")
+    assert run("sampler.greedy", HOSTILE / "forge_context_sampler.py").status == "passed"  # its honest 2 points
+
+
+LARGE_ONLY = """
+import toolkit
+from toolkit.sample import sample_next as _draw_{tag}
+
+
+@toolkit.hookimpl
+def toolkit_sample(logits, temperature, top_k, top_p, generator):
+    if logits.shape[-1] <= 100:
+        return _draw_{tag}(logits, temperature, top_k, top_p, generator)
+    return {large}
+"""
+
+
+@pytest.mark.parametrize("tag, large, check_name, says", [
+    ("a", "logits[:, :1].argmax(-1)", "sampler.greedy", "among"),  # argmax of the first column only
+    ("b", "torch.zeros(len(logits), dtype=torch.long)", "sampler.top_k", "among"),  # always id 0
+    ("c", "_draw_c(logits, temperature, top_k, top_p, None)", "sampler.uses_generator", "among"),  # global generator
+])
+def test_a_sampler_right_only_on_small_vocabularies_fails_in_the_pipelines(tmp_path, tag, large, check_name, says):
+    """Right (the toolkit's own) on the checks' small vocabularies, wrong on the pipeline's: the check that
+    draws its cases among the pipeline's vocabulary sizes fails, and says in which context."""
+    path = tmp_path / f"large_only_{tag}.py"
+    path.write_text("import torch\n" + LARGE_ONLY.format(tag=tag, large=large))
+    assert_fails(run(check_name, path), says)
+
+
+def test_written_out_counts_only_the_calls_that_returned_valid_ids(tmp_path):
+    """A sampler that raises (or returns garbage) on the pipeline's vocabularies gives no evidence of what it
+    calls there: written_out cannot pass on the calls it did not see complete."""
+    path = tmp_path / "raises_on_large.py"
+    path.write_text("import torch\nimport toolkit\n\n\n@toolkit.hookimpl\n"
+                    "def toolkit_sample(logits, temperature, top_k, top_p, generator):\n"
+                    "    if logits.shape[-1] > 100:\n        raise RuntimeError('not here')\n"
+                    "    return logits.argmax(-1)\n")
+    assert_fails(run("sampler.written_out", path), "calls in the pipeline's shapes returned no valid ids")

@@ -5,11 +5,14 @@ from pathlib import Path
 
 import torch
 
-from graders import calibration
-from graders.attention import seeded_module
+from graders import calibration, contexts
+from graders.attention import TOLERANCE, seeded_module
+from graders.attention import Case as AttentionCase
+from graders.attention import pipeline_cases as attention_cases
 from graders.hidden import SOLUTIONS, solution
 from graders.reward import reward_gain
-from graders.sampler import Case, Row, Setting, check_draws, dial, differs, reference_dial, reference_probs, sample
+from graders.sampler import (DRAW_BATCH, Case, Row, Setting, check_draws, check_pipeline_draws, dial, differs, pipeline_size,
+                             reference_dial, reference_probs, sample)
 from graders.sft_mask import SPECIAL, diagnose, mask_cases
 from toolkit.checks import CheckFailed, Partial, check
 from toolkit.pipeline import Pipeline, check_mask
@@ -36,17 +39,20 @@ def merges_on_another_corpus(ctx):
 
 @check("attention", points=2)
 def random_shapes(ctx):
-    "Same output as the solution on 8 random shapes (float64, atol 1e-9)."
+    "Same output as the solution on 8 random shapes (float64, atol 1e-9) and in the pipeline's contexts (float32 too)."
     rng = random.Random(2024)
+    cases = []
     for i in range(8):
         nh, hs = rng.randint(1, 6), rng.randint(1, 7)
-        B, T, C = rng.randint(1, 4), rng.randint(1, 20), nh * hs
-        module, x = seeded_module(ctx.components, B, T, C, nh, seed=100 + i)
-        ref, _ = seeded_module(solution("attention"), B, T, C, nh, seed=100 + i)
+        cases.append(AttentionCase(rng.randint(1, 4), rng.randint(1, 20), nh * hs, nh, 100 + i))
+    cases += attention_cases(ctx, contexts.run_seed(ctx))
+    for case in cases:
+        module, x = seeded_module(ctx.components, case.B, case.T, case.C, case.nh, case.seed, case.dtype)
+        ref, _ = seeded_module(solution("attention"), case.B, case.T, case.C, case.nh, case.seed, case.dtype)
         with torch.no_grad():
-            err = (module(x) - ref(x)).abs().max().item()
-        if not err <= 1e-9:
-            raise CheckFailed(f"output differs from the solution's by {err:.2e} for B={B} T={T} C={C} n_head={nh}")
+            err = (module(x).double() - ref(x).double()).abs().max().item()
+        if not err <= TOLERANCE[case.dtype]:
+            raise CheckFailed(f"output differs from the solution's by {err:.2e} for {case}")
 
 
 @check("sft_mask", points=2)
@@ -131,7 +137,7 @@ def unseen_cases() -> list[Case]:
 
 @check("sampler", points=2)
 def unseen_logits(ctx):
-    "On random logits and settings: the solution's greedy ids, and draws that fit the solution's probabilities."
+    "On random logits and settings: the solution's greedy ids, and draws that fit the solution's probabilities (also among the pipeline's vocabulary sizes)."
     # The probabilities are the solution's, live (what it hands torch.multinomial); the test is the public
     # checks' exact one: a correct sampler fails it with probability at most 12 rows x 1e-6.
     ref = solution("sampler")
@@ -143,6 +149,10 @@ def unseen_logits(ctx):
             raise CheckFailed(f"{case.name}: temperature 0 gave ids {got.tolist()}, the solution {want.tolist()} "
                               "(the argmax, ties to the lowest id)")
         check_draws(ctx.components, case, reference_probs(ref, case), seed=5000 + i)
+    rng = contexts.run_seed(ctx)
+    for case in unseen_cases():  # again among the pipeline's vocabulary sizes, in its batch sizes
+        V, B = pipeline_size(ctx, rng, DRAW_BATCH)
+        check_pipeline_draws(ctx.components, case, reference_probs(ref, case), V, B, rng)
 
 
 @check("sampler", points=2, behavioural=True)

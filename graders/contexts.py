@@ -1,0 +1,117 @@
+"""The contexts the pipeline runs a submission's code in: the unit checks run their cases there too.
+
+The pipeline runs an attention module in float32 at its own widths (n_embd 128 and 4 heads in the
+default configuration, 64 and 2 in the small one), on up to ``block_size`` tokens, in batches of 1
+to 64 rows; it samples the next token from logits over its tokenizer's vocabulary (604 tokens with
+the baseline's tokenizer, up to the 1024 asked) in batches as large; it puts the reward head on its
+own base model. A unit check that only ever used float64 at width 16, or rows of 12 logits, could
+be told from the pipeline by its inputs, and a submission could behave one way in the check and
+another in the pipeline. So each unit check of attention, reward and sampler runs its cases in the
+pipeline's contexts as well as in its own, with shapes, sizes and an order drawn from the
+instructor's seed (``run_seed``): no constant a submission can read says which call is a check's.
+
+The seed is kept in the check's metrics (``contexts_seed``), so that a verdict can be replayed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+
+import torch
+
+from toolkit.model import GPTConfig
+from toolkit.pipeline import Pipeline, PipelineConfig
+from toolkit.plugins import Components
+
+DTYPES = (torch.float32, torch.float64)  # float32: the pipeline trains and probes in it; float64: tight checks
+SMALL_VOCAB = (6, 100)  # the vocabularies of the checks' own cases: at most 100 tokens
+
+
+@dataclass(frozen=True)
+class Where:
+    """One context: a dtype, the widths of a model (``model``: n_embd, n_head, block_size, vocab_size),
+    a batch size and a sequence length."""
+
+    dtype: torch.dtype
+    model: GPTConfig
+    batch: int  # B
+    tokens: int  # T, 1 .. model.block_size
+
+    def __str__(self) -> str:
+        m = self.model
+        return (f"{str(self.dtype).removeprefix('torch.')}, B={self.batch} T={self.tokens} C={m.n_embd} "
+                f"n_head={m.n_head} V={m.vocab_size}")
+
+
+def run_seed(ctx) -> random.Random:
+    """A random generator for the component's contexts, seeded from the instructor's seed
+    (``graders.hidden.CONTEXTS_SEED``), which a student's copy of the graders lacks: no submission can
+    know which call is a check's, and a re-run draws the same cases, as grading must. Without it (a
+    student's own ``toolkit run``): the public seed 0. Its seed goes into the metrics as ``contexts_seed``."""
+    try:
+        from graders.hidden import CONTEXTS_SEED as secret
+    except ImportError:
+        secret = 0
+    seed = int.from_bytes(hashlib.sha256(f"{secret}:{ctx.component}".encode()).digest()[:6], "big")
+    ctx.metrics["contexts_seed"] = seed
+    return random.Random(seed)
+
+
+def torch_seed(rng: random.Random) -> torch.Generator:
+    """A torch generator seeded from ``rng``: the inputs of one case."""
+    return torch.Generator().manual_seed(rng.getrandbits(48))
+
+
+def reference_pipeline(ctx) -> Pipeline:
+    """Baselines everywhere (their models are cached): the tokenizer and the base model the pipeline of
+    an attention-free component (reward, sampler) is built on. One per configuration and cache folder."""
+    key = (ctx.config, str(ctx.cache_dir))
+    if key not in _REFERENCE:
+        _REFERENCE[key] = Pipeline(Components(), ctx.config, ctx.cache_dir, log=ctx.log)
+    return _REFERENCE[key]
+
+
+_REFERENCE: dict[tuple, Pipeline] = {}
+
+
+def model_configs(config: PipelineConfig) -> list[GPTConfig]:
+    """The model widths the pipeline uses: ``config``'s, the default configuration's and the small one's."""
+    out = []
+    for c in (config, PipelineConfig(), PipelineConfig.small()):
+        if c.model not in out:
+            out.append(c.model)
+    return out
+
+
+def vocab_sizes(config: PipelineConfig, rng: random.Random, pipeline_vocab: int | None = None) -> list[int]:
+    """The vocabularies the pipeline's models have: the size asked of the tokenizer (1024), the one the
+    pipeline's tokenizer returned (``pipeline_vocab``: 604 for the baseline's), and one drawn between."""
+    sizes = [config.vocab_size, rng.randint(257, config.vocab_size)]
+    return sorted(set(sizes + ([pipeline_vocab] if pipeline_vocab else [])))
+
+
+def batch_sizes(config: PipelineConfig) -> list[int]:
+    """The batch sizes the pipeline calls with: one prompt, an evaluation batch (8), a training batch,
+    a reward batch, the rows of an RLHF step."""
+    rl = config.rlhf
+    return sorted({1, 8, config.pretrain.batch_size, config.reward.batch_size, rl.prompts_per_step * rl.samples_per_prompt})
+
+
+def pipeline_contexts(config: PipelineConfig, rng: random.Random, dtypes=DTYPES,
+                      pipeline_vocab: int | None = None, max_batch: int | None = None) -> list[Where]:
+    """A context per model width of the pipeline and dtype, its vocabulary, batch size and length drawn
+    by ``rng`` (one context uses the full block), in an order drawn by ``rng``."""
+    out = []
+    for model in model_configs(config):
+        for dtype in dtypes:
+            vocab = rng.choice(vocab_sizes(config, rng, pipeline_vocab))
+            batch = rng.choice([b for b in batch_sizes(config) if max_batch is None or b <= max_batch])
+            m = GPTConfig(vocab_size=vocab, block_size=model.block_size, n_layer=model.n_layer,
+                          n_head=model.n_head, n_embd=model.n_embd)
+            out.append(Where(dtype, m, batch, rng.randint(2, model.block_size)))
+    rng.shuffle(out)
+    first = out[0]
+    out[0] = Where(first.dtype, first.model, first.batch, first.model.block_size)  # the whole block, once
+    return out
