@@ -36,7 +36,8 @@ CORRECT = {  # component -> name -> a plugin that must pass every check of the c
     "tokenizer": {"solution": ROOT / "solutions" / "tokenizer.py", "incremental": PLUGINS / "tok_incremental.py"},
     "attention": {"solution": ROOT / "solutions" / "attention.py", "einsum": PLUGINS / "attn_einsum.py"},
     "reward": {"solution": ROOT / "solutions" / "reward.py", "gather": PLUGINS / "reward_gather.py",
-               "sequential": PLUGINS / "reward_sequential.py", "zero_head": PLUGINS / "reward_zero_head.py"},
+               "sequential": PLUGINS / "reward_sequential.py", "zero_head": PLUGINS / "reward_zero_head.py",
+               "unicode_names": PLUGINS / "reward_unicode_names.py"},
 }
 
 WRONG = {  # wrong plugin -> {check it must fail: what the reason must say}; it passes its other checks

@@ -367,7 +367,7 @@ def test_a_submission_that_timed_out_starved_is_graded_again_alone(tmp_path, mon
         (tmp_path / "class" / name / "x.py").write_text("x = 1\n")
     running, calls = set(), []
 
-    def grade_one(sub, options, feedback=None):
+    def grade_one(sub, options, feedback=None, cpus=2):
         running.add(sub.student)
         calls.append((sub.student, sorted(running)))
         first = [s for s, _ in calls].count(sub.student) == 1

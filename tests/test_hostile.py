@@ -149,7 +149,7 @@ COMPONENTS = {  # tests/hostile/components/
     "forge_dtype_attention": ({"graded"}, 4),
     "forge_context_reward": ({"graded"}, 3),
     "forge_context_sampler": ({"graded"}, 2),
-    "exhaust_cpu_sessions": ({"timeout"}, 0),  # spins in dozens of sessions past its limit, beside the next one:
+    "exhaust_cpu_sessions": ({"graded", "timeout"}, 14),  # spins in dozens of sessions, beside the next one:
     "exhaust_cpu_victim": ({"graded"}, COMPONENTS_FULL),  # correct (as good_folder): graded in full all the same
 }
 GOOD = {"main": ["good_file", "good_folder", FORMULA_GOOD], "stop": ["good_file"], "similarity": ["good_file"],

@@ -30,7 +30,7 @@ from toolkit.grading.remote import CALL_LATE, LATE, Channel, Child, ChildGone
 from toolkit.grading.sandbox import Limits
 
 ROOT = Path(__file__).resolve().parents[2]  # holds toolkit/ and graders/
-CHILD_CPUS = 2  # a child's CPU quota: it trains with 2 torch threads (each child of a class weighs the same)
+CHILD_CPUS = 2  # the most CPUs a child may use: it trains with 2 torch threads (each child weighs the same)
 
 
 @dataclass(frozen=True)
@@ -79,10 +79,12 @@ def limits(options: Options) -> Limits:
 
 
 # -- one submission ------------------------------------------------------------------------
-def grade_one(sub: Submission, options: Options, feedback: Path | None = None) -> Record:
+def grade_one(sub: Submission, options: Options, feedback: Path | None = None, cpus: float = CHILD_CPUS) -> Record:
     """Grade one submission: its code in a sandboxed child, every check judged here.
 
     ``feedback``: the folder the checks draw their plots into (the student's feedback folder).
+    ``cpus``: the CPUs its child may use at once, all its processes together (its share of the
+    machine, where the grader can make it a cgroup).
     """
     t0 = time.monotonic()
     checks = rubric(options.components, options.fast)
@@ -99,7 +101,7 @@ def grade_one(sub: Submission, options: Options, feedback: Path | None = None) -
     lim = Limits(lim.cpu_seconds, lim.memory, sandbox.nproc_limit(lim, uid), lim.file_size, lim.scratch,
                  lim.max_output)
     models = sandbox.cached_models(cache)
-    share = cgroup.Share(cpus=min(CHILD_CPUS, os.cpu_count() or 1), pids=lim.nproc, memory=lim.memory)
+    share = cgroup.Share(cpus=cpus, pids=lim.nproc, memory=lim.memory)
     with sandbox.box(sub, uid, models) as box, cgroup.group(share) as group:
         requests_r, requests_w = os.pipe()
         answers_r, answers_w = os.pipe()
@@ -246,11 +248,11 @@ def grade_submissions(submissions: dict[str, Submission], out: Path, options: Op
         task = progress.add_task("grading", total=len(submissions), statuses=status_counts(records) or "0 graded",
                                  completed=len(records))
 
-        def start(student: str):
+        def start(student: str, cpus: float):
             feedback = out / "feedback" / student
             intake.remove_tree(feedback)
             feedback.mkdir(parents=True)
-            return submit(grade_one, todo[student], options, feedback)
+            return submit(grade_one, todo[student], options, feedback, cpus)
 
         def keep(student: str, record: Record) -> None:
             store.put(student, keys[student], version, record)
@@ -258,15 +260,17 @@ def grade_submissions(submissions: dict[str, Submission], out: Path, options: Op
             progress.update(task, advance=1, statuses=status_counts(records))
 
         beside = workers > 1 or scheduler not in (None, "local")  # others are graded at the same time
+        whole = min(CHILD_CPUS, _cpus())
+        share = max(1.0, whole / workers) if scheduler in (None, "local") else whole  # each child's part of the CPUs
         again = []
-        for student, record in _as_completed({start(s): s for s in todo}, scheduler, submissions, options):
+        for student, record in _as_completed({start(s, share): s for s in todo}, scheduler, submissions, options):
             if beside and record.starved:  # graded again alone below, before its timeout is recorded
                 progress.console.print(f"{student}: timed out while the others held the CPU; graded again alone")
                 again.append(student)
             else:
                 keep(student, record)
         for student in again:  # one at a time: nobody beside it now
-            for _, record in _as_completed({start(student): student}, scheduler, submissions, options):
+            for _, record in _as_completed({start(student, whole): student}, scheduler, submissions, options):
                 keep(student, record)
     store.close()
     return dict(sorted(records.items()))

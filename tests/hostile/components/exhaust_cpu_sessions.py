@@ -1,5 +1,5 @@
 """Hostile: at import, starts processes, each in a session of its own, that spin until killed (as many
-as its process limit allows), then waits 40 s before it answers (past its time limit); its sampler is correct (samp_gumbel's).
+as its process limit allows), then waits 12 s before it answers, its spinners running on until the child ends; its sampler is correct (samp_gumbel's).
 Where the kernel gives each session its own share of the CPU (``kernel.sched_autogroup_enabled``),
 dozens of sessions take dozens of shares and starve the student graded beside it into a timeout; in a
 cgroup of its own, they all share one. Honest score: 14 (a correct sampler)."""
@@ -15,7 +15,7 @@ for _ in range(240):
         os.setsid()
         while True:
             pass
-time.sleep(40)
+time.sleep(12)
 
 import torch
 
