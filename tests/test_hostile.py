@@ -8,7 +8,8 @@ git cannot hold or that must point at this machine's paths, built here at test t
 - ``main``: forging scores, escaping into the feedback, exhausting the grader, injecting markup;
 - ``components``: the same classes of attack on the other four components
   (``tests/hostile/components/``): the toolkit's own exceptions raised, stride-0 views that grow
-  when copied, the global generator touched, control characters, objects where data is expected;
+  when copied, the global generator touched, control characters, objects where data is expected,
+  merges fixed in advance to spell the public held-out text;
 - ``stop``: stopping or hanging the batch (each one alone would end a grader that is not ready);
 - ``similarity``: two near-identical 40,000-token hooks (quadratic similarity);
 - ``intake``: symlinks, /proc/self/pagemap, a 1,200-deep folder, 2,000 files, 300 MB, an
@@ -27,7 +28,7 @@ The grader runs with TMPDIR in the batch's folder (so its boxes can be counted) 
 for this shared machine, with RLIMIT_AS = 5 GiB (a grader that mirrors a child's 2 GiB parameters or
 reads /proc/self/pagemap fails there instead of taking the machine's memory). A batch still running
 after its BATCH_TIMEOUT has hung: it is killed and its tests fail. The main batch grades 33
-submissions, the others 2 to 9 each.
+submissions, the others 2 to 12 each.
 """
 
 from __future__ import annotations
@@ -139,6 +140,7 @@ COMPONENTS = {  # tests/hostile/components/
     "forge_global_rng_sampler": ({"graded"}, 12),
     "inject_control_characters": ({"graded"}, 0),
     "inject_objects_tokenizer": (EITHER, 2),
+    "forge_public_heldout_tokenizer": ({"graded"}, 3),  # merges fixed to spell the public held-out text: speed 0
     "sequential_reward": ({"graded"}, 5),  # correct: tests/plugins/reward_sequential.py, the reward only
     "unicode_reward": ({"graded"}, 5),  # correct: tests/plugins/reward_unicode_names.py, the reward only
     "exhaust_cpu_sessions": ({"timeout"}, 0),  # spins in dozens of sessions past its limit, beside the next one:
