@@ -341,7 +341,7 @@ FORGE = ROOT / "tests" / "hostile" / "components" / "forge_public_heldout_tokeni
 HONEST = PLUGINS / "tok_forgets_merges.py"  # what it really is: a tokenizer of plain bytes
 
 
-def test_the_held_out_text_is_drawn_from_the_instructors_seed_and_no_snapshot_holds_it():
+def test_tokenizer_held_out_text_is_drawn_from_the_instructors_seed_and_no_snapshot_holds_it():
     """The seed is kept in graders/hidden (which a student release leaves out), like reward's shuffle;
     the snapshots the release ships hold figures measured on the text, never a document of it."""
     from graders import hidden
@@ -355,7 +355,7 @@ def test_the_held_out_text_is_drawn_from_the_instructors_seed_and_no_snapshot_ho
     assert len(documents) == 300 and not [d for d in documents if d.strip() in shipped]
 
 
-def test_the_token_bound_is_twice_the_longest_token_the_solution_learns_on_the_worlds_text():
+def test_tokenizer_token_bound_is_twice_the_longest_token_the_solution_learns_on_the_worlds_text():
     from graders.tokenizer import BEHAVIOUR, MAX_TOKEN_BYTES, token_bytes
     from toolkit.pipeline import Pipeline
 
@@ -365,7 +365,7 @@ def test_the_token_bound_is_twice_the_longest_token_the_solution_learns_on_the_w
         assert longest == 12 and 2 * longest == MAX_TOKEN_BYTES, (variant, longest)
 
 
-def test_bits_per_byte_refuse_a_token_longer_than_the_bound_and_say_so(monkeypatch):
+def test_tokenizer_bits_per_byte_refuse_a_token_longer_than_the_bound_and_say_so(monkeypatch):
     """On the public text (a student's copy), the forged merges spell each document as one token: the
     grader names the token, its length and the bound before any bits per byte are counted."""
     import graders.tokenizer
@@ -379,7 +379,7 @@ def test_bits_per_byte_refuse_a_token_longer_than_the_bound_and_say_so(monkeypat
         assert measure(behaviour_pipeline(tokenizer_of(path)))["bpb"] > 0
 
 
-def test_speed_fails_merges_not_learned_from_the_text_it_was_given():
+def test_tokenizer_speed_fails_merges_not_learned_from_the_text_it_was_given():
     result = run("tokenizer.speed", FORGE)
     assert_fails(result, "occurs in no chunk of the text train() was given: the merges must be learned by train()")
     assert result.metrics["merges"] > 10_000 and result.metrics["text"] == "drawn from the instructor's seed"
@@ -387,7 +387,7 @@ def test_speed_fails_merges_not_learned_from_the_text_it_was_given():
         assert run("tokenizer.speed", path).status == "passed"
 
 
-def test_the_merges_a_correct_training_learns_occur_in_the_text_and_fixed_ones_do_not():
+def test_tokenizer_merges_a_correct_training_learns_occur_in_the_text_and_fixed_ones_do_not():
     from graders.tokenizer import speed_corpus, token_bytes, unlearned_merge
 
     text, other = speed_corpus(3000, seed=1), speed_corpus(3000, seed=2)
@@ -399,7 +399,7 @@ def test_the_merges_a_correct_training_learns_occur_in_the_text_and_fixed_ones_d
 
 
 @pytest.mark.slow
-def test_forged_merges_earn_no_more_than_learning_nothing_in_speed_and_behaviour(tmp_path):
+def test_tokenizer_forged_merges_earn_no_more_than_learning_nothing_in_speed_and_behaviour(tmp_path):
     """Graded as `toolkit run` grades (in process, with the instructor's seed): the forge's speed and
     behaviour give it no more than its honest version, a bytes-only tokenizer (0 of 5 each)."""
     names = ["tokenizer.speed", "tokenizer.behaviour"]
