@@ -12,7 +12,7 @@ from toolkit.checks import CheckFailed, Partial, check
 from toolkit.model import GPTConfig
 from toolkit.pipeline import Pipeline, PipelineConfig
 from toolkit.template import render_document
-from toolkit.tokenizer import SPECIAL_TOKENS
+from toolkit.tokenizer import SPECIAL_TOKENS, pretokenize, split_special
 from toolkit.train import TrainConfig, bits_per_byte
 from toolkit.world import World
 
@@ -26,6 +26,33 @@ ENCODINGS = ROUND_TRIP + [
     "What is the capital of Kenya ?", "The capital of Peru is Lima .", "Q : What is 17 plus 25 ? A : 17 plus 25 is 42 .",
     "capitalcapitalcapital", "   leading spaces", "What's the colour of the sky?", "1234567890",
 ]
+
+
+PUBLIC_HELD_OUT_SEED = 12345  # a student's copy: the held-out text its `toolkit run` measures on
+
+
+def held_out_seed() -> int:
+    """The seed of the text the behaviour check measures on and of the fresh text speed trains on:
+    the instructor's own (``graders.hidden``), which a student's copy of the graders lacks, so that
+    no submission can know the text before it is graded (fixed merges spelling the public documents
+    earned full bits per byte); the same on every run, as grading is. Without it (a student's
+    ``toolkit run``): ``PUBLIC_HELD_OUT_SEED``, and ``held_out_is_public()`` says so."""
+    try:
+        from graders.hidden import HELD_OUT_SEED
+    except ImportError:
+        return PUBLIC_HELD_OUT_SEED
+    return HELD_OUT_SEED
+
+
+def held_out_is_public() -> bool:
+    """True in a student's copy: the held-out text is drawn from the public seed."""
+    return held_out_seed() == PUBLIC_HELD_OUT_SEED
+
+
+def held_out_note() -> str:
+    """What the checks that measure on held-out text say about it (a metric)."""
+    return ("public: this copy has no instructor's seed; grading draws held-out text from a seed of its own"
+            if held_out_is_public() else "drawn from the instructor's seed")
 
 
 def small_corpus() -> str:
@@ -102,10 +129,14 @@ SPEED_MULTIPLE = 5  # allowed: 5x the reference's time
 TIME_LIMIT = 60.0  # seconds: past this, training is stopped and the check fails
 
 
-def speed_corpus(n_words: int = 20000) -> str:
-    """~120 kB of made-up words (2,300 distinct chunks, some non-ASCII): many pairs to count."""
-    rng = random.Random(0)
-    syllables = [a + b for a in "bcdfghklmnprstvz" for b in "aeiou"] + ["é", "ß", "東", "🙂"]
+def speed_corpus(n_words: int = 20000, seed: int = 0) -> str:
+    """~120 kB of made-up words (2,300 distinct chunks, some non-ASCII): many pairs to count. The
+    speed check draws it from ``held_out_seed()``: a text no submission can know, so its merges
+    must be learned from it. Its 16 consonants and 5 vowels are drawn too: with fixed syllables,
+    the merges learned on one seed's text all occur in another's."""
+    rng = random.Random(seed)
+    letters = rng.sample("bcdfghjklmnpqrstvwxyzaeiou", 21)
+    syllables = [a + b for a in letters[:16] for b in letters[16:]] + ["é", "ß", "東", "🙂"]
     words = ["".join(rng.choice(syllables) for _ in range(rng.randint(1, 4))) for _ in range(3000)]
     return " ".join(rng.choice(words) for _ in range(n_words))
 
@@ -124,10 +155,31 @@ def yardstick_seconds(text: str) -> float:
     return _best_time(lambda t, v: WholeWordTokenizer().train(t, v), text, repeats=5)
 
 
+def substrings(text: str) -> set[bytes]:
+    """Every run of bytes inside one chunk of ``text``: the spellings BPE can learn from it."""
+    chunks = {c.encode() for part in split_special(text) if part not in SPECIAL_TOKENS for c in pretokenize(part)}
+    return {c[i:j] for c in chunks for i in range(len(c)) for j in range(i + 2, len(c) + 1)}
+
+
+def unlearned_merge(table: dict[int, bytes], text: str) -> str | None:
+    """Why the merges spelled in ``table`` (``token_bytes``) were not learned from ``text``, or None. A
+    merge that BPE learns on a text joins two adjacent tokens inside one of its chunks, so it spells
+    bytes found in a chunk; merges fixed in advance (or learned on another text) spell bytes that a
+    fresh random text does not hold."""
+    learnable = substrings(text)
+    first = 256 + len(SPECIAL_TOKENS)  # merges take the ids after the bytes and the special tokens
+    for new, spelled in sorted(table.items()):
+        if new >= first and spelled not in learnable:
+            return (f"the merge that makes token {new} spells {spelled[:30]!r}, which occurs in no chunk of the "
+                    "text train() was given: the merges must be learned by train() from that text, not fixed in "
+                    "advance or kept from another text")
+    return None
+
+
 @check("tokenizer", points=1)
 def speed(ctx):
-    "Training learns every merge asked for, incrementally: at most 5x the reference's time (relative to a yardstick timed in the same run)."
-    text = speed_corpus()
+    "Training learns every merge asked for from a fresh text, incrementally: at most 5x the reference's time (relative to a yardstick timed in the same run)."
+    text = speed_corpus(seed=held_out_seed())
     ratio_ref = ctx.snapshot()["speed_ratio"]  # reference seconds / yardstick seconds, as recorded
     yardstick = yardstick_seconds(text)
     allowed = SPEED_MULTIPLE * ratio_ref * yardstick
@@ -137,11 +189,15 @@ def speed(ctx):
         if allowed < seconds < 2 * allowed:  # near the line, a busy machine gets two more tries
             seconds = min(seconds, _best_time(tok.train, text, repeats=2))
         learned, asked = len(list(tok.merges)), SPEED_VOCAB - 256 - len(SPECIAL_TOKENS)
+        table = token_bytes(tok)
+    unlearned = unlearned_merge(table, text)
     ctx.metrics.update(train_seconds=seconds, allowed_seconds=allowed, times_reference=seconds / yardstick / ratio_ref,
-                       merges=learned)
+                       merges=learned, text=held_out_note())
     if learned < asked:  # a training that skips the work is fast, and earns nothing
         raise CheckFailed(f"training learned {learned} merges where a {SPEED_VOCAB}-token vocabulary asks for {asked}: "
                           "only a training that learns every merge asked for is timed")
+    if unlearned:  # so is one that returns merges it did not learn from the text
+        raise CheckFailed(unlearned)
     if seconds > allowed:
         raise CheckFailed(f"training took {seconds:.2f} s, {seconds / yardstick / ratio_ref:.0f}x the reference's time "
                           f"(allowed {SPEED_MULTIPLE}x): after a merge, update the counts of the pairs that changed "
@@ -155,15 +211,19 @@ BPB_MARGIN = 0.15  # full credit up to 15% more bits per byte than the solution'
 BPB_ZERO = 2.0  # no credit from twice the solution's worst seed
 
 
-def validation_text(shuffle: bool = False) -> str:
-    """300 documents the model never saw in training (another seed); words shuffled if asked."""
-    docs = World(seed=0).pretraining_documents(300, seed=12345)
+def validation_text(shuffle: bool = False, seed: int | None = None) -> str:
+    """300 documents the model never saw in training, drawn from ``seed`` (None: ``held_out_seed()``,
+    the instructor's); words shuffled if asked."""
+    seed = held_out_seed() if seed is None else seed
+    docs = World(seed=0).pretraining_documents(300, seed=seed)
     if shuffle:
-        rng = random.Random(0)
+        rng = random.Random(seed)
         docs = [" ".join(rng.sample(d.split(" "), len(d.split(" ")))) for d in docs]
     return "".join(render_document(d) for d in docs)
 
 
+MAX_TOKEN_BYTES = 24  # the solution's longest merge on the world's text is 12 bytes (" Switzerland"; the longest
+                      # chunk, " Antananarivo", is 13: BPE never merges across chunks); a margin of 2x
 MAX_TABLE_BYTES = 1 << 24  # bytes of all the tokens' spellings together (the solution's: about 10 kB)
 
 
@@ -191,15 +251,22 @@ def token_bytes(tok) -> dict[int, bytes]:
 
 
 def checked_ids(text: str, ids, table: dict[int, bytes], vocab_size: int) -> list[int]:
-    """``ids``, if they are exactly ``text``: each an id of the vocabulary, and their bytes, by ``table``,
-    the text's bytes. The model's loss on them is divided by the text's bytes, so ids of less text
-    would earn fewer bits per byte than they deserve."""
+    """``ids``, if they are exactly ``text``: each an id of the vocabulary spelling at most MAX_TOKEN_BYTES,
+    and their bytes, by ``table``, the text's bytes. The model's loss on them is divided by the text's
+    bytes, so ids of less text would earn fewer bits per byte than they deserve, and so would ids that
+    each spell a long stretch of it (a token per document: 0.15 bits per byte, the solution's 0.34)."""
     ids = list(ids)
     bad = next((i for i in ids if type(i) is not int or i not in table or not 0 <= i < vocab_size), None)
     if bad is not None:
         where = "which no merge and no special token defines" if type(bad) is int and 0 <= bad < vocab_size else \
             f"outside the vocabulary (0 to {vocab_size - 1})"
         raise CheckFailed(f"encode(text) on the validation documents returned id {bad!r}, {where}")
+    long = next((i for i in ids if len(table[i]) > MAX_TOKEN_BYTES), None)
+    if long is not None:
+        raise CheckFailed(f"encode(text) on the validation documents returned id {long}, which spells "
+                          f"{len(table[long]):,} bytes ({table[long][:30]!r}...): bits per byte count only tokens of at "
+                          f"most {MAX_TOKEN_BYTES} bytes (twice the longest token the solution learns on this world's "
+                          "text): a token that spells a whole stretch of text is one cheap prediction for all of it")
     got, want = b"".join(table[i] for i in ids), text.encode()
     if got != want:
         same = next((k for k, (g, w) in enumerate(zip(got, want)) if g != w), min(len(got), len(want)))
@@ -212,12 +279,15 @@ def checked_ids(text: str, ids, table: dict[int, bytes], vocab_size: int) -> lis
 def measure(pipeline: Pipeline) -> dict:
     """Bits per byte of the pipeline's base model on held-out and on shuffled text, and token statistics.
 
-    The ids are checked against the tokenizer's merges (``token_bytes``, read once), not its decode."""
-    tok, model = pipeline.tokenizer, pipeline.base_model
+    The ids are checked against the tokenizer's merges (``token_bytes``, read once), not its decode,
+    before the base model is trained: ids that break a rule need no pretraining to fail."""
+    tok = pipeline.tokenizer
     table = token_bytes(tok)
+    texts = {name: (text, checked_ids(text, tok.encode(text), table, pipeline.model_config.vocab_size))
+             for name, text in (("bpb", validation_text()), ("shuffled_bpb", validation_text(shuffle=True)))}
+    model = pipeline.base_model
     out = {}
-    for name, text in (("bpb", validation_text()), ("shuffled_bpb", validation_text(shuffle=True))):
-        ids = checked_ids(text, tok.encode(text), table, model.config.vocab_size)
+    for name, (text, ids) in texts.items():
         out[name] = round(bits_per_byte(model, torch.tensor(ids, dtype=torch.long), len(text.encode())), 4)
         if name == "bpb":
             lengths = Counter(len(table[i]) for i in ids)
@@ -228,13 +298,14 @@ def measure(pipeline: Pipeline) -> dict:
 
 @check("tokenizer", points=4, behavioural=True)
 def behaviour(ctx):
-    "A small GPT pretrained with the tokenizer reaches the solution's bits per byte (worst seed +15%) on held-out text, whose ids must spell it by your merges, and finds shuffled text harder."
+    "A small GPT pretrained with the tokenizer reaches the solution's bits per byte (worst seed +15%) on held-out text drawn at grading time, whose ids must spell it by your merges in tokens of at most 24 bytes, and finds shuffled text harder."
     ref = ctx.snapshot()["behaviour"]
     pipeline = ctx.pipeline_for(BEHAVIOUR)
     with ctx.time_limit(10 * TIME_LIMIT, "training the tokenizer on the pipeline's 0.8 MB corpus"):
         pipeline.tokenizer
     got = measure(pipeline)
-    ctx.metrics.update({k: v for k, v in got.items() if k != "token_lengths"}, reference_bpb=ref["bpb"])
+    ctx.metrics.update({k: v for k, v in got.items() if k != "token_lengths"}, reference_bpb=ref["bpb"],
+                       held_out_text=held_out_note())
     path = ctx.plot_path("tokenizer_lengths.png", "Share of tokens by length in bytes on held-out text: "
                                                    "yours and the reference's")
     if path:
@@ -268,7 +339,7 @@ def bpb_score(bpb: float) -> tuple[float, str]:
 def record(components) -> dict:
     tok = components.tokenizer()
     tok.train(small_corpus(), 400)
-    text = speed_corpus()
+    text = speed_corpus(seed=held_out_seed())
     reference = _best_time(components.tokenizer().train, text, repeats=3)
     return {"vocab_size": 400, "merges": [list(p) for p in tok.merges],
             "encodings": [tok.encode(s) for s in ENCODINGS],

@@ -337,6 +337,80 @@ def test_the_graders_spelling_of_the_tokens_is_bounded_whatever_the_merges_say()
     assert token_bytes(SimpleNamespace(special_tokens={"<|end|>": 300}, merges={(104, 105): 301}))[301] == b"hi"
 
 
+# -- held-out data stays held out (issue 31, example 4) -----------------------------------------
+FORGE = ROOT / "tests" / "hostile" / "components" / "forge_public_heldout_tokenizer.py"
+"""Fixed merges spelling each public held-out document as one token; train() learns nothing."""
+HONEST = PLUGINS / "tok_forgets_merges.py"  # what it really is: a tokenizer of plain bytes
+
+
+def test_tokenizer_held_out_text_is_drawn_from_the_instructors_seed_and_no_snapshot_holds_it():
+    """The seed is kept in graders/hidden (which a student release leaves out), like reward's shuffle;
+    the snapshots the release ships hold figures measured on the text, never a document of it."""
+    from graders import hidden
+    from graders.tokenizer import PUBLIC_HELD_OUT_SEED, held_out_is_public, held_out_seed, validation_text
+
+    assert held_out_seed() == hidden.HELD_OUT_SEED != PUBLIC_HELD_OUT_SEED and not held_out_is_public()
+    text = validation_text()
+    assert text == validation_text() != validation_text(seed=PUBLIC_HELD_OUT_SEED)  # the same on every run
+    documents = [d for d in text.split("<|bos|>") if d]
+    shipped = "".join(p.read_text() for p in (ROOT / "graders" / "snapshots").glob("*.json"))
+    assert len(documents) == 300 and not [d for d in documents if d.strip() in shipped]
+
+
+def test_tokenizer_token_bound_is_twice_the_longest_token_the_solution_learns_on_the_worlds_text():
+    from graders.tokenizer import BEHAVIOUR, MAX_TOKEN_BYTES, token_bytes
+    from toolkit.pipeline import Pipeline
+
+    for variant, path in CORRECT["tokenizer"].items():
+        tok = Pipeline(Components(build_manager(load_submission(str(path))), only="tokenizer"), BEHAVIOUR).tokenizer
+        longest = max(len(b) for i, b in token_bytes(tok).items() if i >= tok.vocab_size - len(tok.merges))
+        assert longest == 12 and 2 * longest == MAX_TOKEN_BYTES, (variant, longest)
+
+
+def test_tokenizer_bits_per_byte_refuse_a_token_longer_than_the_bound_and_say_so(monkeypatch):
+    """On the public text (a student's copy), the forged merges spell each document as one token: the
+    grader names the token, its length and the bound before any bits per byte are counted."""
+    import graders.tokenizer
+    from graders.tokenizer import MAX_TOKEN_BYTES, PUBLIC_HELD_OUT_SEED, measure
+
+    monkeypatch.setattr(graders.tokenizer, "held_out_seed", lambda: PUBLIC_HELD_OUT_SEED)
+    with pytest.raises(CheckFailed, match=rf"which spells \d+ bytes .*: bits per byte count only tokens of at most "
+                                          rf"{MAX_TOKEN_BYTES} bytes"):
+        measure(behaviour_pipeline(tokenizer_of(FORGE)))
+    for path in CORRECT["tokenizer"].values():  # correct tokenizers: every token within the bound
+        assert measure(behaviour_pipeline(tokenizer_of(path)))["bpb"] > 0
+
+
+def test_tokenizer_speed_fails_merges_not_learned_from_the_text_it_was_given():
+    result = run("tokenizer.speed", FORGE)
+    assert_fails(result, "occurs in no chunk of the text train() was given: the merges must be learned by train()")
+    assert result.metrics["merges"] > 10_000 and result.metrics["text"] == "drawn from the instructor's seed"
+    for path in CORRECT["tokenizer"].values():
+        assert run("tokenizer.speed", path).status == "passed"
+
+
+def test_tokenizer_merges_a_correct_training_learns_occur_in_the_text_and_fixed_ones_do_not():
+    from graders.tokenizer import speed_corpus, token_bytes, unlearned_merge
+
+    text, other = speed_corpus(3000, seed=1), speed_corpus(3000, seed=2)
+    tok = tokenizer_of(CORRECT["tokenizer"]["incremental"])
+    tok.train(text, 400)
+    assert unlearned_merge(token_bytes(tok), text) is None
+    reason = unlearned_merge(token_bytes(tok), other)  # the same merges, kept from another text
+    assert reason and reason.startswith("the merge that makes token ")
+
+
+@pytest.mark.slow
+def test_tokenizer_forged_merges_earn_no_more_than_learning_nothing_in_speed_and_behaviour(tmp_path):
+    """Graded as `toolkit run` grades (in process, with the instructor's seed): the forge's speed and
+    behaviour give it no more than its honest version, a bytes-only tokenizer (0 of 5 each)."""
+    names = ["tokenizer.speed", "tokenizer.behaviour"]
+    forged, honest = run(names, FORGE, tmp_path / "forged"), run(names, HONEST, tmp_path / "honest")
+    assert sum(r.score for r in forged.values()) <= sum(r.score for r in honest.values()) == 0, forged
+    assert "occurs in no chunk" in forged["tokenizer.speed"].reason
+    assert forged["tokenizer.behaviour"].score == 0, forged["tokenizer.behaviour"].reason
+
+
 # -- the attention module inside the reference GPT -------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["solution", "einsum"])

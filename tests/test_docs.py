@@ -120,6 +120,7 @@ def _docstrings() -> list[tuple[str, str]]:
     return [
         ("tokenizer.speed", f"at most {tokenizer.SPEED_MULTIPLE}x the reference's time"),
         ("tokenizer.behaviour", f"bits per byte (worst seed +{tokenizer.BPB_MARGIN:.0%})"),
+        ("tokenizer.behaviour", f"tokens of at most {tokenizer.MAX_TOKEN_BYTES} bytes"),
         ("attention.matches_reference", f"atol {sci(attention.ATOL)}"),
         ("attention.causal", f"atol {sci(attention.ATOL)}"),
         ("attention.trains_like_reference", f"for {attention.CURVE_STEPS} steps"),

@@ -9,7 +9,8 @@ git cannot hold or that must point at this machine's paths, built here at test t
 - ``components``: the same classes of attack on the other four components, and the attention again
   (``tests/hostile/components/``): the toolkit's own exceptions raised, stride-0 views that grow
   when copied, the global generator touched, control characters, objects where data is expected,
-  unit checks told from the pipeline by their inputs (``forge_context_*``, ``forge_dtype_attention``);
+  unit checks told from the pipeline by their inputs (``forge_context_*``, ``forge_dtype_attention``),
+  merges fixed in advance to spell the public held-out text;
 - ``stop``: stopping or hanging the batch (each one alone would end a grader that is not ready);
 - ``similarity``: two near-identical 40,000-token hooks (quadratic similarity);
 - ``intake``: symlinks, /proc/self/pagemap, a 1,200-deep folder, 2,000 files, 300 MB, an
@@ -28,7 +29,7 @@ The grader runs with TMPDIR in the batch's folder (so its boxes can be counted) 
 for this shared machine, with RLIMIT_AS = 5 GiB (a grader that mirrors a child's 2 GiB parameters or
 reads /proc/self/pagemap fails there instead of taking the machine's memory). A batch still running
 after its BATCH_TIMEOUT has hung: it is killed and its tests fail. The main batch grades 33
-submissions, the others 2 to 15 each.
+submissions, the others 2 to 17 each.
 """
 
 from __future__ import annotations
@@ -141,6 +142,7 @@ COMPONENTS = {  # tests/hostile/components/
     "forge_global_rng_sampler": ({"graded"}, 12),
     "inject_control_characters": ({"graded"}, 0),
     "inject_objects_tokenizer": (EITHER, 2),
+    "forge_public_heldout_tokenizer": ({"graded"}, 3),  # merges fixed to spell the public held-out text: speed 0
     "sequential_reward": ({"graded"}, 5),  # correct: tests/plugins/reward_sequential.py, the reward only
     "unicode_reward": ({"graded"}, 5),  # correct: tests/plugins/reward_unicode_names.py, the reward only
     # told the unit checks from the pipeline by their inputs (dtype, width, backbone, vocabulary): the checks

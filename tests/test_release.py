@@ -90,3 +90,17 @@ def test_a_release_that_fails_half_way_writes_nothing(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="generate_assignment"):
         build_release(tmp_path / "release")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_toolkit_run_in_the_release_measures_on_public_held_out_data_and_says_so(release):
+    """The release has no instructor's seed (graders/hidden is left out): its checks draw the held-out
+    text and speed's fresh text from the public seed, grade a correct tokenizer in full, and say so."""
+    env = {**os.environ, "PYTHONPATH": str(release)}
+    seed = subprocess.run([sys.executable, "-c", "from graders import tokenizer as t; print(t.held_out_seed(), "
+                           "t.PUBLIC_HELD_OUT_SEED)"], cwd=release, env=env, capture_output=True, text=True).stdout.split()
+    assert seed[0] == seed[1]
+    out = subprocess.run([sys.executable, "-m", "toolkit.cli", "run", str(ROOT / "tests/plugins/tok_incremental.py"),
+                          "--fast", "-c", "tokenizer"], cwd=release, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "total: 9 / 9 (public checks only)" in out.stdout
+    assert "held-out data: public" in " ".join(out.stdout.split())

@@ -176,6 +176,9 @@ def _print_table(result) -> None:
     console.print(table)
     scope = "public and hidden checks" if result.hidden_included else "public checks only"
     console.print(f"total: {result.score:g} / {result.max_score:g} ({scope})")
+    from graders.tokenizer import held_out_is_public
+    if held_out_is_public():  # a student's copy: the instructor's grading draws held-out data of its own
+        console.print("held-out data: public (this copy has no instructor's seed; grading draws its own held-out text)")
     if result.missing:
         console.print(f"not provided: {', '.join(result.missing)}")
 
