@@ -264,7 +264,7 @@ def behaviour_pipeline(tok) -> SimpleNamespace:
     tok.train(small_corpus(), 400)
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=256, n_layer=1, n_head=1, n_embd=16), SDPAttention)
-    return SimpleNamespace(tokenizer=tok, base_model=model.eval())
+    return SimpleNamespace(tokenizer=tok, model_config=model.config, base_model=model.eval())
 
 
 def tokenizer_of(path: Path):
