@@ -254,7 +254,8 @@ def reference_weights(ctx):
 def trains_like_reference(ctx):
     "Trained from scratch for 60 steps, the GPT's loss over the last 20 stays within 0.03 nats of the reference's."
     want = ctx.snapshot()["curve"]
-    got = ctx.in_child(short_training_curve)
+    with ctx.grader_work():
+        got = short_training_curve(ctx.pipeline)
     if not (isinstance(got, list) and len(got) == CURVE_STEPS and all(isinstance(v, float) for v in got)):
         raise CheckFailed(f"training from scratch did not give a loss curve of {CURVE_STEPS} steps")
     gap = sum(a - b for a, b in zip(got[-CURVE_TAIL:], want[-CURVE_TAIL:])) / CURVE_TAIL
@@ -271,8 +272,10 @@ def trains_like_reference(ctx):
                           f"(band {CURVE_BAND:g})")
 
 
-@child_side
 def short_training_curve(pipeline: Pipeline) -> list[float]:
+    """The loss over the first CURVE_STEPS pretraining steps of a GPT built with the pipeline's attention,
+    from the reference's initial weights. Under ``toolkit grade`` the grader trains it (its loop, its
+    optimizer, its data), the attention layers answering for their outputs and gradients in the child."""
     model = pipeline.new_model()
     cfg = replace(pipeline.config.pretrain, steps=CURVE_STEPS)
     return [round(x, 5) for x in pretrain(model, pipeline.train_stream, cfg)]

@@ -230,6 +230,11 @@ class Context:
         except OutOfTime:
             raise CheckFailed(f"{what} did not finish within {seconds:g} s") from None
 
+    def grader_work(self):
+        """A block of the grader's own work (training a model of the submission's modules): under
+        ``toolkit grade`` not charged to the child's deadline, only the calls it answers meanwhile."""
+        return self.remote.paused() if self.remote else contextlib.nullcontext()
+
     def in_child(self, fn: Callable, *args, config: PipelineConfig | None = None):
         """``fn(pipeline, *args)`` where the submission's code runs: here under ``toolkit run``, in the
         child under ``toolkit grade``. ``fn`` is a ``@child_side`` function of a public grader; what it
