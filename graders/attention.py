@@ -127,7 +127,7 @@ def written_out(ctx):
     module, x = seeded_module(ctx.components, 2, 5, 12, 3)
     with torch.no_grad():
         _forward(module, x)
-    named = names_used(ctx.sources, BANNED_NAMES)
+    named = names_used(ctx.sources, BANNED_NAMES, as_attribute=True)  # F.scaled_dot_product_attention too
     if named:  # read by the grader in the code it was handed
         raise CheckFailed(f"the code uses {', '.join(named[:3])}; write the scores, mask and softmax yourself")
     called = ctx.in_child(banned_calls, module, x)  # observed beside the module: as strong as that observation

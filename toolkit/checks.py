@@ -257,12 +257,13 @@ class Context:
         return self.report_dir / name
 
 
-def names_used(sources: dict[str, str], names: tuple[str, ...]) -> list[str]:
+def names_used(sources: dict[str, str], names: tuple[str, ...], as_attribute: bool = False) -> list[str]:
     """Which of ``names`` the code uses, in order: read by the grader in the files it was handed.
 
     A name may be dotted (``toolkit.sample``): it is used by ``toolkit.sample``, ``import
     toolkit.sample`` and ``from toolkit import sample``. Comments and strings are not code; a
-    file that does not tokenize is skipped (it did not import either).
+    file that does not tokenize is skipped (it did not import either). ``as_attribute``: an undotted
+    name counts wherever it is a part of a chain too (``F.scaled_dot_product_attention``).
     """
     found = []
     for text in sources.values():
@@ -270,6 +271,8 @@ def names_used(sources: dict[str, str], names: tuple[str, ...]) -> list[str]:
             used = _dotted_names(text)
         except (tokenize.TokenError, SyntaxError, RecursionError, MemoryError):
             continue
+        if as_attribute:
+            used = used | {part for chain in used for part in chain.split(".")}
         found += [n for n in names if n in used and n not in found]
     return found
 
