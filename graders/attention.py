@@ -142,7 +142,9 @@ BANNED_NAMES = ("scaled_dot_product_attention", "MultiheadAttention", "multi_hea
 
 @child_side
 def banned_calls(pipeline, module, x: torch.Tensor) -> list[str]:
-    """The banned functions (or modules) the module's forward uses, observed where the module lives."""
+    """The banned functions (or modules) the module's forward uses, observed where the module lives:
+    only as strong as that observation (a child may replace this function in its interpreter), which
+    is why ``written_out`` also reads the code for the banned names."""
     if any(isinstance(m, nn.MultiheadAttention) for m in module.modules()):
         return ["nn.MultiheadAttention"]
     with _Spy() as spy, torch.no_grad():
@@ -152,7 +154,8 @@ def banned_calls(pipeline, module, x: torch.Tensor) -> list[str]:
 
 @child_side
 def first_softmax(pipeline, module, x: torch.Tensor):
-    """The output of the first softmax the module's forward computes on ``x`` (None if none)."""
+    """The output of the first softmax the module's forward computes on ``x`` (None if none): for the
+    heatmap of the report only, which it is only as strong as (the child may replace it); no score."""
     with _Spy() as spy, torch.no_grad():
         module(x)
     return spy.softmaxes[0] if spy.softmaxes else None

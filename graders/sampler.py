@@ -447,7 +447,9 @@ OWN_NAMES = ("toolkit.sample", "sample_next")
 
 @child_side
 def own_calls(pipeline, logits: torch.Tensor) -> list[str]:
-    """The functions of ``toolkit.sample`` that the sampler calls, observed where it runs."""
+    """The functions of ``toolkit.sample`` that the sampler calls, observed where it runs: only as strong
+    as that observation (a child may replace this function), which is why ``written_out`` also reads
+    the code for the names."""
     import toolkit.sample
 
     own = toolkit.sample.__file__

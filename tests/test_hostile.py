@@ -153,8 +153,7 @@ COMPONENTS = {  # tests/hostile/components/
 }
 TRUST = {  # graded without --fast: what the child computes with the submission's code is never believed
     "forge_curve_in_child": ({"graded"}, 2),
-    "forge_reward_stage": ({"graded"}, TRUST_FULL),  # at most its honest twin's: see test_a_child_that_replaces_...
-    "honest_reward_flipped": ({"graded"}, TRUST_FULL),  # tests/plugins/reward_sign_flipped.py: the twin
+    "forge_reward_stage": ({"graded"}, 4.67),  # issue 31: tests/plugins/reward_sign_flipped.py, honestly graded
 }
 GOOD = {"main": ["good_file", "good_folder", FORMULA_GOOD], "stop": ["good_file"], "similarity": ["good_file"],
         "intake": ["good_file"], "components": ["good_folder"], "trust": ["good_folder"]}
@@ -290,7 +289,6 @@ def _components_class(base: Path, klass: Path) -> None:
 def _trust_class(base: Path, klass: Path) -> None:
     for name in ("forge_curve_in_child", "forge_reward_stage"):
         shutil.copy(HOSTILE / f"{name}.py", klass / f"{name}.py")
-    shutil.copy(PLUGINS / "reward_sign_flipped.py", klass / "honest_reward_flipped.py")
     (klass / "good_folder").mkdir()
     for name in ("attn_einsum.py", "reward_gather.py"):
         shutil.copy(PLUGINS / name, klass / "good_folder" / name)
@@ -429,14 +427,13 @@ def test_each_hostile_gets_its_status_and_no_more_than_its_honest_score(batches,
 def test_a_child_that_replaces_the_toolkits_training_in_itself_gains_nothing(batches):
     """Issue 31's examples 1 and 2, without --fast: the grader trains the attention's 60-step GPT and the
     reward model itself, so an attention without the mask whose child returns the reference curve
-    earns no ``trains_like_reference``, and a flipped loss whose child trains with the right one earns
-    no more than its honest twin, failing the accuracy (and the loss's gradient sign)."""
+    earns no ``trains_like_reference``, and a flipped loss whose child trains with the right one fails
+    the accuracy and RLHF as the flipped loss does honestly (the grader computes exactly what
+    ``toolkit run`` computes for it: the child's copy of ``toolkit.rlhf`` plays no part)."""
     batch = batches("trust")
-    curve, forged, honest = (batch.rows.get(s) or {} for s in ("forge_curve_in_child", "forge_reward_stage",
-                                                                 "honest_reward_flipped"))
+    curve, forged = (batch.rows.get(s) or {} for s in ("forge_curve_in_child", "forge_reward_stage"))
     assert float(curve.get("attention.trains_like_reference", -1)) == 0, (curve, batch.why())
     assert float(forged.get("reward.accuracy", -1)) == 0 and float(forged.get("reward.loss_sanity", -1)) == 0, forged
-    assert float(forged["total"]) <= float(honest["total"]), (forged, honest)
     assert float(forged.get("reward.rlhf_improves", 4)) < 4, forged
 
 

@@ -192,8 +192,8 @@ class Context:
     """What a check can use: the components (the one under test swapped in), pipelines, metrics.
 
     ``remote``: under ``toolkit grade``, the submission's child process
-    (``toolkit.grading.remote.Child``): ``components`` are then its proxies, pipelines train
-    what runs the submission's code in the child, and ``in_child`` runs there.
+    (``toolkit.grading.remote.Child``): ``components`` are then its proxies, pipelines are the
+    grader's (``ChildPipeline``: it trains every model itself), and ``in_child`` runs there.
     """
 
     components: Components
@@ -238,7 +238,9 @@ class Context:
     def in_child(self, fn: Callable, *args, config: PipelineConfig | None = None):
         """``fn(pipeline, *args)`` where the submission's code runs: here under ``toolkit run``, in the
         child under ``toolkit grade``. ``fn`` is a ``@child_side`` function of a public grader; what it
-        returns must be plain data (numbers, strings, lists, dicts, tensors), which the grader checks."""
+        returns must be plain data (numbers, strings, lists, dicts, tensors), which the grader checks.
+        The child may replace ``fn`` in its own interpreter: use it only for an observation that cannot
+        be made otherwise (what a forward calls), never for a figure the grader can compute itself."""
         config = config or self.config
         if self.remote is None:
             return fn(self.pipeline_for(config), *args)
@@ -301,7 +303,8 @@ def _dotted_names(text: str) -> set[str]:
 
 
 def child_side(fn: Callable) -> Callable:
-    """Mark a grader function that ``Context.in_child`` may run where the submission's code runs."""
+    """Mark a grader function that ``Context.in_child`` may run where the submission's code runs: an
+    observation only as strong as the child's word (its docstring says so)."""
     fn.__child_side__ = True
     return fn
 

@@ -1,14 +1,15 @@
 """The grader's side of one submission: the pipe to its sandboxed child, and proxies that make
 the child's components look local to the checks.
 
-**The child trains, the grader judges.** Every check runs here, in the grader's process, with the
-grader's own ``torch``; the submission's code runs only in the child (``toolkit.grading.child``).
-A check calls the submission's hooks through ``RemoteComponents``, exactly as ``toolkit run``
-calls them through ``toolkit.plugins.Components``: each call is one request over a private pipe,
-and what comes back is a plain value, or a handle to an object the child keeps (a tokenizer,
-a module) that the grader then calls through (``RemoteObject``, ``RemoteModule``). A pipeline
-stage whose training runs the submission's code is trained by the child, which returns the
-parameters (``ChildPipeline``): the grader loads them into its own modules and measures them.
+**The child answers, the grader computes and judges.** Every check runs here, in the grader's
+process, with the grader's own ``torch``; the submission's code runs only in the child
+(``toolkit.grading.child``). A check calls the submission's hooks through ``RemoteComponents``,
+exactly as ``toolkit run`` calls them through ``toolkit.plugins.Components``: each call is one
+request over a private pipe, and what comes back is a plain value, or a handle to an object the
+child keeps (a tokenizer, a module) that the grader then calls through (``RemoteObject``,
+``RemoteModule``). Every pipeline stage is built here (``ChildPipeline``): a model that runs the
+submission's code is trained by the grader, the submission's modules and hooks taking part in its
+autograd graph (``toolkit.grading.autograd``). The child trains nothing.
 
 **Nothing the child sends is believed beyond its type.** Frames are length-prefixed and at most
 ``MAX_FRAME`` bytes; each is a ``torch.save`` document read with ``torch.load(weights_only=True)``
@@ -303,8 +304,8 @@ def _dumps(message) -> tuple[bytes, list[torch.Generator]]:
 
 # -- the child, as the checks see it ---------------------------------------------------------
 class Child:
-    """The grader's handle on one submission's child process: its components, pipelines and the
-    ``@child_side`` grader functions it runs. ``toolkit.checks.Context.remote`` is one of these."""
+    """The grader's handle on one submission's child process: its components, the grader's pipelines
+    of them, and the ``@child_side`` observations it runs. ``toolkit.checks.Context.remote`` is one of these."""
 
     def __init__(self, channel: Channel):
         self.channel = channel
@@ -579,10 +580,10 @@ def _state_to_send(module: RemoteModule) -> dict | None:
     return state
 
 
-# -- a pipeline whose submission stages the child trains -----------------------------------------
+# -- a pipeline whose every stage the grader builds ---------------------------------------------
 def load_parameters(model: nn.Module, params) -> None:
-    """``params`` (name -> tensor, from the child) into ``model``: exactly its parameters' names,
-    shapes and dtypes, or ChildGone."""
+    """``params`` (name -> tensor, from the child: a module's initial weights) into ``model``: exactly
+    its parameters' names, shapes and dtypes, or ChildGone."""
     mine = dict(model.named_parameters())
     if not isinstance(params, dict) or set(params) != set(mine):
         raise ChildGone("the submission's process sent a model whose parameters are not the expected ones")
