@@ -10,7 +10,8 @@ same parameters and inputs and the upstream gradient, the child runs the forward
 gradients on and returns the gradients with respect to the floating-point inputs and the module's
 parameters. The optimizer, the loop, the data, the seeds and the curve are the grader's.
 
-What the child still decides is only what the submission's code decides under ``toolkit run``: the
+The child keeps the graph of a forward until its backward (``Tape``), so nothing is computed or
+sent twice. What the child still decides is only what the submission's code decides under ``toolkit run``: the
 output of its module and the gradients of that output. The answers are checked like every answer
 (``remote.plain``), and each gradient must have exactly the dtype and shape of what it is the gradient
 of; anything else ends the conversation (``ChildGone``). The child's toolkit and grader modules play no
@@ -38,23 +39,25 @@ def needs_grad(args, params) -> bool:
 class Call:
     """One call into the child that autograd may differentiate: ``target`` is a ``RemoteModule``, a
     ``RemoteObject`` or ``("hook", component, hook)``; ``params`` the module's (name, parameter) the
-    grader has set (the others, on the meta device, are not differentiated)."""
+    grader has set (the others, on the meta device, are not differentiated). Its forward (the
+    ``tape`` request) has the child keep the graph of the call, which its backward (``vjp``) then
+    uses: each is computed once, and the inputs cross the pipe once."""
 
-    def __init__(self, child, target, args: tuple, kwargs: dict, params: list, forward_request: tuple):
+    def __init__(self, child, target, args: tuple, kwargs: dict, params: list):
         self.child, self.target, self.kwargs = child, target, kwargs
         self.args = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args)
         self.slots = float_positions(self.args)
         self.names = [n for n, _ in params]
-        self.forward_request = forward_request  # the request of a plain call (no gradient)
         self.training = getattr(target, "training", False)
+        self.tape = None
 
     def tensors(self, args, params) -> list[torch.Tensor]:
         return [args[i] for i in self.slots] + [p for _, p in params]
 
     def forward(self) -> torch.Tensor:
-        out = self.child.request(*self.forward_request)
-        self.sent = _sent(self.target)
-        if not isinstance(out, torch.Tensor) or out.dtype not in FLOAT:
+        answer = self.child.request("tape", self.target, self.args, self.kwargs, self.training, self.names)
+        out, self.tape = (answer.get("out"), answer.get("tape")) if isinstance(answer, dict) else (answer, None)
+        if type(self.tape) is not int or not isinstance(out, torch.Tensor) or out.dtype not in FLOAT:
             got = f"a {out.dtype} tensor" if isinstance(out, torch.Tensor) else type(out).__name__
             from toolkit.plugins import PluginError
             raise PluginError(f"returned {got} where training needs a floating-point tensor")
@@ -62,10 +65,7 @@ class Call:
 
     def vjp(self, upstream: torch.Tensor, expected: list[torch.Tensor]) -> list[torch.Tensor | None]:
         """The gradients of the inputs and parameters (``expected``, in order), from the child, checked."""
-        if _sent(self.target) != self.sent:  # the child last ran the module with other parameters: send them
-            _resend(self.target)
-        answer = self.child.request("vjp", self.target, self.args, self.kwargs, upstream.contiguous(), self.training,
-                                    self.names)
+        answer = self.child.request("vjp", self.tape, upstream.contiguous())
         if not (isinstance(answer, dict) and isinstance(answer.get("inputs"), list) and isinstance(answer.get("params"), dict)
                 and len(answer["inputs"]) == len(self.slots) and set(answer["params"]) <= set(self.names)):
             raise self.child._gone("gradients that are not one per input and parameter")
@@ -74,17 +74,6 @@ class Call:
             if g is not None and not (isinstance(g, torch.Tensor) and g.dtype == t.dtype and g.shape == t.shape):
                 raise self.child._gone("a gradient whose dtype or shape is not its input's")
         return grads
-
-
-def _sent(target):
-    from toolkit.grading.remote import HANDLE
-    handle = getattr(target, HANDLE, None) if isinstance(target, torch.nn.Module) else None
-    return handle and handle.sent
-
-
-def _resend(target) -> None:
-    from toolkit.grading.remote import HANDLE
-    getattr(target, HANDLE).sent = None
 
 
 class RemoteCall(torch.autograd.Function):
@@ -101,29 +90,35 @@ class RemoteCall(torch.autograd.Function):
         return (None, *ctx.call.vjp(upstream, list(ctx.saved_tensors)))
 
 
-def call(child, target, args: tuple, kwargs: dict, params: list, forward_request: tuple):
-    """The call, differentiable when autograd needs it (``needs_grad``), else the plain request."""
-    tensors_params = [p for _, p in params]
-    if not needs_grad(args, tensors_params):
-        return child.request(*forward_request)
-    c = Call(child, target, args, kwargs, params, forward_request)
+def call(child, target, args: tuple, kwargs: dict, params: list, plain_request):
+    """The call, differentiable when autograd needs it (``needs_grad``), else the plain request
+    (``plain_request()``: built only when sent, as it marks a module's parameters sent)."""
+    if not needs_grad(args, [p for _, p in params]):
+        return child.request(*plain_request())
+    c = Call(child, target, args, kwargs, params)
     return RemoteCall.apply(c, *c.tensors(args, params))
 
 
-def child_vjp(fn, args: tuple, kwargs: dict, upstream: torch.Tensor, params: list) -> dict:
-    """The child's side of a ``vjp`` request: ``fn(*args, **kwargs)`` with gradients on, and the gradients
-    of ``upstream · output`` with respect to the floating-point inputs and ``params`` (name, parameter)."""
-    args = list(args)
-    slots = float_positions(args)
-    for i in slots:
-        args[i] = args[i].detach().clone().requires_grad_(True)
-    params = [(n, p) for n, p in params if p.requires_grad]
-    with torch.enable_grad():
-        out = fn(*args, **kwargs)
-        leaves = [args[i] for i in slots] + [p for _, p in params]
+class Tape:
+    """The child's side: a call's graph kept from its forward (``tape``) to its backward (``vjp``)."""
+
+    def __init__(self, fn, args: tuple, kwargs: dict, params: list):
+        args = list(args)
+        self.slots = float_positions(args)
+        for i in self.slots:
+            args[i] = args[i].detach().clone().requires_grad_(True)
+        self.params = [(n, p) for n, p in params if p.requires_grad]
+        self.leaves = [args[i] for i in self.slots] + [p for _, p in self.params]
+        with torch.enable_grad():
+            self.out = fn(*args, **kwargs)
+
+    def vjp(self, upstream: torch.Tensor) -> dict:
+        """The gradients of ``upstream · output`` with respect to the floating-point inputs and the parameters."""
+        out = self.out
         if isinstance(out, torch.Tensor) and out.requires_grad:
-            grads = torch.autograd.grad(out, leaves, upstream.to(out.dtype), allow_unused=True)
+            grads = torch.autograd.grad(out, self.leaves, upstream.to(out.dtype), allow_unused=True)
         else:  # the output depends on none of them
-            grads = [None] * len(leaves)
-    grads = [None if g is None else g.detach().clone() for g in grads]
-    return {"inputs": grads[:len(slots)], "params": {n: g for (n, _), g in zip(params, grads[len(slots):])}}
+            grads = [None] * len(self.leaves)
+        grads = [None if g is None else g.detach().clone() for g in grads]
+        n = len(self.slots)
+        return {"inputs": grads[:n], "params": {name: g for (name, _), g in zip(self.params, grads[n:])}}

@@ -29,6 +29,7 @@ import sys
 from pathlib import Path
 
 MAX_MESSAGE = 2000  # characters of an exception's text sent (the grader keeps no more)
+MAX_TAPES = 256  # graphs kept for a backward (a training step needs one per remote call of its forward)
 
 
 def _is_plain(x, depth: int = 0) -> bool:
@@ -98,6 +99,7 @@ class Server:
         self.sources = sources or {}  # component -> the file that provides it, to name it in a sentence
         self.objects: dict[int, object] = {}
         self.components, self.pipelines = {}, {}
+        self.tapes, self.last_tape = {}, 0  # graphs of calls whose gradients the grader may ask for
 
     # -- answering -------------------------------------------------------------------------
     def answer(self, frame: bytes) -> bytes:
@@ -149,8 +151,10 @@ class Server:
             return self.pack(list(self.objects[args[0]]))
         if op == "forward":
             return self.pack(self.forward(*args))
+        if op == "tape":
+            return self.pack(self.tape(*args))
         if op == "vjp":
-            return self.pack(self.vjp(*args))
+            return self.pack(self.tapes.pop(args[0]).vjp(args[1]))
         if op == "state":
             return self.pack({n: p.detach() for n, p in self.objects[args[0]].named_parameters()})
         if op == "seed":
@@ -179,8 +183,8 @@ class Server:
     def set_state(self, oid: int, state: dict | None, dtype):
         """Module ``oid`` with the parameters the grader set (None: those it sent last)."""
         module = self.objects[oid]
-        if dtype is not None:
-            module.to(dtype)
+        if dtype is not None and any(p.is_floating_point() and p.dtype != dtype for p in module.parameters()):
+            module.to(dtype)  # only then: it would bump the versions of parameters a kept graph (a tape) holds
         if state:
             module.load_state_dict(state, strict=False)
         return module
@@ -193,12 +197,13 @@ class Server:
         with torch.set_grad_enabled(grad):
             return module(*args)
 
-    def vjp(self, target, args, kwargs, upstream, training: bool, names: list[str]) -> dict:
-        """The gradients of a call's output (times ``upstream``) with respect to its floating-point
-        inputs and, for a module, its parameters (``toolkit.grading.autograd``)."""
+    def tape(self, target, args, kwargs, training: bool, names: list[str]) -> dict:
+        """A call's output, and the handle of its graph kept for its backward (``vjp``: the gradients
+        of the output with respect to its floating-point inputs and, for a module, the parameters
+        ``names``; ``toolkit.grading.autograd``). At most MAX_TAPES graphs are kept."""
         from torch import nn
 
-        from toolkit.grading.autograd import child_vjp
+        from toolkit.grading.autograd import Tape
         from toolkit.plugins import Components
 
         params = []
@@ -212,7 +217,12 @@ class Server:
             fn = lambda *a, **kw: components.call(hook, *a, **kw)  # noqa: E731
         else:
             fn = target
-        return child_vjp(fn, args, kwargs, upstream, params)
+        tape = Tape(fn, args, kwargs, params)
+        self.last_tape += 1
+        self.tapes[self.last_tape] = tape
+        while len(self.tapes) > MAX_TAPES:  # a forward under gradients whose backward never came
+            del self.tapes[next(iter(self.tapes))]
+        return {"out": _detached(tape.out), "tape": self.last_tape}
 
     # -- pipelines -------------------------------------------------------------------------
     def pipeline(self, component: str, config):

@@ -455,7 +455,7 @@ class RemoteComponents:
         if HOOKS[hook].name != self.only:
             return self._baselines.call(hook, *args, **kwargs)
         return autograd.call(self._child, ("hook", self.only, hook), args, kwargs, [],
-                             ("call", self.only, hook, args, kwargs))
+                             lambda: ("call", self.only, hook, args, kwargs))
 
     def __getattr__(self, name: str):
         if f"toolkit_{name}" not in HOOKS:
@@ -481,7 +481,7 @@ class RemoteObject:
         return self._child.request("getattr", self._oid, name)
 
     def __call__(self, *args, **kwargs):
-        return autograd.call(self._child, self, args, kwargs, [], ("call_object", self._oid, args, kwargs))
+        return autograd.call(self._child, self, args, kwargs, [], lambda: ("call_object", self._oid, args, kwargs))
 
     def __iter__(self):
         """Iterating the child's object iterates over ``list(obj)``, computed there as plain data."""
@@ -538,7 +538,7 @@ class RemoteModule(_Mirror):
         handle = getattr(self, HANDLE)
         params = [(n, p) for n, p in self.named_parameters() if not p.is_meta and p.is_floating_point()]
         return autograd.call(handle.child, self, args, {}, params,
-                             ("forward", handle.oid, _state_to_send(self), _dtype(self), args, False, self.training))
+                             lambda: ("forward", handle.oid, _state_to_send(self), _dtype(self), args, False, self.training))
 
 
 HANDLE = "remote.handle"  # the attribute holding a RemoteModule's _Handle
@@ -549,6 +549,7 @@ class _Handle:
     child: Child
     oid: int
     sent: list | None = None  # the (name, id, version) of the parameters last sent
+    kept: list | None = None  # those parameters
 
     def __deepcopy__(self, memo):
         """A copy of a RemoteModule is another set of parameters for the same module of the child's
@@ -571,12 +572,13 @@ def _dtype(module: RemoteModule):
 
 def _state_to_send(module: RemoteModule) -> dict | None:
     """The parameters the grader has set, or None if the child already holds exactly these."""
-    state = {n: p.detach() for n, p in module.named_parameters() if not p.is_meta}
-    version = [(n, id(p), p._version) for n, p in state.items()]
+    params = [(n, p) for n, p in module.named_parameters() if not p.is_meta]
+    version = [(n, id(p), p._version) for n, p in params]  # of the parameters themselves (not of fresh detached views)
+    state = {n: p.detach() for n, p in params}
     handle = getattr(module, HANDLE)
     if version == handle.sent:
         return None
-    handle.sent = version
+    handle.sent, handle.kept = version, [p for _, p in params]  # kept alive: no other tensor can take their ids
     return state
 
 
