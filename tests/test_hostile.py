@@ -3,7 +3,7 @@
 The hostile submissions are ``tests/hostile/{forge,escape,stop,exhaust,inject}_*.py`` (each file's
 docstring says what it does and what its honest implementation earns), plus folders and names that
 git cannot hold or that must point at this machine's paths, built here at test time (``_intake_class``,
-``_main_class``). They are graded by ``toolkit grade`` in five batches, each with correct students:
+``_main_class``). They are graded by ``toolkit grade`` in six batches, each with correct students:
 
 - ``main``: forging scores, escaping into the feedback, exhausting the grader, injecting markup;
 - ``components``: the same classes of attack on the other four components
@@ -12,7 +12,9 @@ git cannot hold or that must point at this machine's paths, built here at test t
 - ``stop``: stopping or hanging the batch (each one alone would end a grader that is not ready);
 - ``similarity``: two near-identical 40,000-token hooks (quadratic similarity);
 - ``intake``: symlinks, /proc/self/pagemap, a 1,200-deep folder, 2,000 files, 300 MB, an
-  unparsable unused file: refused before any sandbox (``load_error``) or graded as usual.
+  unparsable unused file: refused before any sandbox (``load_error``) or graded as usual;
+- ``trust``: without ``--fast``, submissions that replace, in the child, the toolkit's and the
+  graders' code that used to compute their figures there (the grader now trains every model itself).
 
 For every batch the tests assert: it completes (grades.csv, summary.html, a feedback page per
 student), correct students get full marks, each hostile one gets the status the design decides and no
