@@ -198,7 +198,7 @@ def written_out(ctx):
     module, x = seeded_module(ctx.components, 2, 5, 12, 3)
     with torch.no_grad():
         _forward(module, x)
-    named = names_used(ctx.sources, BANNED_NAMES)
+    named = names_used(ctx.sources, BANNED_NAMES, as_attribute=True)  # F.scaled_dot_product_attention too
     if named:  # read by the grader in the code it was handed
         raise CheckFailed(f"the code uses {', '.join(named[:3])}; write the scores, mask and softmax yourself")
     calls, models = observed_calls(ctx, x)
@@ -244,7 +244,9 @@ def banned_calls(pipeline, calls: list, models: list) -> list:
     where the module lives, over every call: modules made by the hook at width C with n_head heads on x
     (``[C, n_head, dtype, x]``), and GPTs built with the hook (``[config, idx]``), the pipeline's own way of
     calling it. ``valid``: how many forwards returned an output of the right shape and dtype (a call that
-    failed is no evidence of what a working one calls)."""
+    failed is no evidence of what a working one calls). Only as strong as that observation (a child may
+    replace this function in its interpreter), which is why ``written_out`` also reads the code for the
+    banned names."""
     called, valid = set(), 0
     for C, nh, dtype, x in calls:
         module = pipeline.components.attention(GPTConfig(n_embd=C, n_head=nh)).to(getattr(torch, dtype))
@@ -267,7 +269,8 @@ def banned_calls(pipeline, calls: list, models: list) -> list:
 
 @child_side
 def first_softmax(pipeline, module, x: torch.Tensor):
-    """The output of the first softmax the module's forward computes on ``x`` (None if none)."""
+    """The output of the first softmax the module's forward computes on ``x`` (None if none): for the
+    heatmap of the report only, which it is only as strong as (the child may replace it); no score."""
     with _Spy() as spy, torch.no_grad():
         module(x)
     return spy.softmaxes[0] if spy.softmaxes else None
@@ -369,7 +372,8 @@ def reference_weights(ctx):
 def trains_like_reference(ctx):
     "Trained from scratch for 60 steps, the GPT's loss over the last 20 stays within 0.03 nats of the reference's."
     want = ctx.snapshot()["curve"]
-    got = ctx.in_child(short_training_curve)
+    with ctx.grader_work():
+        got = short_training_curve(ctx.pipeline)
     if not (isinstance(got, list) and len(got) == CURVE_STEPS and all(isinstance(v, float) for v in got)):
         raise CheckFailed(f"training from scratch did not give a loss curve of {CURVE_STEPS} steps")
     gap = sum(a - b for a, b in zip(got[-CURVE_TAIL:], want[-CURVE_TAIL:])) / CURVE_TAIL
@@ -386,8 +390,10 @@ def trains_like_reference(ctx):
                           f"(band {CURVE_BAND:g})")
 
 
-@child_side
 def short_training_curve(pipeline: Pipeline) -> list[float]:
+    """The loss over the first CURVE_STEPS pretraining steps of a GPT built with the pipeline's attention,
+    from the reference's initial weights. Under ``toolkit grade`` the grader trains it (its loop, its
+    optimizer, its data), the attention layers answering for their outputs and gradients in the child."""
     model = pipeline.new_model()
     cfg = replace(pipeline.config.pretrain, steps=CURVE_STEPS)
     return [round(x, 5) for x in pretrain(model, pipeline.train_stream, cfg)]

@@ -11,7 +11,7 @@ from torch.nn import functional as F
 from graders import calibration, contexts
 from toolkit import probe, rlhf
 from toolkit.baselines import SDPAttention
-from toolkit.checks import CheckFailed, Partial, check, child_side
+from toolkit.checks import CheckFailed, Partial, check
 from toolkit.model import GPT, GPTConfig
 from toolkit.template import PAD
 
@@ -50,7 +50,7 @@ def _loss_sanity(ctx, dtype: torch.dtype, B: int, gen: torch.Generator) -> None:
     if abs(base - shifted) > tol:
         raise CheckFailed(f"adding 5 to every reward changed the loss from {base:.4f} to {shifted:.4f}{where}; "
                           "the loss must depend on chosen - rejected only")
-    grads = ctx.in_child(loss_gradients, c, j)
+    grads = loss_gradients(ctx, c, j)
     if not (isinstance(grads, (list, tuple)) and len(grads) == 2 and all(isinstance(g, torch.Tensor) and g.shape == c.shape
                                                                        for g in grads)):
         raise CheckFailed("the loss has no gradient with respect to the rewards: compute it with torch operations")
@@ -59,11 +59,13 @@ def _loss_sanity(ctx, dtype: torch.dtype, B: int, gen: torch.Generator) -> None:
                           f"one{where}; check the sign of chosen - rejected")
 
 
-@child_side
-def loss_gradients(pipeline, chosen: torch.Tensor, rejected: torch.Tensor):
-    """d loss / d chosen and d loss / d rejected, computed where the loss lives."""
+def loss_gradients(ctx, chosen: torch.Tensor, rejected: torch.Tensor):
+    """d loss / d chosen and d loss / d rejected (None: no gradient), by the grader's autograd: under
+    ``toolkit grade`` the loss's node is the child's hook (``toolkit.grading.autograd``), as in training."""
     chosen, rejected = chosen.clone().requires_grad_(True), rejected.clone().requires_grad_(True)
-    pipeline.components.reward_loss(chosen, rejected).backward()
+    loss = _loss(ctx, chosen, rejected)
+    if loss.requires_grad:
+        loss.backward()
     return [chosen.grad, rejected.grad]
 
 

@@ -579,7 +579,9 @@ def observed_calls(ctx) -> list[list]:
 def own_calls(pipeline, calls: list) -> list:
     """``[called, ids]``: the functions of ``toolkit.sample`` that the sampler calls over every call of
     ``calls`` (``[logits, temperature, top_k, top_p, generator]``), observed where it runs, and the ids
-    each call returned (None where it raised: a call that failed is no evidence of what a working one calls)."""
+    each call returned (None where it raised: a call that failed is no evidence of what a working one calls).
+    Only as strong as that observation (a child may replace this function), which is why ``written_out``
+    also reads the code for the names."""
     import toolkit.sample
 
     own = toolkit.sample.__file__

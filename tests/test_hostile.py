@@ -3,7 +3,7 @@
 The hostile submissions are ``tests/hostile/{forge,escape,stop,exhaust,inject}_*.py`` (each file's
 docstring says what it does and what its honest implementation earns), plus folders and names that
 git cannot hold or that must point at this machine's paths, built here at test time (``_intake_class``,
-``_main_class``). They are graded by ``toolkit grade`` in five batches, each with correct students:
+``_main_class``). They are graded by ``toolkit grade`` in six batches, each with correct students:
 
 - ``main``: forging scores, escaping into the feedback, exhausting the grader, injecting markup;
 - ``components``: the same classes of attack on the other four components, and the attention again
@@ -14,7 +14,9 @@ git cannot hold or that must point at this machine's paths, built here at test t
 - ``stop``: stopping or hanging the batch (each one alone would end a grader that is not ready);
 - ``similarity``: two near-identical 40,000-token hooks (quadratic similarity);
 - ``intake``: symlinks, /proc/self/pagemap, a 1,200-deep folder, 2,000 files, 300 MB, an
-  unparsable unused file: refused before any sandbox (``load_error``) or graded as usual.
+  unparsable unused file: refused before any sandbox (``load_error``) or graded as usual;
+- ``trust``: without ``--fast``, submissions that replace, in the child, the toolkit's and the
+  graders' code that used to compute their figures there (the grader now trains every model itself).
 
 For every batch the tests assert: it completes (grades.csv, summary.html, a feedback page per
 student), correct students get full marks, each hostile one gets the status the design decides and no
@@ -65,7 +67,11 @@ OPTIONS = ["--fast", "-c", "attention", *LIMITS]
 COMPONENTS_FULL = 11 + FULL + 5 + 5 + 14  # tokenizer, attention, sft_mask, reward, sampler: unit checks, hidden ones included
 COMPONENTS_OPTIONS = ["--fast", "-c", "tokenizer", "-c", "attention", "-c", "sft_mask", "-c", "reward", "-c", "sampler",
                       *LIMITS]
-BATCH_TIMEOUT = {"main": 360, "stop": 240, "similarity": 150, "intake": 180, "components": 240}  # seconds; then: hung
+TRUST_FULL = 14 + 14  # attention and reward, behavioural checks and hidden ones included
+TRUST_OPTIONS = ["-c", "attention", "-c", "reward", "--timeout", "600", "--workers", "2", "--nproc", "64",
+                 "--memory-gb", "3"]  # without --fast: the behavioural checks, where the grader trains the models
+BATCH_TIMEOUT = {"main": 360, "stop": 240, "similarity": 150, "intake": 180, "components": 240,
+                 "trust": 1500}  # seconds; then: hung
 GRADER_ADDRESS_SPACE = 5 << 30  # the grader's RLIMIT_AS here: a safety net for the machine, not the limit under test
 GRADER_RSS_MB = 1536  # the grader's resident memory may not pass this (a quiet batch: under 300 MB)
 STUDENT_CAP = 20 << 20  # bytes in feedback/<student>/ (and gradescope/<student>/)
@@ -154,14 +160,18 @@ COMPONENTS = {  # tests/hostile/components/
     "exhaust_cpu_sessions": ({"graded", "timeout"}, 14),  # spins in dozens of sessions, beside the next one:
     "exhaust_cpu_victim": ({"graded"}, COMPONENTS_FULL),  # correct (as good_folder): graded in full all the same
 }
+TRUST = {  # graded without --fast: what the child computes with the submission's code is never believed
+    "forge_curve_in_child": ({"graded"}, 2),
+    "forge_reward_stage": ({"graded"}, 4.67),  # issue 31: tests/plugins/reward_sign_flipped.py, honestly graded
+}
 GOOD = {"main": ["good_file", "good_folder", FORMULA_GOOD], "stop": ["good_file"], "similarity": ["good_file"],
-        "intake": ["good_file"], "components": ["good_folder"]}
-EXPECTED = {"main": MAIN, "stop": STOP, "similarity": SIMILARITY, "intake": INTAKE, "components": COMPONENTS}
+        "intake": ["good_file"], "components": ["good_folder"], "trust": ["good_folder"]}
+EXPECTED = {"main": MAIN, "stop": STOP, "similarity": SIMILARITY, "intake": INTAKE, "components": COMPONENTS,
+            "trust": TRUST}
 GOOD_COMPONENTS = ["tok_incremental.py", "attn_einsum.py", "sft_vectorised.py", "reward_gather.py",
                    "samp_gumbel.py"]  # in tests/plugins
 # attacks the design does not stop (see each file's docstring): their totals may pass the honest one (xfail)
-DESIGN_GAPS = {"forge_snapshot_lookup": "public inputs are predictable: the shipped snapshot is a lookup table",
-               "forge_child_side": "written_out (and the causal check's gradient) are observed in the child"}
+DESIGN_GAPS = {"forge_snapshot_lookup": "public inputs are predictable: the shipped snapshot is a lookup table"}
 
 
 def test_at_least_20_new_hostile_submissions_each_with_its_honest_score():
@@ -286,9 +296,18 @@ def _components_class(base: Path, klass: Path) -> None:
             shutil.copy(PLUGINS / name, klass / folder / name)
 
 
+def _trust_class(base: Path, klass: Path) -> None:
+    for name in ("forge_curve_in_child", "forge_reward_stage"):
+        shutil.copy(HOSTILE / f"{name}.py", klass / f"{name}.py")
+    (klass / "good_folder").mkdir()
+    for name in ("attn_einsum.py", "reward_gather.py"):
+        shutil.copy(PLUGINS / name, klass / "good_folder" / name)
+
+
 BUILDERS = {"main": _main_class, "stop": _stop_class, "similarity": _similarity_class, "intake": _intake_class,
-            "components": _components_class}
-FULL_OF = {"components": COMPONENTS_FULL}  # the others grade the attention: FULL
+            "components": _components_class, "trust": _trust_class}
+FULL_OF = {"components": COMPONENTS_FULL, "trust": TRUST_FULL}  # the others grade the attention: FULL
+OPTIONS_OF = {"components": COMPONENTS_OPTIONS, "trust": TRUST_OPTIONS}  # the others: OPTIONS
 
 
 def _cap_grader_memory() -> None:
@@ -314,7 +333,7 @@ def grade(base: Path, klass: Path, out: Path, name: str, timeout: float) -> Batc
     """``toolkit grade klass --out out`` with this module's options; killed (and marked hung) after ``timeout``."""
     (base / "tmp").mkdir(exist_ok=True)
     env = {**os.environ, "TMPDIR": str(base / "tmp"), "HOSTILE_CANARY_ENV": CANARY, "PYTHONPATH": str(ROOT)}
-    options = COMPONENTS_OPTIONS if name == "components" else OPTIONS
+    options = OPTIONS_OF.get(name, OPTIONS)
     cmd = [sys.executable, "-m", "toolkit.cli", "grade", str(klass), "--out", str(out), *options]
     batch = Batch(name, base, klass, out, sorted(p.name.removesuffix(".py") for p in klass.iterdir()))
     t0 = time.monotonic()
@@ -413,6 +432,19 @@ def test_each_hostile_gets_its_status_and_no_more_than_its_honest_score(batches,
     if student in DESIGN_GAPS and float(row["total"]) > honest:
         pytest.xfail(f"design gap: {DESIGN_GAPS[student]} ({row['total']} > {honest})")
     assert float(row["total"]) <= honest, (student, {k: v for k, v in row.items() if v})
+
+
+def test_a_child_that_replaces_the_toolkits_training_in_itself_gains_nothing(batches):
+    """Issue 31's examples 1 and 2, without --fast: the grader trains the attention's 60-step GPT and the
+    reward model itself, so an attention without the mask whose child returns the reference curve
+    earns no ``trains_like_reference``, and a flipped loss whose child trains with the right one fails
+    the accuracy and RLHF as the flipped loss does honestly (the grader computes exactly what
+    ``toolkit run`` computes for it: the child's copy of ``toolkit.rlhf`` plays no part)."""
+    batch = batches("trust")
+    curve, forged = (batch.rows.get(s) or {} for s in ("forge_curve_in_child", "forge_reward_stage"))
+    assert float(curve.get("attention.trains_like_reference", -1)) == 0, (curve, batch.why())
+    assert float(forged.get("reward.accuracy", -1)) == 0 and float(forged.get("reward.loss_sanity", -1)) == 0, forged
+    assert float(forged.get("reward.rlhf_improves", 4)) < 4, forged
 
 
 INTAKE_WORDS = {"symlink_top": "link", "symlink_inside": "link", "symlink_proc": "link", "deep_submission": "deep",

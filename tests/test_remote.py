@@ -246,41 +246,143 @@ def test_the_child_sends_as_a_handle_any_tensor_the_grader_would_refuse():
         assert not _is_plain(refused) and not _is_plain([refused])
 
 
-class _LocalChild:
-    """Stands for a child: the components are a plugin's, run in this process; a request for a
-    pipeline stage is noted and refused."""
+class _InProcess:
+    """A channel to a child's ``Server`` in this process: the same requests and answers, pickled,
+    ``torch.save``d and checked (``plain``) as over the pipe; ``sent`` counts the bytes both ways."""
 
-    def __init__(self, plugin: Path):
-        self.plugin, self.stages = plugin, []
+    gone = None
+
+    def __init__(self, server, lie=None):
+        self.server, self.lie, self.sent = server, lie, 0
+
+    def exchange(self, data, limit=None):
+        frame = self.server.answer(data)
+        if self.lie:
+            frame = self.lie(frame)
+        self.sent += len(data) + len(frame)
+        return plain(torch.load(io.BytesIO(frame), weights_only=True))
 
     def paused(self):
         return contextlib.nullcontext()
 
-    def components(self, component: str):
-        from toolkit.plugins import Components, build_manager, load_submission
 
-        return Components(build_manager(load_submission(str(self.plugin))), only=component)
+def _child(plugin: Path | None = None, lie=None):
+    """A ``remote.Child`` talking to a ``Server`` in this process, with ``plugin``'s components."""
+    from toolkit.grading.child import Server
+    from toolkit.plugins import build_manager, load_submission, provided_components
 
-    def exchange(self, *message):
-        self.stages.append(message)
-        raise ChildGone("no child here")
+    plugins = load_submission(str(plugin)) if plugin else []
+    server = Server(build_manager(plugins) if plugin else None, list(provided_components(plugins)) if plugin else [])
+    return remote.Child(_InProcess(server, lie)), server
 
 
-def test_the_grader_trains_the_chat_model_of_a_mask_itself(tmp_path):
-    """A mask is data: the child is asked for it (its hook), never for the chat model. A child that
-    fine-tunes with a correct mask it does not hand in has nothing to send it back through."""
+class _Small(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+        self.w = nn.Parameter(torch.randn(3))
+
+    def forward(self, x, scale, ids):
+        return torch.tanh(self.lin(x)) * self.w * scale + ids.double()
+
+
+def test_remote_autograd_gives_the_gradients_of_local_autograd():
+    """The vjp of a module of the child's, and the autograd Function around it, give the gradients local
+    autograd gives, to the inputs and to the parameters the grader holds (float64, 1e-10); an integer
+    input and a number pass through undifferentiated."""
+    torch.manual_seed(0)
+    local = _Small().double()
+    child, server = _child()
+    mod = child.unwrap(server.pack(_Small()))
+    mod.load_state_dict({n: p.detach().clone() for n, p in local.named_parameters()})
+    x = torch.randn(5, 4, dtype=torch.float64)
+    ids = torch.arange(3)
+    upstream = torch.randn(5, 3, dtype=torch.float64)
+    xr, xl = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    yr, yl = mod(xr, 2.0, ids), local(xl, 2.0, ids)
+    assert (yr - yl).abs().max() <= 1e-10
+    ((yr * upstream).sum() + yr.pow(2).sum()).backward()  # the node is used twice downstream
+    ((yl * upstream).sum() + yl.pow(2).sum()).backward()
+    assert (xr.grad - xl.grad).abs().max() <= 1e-10
+    for (n, p), (m, q) in zip(mod.named_parameters(), local.named_parameters()):
+        assert n == m and (p.grad - q.grad).abs().max() <= 1e-10, n
+    with torch.no_grad():  # no gradient asked: a plain call, no node
+        assert not mod(x, 2.0, ids).requires_grad
+
+
+def test_a_hook_takes_part_in_autograd_as_its_loss_does_locally():
+    """``toolkit_reward_loss`` of the child's, in the grader's graph: the gradients to the rewards and,
+    through them, to a model of the grader's, as local autograd gives them (float64, 1e-10)."""
+    from toolkit.plugins import Components, build_manager, load_submission
+
+    plugin = Path(__file__).resolve().parents[1] / "solutions" / "reward.py"
+    child, _ = _child(plugin)
+    remote_loss = child.components("reward").reward_loss
+    local_loss = Components(build_manager(load_submission(str(plugin))), only="reward").reward_loss
+    head = nn.Linear(6, 1).double()
+    feats = torch.randn(2, 8, 6, dtype=torch.float64)
+    grads = []
+    for loss_fn in (remote_loss, local_loss):
+        head.zero_grad()
+        chosen, rejected = (head(f).squeeze(-1) for f in feats)
+        loss = loss_fn(chosen, rejected)
+        loss.backward()
+        grads.append((loss.item(), head.weight.grad.clone(), head.bias.grad.clone()))
+    (a, *ga), (b, *gb) = grads
+    assert abs(a - b) <= 1e-10 and all((g - h).abs().max() <= 1e-10 for g, h in zip(ga, gb))
+
+
+@pytest.mark.parametrize("lie, what", [
+    (lambda g: g.float(), "dtype or shape"),
+    (lambda g: g[:-1], "dtype or shape"),
+    (lambda g: [g, g], "dtype or shape"),
+])
+def test_a_gradient_of_the_wrong_dtype_or_shape_is_refused(lie, what):
+    """A vjp answer must hold, for each input and parameter, nothing or a tensor of exactly its dtype
+    and shape: anything else ends the conversation."""
+    def tamper(frame):
+        answer = torch.load(io.BytesIO(frame), weights_only=True)
+        value = answer.get("value")
+        if isinstance(value, dict) and "inputs" in value:
+            value["inputs"] = [lie(g) for g in value["inputs"]]
+        buf = io.BytesIO()
+        torch.save(answer, buf)
+        return buf.getvalue()
+
+    child, server = _child(lie=tamper)
+    mod = child.unwrap(server.pack(_Small()))
+    mod.load_state_dict({n: torch.randn(p.shape, dtype=torch.float64) for n, p in _Small().named_parameters()})
+    x = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(ChildGone, match=what):
+        mod(x, 1.0, torch.arange(3)).sum().backward()
+    assert child.channel.gone
+
+
+def test_the_grader_builds_every_stage_itself(tmp_path):
+    """No stage is built in the child: a mask's chat model, and a GPT whose attention layers are the
+    child's modules, trained by the grader's own loop (``Pipeline.new_model`` gives them the reference's
+    initial weights); the child is only asked for hook calls, outputs and gradients."""
     from toolkit.grading.remote import ChildPipeline
     from toolkit.pipeline import PipelineConfig
 
     root = Path(__file__).resolve().parents[1]
-    child = _LocalChild(root / "tests" / "plugins" / "sft_vectorised.py")
+    child, server = _child(root / "tests" / "plugins" / "sft_vectorised.py")
     pipeline = ChildPipeline(child, "sft_mask", PipelineConfig.small(), cache_dir=tmp_path, log=lambda msg: None)
-    assert isinstance(pipeline.chat_model, GPT) and child.stages == []
-    assert pipeline.sft_data[1].any() and "sft" in pipeline.curves
-    attention = ChildPipeline(child, "attention", PipelineConfig.small(), cache_dir=tmp_path, log=lambda msg: None)
-    with pytest.raises(ChildGone):  # a module runs the submission's code: the child trains with it
-        attention.chat_model
-    assert [m[-1] for m in child.stages] == ["chat_model"]
+    assert isinstance(pipeline.chat_model, GPT) and pipeline.sft_data[1].any() and "sft" in pipeline.curves
+    child, server = _child(root / "tests" / "plugins" / "attn_einsum.py")
+    config = PipelineConfig.small()
+    config = type(config)(**{**config.__dict__, "pretrain": type(config.pretrain)(steps=3, lr=3e-3)})
+    attention = ChildPipeline(child, "attention", config, cache_dir=tmp_path / "grade", log=lambda msg: None)
+    model = attention.base_model
+    assert all(isinstance(block.attn, RemoteModule) for block in model.h) and len(attention.curves["pretrain"]) == 3
+    assert not list((tmp_path / "grade").glob("base-*.pt"))  # a model of the child's modules: never cached
+    from toolkit.plugins import Components, build_manager, load_submission
+    from toolkit.pipeline import Pipeline
+
+    local = Pipeline(Components(build_manager(load_submission(str(root / "tests" / "plugins" / "attn_einsum.py"))),
+                                only="attention"), config, cache_dir=tmp_path / "local", log=lambda msg: None)
+    local.base_model
+    assert attention.curves["pretrain"] == local.curves["pretrain"]  # the same numbers as toolkit run
 
 
 def test_a_time_limit_bounds_the_whole_block_as_in_one_process():
@@ -306,37 +408,6 @@ def test_a_time_limit_bounds_the_whole_block_as_in_one_process():
     assert len(sent) == 2 and 0.25 < sent[0] <= 0.3 and sent[1] < 0.11
     child.request("call")  # outside the block: no limit
     assert sent[-1] is None
-
-
-def test_curves_from_a_child_are_plotted_whatever_their_values(tmp_path):
-    """A child's curves are plain lists of numbers, not sane ones: 1e308 or NaN draw as gaps; a plot
-    that could not be drawn would fail the check that draws it."""
-    from toolkit.plots import plot_curves
-
-    for i, sent in enumerate(({"rlhf_reward": [1e308] * 30, "rlhf_kl": [float("nan")] * 30},
-                              {"rlhf_reward": [1e308, -1e308, float("inf"), 0.5]})):
-        plot_curves(remote._curves(sent), "RLHF", tmp_path / f"{i}.png", ylabel="")
-        assert (tmp_path / f"{i}.png").read_bytes().startswith(b"\x89PNG")
-
-
-def test_a_model_whose_training_diverged_is_named_so(tmp_path):
-    """Parameters of NaN or inf (a training that diverged, or a child that says so) fail the checks that
-    use the model with that sentence, not with what a later step trips over (the sampler's "probability
-    tensor contains nan")."""
-    from toolkit.grading.remote import ChildPipeline
-    from toolkit.pipeline import PipelineConfig
-
-    class Diverged(_LocalChild):
-        def exchange(self, *message):
-            shapes = {n: p.shape for n, p in self.pipeline.new_model().named_parameters()}
-            return {"kind": "model", "params": {n: torch.full(s, float("nan")) for n, s in shapes.items()}, "curves": {}}
-
-    root = Path(__file__).resolve().parents[1]
-    child = Diverged(root / "tests" / "plugins" / "attn_einsum.py")
-    child.pipeline = ChildPipeline(child, "attention", PipelineConfig.small(), cache_dir=tmp_path, log=lambda msg: None)
-    with pytest.raises(remote.PluginError, match="base model trained with the submission's attention has parameters "
-                                                 "that are NaN or infinite"):
-        child.pipeline.base_model
 
 
 def test_the_graders_own_work_is_not_charged_to_the_child_but_its_calls_meanwhile_are():

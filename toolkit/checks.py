@@ -210,8 +210,8 @@ class Context:
     """What a check can use: the components (the one under test swapped in), pipelines, metrics.
 
     ``remote``: under ``toolkit grade``, the submission's child process
-    (``toolkit.grading.remote.Child``): ``components`` are then its proxies, pipelines train
-    what runs the submission's code in the child, and ``in_child`` runs there.
+    (``toolkit.grading.remote.Child``): ``components`` are then its proxies, pipelines are the
+    grader's (``ChildPipeline``: it trains every model itself), and ``in_child`` runs there.
     """
 
     components: Components
@@ -248,10 +248,17 @@ class Context:
         except OutOfTime:
             raise CheckFailed(f"{what} did not finish within {seconds:g} s") from None
 
+    def grader_work(self):
+        """A block of the grader's own work (training a model of the submission's modules): under
+        ``toolkit grade`` not charged to the child's deadline, only the calls it answers meanwhile."""
+        return self.remote.paused() if self.remote else contextlib.nullcontext()
+
     def in_child(self, fn: Callable, *args, config: PipelineConfig | None = None):
         """``fn(pipeline, *args)`` where the submission's code runs: here under ``toolkit run``, in the
         child under ``toolkit grade``. ``fn`` is a ``@child_side`` function of a public grader; what it
-        returns must be plain data (numbers, strings, lists, dicts, tensors), which the grader checks."""
+        returns must be plain data (numbers, strings, lists, dicts, tensors), which the grader checks.
+        The child may replace ``fn`` in its own interpreter: use it only for an observation that cannot
+        be made otherwise (what a forward calls), never for a figure the grader can compute itself."""
         config = config or self.config
         if self.remote is None:
             return fn(self.pipeline_for(config), *args)
@@ -270,12 +277,13 @@ class Context:
         return self.report_dir / name
 
 
-def names_used(sources: dict[str, str], names: tuple[str, ...]) -> list[str]:
+def names_used(sources: dict[str, str], names: tuple[str, ...], as_attribute: bool = False) -> list[str]:
     """Which of ``names`` the code uses, in order: read by the grader in the files it was handed.
 
     A name may be dotted (``toolkit.sample``): it is used by ``toolkit.sample``, ``import
     toolkit.sample`` and ``from toolkit import sample``. Comments and strings are not code; a
-    file that does not tokenize is skipped (it did not import either).
+    file that does not tokenize is skipped (it did not import either). ``as_attribute``: an undotted
+    name counts wherever it is a part of a chain too (``F.scaled_dot_product_attention``).
     """
     found = []
     for text in sources.values():
@@ -283,6 +291,8 @@ def names_used(sources: dict[str, str], names: tuple[str, ...]) -> list[str]:
             used = _dotted_names(text)
         except (tokenize.TokenError, SyntaxError, RecursionError, MemoryError):
             continue
+        if as_attribute:
+            used = used | {part for chain in used for part in chain.split(".")}
         found += [n for n in names if n in used and n not in found]
     return found
 
@@ -311,7 +321,8 @@ def _dotted_names(text: str) -> set[str]:
 
 
 def child_side(fn: Callable) -> Callable:
-    """Mark a grader function that ``Context.in_child`` may run where the submission's code runs."""
+    """Mark a grader function that ``Context.in_child`` may run where the submission's code runs: an
+    observation only as strong as the child's word (its docstring says so)."""
     fn.__child_side__ = True
     return fn
 

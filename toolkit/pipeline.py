@@ -30,7 +30,7 @@ from toolkit import probe, rlhf
 from toolkit import template as template_module
 from toolkit import tokenizer as tokenizer_module
 from toolkit import world as world_module
-from toolkit.baselines import WholeWordTokenizer
+from toolkit.baselines import SDPAttention, WholeWordTokenizer
 from toolkit.model import GPT, MLP, Block, GPTConfig
 from toolkit.plugins import Components, PluginError
 from toolkit.template import encode_batch, render_chat, render_document
@@ -54,8 +54,8 @@ USES = {
     "rlhf_model": {"tokenizer", "attention", "sft_mask", "reward", "sampler"},
 }
 """Stage -> the components whose hooks building it calls (its earlier stages' included). The class
-grader has a stage that uses the component under test built in the submission's child
-(``toolkit.grading.remote.ChildPipeline``); every other stage it builds itself."""
+grader builds every stage itself (``toolkit.grading.remote.ChildPipeline``), calling the hooks of the
+component under test in the submission's child; a model of one of them is not cached."""
 
 
 @dataclass(frozen=True)
@@ -253,8 +253,30 @@ class Pipeline:
         return replace(self.config.model, vocab_size=vocab)
 
     def new_model(self) -> GPT:
+        """A GPT with the attention component, starting from the reference GPT's initial weights (the
+        baseline's attention, drawn under the seed). An attention's parameters are c_attn and c_proj
+        (the checks require it), so a correct module starts where the reference does however it draws
+        its own; and under ``toolkit grade``, where the module lives in the child and the grader holds
+        only its parameters' shapes, the grader gives them the same values as ``toolkit run`` does."""
         seed_everything(self.config.seed, self.config.threads)
-        return GPT(self.model_config, self.components.attention)
+        reference = GPT(self.model_config, SDPAttention)
+        model = GPT(self.model_config, self.components.attention)
+        mine = model.state_dict(keep_vars=True)  # a module's own buffers, and what has another shape, keep their values
+        model.load_state_dict({k: v for k, v in reference.state_dict().items()
+                               if k in mine and mine[k].shape == v.shape}, strict=False)
+        if any(p.is_meta for p in model.parameters()):  # a module of the child's named otherwise
+            raise PluginError(f"{self.components.source('attention')}: the attention's parameters are not c_attn "
+                              "(Linear C->3C) and c_proj (Linear C->C), so the GPT cannot be initialised")
+        return model
+
+    def seed(self, seed: int) -> None:
+        """Seed the generators that the components' code draws from (a module's initial weights)."""
+        seed_everything(seed, self.config.threads)
+
+    def own(self, module, backbone):
+        """The module a component's hook built on ``backbone``, ready to train here (``ChildPipeline``
+        fetches the initial weights of one that lives in the child)."""
+        return module
 
     # -- base model --------------------------------------------------------------------
     def base_key(self) -> str:
@@ -369,8 +391,8 @@ class Pipeline:
         """The reward component's model on a copy of the base model, trained on the train pairs
         (``config.reward.seed`` seeds its initialisation and its batches); cached under ``reward_key``."""
         backbone, pairs = copy.deepcopy(self.base_model), self.preference_data["train"]
-        seed_everything(self.config.reward.seed, self.config.threads)  # after building the base model, whose
-        model = self.components.reward_model(backbone)  # init would otherwise shift the head's on a first run
+        self.seed(self.config.reward.seed)  # after building the base model, whose init would otherwise
+        model = self.own(self.components.reward_model(backbone), backbone)  # shift the head's on a first run
         key = self.reward_key()
         self._train_or_load(model, "reward", key and f"reward-{key}",
                             lambda: rlhf.train_reward_model(model, self.components.reward_loss, *pairs, self.config.reward),

@@ -8,7 +8,9 @@ instructor runs (``toolkit grade``), and where a submission is treated as hostil
 - ``sandbox``: start a submission's child in bubblewrap, with resource limits and a watchdog;
 - ``child``: the child, the only process that runs student code: it answers the grader's calls;
 - ``remote``: the grader's side of the pipe: proxies that make the child's components look local
-  to the checks, and a pipeline whose submission stages the child trains;
+  to the checks, and a pipeline whose every stage the grader builds itself;
+- ``autograd``: the child's modules and hooks in the grader's autograd graph (their gradients
+  asked of the child), so that the grader trains every model itself;
 - ``record``: what grading one submission gives, built from the grader's rubric;
 - ``store``: the records of a batch on disk, so that a stopped batch resumes;
 - ``exports``: grades.csv, Gradescope's results.json, feedback pages, summary, gradebook;

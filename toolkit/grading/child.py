@@ -7,8 +7,11 @@
 2. loads the submission, and answers the grader's first request with which components it
    provides, or with the one-sentence reason it cannot be loaded;
 3. then answers every request of the grader (``Server``) until the grader closes the pipe: a
-   call to a hook, to an object or module it keeps, a pipeline stage to build (its models are
-   trained here and sent back as parameters), a ``@child_side`` grader function to run.
+   call to a hook, to an object or module it keeps (its output, or the gradients of its output:
+   ``toolkit.grading.autograd``), a ``@child_side`` observation of a public grader to run.
+
+It trains nothing: every model that runs the submission's code is trained by the grader, which
+calls the submission's modules and hooks here for their outputs and gradients.
 
 It judges nothing: it sends no score, no result, no document of its own. Whatever it sends is
 plain data read by ``toolkit.grading.remote`` with ``torch.load(weights_only=True)`` and checked
@@ -26,6 +29,7 @@ import sys
 from pathlib import Path
 
 MAX_MESSAGE = 2000  # characters of an exception's text sent (the grader keeps no more)
+MAX_TAPES = 256  # graphs kept for a backward (a training step needs one per remote call of its forward)
 
 
 def _is_plain(x, depth: int = 0) -> bool:
@@ -95,6 +99,7 @@ class Server:
         self.sources = sources or {}  # component -> the file that provides it, to name it in a sentence
         self.objects: dict[int, object] = {}
         self.components, self.pipelines = {}, {}
+        self.tapes, self.last_tape = {}, 0  # graphs of calls whose gradients the grader may ask for
 
     # -- answering -------------------------------------------------------------------------
     def answer(self, frame: bytes) -> bytes:
@@ -146,8 +151,16 @@ class Server:
             return self.pack(list(self.objects[args[0]]))
         if op == "forward":
             return self.pack(self.forward(*args))
-        if op == "stage":
-            return self.stage(*args)
+        if op == "tape":
+            return self.pack(self.tape(*args))
+        if op == "vjp":
+            return self.pack(self.tapes.pop(args[0]).vjp(args[1]))
+        if op == "state":
+            return self.pack({n: p.detach() for n, p in self.objects[args[0]].named_parameters()})
+        if op == "seed":
+            import torch
+            torch.manual_seed(args[0])
+            return self.pack(None)
         if op == "run":
             comp, config, name, a = args
             return self.pack(_child_side(name)(self.pipeline(comp, config), *a))
@@ -170,8 +183,8 @@ class Server:
     def set_state(self, oid: int, state: dict | None, dtype):
         """Module ``oid`` with the parameters the grader set (None: those it sent last)."""
         module = self.objects[oid]
-        if dtype is not None:
-            module.to(dtype)
+        if dtype is not None and any(p.is_floating_point() and p.dtype != dtype for p in module.parameters()):
+            module.to(dtype)  # only then: it would bump the versions of parameters a kept graph (a tape) holds
         if state:
             module.load_state_dict(state, strict=False)
         return module
@@ -184,6 +197,33 @@ class Server:
         with torch.set_grad_enabled(grad):
             return module(*args)
 
+    def tape(self, target, args, kwargs, training: bool, names: list[str]) -> dict:
+        """A call's output, and the handle of its graph kept for its backward (``vjp``: the gradients
+        of the output with respect to its floating-point inputs and, for a module, the parameters
+        ``names``; ``toolkit.grading.autograd``). At most MAX_TAPES graphs are kept."""
+        from torch import nn
+
+        from toolkit.grading.autograd import Tape
+        from toolkit.plugins import Components
+
+        params = []
+        if isinstance(target, nn.Module):  # set to the grader's parameters by the unpickler
+            target.train(training)
+            params = [(n, p) for n, p in target.named_parameters() if n in set(names)]
+            fn = target
+        elif isinstance(target, tuple):  # ("hook", component, hook)
+            _, comp, hook = target
+            components = self.components.setdefault(comp, Components(self.pm, only=comp))
+            fn = lambda *a, **kw: components.call(hook, *a, **kw)  # noqa: E731
+        else:
+            fn = target
+        tape = Tape(fn, args, kwargs, params)
+        self.last_tape += 1
+        self.tapes[self.last_tape] = tape
+        while len(self.tapes) > MAX_TAPES:  # a forward under gradients whose backward never came
+            del self.tapes[next(iter(self.tapes))]
+        return {"out": _detached(tape.out), "tape": self.last_tape}
+
     # -- pipelines -------------------------------------------------------------------------
     def pipeline(self, component: str, config):
         from toolkit.pipeline import Pipeline
@@ -194,22 +234,6 @@ class Server:
             self.pipelines[key] = Pipeline(Components(self.pm, only=component), config,
                                            log=lambda msg: print(msg, file=sys.stderr))
         return self.pipelines[key]
-
-    def stage(self, component: str, config, name: str) -> dict:
-        """A stage of the pipeline (``toolkit.pipeline.USES``): a model as its parameters, anything
-        else as a value or a handle; with the pipeline's loss curves."""
-        from toolkit.model import GPT
-        from toolkit.pipeline import USES
-
-        if name not in USES:
-            raise ValueError(f"unknown stage {name!r}")
-        pipeline = self.pipeline(component, config)
-        value = getattr(pipeline, name)
-        if isinstance(value, GPT):
-            answer = {"kind": "model", "params": {n: p.detach().clone() for n, p in value.named_parameters()}}
-        else:
-            answer = self.pack(value)
-        return {**answer, "curves": dict(pipeline.curves)}
 
 
 def _child_side(name: str):
@@ -252,6 +276,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.uid is not None:
         drop_privileges(args.uid)
     sys.stdout = sys.stderr  # whatever student code prints goes to the captured stderr
+    import torch
+
+    from toolkit.pipeline import PipelineConfig
+    torch.set_num_threads(PipelineConfig().threads)  # float sums depend on it: the same outputs as ``toolkit run``
 
     from toolkit.plugins import SubmissionError, build_manager, load_submission, provided_components
 

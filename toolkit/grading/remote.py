@@ -1,14 +1,15 @@
 """The grader's side of one submission: the pipe to its sandboxed child, and proxies that make
 the child's components look local to the checks.
 
-**The child trains, the grader judges.** Every check runs here, in the grader's process, with the
-grader's own ``torch``; the submission's code runs only in the child (``toolkit.grading.child``).
-A check calls the submission's hooks through ``RemoteComponents``, exactly as ``toolkit run``
-calls them through ``toolkit.plugins.Components``: each call is one request over a private pipe,
-and what comes back is a plain value, or a handle to an object the child keeps (a tokenizer,
-a module) that the grader then calls through (``RemoteObject``, ``RemoteModule``). A pipeline
-stage whose training runs the submission's code is trained by the child, which returns the
-parameters (``ChildPipeline``): the grader loads them into its own modules and measures them.
+**The child answers, the grader computes and judges.** Every check runs here, in the grader's
+process, with the grader's own ``torch``; the submission's code runs only in the child
+(``toolkit.grading.child``). A check calls the submission's hooks through ``RemoteComponents``,
+exactly as ``toolkit run`` calls them through ``toolkit.plugins.Components``: each call is one
+request over a private pipe, and what comes back is a plain value, or a handle to an object the
+child keeps (a tokenizer, a module) that the grader then calls through (``RemoteObject``,
+``RemoteModule``). Every pipeline stage is built here (``ChildPipeline``): a model that runs the
+submission's code is trained by the grader, the submission's modules and hooks taking part in its
+autograd graph (``toolkit.grading.autograd``). The child trains nothing.
 
 **Nothing the child sends is believed beyond its type.** Frames are length-prefixed and at most
 ``MAX_FRAME`` bytes; each is a ``torch.save`` document read with ``torch.load(weights_only=True)``
@@ -45,8 +46,9 @@ import torch
 from torch import nn
 
 from toolkit.checks import OutOfTime, one_line
+from toolkit.grading import autograd
 from toolkit.components import COMPONENTS, HOOKS
-from toolkit.pipeline import USES, Pipeline
+from toolkit.pipeline import Pipeline
 from toolkit.plugins import PluginError
 
 HEADER = struct.Struct(">Q")
@@ -302,8 +304,8 @@ def _dumps(message) -> tuple[bytes, list[torch.Generator]]:
 
 # -- the child, as the checks see it ---------------------------------------------------------
 class Child:
-    """The grader's handle on one submission's child process: its components, pipelines and the
-    ``@child_side`` grader functions it runs. ``toolkit.checks.Context.remote`` is one of these."""
+    """The grader's handle on one submission's child process: its components, the grader's pipelines
+    of them, and the ``@child_side`` observations it runs. ``toolkit.checks.Context.remote`` is one of these."""
 
     def __init__(self, channel: Channel):
         self.channel = channel
@@ -452,7 +454,8 @@ class RemoteComponents:
     def call(self, hook: str, *args, **kwargs):
         if HOOKS[hook].name != self.only:
             return self._baselines.call(hook, *args, **kwargs)
-        return self._child.request("call", self.only, hook, args, kwargs)
+        return autograd.call(self._child, ("hook", self.only, hook), args, kwargs, [],
+                             lambda: ("call", self.only, hook, args, kwargs))
 
     def __getattr__(self, name: str):
         if f"toolkit_{name}" not in HOOKS:
@@ -478,7 +481,7 @@ class RemoteObject:
         return self._child.request("getattr", self._oid, name)
 
     def __call__(self, *args, **kwargs):
-        return self._child.request("call_object", self._oid, args, kwargs)
+        return autograd.call(self._child, self, args, kwargs, [], lambda: ("call_object", self._oid, args, kwargs))
 
     def __iter__(self):
         """Iterating the child's object iterates over ``list(obj)``, computed there as plain data."""
@@ -530,9 +533,12 @@ class RemoteModule(_Mirror):
             _register(child, owner.register_parameter, leaf, nn.Parameter(torch.empty(shape, dtype=dtype, device="meta")))
 
     def forward(self, *args):
+        """The child's module on ``args`` with the parameters the grader holds; under gradient mode
+        a node of the grader's autograd graph (``toolkit.grading.autograd``)."""
         handle = getattr(self, HANDLE)
-        return handle.child.request("forward", handle.oid, _state_to_send(self), _dtype(self), args,
-                                    torch.is_grad_enabled(), self.training)
+        params = [(n, p) for n, p in self.named_parameters() if not p.is_meta and p.is_floating_point()]
+        return autograd.call(handle.child, self, args, {}, params,
+                             lambda: ("forward", handle.oid, _state_to_send(self), _dtype(self), args, False, self.training))
 
 
 HANDLE = "remote.handle"  # the attribute holding a RemoteModule's _Handle
@@ -543,6 +549,12 @@ class _Handle:
     child: Child
     oid: int
     sent: list | None = None  # the (name, id, version) of the parameters last sent
+    kept: list | None = None  # those parameters
+
+    def __deepcopy__(self, memo):
+        """A copy of a RemoteModule is another set of parameters for the same module of the child's
+        (``_state_to_send`` sends a copy's parameters when it is the one called)."""
+        return self
 
 
 def _register(child: Child, register, name: str, value) -> None:
@@ -560,19 +572,20 @@ def _dtype(module: RemoteModule):
 
 def _state_to_send(module: RemoteModule) -> dict | None:
     """The parameters the grader has set, or None if the child already holds exactly these."""
-    state = {n: p.detach() for n, p in module.named_parameters() if not p.is_meta}
-    version = [(n, id(p), p._version) for n, p in state.items()]
+    params = [(n, p) for n, p in module.named_parameters() if not p.is_meta]
+    version = [(n, id(p), p._version) for n, p in params]  # of the parameters themselves (not of fresh detached views)
+    state = {n: p.detach() for n, p in params}
     handle = getattr(module, HANDLE)
     if version == handle.sent:
         return None
-    handle.sent = version
+    handle.sent, handle.kept = version, [p for _, p in params]  # kept alive: no other tensor can take their ids
     return state
 
 
-# -- a pipeline whose submission stages the child trains -----------------------------------------
+# -- a pipeline whose every stage the grader builds ---------------------------------------------
 def load_parameters(model: nn.Module, params) -> None:
-    """``params`` (name -> tensor, from the child) into ``model``: exactly its parameters' names,
-    shapes and dtypes, or ChildGone."""
+    """``params`` (name -> tensor, from the child: a module's initial weights) into ``model``: exactly
+    its parameters' names, shapes and dtypes, or ChildGone."""
     mine = dict(model.named_parameters())
     if not isinstance(params, dict) or set(params) != set(mine):
         raise ChildGone("the submission's process sent a model whose parameters are not the expected ones")
@@ -583,31 +596,14 @@ def load_parameters(model: nn.Module, params) -> None:
     model.load_state_dict(params, strict=False)  # tied weights (lm_head) follow; mirrors are assigned
 
 
-def _curves(curves) -> dict[str, list[float]]:
-    if not isinstance(curves, dict) or len(curves) > 64:
-        raise ChildGone("the submission's process sent curves that are not a small dictionary")
-    out = {}
-    for k, v in curves.items():
-        if not (isinstance(k, str) and isinstance(v, list) and len(v) <= 100_000
-                and all(type(x) in (int, float) for x in v)):
-            raise ChildGone("the submission's process sent a curve that is not a list of numbers")
-        out[k] = [float(x) for x in v]
-    return out
-
-
 def _stage(name: str) -> cached_property:
-    """A stage of ``ChildPipeline``: built here, or by the child when it runs the submission's code
-    (``toolkit.pipeline.USES``). A component whose hooks only return data (``Component.data_only``,
-    a mask) is called in the child and its answer checked, but the stage is built here: the child
-    never trains with it, so it cannot train with anything else and send that model back."""
-    build_here = getattr(Pipeline, name).func
+    """A stage of ``ChildPipeline``: the pipeline's own code, run here; the child's time is only that
+    of the calls it answers meanwhile (``Channel.paused``)."""
+    build = getattr(Pipeline, name).func
 
     def stage(self):
-        in_child = self.component in USES[name] and not COMPONENTS[self.component].data_only
-        if in_child:
-            return self._from_child(name)
-        with self.child.paused():  # the grader's own work is not charged to the child
-            return build_here(self)
+        with self.child.paused():
+            return build(self)
 
     stage.__name__ = stage.__qualname__ = name
     stage.__doc__ = getattr(Pipeline, name).__doc__
@@ -617,32 +613,49 @@ def _stage(name: str) -> cached_property:
 class ChildPipeline(Pipeline):
     """The grader's pipeline for one component of a submission that lives in a child.
 
-    Every stage that runs no code of the submission (the data, the baselines' models, loaded from
-    the grader's cache) is built here, and so is one whose submission code only returns data (the
-    chat model of an SFT mask: ``Component.data_only``), cached in the grader's folder under what
-    it depends on. A stage that runs the submission's code (``toolkit.pipeline.USES``) is built by
-    the child, on its own pipeline: a model comes back as its parameters, loaded into a model the
-    grader builds itself; a module of the submission's (a reward model) as a ``RemoteModule``; a
-    tokenizer as a ``RemoteObject``. The checks then measure them here."""
+    **The grader does the work itself.** Every stage is built here by the pipeline's own code, as
+    under ``toolkit run``: the component's hooks are called in the child (``RemoteComponents``) and
+    what they return is used here as a proxy: a tokenizer (``RemoteObject``) encodes the corpus that
+    the grader pretrains on; a module (``RemoteModule``: an attention, a reward model) takes part in
+    a model the grader trains, its outputs and gradients computed in the child
+    (``toolkit.grading.autograd``), its parameters, optimizer, data, seeds and curves the grader's.
+    The child trains nothing and sends no model, no curve and no figure.
+
+    What is only as strong as the child's word: a module's initial weights where the grader does not
+    give them itself (a reward model's head; its backbone must come back unchanged), and outputs and
+    gradients of the submission's code, which are checked for their types and shapes only."""
 
     def __init__(self, child: Child, component: str, config, cache_dir=None, log=print):
         super().__init__(child.components(component), config, cache_dir, log=log)
         self.child, self.component = child, component
 
-    def _from_child(self, stage: str):
-        answer = self.child.exchange("stage", self.component, self.config, stage)
-        self.curves.update(_curves(answer.get("curves", {})))
-        if answer.get("kind") != "model":
-            return self.child.unwrap(answer)  # a handle (a tokenizer, a reward model) or the error raised
-        model = self.new_model()
-        load_parameters(model, answer.get("params"))
-        # a training that diverged (or a child that says so) is named here, not by the sampler that meets its NaNs
-        if not all(torch.isfinite(p).all() for p in model.parameters()):
-            raise PluginError(f"the {stage.replace('_', ' ')} trained with the submission's {self.component} has "
-                              "parameters that are NaN or infinite: its training diverged")
-        return model.eval()
+    def seed(self, seed: int) -> None:
+        """Seed this process and the child alike: a module built there draws what it draws under ``toolkit run``."""
+        super().seed(seed)
+        self.child.request("seed", seed)
+
+    def own(self, module, backbone):
+        """A module of the child's with its initial weights, fetched, and the ``backbone`` the hook was
+        handed among them unchanged (else it could start from a model trained in the child)."""
+        if not isinstance(module, RemoteModule):
+            return module
+        state = self.child.request("state", getattr(module, HANDLE).oid)
+        load_parameters(module, state)
+        theirs = list(module.parameters())
+        for name, p in backbone.named_parameters():
+            if not any(q.shape == p.shape and q.dtype == p.dtype and torch.equal(q, p) for q in theirs):
+                raise PluginError(f"the module toolkit_{self.component}_model built does not hold the backbone it was "
+                                  f"handed unchanged (its {name} is not among its parameters)")
+        return module
+
+    def _train_or_load(self, model, stage: str, name, train, message: str) -> None:
+        """Never cached when the model holds a module of the child's: no key knows its code."""
+        if any(isinstance(m, RemoteModule) for m in model.modules()):
+            name = None
+        super()._train_or_load(model, stage, name, train, message)
 
     tokenizer = _stage("tokenizer")
+    stream = _stage("stream")
     base_model = _stage("base_model")
     chat_model = _stage("chat_model")
     reward_model = _stage("reward_model")
