@@ -36,7 +36,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from toolkit.checks import OutOfTime, alarm, collect
+from toolkit.checks import collect
 from toolkit.components import COMPONENTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -228,53 +228,61 @@ def test_grade_says_in_one_sentence_that_it_needs_linux(tmp_path):
 
 
 # -- the time limit itself --------------------------------------------------------------------
-def spin(seconds: float = float("inf")) -> None:
-    """Pure Python for ``seconds``: only the time limit's exception stops it sooner."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
+ALARM_CASES = {  # what the time limit without signals must do, each run in a simulated interpreter
+    "stops a pure Python loop within twice its limit": """
+t0 = time.monotonic()
+try:
+    with alarm(1.0):
+        spin()
+except OutOfTime:
+    assert 1.0 <= time.monotonic() - t0 < 2.0, time.monotonic() - t0
+else:
+    raise AssertionError("not stopped")
+""",
+    "raises nothing after a block that ended, even one that ends as its limit passes (100 times)": """
+with alarm(0.2):
+    pass
+spin(0.4)
+for _ in range(100):
+    try:
+        with alarm(0.002):
+            spin(0.002)
+    except OutOfTime:
         pass
-
-
-def test_alarm_stops_a_pure_python_loop_within_twice_its_limit():
-    """``alarm`` raises OutOfTime into an endless loop of Python code soon after its limit."""
-    t0 = time.monotonic()
-    with pytest.raises(OutOfTime):
-        with alarm(1.0):
+    spin(0.005)
+""",
+    "works in a thread that is not the main one (a notebook kernel's)": """
+caught = []
+def check():
+    try:
+        with alarm(0.3):
             spin()
-    assert 1.0 <= time.monotonic() - t0 < 2.0
+    except OutOfTime:
+        caught.append(True)
+thread = threading.Thread(target=check)
+thread.start()
+thread.join(5)
+assert caught == [True], caught
+""",
+}
 
 
-def test_alarm_raises_nothing_after_a_block_that_ended():
-    """A block that ends in time raises nothing, then or later; neither does a block that ends just as
-    its limit passes (tried 100 times): an OutOfTime either comes inside the ``with`` or never."""
-    with alarm(0.2):
-        pass
-    spin(0.4)  # an OutOfTime raised now would fail the test
-    for _ in range(100):
-        try:
-            with alarm(0.002):
-                spin(0.002)
-        except OutOfTime:
-            pass
-        spin(0.005)
+@pytest.mark.parametrize("case", list(ALARM_CASES))
+def test_alarm_without_signals(case, tmp_path):
+    """``alarm`` where there is no SIGALRM (Windows) raises OutOfTime into the block's thread from a
+    watchdog thread. Run in an interpreter of its own: an exception raised into a thread is the kind of
+    state a test must not leave in the suite's process."""
+    script = textwrap.dedent("""
+        import threading, time
+        from toolkit.checks import OutOfTime, alarm
 
-
-def test_alarm_works_in_a_thread_that_is_not_the_main_one():
-    """Unlike SIGALRM, which only the main thread receives, the limit holds in any thread (a notebook's
-    kernel or a server may run the checks in one)."""
-    caught = []
-
-    def check():
-        try:
-            with alarm(0.3):
-                spin()
-        except OutOfTime:
-            caught.append(True)
-
-    thread = threading.Thread(target=check)
-    thread.start()
-    thread.join(5)
-    assert caught == [True]
+        def spin(seconds=60.0):
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                pass
+    """) + ALARM_CASES[case] + "\nprint('ok')\n"
+    out = simulated(tmp_path, "-c", script)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
 
 
 # -- the cache lock ---------------------------------------------------------------------------

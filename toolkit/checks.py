@@ -32,6 +32,7 @@ import importlib
 import io
 import json
 import pkgutil
+import signal
 import threading
 import time
 import tokenize
@@ -82,19 +83,40 @@ class OutOfTime(BaseException):
 def alarm(seconds: float):
     """Raise OutOfTime in the block after ``seconds``, in the thread that runs it.
 
-    A watchdog timer raises it into that thread (``PyThreadState_SetAsyncExc``): like SIGALRM it
-    interrupts Python code at its next bytecode (a long C call, one torch op, finishes first), but it
-    needs no signal, so it works on every OS and in any thread. A worker process would work too, but
-    it would have to copy the student's objects there and back."""
-    thread, lock = threading.get_ident(), threading.Lock()
-    armed, fired = True, False
+    Where the OS has ``SIGALRM`` and this is the main thread (Linux, macOS), a timer signal does it;
+    elsewhere (Windows, or a thread a notebook's kernel runs checks in) a watchdog thread raises it
+    into the block's thread (``PyThreadState_SetAsyncExc``). Both interrupt Python code at its next
+    bytecode (a long C call, one torch op, finishes first). A worker process would work too, but it
+    would have to copy the student's objects there and back."""
+    use_signal = hasattr(signal, "SIGALRM") and hasattr(signal, "setitimer") and \
+        threading.current_thread() is threading.main_thread()
+    with (_signal_alarm if use_signal else _thread_alarm)(seconds):
+        yield
+
+
+@contextlib.contextmanager
+def _signal_alarm(seconds: float):
+    def interrupt(signum, frame):
+        raise OutOfTime
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@contextlib.contextmanager
+def _thread_alarm(seconds: float):
+    thread, lock, state = threading.get_ident(), threading.Lock(), {"armed": True, "fired": False}
 
     def interrupt():
-        nonlocal fired
         with lock:
-            if armed:
+            if state["armed"]:
                 _raise_in(thread, OutOfTime)
-                fired = True
+                state["fired"] = True
 
     timer = threading.Timer(seconds, interrupt)
     timer.daemon = True
@@ -104,8 +126,8 @@ def alarm(seconds: float):
     finally:
         with lock:  # from here on the timer cannot fire
             timer.cancel()
-            armed = False
-        if fired:  # take back an OutOfTime not raised yet: none may come after the block
+            state["armed"] = False
+        if state["fired"]:  # take back an OutOfTime not raised yet: none may come after the block
             _raise_in(thread, None)
 
 
