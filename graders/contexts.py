@@ -69,7 +69,7 @@ def reference_pipeline(ctx) -> Pipeline:
     an attention-free component (reward, sampler) is built on. One per configuration and cache folder."""
     key = (ctx.config, str(ctx.cache_dir))
     if key not in _REFERENCE:
-        _REFERENCE[key] = Pipeline(Components(), ctx.config, ctx.cache_dir, log=ctx.log)
+        _REFERENCE[key] = Pipeline(Components(), ctx.config, ctx.cache_dir, log=lambda msg: None)  # loads, quietly
     return _REFERENCE[key]
 
 

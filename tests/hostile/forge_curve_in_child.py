@@ -4,7 +4,7 @@ function that used to compute its 60-step training curve beside it
 shipped reference curve, and the toolkit's training loop (``toolkit.train.pretrain``) with one that
 trains a correct model instead; issue 31's example 1 (it earned ``trains_like_reference`` 2/2 when
 the child computed the curve). The grader now trains the GPT itself, calling this module only for
-its outputs and gradients. Honest score: 2 (``stable`` and ``written_out``; graded with the reward
+its outputs and gradients; honest score: 2 (``stable`` and ``written_out``; graded with the reward
 component too, which it does not provide)."""
 import json
 import math

@@ -3,7 +3,7 @@ graded (the grading child is in ``sys.modules``), replaces ``toolkit.rlhf.train_
 own interpreter with one that trains with the correct loss; issue 31's example 2 (11/14 against an
 honest 4.67 when the child trained the reward model). The grader now trains the reward model itself,
 with its own loop, calling this loss and this model in the child for their outputs and gradients.
-Honest score: that of ``tests/plugins/reward_sign_flipped.py`` (graded beside it; the attention
+Its honest score: that of ``tests/plugins/reward_sign_flipped.py`` (graded beside it; the attention
 component, which it does not provide, earns nothing)."""
 import sys
 
