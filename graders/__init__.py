@@ -3,3 +3,15 @@
 Public checks (this folder) ship to students and compare against snapshots recorded from
 the instructor's solutions. Hidden checks live in ``hidden/`` and never ship.
 """
+
+import importlib
+
+
+def instructor_seed(name: str, public: int) -> int:
+    """The instructor's seed ``name`` of ``graders.hidden``, which a student's copy of the graders lacks
+    (so no submission can know what it draws; the same on every run, as grading is), else ``public``."""
+    try:
+        hidden = importlib.import_module("graders.hidden")
+    except ImportError:
+        return public
+    return getattr(hidden, name, public)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from graders import instructor_seed
 from toolkit.model import GPTConfig
 from toolkit.pipeline import Pipeline, PipelineConfig
 from toolkit.plugins import Components
@@ -50,10 +51,7 @@ def run_seed(ctx) -> random.Random:
     (``graders.hidden.CONTEXTS_SEED``), which a student's copy of the graders lacks: no submission can
     know which call is a check's, and a re-run draws the same cases, as grading must. Without it (a
     student's own ``toolkit run``): the public seed 0. Its seed goes into the metrics as ``contexts_seed``."""
-    try:
-        from graders.hidden import CONTEXTS_SEED as secret
-    except ImportError:
-        secret = 0
+    secret = instructor_seed("CONTEXTS_SEED", 0)
     seed = int.from_bytes(hashlib.sha256(f"{secret}:{ctx.component}".encode()).digest()[:6], "big")
     ctx.metrics["contexts_seed"] = seed
     return random.Random(seed)

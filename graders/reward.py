@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from graders import calibration, contexts
+from graders import calibration, contexts, instructor_seed
 from toolkit import probe, rlhf
 from toolkit.baselines import SDPAttention
 from toolkit.checks import CheckFailed, Partial, check
@@ -198,11 +198,7 @@ def shuffle_seed() -> int:
     """The seed of ``held_out_accuracy``'s shuffle: the instructor's own (``graders.hidden``), which a
     student's copy of the graders lacks, so that no submission can know which row is which; the
     same on every run, as grading is. Without it (a student's ``toolkit run``): 0."""
-    try:
-        from graders.hidden import SHUFFLE_SEED
-    except ImportError:
-        return 0
-    return SHUFFLE_SEED
+    return instructor_seed("SHUFFLE_SEED", 0)
 
 
 def held_out_accuracy(pipeline, seed: int | None = None) -> tuple[float, torch.Tensor, torch.Tensor]:

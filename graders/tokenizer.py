@@ -6,7 +6,7 @@ from collections import Counter
 
 import torch
 
-from graders import calibration
+from graders import calibration, instructor_seed
 from toolkit.baselines import WholeWordTokenizer
 from toolkit.checks import CheckFailed, Partial, check
 from toolkit.model import GPTConfig
@@ -37,11 +37,7 @@ def held_out_seed() -> int:
     no submission can know the text before it is graded (fixed merges spelling the public documents
     earned full bits per byte); the same on every run, as grading is. Without it (a student's
     ``toolkit run``): ``PUBLIC_HELD_OUT_SEED``, and ``held_out_is_public()`` says so."""
-    try:
-        from graders.hidden import HELD_OUT_SEED
-    except ImportError:
-        return PUBLIC_HELD_OUT_SEED
-    return HELD_OUT_SEED
+    return instructor_seed("HELD_OUT_SEED", PUBLIC_HELD_OUT_SEED)
 
 
 def held_out_is_public() -> bool:
