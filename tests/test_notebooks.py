@@ -1,16 +1,20 @@
 """The nbgrader assignments: the source notebooks, the student versions, and autograding them.
 
 * Every source notebook in ``assignments/`` is a well-formed nbgrader notebook whose test
-  cells call ``toolkit.notebook.grade`` once per public check, worth the check's points.
+  cells call ``toolkit.notebook.grade`` once per public check, worth the check's points; its
+  numbered headings run 1, 2, 3, ... and each hidden test cell comes after a card that says
+  what it checks without showing the check.
 * The real ``nbgrader generate_assignment`` (through ``toolkit.course``) takes every line of
   every solution out and leaves the test cells as they were.
 * The source notebooks, solutions included, pass their own checks when executed in a
   kernel (tokenizer, attention, reward and sampler, the test cells of behavioural checks left out; the
   SFT notebook trains a model for a minute and is not executed here), and load as
-  submissions with ``toolkit.plugins.load_submission``.
+  submissions with ``toolkit.plugins.load_submission``. No output of theirs names a path of
+  this machine (the pipeline's log names the model it loaded, not where).
 * End to end on attention (its fast checks): a correct and a wrong (unmasked) submission
   go through the real ``nbgrader autograde``, with no false alarm about the hidden tests'
-  checksums, and the gradebook holds their points.
+  checksums, and the gradebook holds their points. The failed cell shows its reason once,
+  with no traceback through the toolkit.
 * One gradebook, two ways in: a student autograded by the course and another graded by
   ``toolkit grade --gradebook`` land under the same assignment, notebook and cell ids
   (``toolkit.course.gradebook_ids``).
@@ -24,6 +28,8 @@ from __future__ import annotations
 import json
 import re
 import sys
+import tempfile
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -42,6 +48,10 @@ CHECKS = {c.name: c for c in collect(NAMES, include_hidden=True)}
 TEST_CELL = 'from toolkit.notebook import grade\ngrade("{}", globals())'
 HIDDEN_TEST_CELL = ('from toolkit.notebook import grade\n### BEGIN HIDDEN TESTS\n'
                     'grade("{}", globals())\n### END HIDDEN TESTS')
+HIDDEN_CARD = "**Hidden check: published after the deadline**"
+MACHINE = sorted({str(ROOT), str(Path.home()), sys.prefix, tempfile.gettempdir(), "/home/", "/work/", "/tmp/",
+                  "/Users/", "site-packages"})
+"""Where a path of this machine would show: none of these may appear in a notebook or its outputs."""
 
 
 def read(path) -> nbformat.NotebookNode:
@@ -79,6 +89,20 @@ def check_of(cell) -> str:
     return re.search(r'grade\("([\w.]+)", globals\(\)\)', cell.source).group(1)
 
 
+def output_text(nb) -> str:
+    """Every text the notebook's code cells show: streams, values, errors' tracebacks (not images)."""
+    texts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            texts += [out.get("text", ""), *out.get("traceback", [])]
+            texts += [v for k, v in out.get("data", {}).items() if k.startswith("text/")]
+    return "\n".join(t if isinstance(t, str) else "".join(t) for t in texts)
+
+
+def machine_paths(text: str) -> list[str]:
+    return [m for m in MACHINE if m in text]
+
+
 def without_behavioural_tests(nb) -> nbformat.NotebookNode:
     """The notebook without the test cells of behavioural checks (they train models for minutes)."""
     slow = {c.id for c in grade_cells(nb) if CHECKS[check_of(c)].behavioural}
@@ -94,6 +118,7 @@ def test_source_notebook_is_a_clean_nbgrader_notebook(name):
     assert nb.metadata.kernelspec.name == "python3"
     ids = [grading(c)["grade_id"] for c in nb.cells if grading(c)]
     assert len(ids) == len(set(ids)), "grade_id values must be unique"
+    assert not machine_paths(NOTEBOOKS[name].read_text(encoding="utf-8"))
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert not cell.outputs and cell.execution_count is None, f"cell {cell.id} is committed with outputs"
@@ -126,6 +151,36 @@ def test_one_test_cell_per_check_worth_its_points(name):
         assert cell.source == template.format(check)
     assert course.check_cells(NOTEBOOKS[name]) == {
         grading(c)["grade_id"]: (check, float(CHECKS[check].points)) for c, check in zip(cells, named)}
+
+
+@pytest.mark.parametrize("path", sorted(course.ASSIGNMENTS.glob("**/*.ipynb")), ids=lambda p: p.stem)
+def test_numbered_headings_run_in_order(path):
+    """``## 1. ...``, ``## 2. ...``: every numbered heading of a notebook, in order, none skipped."""
+    numbers, fenced = [], False
+    for cell in read(path).cells:
+        if cell.cell_type != "markdown":
+            continue
+        for line in cell.source.splitlines():
+            fenced ^= line.startswith("```")
+            if not fenced and (m := re.match(r"#+ +(\d+)\. ", line)):
+                numbers.append(int(m.group(1)))
+    assert numbers and numbers == list(range(1, len(numbers) + 1)), f"numbered headings: {numbers}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_hidden_test_cell_comes_after_its_card(name):
+    """The card says the cell is a hidden check, its points and what it checks, but not its name
+    (``generate_assignment`` takes the name out of the cell; the card stays)."""
+    cells = read(NOTEBOOKS[name]).cells
+    hidden = [i for i, c in enumerate(cells) if "### BEGIN HIDDEN TESTS" in c.source]
+    assert len(hidden) == sum(c.hidden and c.component == name for c in CHECKS.values())
+    for i in hidden:
+        card, check = cells[i - 1], CHECKS[check_of(cells[i])]
+        assert card.cell_type == "markdown" and card.source.startswith(HIDDEN_CARD), f"no card before {check.name}"
+        points = grading(cells[i])["points"]
+        assert card.source.startswith(f"{HIDDEN_CARD} ({points:g} point{'s' * (points != 1)}). ")
+        assert len(card.source) > len(HIDDEN_CARD) + 60, f"the card of {check.name} does not say what it checks"
+        assert check.name not in card.source and check.name.split(".")[1] not in card.source
 
 
 # -- nbgrader: the course directory and the student versions ---------------------------
@@ -238,6 +293,8 @@ def test_source_notebook_passes_its_checks(name, tmp_path, kernel_path):
               for o in c.outputs if o.output_type == "error"]
     assert not errors
     assert nb.cells[-1].outputs[0].data["text/plain"] == repr(sys.prefix), "the kernel is not this interpreter"
+    nb.cells.pop()
+    assert not machine_paths(output_text(nb)), "an output names a path of this machine"
     tests = grade_cells(nb)
     assert tests
     for cell in tests:
@@ -247,6 +304,19 @@ def test_source_notebook_passes_its_checks(name, tmp_path, kernel_path):
         assert "".join(o.text for o in streams).startswith(f"PASSED {check}:")
         result = [o for o in cell.outputs if o.output_type == "execute_result"]
         assert float(result[0].data["text/plain"]) == CHECKS[check].points  # nbgrader's partial-credit value
+
+
+def test_a_test_cell_says_which_model_it_loaded_not_where(capsys):
+    """The behavioural test cells (not executed here) load the base model that ships with the toolkit;
+    the log ``grade`` gives their pipeline names the file, not its folder on this machine."""
+    from toolkit.notebook import _log
+    from toolkit.pipeline import Pipeline, PipelineConfig
+    from toolkit.plugins import Components
+
+    Pipeline(Components(), PipelineConfig(), log=_log).base_model
+    out = capsys.readouterr().out
+    assert re.fullmatch(r"pretrain: loaded shipped with the toolkit base-\w+\.pt\n", out), out
+    assert not machine_paths(out)
 
 
 # -- end to end: nbgrader autograde, read back from the gradebook -------------------------
@@ -281,6 +351,16 @@ def test_autograde_attention_end_to_end(released):
     assert graded["bad"]["attention.causal"] == 0
     assert sum(graded["bad"].values()) < sum(full.values())
     assert graded["bad"]["attention.written_out"] == full["attention.written_out"]  # the rest still earns its points
+
+    # The failed cell: its reason once, as the error, with no traceback (the toolkit's frames are no help).
+    bad = read(released / "autograded" / "bad" / FAST / "attention.ipynb")
+    (error,) = [o for c in bad.cells if c.id == "attention-causal" for o in c.outputs if o.output_type == "error"]
+    assert error.ename == "CheckNotPassed" and "future" in error.evalue, error.evalue
+    assert error.traceback == [f"CheckNotPassed: {error.evalue}"]
+    assert output_text(bad).count(error.evalue) == 1
+    assert "FAILED attention.causal: 0/2 points" in output_text(bad) and "notebook.py" not in output_text(bad)
+    good = read(released / "autograded" / "good" / FAST / "attention.ipynb")
+    assert not machine_paths(output_text(bad) + output_text(good))
 
     # Why: nbgrader's own OverwriteCells says every hidden-test cell "has changed!" (jupyter/nbgrader#1961)
     quoted = "Attribute 'checksum' for cell attention-random_shapes has changed!"

@@ -13,12 +13,17 @@ returns the full points, a partial one returns the points earned, which nbgrader
 partial credit. Hooks that break the contract (no marker, a default argument, half of a
 component, ...) raise ``CheckNotPassed`` too, with the sentence ``toolkit run`` prints.
 
-Everything goes to stdout: nbgrader gives zero to a test cell that writes to stderr.
+A failed cell shows its reason once: Jupyter shows ``CheckNotPassed: <reason>``, without a
+traceback through this module (the error is still the cell's error, so nbgrader still gives 0).
+
+Everything goes to stdout: nbgrader gives zero to a test cell that writes to stderr. The
+pipeline's log names the model it loaded, not where it lies on this machine.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 import tempfile
 import types
@@ -32,6 +37,19 @@ from toolkit.plugins import Components, Plugin, SubmissionError, build_manager, 
 
 class CheckNotPassed(AssertionError):
     """The check failed, or the notebook's hooks break the contract; the message is one sentence."""
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows for this error instead of a traceback: the one sentence."""
+        return [f"{type(self).__name__}: {self}"]
+
+
+_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:)?[\\/][^\s'\"]*[\\/]([^\s'\"\\/]+)")
+"""An absolute path (POSIX or Windows); group 1 is its file name."""
+
+
+def _log(message: str) -> None:
+    """The pipeline's log in a test cell: printed, every path shortened to its file name."""
+    print(_PATH.sub(r"\1", message))
 
 
 def _defined(namespace: dict) -> dict:
@@ -83,13 +101,13 @@ def _grade(check, component: str, namespace: dict, report_dir: Path, show_plots:
                                  f"it provides {', '.join(provided)}")
         key = (component, tuple(sorted(_defined(namespace).items())))
         if key not in _contexts:
-            _contexts[key] = Context(Components(pm, only=component), component, PipelineConfig(), log=print)
+            _contexts[key] = Context(Components(pm, only=component), component, PipelineConfig(), log=_log)
         ctx = _contexts[key]
         ctx.report_dir = report_dir
         result = run_check(check, ctx)
     mark = {"passed": "PASSED", "partial": "PARTIAL", "failed": "FAILED"}[result.status]
     print(f"{mark} {name}: {result.score:g}/{result.points:g} points ({result.seconds:.1f} s)")
-    if result.reason:
+    if result.reason and result.status != "failed":  # a failed check's reason is the cell's error
         print(result.reason)
     if show_plots:
         _show(sorted(report_dir.glob("*.png")))
