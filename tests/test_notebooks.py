@@ -405,6 +405,8 @@ def test_one_gradebook_holds_the_course_and_toolkit_grade(released, tmp_path):
     path.parent.mkdir(parents=True)
     nbformat.write(nb, path)
     ann = course.autograde(released, "sampler", "ann")["ann"]
+    shown = output_text(read(released / "autograded" / "ann" / "sampler" / "sampler.ipynb"))
+    assert "loaded shipped with the toolkit base-" in shown and not machine_paths(shown)  # the dial's models
 
     (tmp_path / "class").mkdir()
     (tmp_path / "class" / "ben.py").write_text((ROOT / "tests" / "plugins" / "samp_topk_by_index.py").read_text())
