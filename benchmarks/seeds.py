@@ -65,8 +65,9 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import matmul_peak, report  # noqa: E402
 from graders import reward as reward_grader  # noqa: E402
-from graders.calibration import CALIBRATED, points_lost  # noqa: E402
+from graders import sft_mask as sft_grader  # noqa: E402
 from graders import tokenizer as tokenizer_grader  # noqa: E402
+from graders.calibration import CALIBRATED  # noqa: E402
 from graders.sft_mask import behaviour_metrics  # noqa: E402
 from toolkit.pipeline import PIPELINE_VERSION, Pipeline, PipelineConfig  # noqa: E402
 from toolkit.plugins import Components, build_manager, load_submission  # noqa: E402
@@ -130,6 +131,31 @@ def sweep_key(config: PipelineConfig, world: dict, parts, masks, rewards=()) -> 
                        "version": PIPELINE_VERSION, "code": source_hash(*CODE)},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def points_lost(run: dict) -> list[str]:
+    """What the behavioural checks would take from the solution under this seed, by the thresholds of
+    ``graders/snapshots/calibration.json`` (its figures are those the checks grade)."""
+    try:
+        from graders.hidden.checks import gain_full  # the instructor's copy only
+    except ModuleNotFoundError:
+        gain_full = None
+
+    lost = []
+    if "answer_seen" in run:
+        fraction, reasons = sft_grader.score(run, sft_grader.thresholds())
+        lost += [f"sft_mask.behaviour: {r}" for r in reasons]
+    if "reward_accuracy" in run:
+        fraction, reason = reward_grader.accuracy_score(run["reward_accuracy"])
+        lost += [f"reward.accuracy: {reason}"] if fraction < 1 else []
+        lost += [f"reward.rlhf_improves: {r}" for r in reward_grader.rlhf_failures(run)]
+        if gain_full is not None and run["reward_gain"] < gain_full():
+            lost.append(f"reward.rlhf_judged_by_solution: gain {run['reward_gain']:.2f}")
+    if "tok_bpb" in run:
+        fraction, reason = tokenizer_grader.bpb_score(run["tok_bpb"])
+        lost += [f"tokenizer.behaviour: {reason}"] if fraction < 1 else []
+        lost += [] if run["tok_bpb"] < run["tok_shuffled_bpb"] else ["tokenizer.behaviour: shuffled text as easy"]
+    return lost
 
 
 # -- one seed ------------------------------------------------------------------------------

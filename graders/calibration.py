@@ -14,15 +14,54 @@ passes as long as that machine does no worse than the worst seed did here, minus
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from functools import cache
 
-from toolkit.checks import SNAPSHOT_DIR, CheckFailed
+from toolkit import paths
+from toolkit.checks import CheckFailed
 
-PATH = SNAPSHOT_DIR / "calibration.json"
-CALIBRATED = (  # the figures the sweep keeps
-    "answer_seen", "answer_held_out", "correct_held_out", "clarification", "stops", "writes_user_turn", "base_answer",
-    "headline_chat_answer", "base_val_loss", "reward_accuracy", "chat_rude", "rlhf_rude", "chat_correct",
-    "rlhf_correct", "kl", "reward_gain", "tok_bpb", "tok_shuffled_bpb")
+PATH = paths.snapshot("calibration")
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure of the solution the sweep measures under each seed (``benchmarks/seeds.py``)."""
+
+    name: str  # its key in calibration.json and in a seed's run
+    label: str = ""  # what it is, in the docs' table of behaviour ("": not in the table)
+    threshold: str = ""  # "module:function" of the grader that derives a check's threshold from it
+    # (a number, or a dict figure -> number); "" if no public check derives one
+    rule: str = ""  # how the docs write that threshold: a format of ``t``
+
+
+FIGURES = [  # the calibrated figures, in the docs' order; the sweep keeps each of them
+    Figure("base_val_loss", "base model: validation loss (nats/token)"),
+    Figure("base_answer", "base model: Answer rate on the 110 unambiguous prompts"),
+    Figure("answer_seen", "chat model: Answer rate, facts seen in SFT (60)",
+           "graders.sft_mask:thresholds", "≥ {t:.2f} (`sft_mask.behaviour`)"),
+    Figure("answer_held_out", "chat model: Answer rate, facts held out of SFT (50)"),
+    Figure("correct_held_out", "chat model: correct answers, facts held out of SFT (50)"),
+    Figure("clarification", "chat model: Clarification rate, ambiguous prompts (30)",
+           "graders.sft_mask:thresholds", "≥ {t:.2f} (`sft_mask.behaviour`)"),
+    Figure("stops", "chat model: stops after its reply", "graders.sft_mask:thresholds", "≥ {t:.2f} (`sft_mask.behaviour`)"),
+    Figure("writes_user_turn", "chat model: writes a user's question after a bare `<|user|>`",
+           "graders.sft_mask:thresholds", "≤ {t:.2f} (`sft_mask.behaviour`)"),
+    Figure("headline_chat_answer", "headline at T = 1 (200 samples): chat Answer"),
+    Figure("reward_accuracy", "reward model: held-out pairwise accuracy",
+           "graders.reward:accuracy_full", "full credit ≥ {t:.2f} (`reward.accuracy`)"),
+    Figure("chat_rude", "chat model: rude replies at T = 1"),
+    Figure("rlhf_rude", "after RLHF: rude replies"),
+    Figure("rlhf_correct", "after RLHF: correct replies",
+           "graders.reward:correct_floor", "≥ {t:.2f} (`reward.rlhf_improves`)"),
+    Figure("kl", "after RLHF: KL to the chat model (nats per reply, measured by the grader)",
+           "graders.reward:kl_limit", "≤ {t:.2f} (`reward.rlhf_improves`)"),
+    Figure("tok_bpb", "tokenizer check's small GPT: bits per byte",
+           "graders.tokenizer:bpb_full", "full credit ≤ {t:.3f} (`tokenizer.behaviour`)"),
+    Figure("chat_correct"),
+    Figure("reward_gain"),  # the hidden reward.rlhf_judged_by_solution's (graders/hidden/checks.py: gain_full)
+    Figure("tok_shuffled_bpb"),
+]
+CALIBRATED = tuple(f.name for f in FIGURES)  # the figures the sweep keeps
 
 
 @cache
@@ -55,31 +94,3 @@ def span(figure: str) -> str:
     """``"0.90 to 1.00 over 5 seeds"``: how a reason quotes the solution's range."""
     values = seeds_of(figure)
     return f"{min(values):.2f} to {max(values):.2f} over {len(values)} seeds"
-
-
-def points_lost(run: dict) -> list[str]:
-    """What the behavioural checks would take from the solution under this seed, by the thresholds of
-    ``graders/snapshots/calibration.json`` (its figures are those the checks grade)."""
-    from graders import reward as reward_grader
-    from graders import sft_mask as sft_grader
-    from graders import tokenizer as tokenizer_grader
-    try:
-        from graders.hidden.checks import gain_full  # the instructor's copy only
-    except ModuleNotFoundError:
-        gain_full = None
-
-    lost = []
-    if "answer_seen" in run:
-        fraction, reasons = sft_grader.score(run, sft_grader.thresholds())
-        lost += [f"sft_mask.behaviour: {r}" for r in reasons]
-    if "reward_accuracy" in run:
-        fraction, reason = reward_grader.accuracy_score(run["reward_accuracy"])
-        lost += [f"reward.accuracy: {reason}"] if fraction < 1 else []
-        lost += [f"reward.rlhf_improves: {r}" for r in reward_grader.rlhf_failures(run)]
-        if gain_full is not None and run["reward_gain"] < gain_full():
-            lost.append(f"reward.rlhf_judged_by_solution: gain {run['reward_gain']:.2f}")
-    if "tok_bpb" in run:
-        fraction, reason = tokenizer_grader.bpb_score(run["tok_bpb"])
-        lost += [f"tokenizer.behaviour: {reason}"] if fraction < 1 else []
-        lost += [] if run["tok_bpb"] < run["tok_shuffled_bpb"] else ["tokenizer.behaviour: shuffled text as easy"]
-    return lost

@@ -4,7 +4,8 @@ solution keeps every point under every seed of it, as ``benchmarks/seeds.py`` gr
 import pytest
 
 from graders import calibration, reward, sft_mask
-from graders.calibration import CALIBRATED, points_lost
+from benchmarks.seeds import points_lost
+from graders.calibration import CALIBRATED
 
 
 def runs() -> list[dict]:

@@ -14,6 +14,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from toolkit import hookimpl
+from toolkit.model import SDPAttention  # noqa: F401  (the baseline's attention; it lives with the model's cache)
+from toolkit.sample import sample_next
 from toolkit.tokenizer import Tokenizer, pretokenize, split_special
 
 
@@ -56,23 +58,6 @@ class WholeWordTokenizer(Tokenizer):
     def decode(self, ids: list[int]) -> str:
         pieces = {i: s.encode("utf-8") for s, i in {**self.special_tokens, **self.words}.items()}
         return b"".join(pieces.get(i, bytes([i]) if i < 256 else b"") for i in ids).decode("utf-8", errors="replace")
-
-
-class SDPAttention(nn.Module):
-    """Causal self-attention through torch's fused kernel, as nanoGPT does."""
-
-    def __init__(self, config):
-        super().__init__()
-        self.n_head = config.n_head
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
-
-    def forward(self, x):
-        B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)  # each (B, T, C)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
-        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
 
 
 class MeanPoolReward(nn.Module):
@@ -124,6 +109,4 @@ class BaselineSampler:
     @hookimpl
     def toolkit_sample(self, logits, temperature, top_k, top_p, generator):
         """The toolkit's own sampler: correct, but not the student's (``sampler.written_out`` fails)."""
-        from toolkit.sample import sample_next  # not at the top: toolkit.sample imports toolkit.model, which imports us
-
         return sample_next(logits, temperature, top_k, top_p, generator)

@@ -1,8 +1,9 @@
 """Checks: how graders are written, found and run.
 
-A check is a function in a ``graders`` module, decorated with ``@check``. It receives a
-``Context`` and passes by returning ``None``; it fails by raising ``CheckFailed`` with a
-one-line reason, or earns partial credit by returning ``Partial(fraction, reason)``::
+A check is a function in a module of the package of checks (``graders``, handed to the kit by
+name: ``toolkit.components``), decorated with ``@check``. It receives a ``Context`` and passes by
+returning ``None``; it fails by raising ``CheckFailed`` with a one-line reason, or earns partial
+credit by returning ``Partial(fraction, reason)``::
 
     @check("attention", points=2)
     def causal(ctx):
@@ -45,13 +46,12 @@ from typing import Callable
 
 import torch
 
-import graders
 import toolkit
-from toolkit.components import COMPONENTS
+from toolkit import paths
+from toolkit.components import COMPONENTS, HIDDEN_CHECKS
 from toolkit.pipeline import Pipeline, PipelineConfig
 from toolkit.plugins import Components, PluginError
 
-SNAPSHOT_DIR = Path(__file__).resolve().parent.parent / "graders" / "snapshots"
 MAX_REASON = 400  # characters of a reason shown; an exception's text is the student's to choose
 HIDDEN_ERROR = ("the submission's code raised an error, or returned a value of the wrong kind, on this hidden "
                 "check's inputs (a hidden check does not say which: that could reveal its inputs)")
@@ -195,19 +195,18 @@ def check(component: str, points: float, behavioural: bool = False):
 
 
 def collect(components: list[str] | None = None, include_hidden: bool = True) -> list[Check]:
-    """Every check in ``graders`` (and ``graders.hidden`` when present), in file order."""
-    import graders
-
-    modules = [importlib.import_module(f"graders.{m.name}") for m in pkgutil.iter_modules(graders.__path__) if not m.ispkg]
+    """Every check of the components' modules (``Component.grader``, imported by name), and of the
+    hidden checks' package when present, in file order."""
+    modules = [importlib.import_module(c.grader) for c in COMPONENTS.values()]
     if include_hidden:
         try:
-            hidden = importlib.import_module("graders.hidden")
-            modules += [importlib.import_module(f"graders.hidden.{m.name}") for m in pkgutil.iter_modules(hidden.__path__)]
+            hidden = importlib.import_module(HIDDEN_CHECKS)
+            modules += [importlib.import_module(f"{HIDDEN_CHECKS}.{m.name}") for m in pkgutil.iter_modules(hidden.__path__)]
         except ModuleNotFoundError:
             pass
     checks = []
     for module in modules:
-        is_hidden = module.__name__.startswith("graders.hidden")
+        is_hidden = module.__name__.startswith(HIDDEN_CHECKS)
         for fn in vars(module).values():
             if callable(fn) and hasattr(fn, "__check__"):
                 comp, points, behavioural = fn.__check__
@@ -221,7 +220,7 @@ def list_order(component: str) -> int:
 
 
 def load_snapshot(component: str) -> dict:
-    path = SNAPSHOT_DIR / f"{component}.json"
+    path = paths.snapshot(component)
     if not path.exists():
         raise CheckFailed(f"snapshot {path.name} is missing; the instructor records it with `toolkit record solutions/`")
     return json.loads(path.read_text())
@@ -401,7 +400,7 @@ def run_components(components: list[str], context: Callable[[str], Context], inc
     return results
 
 
-_OURS = tuple(Path(m.__file__).resolve().parent for m in (toolkit, torch, graders, contextlib))  # contextlib: the stdlib
+_OURS = (*(Path(m.__file__).resolve().parent for m in (toolkit, torch, contextlib)), paths.GRADERS)  # contextlib: the stdlib
 
 
 def _is_ours(filename: str) -> bool:

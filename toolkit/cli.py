@@ -19,7 +19,8 @@ from pathlib import Path
 
 import click
 
-from toolkit.components import COMPONENTS, ROOT
+from toolkit.components import COMPONENTS
+from toolkit.paths import ROOT, SNAPSHOTS
 from toolkit.plugins import PluginError, SubmissionError
 
 
@@ -176,8 +177,8 @@ def _print_table(result) -> None:
     console.print(table)
     scope = "public and hidden checks" if result.hidden_included else "public checks only"
     console.print(f"total: {result.score:g} / {result.max_score:g} ({scope})")
-    from graders.tokenizer import held_out_is_public
-    if held_out_is_public():  # a student's copy: the instructor's grading draws held-out data of its own
+    tokenizer_checks = importlib.import_module(COMPONENTS["tokenizer"].grader)
+    if tokenizer_checks.held_out_is_public():  # a student's copy: the instructor's grading draws held-out data of its own
         console.print("held-out data: public (this copy has no instructor's seed; grading draws its own held-out text)")
     if result.missing:
         console.print(f"not provided: {', '.join(result.missing)}")
@@ -350,7 +351,6 @@ def record(submission, components, snapshots):
     A snapshot holds the solution's outputs that the public checks compare against, and its
     measured behaviour that sets the behavioural checks' thresholds.
     """
-    from toolkit.checks import SNAPSHOT_DIR
     from toolkit.plugins import Components, build_manager, load_submission, provided_components
 
     try:
@@ -360,10 +360,10 @@ def record(submission, components, snapshots):
         _fail_usage(str(e))
     if any(c not in provided for c in components):
         _fail_usage(_not_provided(submission, provided, components))
-    folder = snapshots or SNAPSHOT_DIR
+    folder = snapshots or SNAPSHOTS
     folder.mkdir(parents=True, exist_ok=True)
     for comp in [c for c in provided if not components or c in components]:
-        grader = importlib.import_module(f"graders.{comp}")
+        grader = importlib.import_module(COMPONENTS[comp].grader)
         if not hasattr(grader, "record"):
             continue
         try:

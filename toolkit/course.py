@@ -27,8 +27,10 @@ from pathlib import Path
 
 import nbformat
 
-REPO = Path(__file__).resolve().parent.parent
-ASSIGNMENTS = REPO / "assignments"
+from toolkit import paths
+
+REPO = paths.ROOT
+ASSIGNMENTS = paths.ASSIGNMENTS
 TIMEOUT = 900  # seconds per cell: behavioural checks train models; nbgrader's default of 30 s would kill them
 
 CONFIG = '''\

@@ -8,7 +8,8 @@ written by hand:
   only: ``exit-codes`` (from ``toolkit.cli.EXIT_CODES``), ``components`` (from
   ``toolkit.components.COMPONENTS`` and the hookspecs' ``:return:``), ``checks`` (every check's
   points, kind and docstring, from ``graders/``) and ``behaviour`` (the solution's figures over
-  the seed sweep and the thresholds they set, from ``graders/snapshots/calibration.json``);
+  the seed sweep and the thresholds they set, from ``graders/snapshots/calibration.json`` and the
+  table of calibrated figures, ``graders.calibration.FIGURES``);
 * each assignment notebook has a card before every public test cell,
   ``**`attention.causal`** (2 points): <the check's docstring>`` (added where missing).
 
@@ -20,6 +21,7 @@ that sit in prose (a margin in a sentence) are checked against the graders' cons
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 import sys
@@ -28,7 +30,8 @@ from pathlib import Path
 import nbformat
 
 from toolkit import hookspecs
-from toolkit.components import COMPONENTS, ROOT
+from toolkit.components import CALIBRATION, COMPONENTS
+from toolkit.paths import ROOT
 
 README = ROOT / "README.md"
 PAGES = [README, ROOT / "docs" / "reference.md", ROOT / "docs" / "grading.md"]
@@ -89,54 +92,26 @@ def checks() -> str:
     return _table(["check", "points", "kind", "what it checks"], rows)
 
 
-FIGURES = [  # (figure of graders/snapshots/calibration.json, what it is, the threshold a check derives from it)
-    ("base_val_loss", "base model: validation loss (nats/token)", None),
-    ("base_answer", "base model: Answer rate on the 110 unambiguous prompts", None),
-    ("answer_seen", "chat model: Answer rate, facts seen in SFT (60)", ("sft_mask", "answer_seen")),
-    ("answer_held_out", "chat model: Answer rate, facts held out of SFT (50)", None),
-    ("correct_held_out", "chat model: correct answers, facts held out of SFT (50)", None),
-    ("clarification", "chat model: Clarification rate, ambiguous prompts (30)", ("sft_mask", "clarification")),
-    ("stops", "chat model: stops after its reply", ("sft_mask", "stops")),
-    ("writes_user_turn", "chat model: writes a user's question after a bare `<|user|>`", ("sft_mask", "writes_user_turn")),
-    ("headline_chat_answer", "headline at T = 1 (200 samples): chat Answer", None),
-    ("reward_accuracy", "reward model: held-out pairwise accuracy", ("reward", "accuracy")),
-    ("chat_rude", "chat model: rude replies at T = 1", None),
-    ("rlhf_rude", "after RLHF: rude replies", None),
-    ("rlhf_correct", "after RLHF: correct replies", ("reward", "rlhf_correct")),
-    ("kl", "after RLHF: KL to the chat model (nats per reply, measured by the grader)", ("reward", "kl")),
-    ("tok_bpb", "tokenizer check's small GPT: bits per byte", ("tokenizer", "bpb")),
-]
-
-
-def _threshold(which) -> str:
-    from graders import reward, sft_mask, tokenizer
-
-    if which is None:
+def _threshold(figure) -> str:
+    """How the docs write the threshold a check derives from ``figure`` (``graders.calibration.Figure``):
+    its rule, with the number its grader's function computes."""
+    if not figure.threshold:
         return ""
-    component, name = which
-    if component == "sft_mask":
-        t, sign = sft_mask.thresholds()[name], dict((m, d) for m, _, d in sft_mask.CRITERIA)[name]
-        return f"{'≥' if sign > 0 else '≤'} {t:.2f} (`sft_mask.behaviour`)"
-    if name == "accuracy":
-        return f"full credit ≥ {reward.accuracy_full():.2f} (`reward.accuracy`)"
-    if name == "rlhf_correct":
-        return f"≥ {reward.correct_floor():.2f} (`reward.rlhf_improves`)"
-    if name == "kl":
-        return f"≤ {reward.kl_limit():.2f} (`reward.rlhf_improves`)"
-    return f"full credit ≤ {tokenizer.bpb_full():.3f} (`tokenizer.behaviour`)"
+    module, _, function = figure.threshold.partition(":")
+    t = getattr(importlib.import_module(module), function)()
+    return figure.rule.format(t=t[figure.name] if isinstance(t, dict) else t)
 
 
 def behaviour() -> str:
     """The solution's behaviour over the seed sweep (graders/snapshots/calibration.json): each figure's
-    range, and the threshold a check derives from its worst seed."""
-    from graders import calibration
-
+    range, and the threshold a check derives from its worst seed (the table ``graders.calibration.FIGURES``)."""
+    calibration = importlib.import_module(CALIBRATION)
     cal = calibration.calibration()
     rows = []
-    for figure, what, which in FIGURES:
-        values = cal["figures"][figure]
-        rows.append([what, f"{min(values):.3f} – {max(values):.3f}", f"{sum(values) / len(values):.3f}",
-                     _threshold(which)])
+    for figure in [f for f in calibration.FIGURES if f.label]:
+        values = cal["figures"][figure.name]
+        rows.append([figure.label, f"{min(values):.3f} – {max(values):.3f}", f"{sum(values) / len(values):.3f}",
+                     _threshold(figure)])
     head = (f"Seeds {', '.join(map(str, cal['seeds']))}, measured on {cal['date']} on {cal['machine']} "
             "(`python benchmarks/seeds.py --calibrate`):\n\n")
     return head + _table(["figure (solutions, over the seeds)", "range", "mean", "threshold (worst seed, margin)"],

@@ -22,9 +22,9 @@ import tomllib
 import zipfile
 from pathlib import Path
 
-from toolkit.components import ROOT
+from toolkit.paths import GRADERS, ROOT
 
-RUNNER = ROOT / "graders" / "gradescope"
+RUNNER = GRADERS / "gradescope"
 
 
 def copy_source(dest: Path) -> Path:

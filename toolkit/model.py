@@ -6,7 +6,8 @@ nh heads, hs head size (C // nh).
 Generation can keep a ``KVCache``: the keys and values of the tokens read so far, so that
 each new token is run through the model alone. A plugin's attention only promises
 ``forward(x)``, (B, T, C) -> (B, T, C), so the cache is used only when every layer is the
-baseline's ``SDPAttention``, whose maths is known (``GPT.supports_cache``).
+baseline's ``SDPAttention``, defined here beside the cache that repeats its maths
+(``GPT.supports_cache``).
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from typing import Callable
 import torch
 from torch import nn
 from torch.nn import functional as F
-
-from toolkit.baselines import SDPAttention
 
 
 @dataclass(frozen=True)
@@ -42,6 +41,23 @@ class MLP(nn.Module):
 
     def forward(self, x):
         return self.c_proj(F.gelu(self.c_fc(x)))
+
+
+class SDPAttention(nn.Module):
+    """Causal self-attention through torch's fused kernel, as nanoGPT does."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.n_head = config.n_head
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)  # each (B, T, C)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
+        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
 
 
 class KVCache:

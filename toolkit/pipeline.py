@@ -30,8 +30,9 @@ from toolkit import probe, rlhf
 from toolkit import template as template_module
 from toolkit import tokenizer as tokenizer_module
 from toolkit import world as world_module
-from toolkit.baselines import SDPAttention, WholeWordTokenizer
-from toolkit.model import GPT, MLP, Block, GPTConfig
+from toolkit.baselines import WholeWordTokenizer
+from toolkit.components import COMPONENTS
+from toolkit.model import GPT, MLP, Block, GPTConfig, SDPAttention
 from toolkit.plugins import Components, PluginError
 from toolkit.template import encode_batch, render_chat, render_document
 from toolkit.train import (TrainConfig, by_length, fit, lr_at, masked_loss_sum, next_token_loss, pretrain, reach, sft,
@@ -46,16 +47,11 @@ SHIPPED = Path(__file__).parent / "data"
 its chat model fine-tuned with the baseline's mask (the reward and sampler checks start from it), which
 no submission changes, so that no first run trains them (``python -m toolkit.pipeline`` makes them again)."""
 
-USES = {
-    "tokenizer": {"tokenizer"},
-    "base_model": {"tokenizer", "attention"},
-    "chat_model": {"tokenizer", "attention", "sft_mask"},
-    "reward_model": {"tokenizer", "attention", "reward"},
-    "rlhf_model": {"tokenizer", "attention", "sft_mask", "reward", "sampler"},
-}
-"""Stage -> the components whose hooks building it calls (its earlier stages' included). The class
-grader builds every stage itself (``toolkit.grading.remote.ChildPipeline``), calling the hooks of the
-component under test in the submission's child; a model of one of them is not cached."""
+STAGES = ("tokenizer", "base_model", "chat_model", "reward_model", "rlhf_model")
+USES = {stage: {c.name for c in COMPONENTS.values() if stage in c.stages} for stage in STAGES}
+"""Stage -> the components whose hooks building it calls (its earlier stages' included): read from
+``Component.stages``. The class grader builds every stage itself (``toolkit.grading.remote.ChildPipeline``),
+calling the hooks of the component under test in the submission's child; a model of one of them is not cached."""
 
 
 @dataclass(frozen=True)
@@ -150,7 +146,7 @@ class Pipeline:
         Only the later stages (the SFT mask, the reward model) may differ: the tokenizer
         and the attention, which the data and the base model depend on, must be the same.
         """
-        for comp in ("tokenizer", "attention"):
+        for comp in [c for c in COMPONENTS if c in USES["base_model"]]:
             if components.source(comp) != self.components.source(comp):
                 raise ValueError(f"sharing_base: the {comp} differs ({components.source(comp)})")
         other = Pipeline(components, self.config, self.cache_dir, self.log, shipped=self.shipped)

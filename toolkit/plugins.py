@@ -175,7 +175,7 @@ def installed_plugins() -> list[tuple[str, str, str | None]]:
 # -- validating ----------------------------------------------------------------------
 def _hook_functions(plugin: Plugin) -> dict[str, object]:
     """The functions the module marks as toolkit hooks, after checking the classic mistakes."""
-    known = [name for name in dir(hookspecs) if name.startswith("toolkit_")]
+    known = sorted(HOOKS)  # the table's hooks (toolkit.hookspecs declares their signatures)
     found = {}
     for attr, fn in vars(plugin.module).items():
         if not inspect.isfunction(fn):

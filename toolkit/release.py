@@ -16,9 +16,9 @@ from pathlib import Path
 
 import nbformat
 
-from toolkit import course
+from toolkit import course, paths
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = paths.ROOT
 COPIED = ["toolkit", "graders", "pyproject.toml", "constraints.txt"]
 LEFT_OUT = ["graders/hidden/*.py", "graders/gradescope"]  # (hidden/__init__.py stays: an empty package)
 SOLUTION_REGION = re.compile(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", re.S)
@@ -83,17 +83,17 @@ def copy_toolkit(release: Path) -> None:
 def secret_lines() -> set[str]:
     """Lines of solution code and hidden checks that appear nowhere in the public code."""
     secret, public = [], []
-    for path in (REPO / "solutions").glob("*.py"):
+    for path in paths.SOLUTIONS.glob("*.py"):
         secret += path.read_text().splitlines()
-    for path in (REPO / "graders" / "hidden").glob("*.py"):
+    for path in paths.HIDDEN.glob("*.py"):
         secret += path.read_text().splitlines()
-    for path in (REPO / "assignments").glob("*/*.ipynb"):
+    for path in paths.ASSIGNMENTS.glob("*/*.ipynb"):
         for cell in nbformat.read(path, as_version=4).cells:
             regions = SOLUTION_REGION.findall(cell.source) + HIDDEN_REGION.findall(cell.source)
             secret += [line for region in regions for line in region.splitlines()]
             given = HIDDEN_REGION.sub("", SOLUTION_REGION.sub("", cell.source))  # what students see anyway
             public += given.splitlines()
-    for path in [*(REPO / "toolkit").rglob("*.py"), *(REPO / "graders").glob("*.py")]:
+    for path in [*paths.TOOLKIT.rglob("*.py"), *paths.GRADERS.glob("*.py")]:
         public += path.read_text().splitlines()
     public = {line.strip() for line in public}
     return {s for line in secret if len(s := line.strip()) >= 20 and s not in public and not s.startswith("#")}

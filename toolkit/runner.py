@@ -15,6 +15,7 @@ from queue import Empty
 import torch
 
 import toolkit
+from toolkit import paths
 from toolkit.checks import CheckStatus, Context, Result, run_components
 from toolkit.pipeline import PipelineConfig
 from toolkit.components import COMPONENTS
@@ -63,15 +64,14 @@ def environment(config: PipelineConfig) -> dict:
 
 def hidden_available() -> bool:
     """Does this copy hold hidden checks (the instructor's, not a student release)?"""
-    hidden = Path(__file__).resolve().parent.parent / "graders" / "hidden"
-    return any(p.name != "__init__.py" for p in hidden.glob("*.py"))
+    return any(p.name != "__init__.py" for p in paths.HIDDEN.glob("*.py"))
 
 
-SECOND_LANE = ("reward", "sampler")
-"""The components ``toolkit run`` checks in a second process while the first checks the others:
-about half the training each (the reward model and RLHF; SFT and the tokenizer's and attention's
-small GPTs). Each process pins the configuration's thread count, so it does the arithmetic one
-process would: the same scores and figures (``benchmarks/lanes.py``). It pays where the machine
+SECOND_LANE = tuple(c.name for c in COMPONENTS.values() if "chat_model" in c.starts_from)
+"""The components ``toolkit run`` checks in a second process while the first checks the others: those
+whose checks start from the chat model (the table's ``starts_from``), about half the training each
+(the reward model and RLHF; SFT and the tokenizer's and attention's small GPTs). Each process pins
+the configuration's thread count, so it does the arithmetic one process would: the same scores and figures (``benchmarks/lanes.py``). It pays where the machine
 has a core for every thread of both; on 2 cores one process already keeps both busy."""
 
 

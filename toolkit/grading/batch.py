@@ -23,13 +23,13 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from toolkit.components import COMPONENTS
 from toolkit.grading import cgroup, intake, sandbox
 from toolkit.grading.intake import Submission
 from toolkit.grading.record import Record, Status, rubric
 from toolkit.grading.remote import CALL_LATE, LATE, Channel, Child, ChildGone
 from toolkit.grading.sandbox import Limits
 
-ROOT = Path(__file__).resolve().parents[2]  # holds toolkit/ and graders/
 CHILD_CPUS = 2  # the most CPUs a child may use: it trains with 2 torch threads (each child weighs the same)
 
 
@@ -54,21 +54,21 @@ def prepare_shared_models(options: Options) -> Path:
     """This machine's model cache, holding the models that no submission changes and every child
     would otherwise train for itself: the baselines' base model (the sft_mask and reward checks
     build on it, the attention checks compare with it) and the chat model the reward checks start
-    from and the sampler's temperature dial samples. Built here once per process and cache: for the
+    from and the sampler's temperature dial samples: the ``starts_from`` of the components graded
+    (``toolkit.components``). Built here once per process and cache: for the
     default configuration both come with the toolkit (``toolkit.pipeline.SHIPPED``) and are only
     loaded; for another, trained (minutes) into the cache."""
-    from toolkit.pipeline import Pipeline, default_cache_dir
+    from toolkit.pipeline import STAGES, Pipeline, default_cache_dir
 
     cache = default_cache_dir()
-    wanted = set(options.components) or {"attention", "sft_mask", "reward", "sampler"}
+    graded = [COMPONENTS[c] for c in options.components or COMPONENTS]
+    stages = tuple(s for s in STAGES if any(s in c.starts_from for c in graded))
     with _prepare_lock:  # the first worker trains; the others wait for it
-        if (str(cache), frozenset(wanted)) not in _prepared:
+        if (str(cache), stages) not in _prepared:
             pipeline = Pipeline(cache_dir=cache, log=lambda msg: print(f"grader: {msg}", file=sys.stderr))
-            if wanted & {"attention", "sft_mask", "reward", "sampler"}:
-                pipeline.base_model
-            if wanted & {"reward", "sampler"}:
-                pipeline.chat_model
-            _prepared.add((str(cache), frozenset(wanted)))
+            for stage in stages:
+                getattr(pipeline, stage)
+            _prepared.add((str(cache), stages))
     return cache
 
 
@@ -156,7 +156,6 @@ def _judge(child: Child, options: Options, cache: Path | None, feedback: Path | 
     """Every check of the rubric on the child's components: (results, provided components), or
     ([], the child's load error), or ([], None) when it never answered."""
     from toolkit.checks import Context, run_components
-    from toolkit.components import COMPONENTS
     from toolkit.pipeline import PipelineConfig
     from toolkit.runner import hidden_available
 

@@ -238,8 +238,10 @@ class Server:
 
 def _child_side(name: str):
     """The ``@child_side`` function ``module:qualname`` of a public grader."""
+    from toolkit.components import is_public_grader
+
     module, _, attr = name.partition(":")
-    if not module.startswith("graders.") or module.startswith("graders.hidden"):
+    if not is_public_grader(module):
         raise ValueError(f"{name} is not a public grader function")
     fn = getattr(importlib.import_module(module), attr)
     if not getattr(fn, "__child_side__", False):

@@ -47,7 +47,7 @@ from torch import nn
 
 from toolkit.checks import OutOfTime, one_line
 from toolkit.grading import autograd
-from toolkit.components import COMPONENTS, HOOKS
+from toolkit.components import COMPONENTS, HOOKS, is_public_grader
 from toolkit.pipeline import Pipeline
 from toolkit.plugins import PluginError
 
@@ -389,7 +389,7 @@ class Child:
     def run(self, component: str, config, fn, args: tuple):
         """``fn(pipeline, *args)`` in the child, on its pipeline of ``component`` and ``config``."""
         module = fn.__module__
-        if not getattr(fn, "__child_side__", False) or not module.startswith("graders.") or module.startswith("graders.hidden"):
+        if not getattr(fn, "__child_side__", False) or not is_public_grader(module):
             raise ValueError(f"{module}.{fn.__qualname__} is not a public @child_side function")
         return self.request("run", component, config, f"{module}:{fn.__qualname__}", args)
 

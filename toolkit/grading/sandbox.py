@@ -44,8 +44,8 @@ from pathlib import Path
 from typing import Callable
 
 from toolkit.grading import cgroup, intake
+from toolkit.paths import GRADERS, ROOT, TOOLKIT
 
-ROOT = Path(__file__).resolve().parents[2]  # holds toolkit/ and graders/
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc")
 INSIDE_SUBMISSION, INSIDE_WORK = Path("/sandbox/submission"), Path("/sandbox/work")
 SECRETS = ("graders/hidden", "solutions", "assignments")  # what a child never sees: hidden checks, solution code
@@ -212,11 +212,11 @@ def command(argv: list[str], box: Path, models: list[Path], limits: Limits) -> t
         env.update(HOME=str(box / "work"), TMPDIR=str(box / "work"), TOOLKIT_CACHE=str(box / "work" / "cache"))
         return argv, env
     args = _bwrap_base(limits.scratch)
-    for source, dest, how in [(ROOT / "toolkit", ROOT / "toolkit", "--ro-bind"),
-                              (ROOT / "graders", ROOT / "graders", "--ro-bind"),
+    for source, dest, how in [(TOOLKIT, TOOLKIT, "--ro-bind"),
+                              (GRADERS, GRADERS, "--ro-bind"),
                               (box / "submission", INSIDE_SUBMISSION, "--ro-bind")]:
         args += bind(str(source), str(dest), args, how)
-    readable = [ROOT / "toolkit", ROOT / "graders", Path(sys.prefix), Path(sys.base_prefix)]
+    readable = [TOOLKIT, GRADERS, Path(sys.prefix), Path(sys.base_prefix)]
     for secret in (ROOT / s for s in SECRETS):  # an empty folder over each one a bind reaches (installed: all)
         if any(secret.is_relative_to(folder) for folder in readable):
             args += ["--tmpfs", str(secret)]

@@ -15,8 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from toolkit.grading.record import Record
-
-ROOT = Path(__file__).resolve().parents[2]
+from toolkit.paths import GRADERS, ROOT, TOOLKIT
 
 
 def _files(path: Path) -> list[Path]:
@@ -26,7 +25,7 @@ def _files(path: Path) -> list[Path]:
 def grader_version(options, sandbox_mode: str) -> str:
     """sha256 of what decides a grade besides the submission: sources, snapshots, options, sandbox."""
     h = hashlib.sha256(json.dumps([asdict(options), sandbox_mode], sort_keys=True, default=str).encode())
-    for folder in (ROOT / "toolkit", ROOT / "graders"):
+    for folder in (TOOLKIT, GRADERS):
         for f in _files(folder):
             if f.suffix in (".py", ".json", ".tsv"):
                 h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes())
