@@ -473,7 +473,7 @@ REWARD_BEHAVIOUR = ["reward.accuracy", "reward.rlhf_improves", "reward.rlhf_judg
 
 
 # A correct reward model written differently (reward_gather.py) passes every behavioural reward check,
-# hidden one included, where the grader runs them: tests/test_grade.py::test_full_grading_trains_in_the_sandbox_and_judges_rlhf_in_the_grader
+# hidden one included, where the grader runs them: tests/test_hostile.py::test_a_correct_student_graded_in_full_earns_the_behavioural_and_hidden_points
 # (full marks, and the plots on its feedback page). Training it twice, here too, cost the suite 90 s.
 
 

@@ -390,9 +390,9 @@ RUN_BY = {
     "toolkit plugins my_mask.py": STUDENT,
     "toolkit chat my_mask.py": "tests/test_cli.py::test_chat_replies_end_without_their_stop_token",
     "toolkit release release/": "tests/test_release.py::test_release_holds_no_solution_and_no_hidden_check",
-    "toolkit gradescope sampler.zip -c sampler": "tests/test_cli.py::test_gradescope_zip_grades_one_assignment",
+    "toolkit gradescope sampler.zip -c sampler": "tests/test_installed.py::test_the_zips_runner_grades_its_assignment_in_full",
     "toolkit grade submissions/ --out grades/":
-        "tests/test_grade.py::test_full_grading_trains_in_the_sandbox_and_judges_rlhf_in_the_grader",
+        "tests/test_hostile.py::test_a_correct_student_graded_in_full_earns_the_behavioural_and_hidden_points",
     "toolkit grade submissions/ --out grades/ --fast -c attention --workers 3 --timeout 30":
         "tests/test_grade.py::test_batch_completes_with_exit_0_and_every_status",
     "toolkit grade submissions/ --out grades/ --gradebook course/gradebook.db":

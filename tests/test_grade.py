@@ -176,40 +176,6 @@ def test_run_autograder_writes_gradescope_results(tmp_path):
     assert causal["status"] == "failed" and results["score"] == 2
 
 
-@pytest.mark.slow
-def test_full_grading_trains_in_the_sandbox_and_judges_rlhf_in_the_grader(tmp_path):
-    """Without --fast: the child trains the reward model and runs RLHF inside the sandbox, with
-    the grader's model cache; the hidden check judges the replies it sent back, in the grader.
-    The reward model is a correct one written differently from the solution's: it passes every
-    behavioural reward check (the wrong ones fail them in tests/test_checks.py).
-    The grader first loads the chat model the reward checks start from (it comes with the toolkit), once
-    for the class."""
-    from toolkit.pipeline import SHIPPED, Pipeline, default_cache_dir
-
-    pipeline = Pipeline(log=lambda m: None)
-    shared = tmp_path / "cache"  # the grader's cache: the suite's models (training them is the pipeline's tests')
-    shared.mkdir()
-    for f in default_cache_dir().glob("*.pt"):  # links, which the sandbox follows to the models they name
-        (shared / f.name).symlink_to(f.resolve())
-    (tmp_path / "class" / "alice").mkdir(parents=True)
-    (tmp_path / "class" / "alice" / "reward.py").write_text((PLUGINS / "reward_gather.py").read_text())
-    proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "grade", str(tmp_path / "class"), "--out",
-                           str(tmp_path / "out"), "-c", "reward", "--timeout", "1500"],
-                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TOOLKIT_CACHE": str(shared)})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"grader: sft: loaded shipped with the toolkit {SHIPPED / f'sft-{pipeline.chat_key()}.pt'}" in proc.stderr
-    row = _rows(tmp_path / "out")["alice"]
-    assert row["status"] == "graded" and row["total"] == row["max_total"] == "14", row  # 5 unit + 3 + 4 + 2 hidden
-    results = json.loads((tmp_path / "out" / "gradescope" / "alice" / "results.json").read_text())
-    status = {t["name"]: t["status"] for t in results["tests"]}
-    assert all(status[name] == "passed" for name in ("reward.accuracy", "reward.rlhf_improves",
-                                                      "reward.rlhf_judged_by_solution")), status  # written differently
-    judged = next(t for t in results["tests"] if t["name"] == "reward.rlhf_judged_by_solution")
-    assert judged["visibility"] == "after_published"
-    feedback = tmp_path / "out" / "feedback" / "alice"
-    assert {"reward_histogram.png", "rlhf_curves.png", "rlhf_headline.png"} <= {p.name for p in feedback.iterdir()}
-
-
 # -- usage errors, in process --------------------------------------------------------------
 def test_usage_errors_exit_2(tmp_path):
     runner = CliRunner()

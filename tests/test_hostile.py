@@ -101,7 +101,7 @@ MAIN = {
     "forge_snapshot_lookup": ({"graded"}, 2),
     "forge_child_side": ({"graded"}, FULL - 1),
     "forge_wrong_values": (EITHER, 2),
-    "forge_deep_nested": (EITHER, 1),
+    "forge_deep_nested": (HEAVY, 1),  # a 3,000,000-int answer to refuse: may run out of time on a busy machine
     "escape_plot_paths": ({"graded"}, FULL),
     "escape_report_symlink": ({"graded"}, FULL),
     "escape_read_host": ({"graded"}, FULL),
@@ -445,6 +445,25 @@ def test_a_child_that_replaces_the_toolkits_training_in_itself_gains_nothing(bat
     assert float(curve.get("attention.trains_like_reference", -1)) == 0, (curve, batch.why())
     assert float(forged.get("reward.accuracy", -1)) == 0 and float(forged.get("reward.loss_sanity", -1)) == 0, forged
     assert float(forged.get("reward.rlhf_improves", 4)) < 4, forged
+
+
+def test_a_correct_student_graded_in_full_earns_the_behavioural_and_hidden_points(batches):
+    """The trust batch's correct student (tests/plugins/attn_einsum.py and reward_gather.py, both written
+    differently from the solutions) without --fast: the grader loads the chat model the reward checks
+    start from (shipped with the toolkit, once for the class), trains the attention's GPT and the reward
+    model and runs RLHF itself; every behavioural check passes (the wrong plugins fail them in
+    tests/test_checks.py), the hidden judge's result is published after the deadline, and the
+    student's feedback holds the plots of the behavioural checks."""
+    batch = batches("trust")
+    assert "grader: sft: loaded shipped with the toolkit" in batch.stderr, batch.why()
+    results = json.loads((batch.out / "gradescope" / "good_folder" / "results.json").read_text())
+    status = {t["name"]: t["status"] for t in results["tests"]}
+    assert all(status[name] == "passed" for name in ("attention.trains_like_reference", "reward.accuracy",
+                                                      "reward.rlhf_improves", "reward.rlhf_judged_by_solution")), status
+    judged = next(t for t in results["tests"] if t["name"] == "reward.rlhf_judged_by_solution")
+    assert judged["visibility"] == "after_published"
+    feedback = {p.name for p in (batch.out / "feedback" / "good_folder").iterdir()}
+    assert {"attention_curve.png", "reward_histogram.png", "rlhf_curves.png", "rlhf_headline.png"} <= feedback, feedback
 
 
 INTAKE_WORDS = {"symlink_top": "link", "symlink_inside": "link", "symlink_proc": "link", "deep_submission": "deep",

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from toolkit.components import COMPONENTS
-from toolkit.gradescope import build_wheel, copy_source
+from toolkit.gradescope import copy_source
 from toolkit.pipeline import default_cache_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,8 +35,22 @@ PACKAGES = [name.rstrip("*") for name in
             tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]]
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    return build_wheel(tmp_path_factory.mktemp("wheel"))
+def autograder(tmp_path_factory) -> Path:
+    """What Gradescope unpacks in /autograder/source from ``toolkit gradescope sampler.zip -c sampler``,
+    under a folder that stands for /autograder (it holds source/; each test adds submission/ and results/)."""
+    tmp = tmp_path_factory.mktemp("gradescope")
+    out = subprocess.run([sys.executable, "-m", "toolkit.cli", "gradescope", tmp / "sampler.zip", "-c", "sampler"],
+                         cwd=tmp, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    with zipfile.ZipFile(tmp / "sampler.zip") as zf:
+        zf.extractall(tmp / "autograder" / "source")
+    return tmp / "autograder"
+
+
+@pytest.fixture(scope="module")
+def wheel(autograder) -> Path:
+    """The zip's wheel: the one this file installs, as the zip's setup.sh installs it on Gradescope."""
+    return next((autograder / "source").glob("toolkit-*.whl"))
 
 
 @pytest.fixture(scope="module")
@@ -127,10 +141,13 @@ def test_the_installed_toolkit_grades_the_solutions_in_full(installed, elsewhere
     assert (report / "sft_headline.png").stat().st_size > 10_000
 
 
-def run_autograder(installed: Path, submission: Path, results: Path, elsewhere: dict, **env: str) -> dict:
-    """The installed package's graders/gradescope/run_autograder on ``submission``; its results.json."""
-    runner = next(installed.parent.glob("lib/python*/site-packages/graders/gradescope/run_autograder"))
-    env = {**elsewhere["env"], "AUTOGRADER": str(results.parent), "PYTHON": str(installed / "python"),
+def run_autograder(installed: Path, submission: Path, results: Path, elsewhere: dict, runner: Path | None = None,
+                   **env: str) -> dict:
+    """``runner`` (by default the installed package's graders/gradescope/run_autograder) on ``submission``,
+    with the venv's Python; its results.json."""
+    autograder = runner.parent.parent if runner else results.parent  # a zip's source/ is in it
+    runner = runner or next(installed.parent.glob("lib/python*/site-packages/graders/gradescope/run_autograder"))
+    env = {**elsewhere["env"], "AUTOGRADER": str(autograder), "PYTHON": str(installed / "python"),
            "SUBMISSION": str(submission), "RESULTS": str(results), **env}
     proc = subprocess.run(["bash", runner], **{**elsewhere, "env": env})
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -142,17 +159,36 @@ def full_marks(results: dict) -> bool:
         all(t["status"] == "passed" for t in results["tests"])
 
 
+def test_the_zip_holds_the_runner_its_setup_the_wheel_and_the_assignment(autograder):
+    source = autograder / "source"
+    assert sorted(p.name for p in source.iterdir()) == ["assignment", "constraints.txt", "run_autograder", "setup.sh",
+                                                        "toolkit-0.1.0-py3-none-any.whl"]
+    assert (source / "assignment").read_text() == "sampler\n"
+    setup = (source / "setup.sh").read_text()
+    assert "--index-url https://download.pytorch.org/whl/cpu torch==2.13.0" in setup  # documented, not run here
+
+
 @pytest.mark.slow
-def test_run_autograder_grades_one_assignment_in_full(installed, elsewhere, tmp_path):
-    """ASSIGNMENT=sampler, a submission of solutions/sampler.py alone: every sampler check, behavioural
-    ones included, with full marks; no other component's check, no 'not provided'."""
-    (tmp_path / "submission").mkdir()
-    shutil.copy(ROOT / "solutions" / "sampler.py", tmp_path / "submission")
-    results = run_autograder(installed, tmp_path / "submission", tmp_path / "results", elsewhere, ASSIGNMENT="sampler")
-    assert full_marks(results), results["output"]
-    assert all(t["name"].startswith("sampler.") for t in results["tests"])
-    assert "sampler.temperature_dial" in {t["name"] for t in results["tests"]}
-    assert "not provided" not in json.dumps(results).lower()
+def test_the_zips_runner_grades_its_assignment_in_full(autograder, installed, elsewhere, tmp_path):
+    """The zip's run_autograder on the installed wheel reads the assignment from the zip (no ASSIGNMENT
+    set) and grades the sampler only: solutions/sampler.py alone gets every sampler check, behavioural
+    ones included, with full marks, and no other component's check; an empty file gets 0, every check
+    "not graded" (FAST=1: the empty file loads nothing, so no check would run anyway)."""
+    runner = autograder / "source" / "run_autograder"
+
+    def grade(name: str, code: str, **env: str) -> dict:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "sampler.py").write_text(code)
+        return run_autograder(installed, tmp_path / name, tmp_path / f"{name}-results", elsewhere, runner=runner, **env)
+
+    solution = grade("solution", (ROOT / "solutions" / "sampler.py").read_text())
+    assert full_marks(solution), solution["output"]
+    names = [t["name"] for t in solution["tests"]]
+    assert all(name.startswith("sampler.") for name in names) and "sampler.temperature_dial" in names
+    assert "not provided" not in json.dumps(solution).lower()
+    empty = grade("empty", "", FAST="1")
+    assert empty["score"] == 0 and "no toolkit hooks found" in empty["output"]
+    assert all(t["output"].startswith("not graded: ") for t in empty["tests"])
 
 
 @pytest.mark.slow
