@@ -494,7 +494,7 @@ REPEATS = 8  # the rows repeated: a sampler that picks among tied tokens at rand
 
 @check("sampler", points=2)
 def greedy(ctx):
-    "Temperature 0 is the argmax of each row (ties: the lowest id), also with top_k and top_p switched on."
+    "Temperature 0 is the argmax of each row (ties: the lowest id), also with top_k and top_p on (set to keep every token)."
     rng = contexts.run_seed(ctx)
     rows = greedy_logits()
     _check_greedy(ctx, rows, len(rows) * REPEATS, rng, "")
@@ -536,7 +536,7 @@ def top_k(ctx):
 
 @check("sampler", points=2)
 def top_p(ctx):
-    "top_p keeps the shortest most-likely-first prefix whose mass reaches p (crossing and top token kept), after top_k and T."
+    "top_p keeps the shortest most-likely-first prefix whose mass reaches p (crossing and top token kept), after top_k and temperature."
     check_cases(ctx, TOP_P, EMPTY_NUCLEUS, concepts=[top_p_ignored], excuses=[temperature_ignored])
 
 
