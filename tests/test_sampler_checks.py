@@ -250,6 +250,49 @@ def test_a_whole_concept_mistake_written_otherwise_is_named_by_its_check_alone(t
             assert result.status == "passed", (name, result.reason)
 
 
+def components_of(path: Path) -> Components:
+    return Components(build_manager(load_submission(str(path))), only="sampler")
+
+
+def test_a_call_that_raises_is_explained_by_the_setting_without_which_it_works():
+    """The notebook's classic top-p keeps nothing when the top token alone has more than p: torch.multinomial
+    refuses the row of NaN. The reason names top_p, which the same call without it does not need, and says
+    what top_p must keep; torch's words alone would not say which setting made them."""
+    case = next(c for c in grader.CASES if c.name == "top_p keeps the top token")
+    probs = load_snapshot("sampler")["probs"][case.name]
+    with pytest.raises(grader.CheckFailed) as failed:
+        grader.check_draws(components_of(PLUGINS / "samp_topp_cumsum_below_p.py"), case, probs, seed=0)
+    assert str(failed.value) == f"with top_p 0.5 your sampler gave torch.multinomial a row of NaN: {grader.EMPTY_NUCLEUS}"
+    # where the spy cannot see torch.multinomial's input (the submission runs in a child), torch's message says
+    error = grader.PluginError("x.py: hook toolkit_sample raised RuntimeError: invalid multinomial distribution "
+                               "(sum of probabilities <= 0)")
+    assert grader.handed([], str(error)) == "a row of zeros"
+
+
+def test_a_sampler_without_top_p_yet_fails_top_p_alone_and_says_so(tmp_path):
+    """A sampler written but for top-p, which it leaves for later (NotImplementedError): top_p fails naming
+    the setting, every other public check passes; a stub (samp_stub.py) earns nothing."""
+    path = tmp_path / "top_p_later.py"
+    path.write_text(HEADER + """
+def toolkit_sample(logits, temperature, top_k, top_p, generator):
+    if temperature == 0:
+        return logits.argmax(-1)
+    if top_p is not None:
+        raise NotImplementedError("top_p: later")
+    x = logits / temperature
+    if top_k is not None:
+        x = x.masked_fill(x < x.topk(min(top_k, x.shape[-1]), dim=-1).values[:, -1:], -math.inf)
+    return torch.multinomial(x.softmax(-1), 1, generator=generator)[:, 0]
+""".lstrip())
+    for name in PUBLIC:
+        result = run(name, path)
+        if name == "sampler.top_p":
+            assert_fails(result, "with top_p 0.5 your sampler raised NotImplementedError: top_p: later: it works with "
+                                 "top_p None")
+        else:
+            assert result.status == "passed", (name, result.reason)
+
+
 class OwnProcess:
     """Stands for ``toolkit grade``'s child, as ``Context.remote`` and as the components: runs the hook
     and the ``@child_side`` functions with a global random generator of their own, as another process
