@@ -319,6 +319,9 @@ def diagnose(case: Case, row: Row, counts: list[int], probs: list[float]) -> str
     drawn = {i for i, c in enumerate(counts) if c}
     if drawn != support and tuple(sorted(drawn)) in row.mistakes:
         return row.mistakes[tuple(sorted(drawn))]
+    crossing = sorted(support, key=lambda i: (-probs[i], i))[-1]  # the kept token ranked last: it reaches p
+    if case.top_p is not None and len(support) > 1 and drawn == support - {crossing}:
+        return CROSSING  # on any row (the pipeline's, a hidden check's), as the cases' own name it
     for i in sorted(drawn - support):
         if row.logits[i] == -INF:
             return (f"token {i}, whose logit is -inf, was drawn {counts[i]} times of {n}: a -inf logit must keep "

@@ -420,6 +420,9 @@ def test_hidden_check_passes_on_correct_samplers_and_fails_on_wrong_ones():
                  "temperature 0 gave ids [20, 15], the solution [14, 15]")
     assert_fails(run("sampler.unseen_logits", PLUGINS / "samp_topp_before_temperature.py"),
                  "temperature 0.7, top_k 24, top_p 0.412, random logits (row 0, V 29): token")
+    # a row no public case names mistakes for: the dropped crossing token is recognised by what it is
+    assert_fails(run("sampler.unseen_logits", PLUGINS / "samp_topp_drops_crossing.py"),
+                 f"temperature 0.7, top_k 24, top_p 0.412, random logits (row 0, V 29): {CROSSING}")
 
 
 # -- the cases say what the contract says -------------------------------------------------------
