@@ -261,9 +261,9 @@ def refusal(components, logits, temperature, top_k, top_p, error: PluginError, g
 
     The setting to blame is the filter without which the same call works (``culprit``); ``given``
     is what torch.multinomial was handed, when the spy saw it."""
-    text = str(error).split(" raised ", 1)[-1]  # "RuntimeError: ...", without the plugin's name
+    text = str(error).split(": hook toolkit_sample ", 1)[-1]  # "raised RuntimeError: ...", without the plugin's name
     refused = "probability tensor contains" in text or "invalid multinomial distribution" in text
-    did = f"gave torch.multinomial {handed(given, text)}" if refused else f"raised {text}"
+    did = f"gave torch.multinomial {handed(given, text)}" if refused else text
     blame = culprit(components, logits, temperature, top_k, top_p)
     if blame == "top_p":
         return f"with top_p {top_p:g} your sampler {did}: " + (EMPTY_NUCLEUS if refused else "it works with top_p None")

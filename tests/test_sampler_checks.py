@@ -2,7 +2,8 @@
 
 Each check runs as ``toolkit.runner`` runs it (see ``run``). The plugins are ``tests/plugins/samp_*.py``:
 two correct samplers written differently from ``solutions/sampler.py`` (the Gumbel-max trick without
-torch.multinomial; plain Python per row), and one wrong sampler per classic mistake. The draws are
+torch.multinomial; plain Python per row), and one wrong sampler per classic mistake; each mistake fails
+one check, whose reason names it (``VARIANTS`` makes the whole-concept ones again in code of their own). The draws are
 seeded at grading time (``graders.contexts.run_seed``): a correct sampler fails a run with probability
 at most 3.2e-5, and a wrong one is caught with room to spare; the exact test behind them is tested on
 its own at the end (its p-values against brute force, and its false-failure rate against its bound).
