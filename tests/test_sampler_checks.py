@@ -2,9 +2,10 @@
 
 Each check runs as ``toolkit.runner`` runs it (see ``run``). The plugins are ``tests/plugins/samp_*.py``:
 two correct samplers written differently from ``solutions/sampler.py`` (the Gumbel-max trick without
-torch.multinomial; plain Python per row), and one wrong sampler per classic mistake. The draws are
+torch.multinomial; plain Python per row), and one wrong sampler per classic mistake; each mistake fails
+one check, whose reason names it (``VARIANTS`` makes the whole-concept ones again in code of their own). The draws are
 seeded at grading time (``graders.contexts.run_seed``): a correct sampler fails a run with probability
-at most 3e-5, and a wrong one is caught with room to spare; the exact test behind them is tested on
+at most 3.2e-5, and a wrong one is caught with room to spare; the exact test behind them is tested on
 its own at the end (its p-values against brute force, and its false-failure rate against its bound).
 """
 
@@ -37,45 +38,57 @@ CORRECT = {
     "rowwise": PLUGINS / "samp_rowwise.py",
 }
 
-NOT_LOGITS = "torch.multinomial was given negative numbers: it takes probabilities (a softmax), not logits"
+NOT_LOGITS = "gave torch.multinomial negative numbers: it takes probabilities (a softmax), not logits"
+CROSSING = "top_p dropped the token whose probability makes the sum reach p"
+IGNORED = "top_p was ignored: every case with top_p was drawn from softmax(logits / temperature)"
 WRONG = {  # wrong sampler -> {check it fails: what the reason says}; it passes every other public check
     # which tied row it gets wrong first depends on the generator, seeded at grading time
     "samp_tiny_temperature.py": {"sampler.greedy": "the lowest, as torch.argmax gives (greedy is the argmax, not "
                                                    "sampling at a tiny temperature)"},
-    "samp_topk_by_index.py": {"sampler.top_k": "top_k kept the first k ids, not the k largest logits",
-                              "sampler.greedy": "top_k 1 keeps the largest logit of each row"},  # row 3's id 0 is -inf
+    "samp_topk_by_index.py": {"sampler.top_k": "top_k 3, logits [0, -1, 0.5, -0.5, 2, 1, 2.5, 3]: top_k kept the "
+                                               "first k ids, not the k largest logits"},
     "samp_topk_exactly_k.py": {"sampler.top_k": "kept exactly k tokens where several tie with the k-th largest"},
-    "samp_topk_unclamped.py": {"sampler.top_k": "selected index k out of range: a top_k of V or more keeps every"},
-    "samp_topp_drops_crossing.py": {"sampler.top_p": "dropped the token whose probability makes the sum reach p"},
-    "samp_topp_ascending.py": {"sampler.top_p": "top_p kept the least likely tokens",
-                               "sampler.temperature": "top_p kept the least likely tokens"},
+    "samp_topk_unclamped.py": {"sampler.top_k": "with top_k 10 among 8 tokens your sampler raised RuntimeError: "
+                                                "selected index k out of range: a top_k of V or more keeps every"},
+    # the reason opens with the case's settings and row, never a title that the hint contradicts
+    "samp_topp_drops_crossing.py": {"sampler.top_p": f"top_p 0.5, probabilities [0.1, 0.2, 0.4, 0.2, 0.1]: {CROSSING}"},
+    "samp_topp_cumsum_below_p.py": {"sampler.top_p": f"top_p 0.5, probabilities [0.1, 0.2, 0.4, 0.2, 0.1]: {CROSSING}"},
+    "samp_topp_ascending.py": {"sampler.top_p": "top_p kept the least likely tokens"},
     "samp_topp_flipped_ties.py": {"sampler.top_p": "at equal probability top_p must rank the lower id first"},
-    "samp_topp_before_temperature.py": {"sampler.temperature": "top_p was applied before dividing the logits by the "
-                                                               "temperature"},
+    "samp_topp_before_temperature.py": {"sampler.top_p": "temperature 0.5, top_p 0.7, probabilities [0.6, 0.3, 0.1]: "
+                                                         "top_p was applied before dividing the logits by the "
+                                                         "temperature"},
+    "samp_no_topp.py": {"sampler.top_p": IGNORED},  # a book's sampler: temperature and top-k, no top-p
     "samp_temperature_after_softmax.py": {"sampler.temperature": "the draws follow softmax(logits), not "
                                                                  "softmax(logits / temperature)"},
     "samp_multinomial_logits.py": {"sampler.temperature": "the draws are proportional to the logits",
                                    # with a -inf or a negative logit, torch.multinomial refuses them
-                                   **{name: NOT_LOGITS for name in ("sampler.greedy", "sampler.top_k", "sampler.top_p",
+                                   **{name: NOT_LOGITS for name in ("sampler.top_k", "sampler.top_p",
                                                                     "sampler.extreme_logits",
                                                                     "sampler.rows_independent")},
                                    # and on a model's logits (negative ones) in the pipeline's shapes it raises
-                                   "sampler.written_out": "calls in the pipeline's shapes returned no valid ids"},
+                                   "sampler.written_out": "sampling calls in the pipeline's shapes returned no "
+                                                          "valid ids"},
     "samp_naive_softmax.py": {"sampler.extreme_logits": "exp of a logit of 1e4 is inf",
                               "sampler.rows_independent": "subtract each row's own maximum"},  # exp(302) is inf too
     "samp_clamp.py": {"sampler.extreme_logits": "token 3, whose logit is -inf, was drawn"},
     "samp_batch_max.py": {"sampler.rows_independent": "lost all its probability: subtract each row's own maximum"},
     "samp_global_rng.py": {"sampler.uses_generator": "drew from torch's global random generator"},
     "samp_touches_global_rng.py": {"sampler.uses_generator": "drew from torch's global random generator (or re-seeded"},
-    # in the pipeline's contexts a case is drawn over many calls with one generator: a fresh one each call repeats them
-    "samp_fresh_generator.py": {"sampler.uses_generator": "generators seeded 0 and 1 gave the same 64 tokens",
-                                **{name: "drew the same tokens every time" for name in (
-                                    "sampler.top_k", "sampler.top_p", "sampler.temperature", "sampler.extreme_logits",
-                                    "sampler.rows_independent")}},
+    # its draws repeat from call to call: only the check of the generator says so
+    "samp_fresh_generator.py": {"sampler.uses_generator": "generators seeded 0 and 1 gave the same 64 tokens: the "
+                                                          "sampler ignores the generator passed in (a fresh "
+                                                          "torch.Generator() starts from the same seed"},
     "samp_calls_toolkit.py": {"sampler.written_out": "the code uses toolkit.sample, sample_next",
-                              "sampler.top_p": "", "sampler.temperature": ""},  # the toolkit's has no top-p
+                              "sampler.top_p": IGNORED},  # the toolkit's has no top-p
     "samp_calls_toolkit_hidden.py": {"sampler.written_out": "toolkit_sample calls toolkit.sample (sample_next)",
-                                     "sampler.top_p": "", "sampler.temperature": ""},
+                                     "sampler.top_p": IGNORED},
+    # a stub earns nothing; written_out says so itself, the others show the hook's error
+    "samp_stub.py": {"sampler.written_out": "toolkit_sample is not implemented yet (it raised NotImplementedError)",
+                     **{name: "NotImplementedError" for name in ("sampler.greedy", "sampler.top_k", "sampler.top_p",
+                                                                 "sampler.temperature", "sampler.extreme_logits",
+                                                                 "sampler.rows_independent",
+                                                                 "sampler.uses_generator")}},
 }
 
 
@@ -126,6 +139,161 @@ def test_wrong_sampler_passes_the_checks_of_other_mistakes(check_name, plugin):
     assert result.status == "passed", result.reason
 
 
+# -- the whole-concept mistakes are named by what they do, not by one plugin's code -----------------
+HEADER = "import math\n\nimport torch\n\nimport toolkit\n\n\n@toolkit.hookimpl\n"
+VARIANTS = {  # a mistake written otherwise than its plugin -> (its source, the check it fails, what the reason says)
+    "top_p ignored, in float64 with a sorted threshold": ("""
+def toolkit_sample(logits, temperature, top_k, top_p, generator):
+    if temperature == 0:
+        return logits.argmax(-1)
+    x = logits.double() / temperature
+    if top_k is not None and top_k < x.shape[-1]:
+        x = torch.where(x >= x.sort(-1, descending=True).values[:, top_k - 1 : top_k], x, -math.inf)
+    weights = (x - x.amax(-1, keepdim=True)).exp()  # top_p: never read
+    return torch.multinomial(weights, 1, generator=generator).view(-1)
+""", "sampler.top_p", IGNORED),
+    "top_p before the temperature, on the raw logits, Gumbel-max": ("""
+def toolkit_sample(logits, temperature, top_k, top_p, generator):
+    if temperature == 0:
+        return logits.argmax(-1)
+    keep = torch.ones_like(logits, dtype=torch.bool)
+    if top_k is not None:
+        keep &= logits >= logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+    if top_p is not None:
+        probs = logits.masked_fill(~keep, -math.inf).softmax(-1)  # should be of logits / temperature
+        order = probs.argsort(dim=-1, descending=True, stable=True)
+        ranked = probs.gather(-1, order)
+        keep &= torch.zeros_like(keep).scatter(-1, order, ranked.cumsum(-1) - ranked < top_p)
+    gumbel = -torch.log(-torch.log(torch.rand(logits.shape, generator=generator)))
+    return torch.where(keep, logits / temperature + gumbel, -math.inf).argmax(-1)
+""", "sampler.top_p", "top_p was applied before dividing the logits by the temperature"),
+    "top_p before top_k": ("""
+def toolkit_sample(logits, temperature, top_k, top_p, generator):
+    if temperature == 0:
+        return logits.argmax(-1)
+    x = logits / temperature
+    if top_p is not None:  # should come after top_k
+        ranked, order = x.softmax(-1).sort(dim=-1, descending=True, stable=True)
+        drop = ranked.cumsum(-1) - ranked >= top_p
+        x = x.masked_fill(drop.scatter(-1, order, drop), -math.inf)
+    if top_k is not None:
+        x = x.masked_fill(x < x.topk(min(top_k, x.shape[-1]), dim=-1).values[:, -1:], -math.inf)
+    return torch.multinomial(x.softmax(-1), 1, generator=generator)[:, 0]
+""", "sampler.top_p", "top_p ranks the probabilities renormalised over the tokens top_k kept"),
+    "the crossing token dropped, an empty row of -inf": ("""
+def toolkit_sample(logits, temperature, top_k, top_p, generator):
+    if temperature == 0:
+        return logits.argmax(-1)
+    x = logits / temperature
+    if top_k is not None:
+        x = x.masked_fill(x < x.topk(min(top_k, x.shape[-1]), dim=-1).values[:, -1:], -math.inf)
+    if top_p is not None:
+        ranked, order = x.softmax(-1).sort(-1, descending=True)
+        drop = ranked.cumsum(-1) > top_p  # should be the mass ranked above the token, >= top_p
+        x = x.masked_fill(drop.scatter(-1, order, drop), -math.inf)
+    return torch.multinomial(x.softmax(-1), 1, generator=generator)[:, 0]
+""", "sampler.top_p", CROSSING),
+    "top_k by position, by slicing": ("""
+def toolkit_sample(logits, temperature, top_k, top_p, generator):
+    if temperature == 0:
+        return logits.argmax(-1)
+    x = logits / temperature
+    if top_k is not None:
+        x = torch.cat([x[:, :top_k], torch.full_like(x[:, top_k:], -math.inf)], dim=-1)  # the first k ids
+    if top_p is not None:
+        ranked, order = x.softmax(-1).sort(dim=-1, descending=True, stable=True)
+        drop = ranked.cumsum(-1) - ranked >= top_p
+        x = x.masked_fill(drop.scatter(-1, order, drop), -math.inf)
+    return torch.multinomial(x.softmax(-1), 1, generator=generator)[:, 0]
+""", "sampler.top_k", "top_k kept the first k ids, not the k largest logits"),
+    "the global generator, Gumbel noise from torch.rand": ("""
+def toolkit_sample(logits, temperature, top_k, top_p, generator):
+    if temperature == 0:
+        return logits.argmax(-1)
+    x = logits.double() / temperature
+    if top_k is not None:
+        x = x.masked_fill(x < x.topk(min(top_k, x.shape[-1]), dim=-1).values[:, -1:], -math.inf)
+    if top_p is not None:
+        ranked, order = x.softmax(-1).sort(dim=-1, descending=True, stable=True)
+        drop = ranked.cumsum(-1) - ranked >= top_p
+        x = x.masked_fill(drop.scatter(-1, order, drop), -math.inf)
+    return (x - torch.log(-torch.log(torch.rand(x.shape, dtype=x.dtype)))).argmax(-1)  # no generator
+""", "sampler.uses_generator", "drew from torch's global random generator"),
+    "a generator of its own, seeded each call": ("""
+def toolkit_sample(logits, temperature, top_k, top_p, generator):
+    if temperature == 0:
+        return logits.argmax(-1)
+    x = logits / temperature
+    if top_k is not None:
+        x = x.masked_fill(x < x.topk(min(top_k, x.shape[-1]), dim=-1).values[:, -1:], -math.inf)
+    if top_p is not None:
+        ranked, order = x.softmax(-1).sort(dim=-1, descending=True, stable=True)
+        drop = ranked.cumsum(-1) - ranked >= top_p
+        x = x.masked_fill(drop.scatter(-1, order, drop), -math.inf)
+    own = torch.Generator().manual_seed(1234)  # "reproducible": should be the generator passed in
+    return torch.multinomial(x.softmax(-1), 1, generator=own)[:, 0]
+""", "sampler.uses_generator", "the sampler ignores the generator passed in"),
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_whole_concept_mistake_written_otherwise_is_named_by_its_check_alone(tmp_path, variant):
+    """Each variant makes one mistake of a plugin above in code of its own: its check names the
+    mistake, and every other public check passes (the diagnosis fits the mistake, not one plugin)."""
+    source, failing, says = VARIANTS[variant]
+    path = tmp_path / f"variant_{list(VARIANTS).index(variant)}.py"
+    path.write_text(HEADER + source.lstrip())
+    for name in PUBLIC:
+        result = run(name, path)
+        if name == failing:
+            assert_fails(result, says)
+        else:
+            assert result.status == "passed", (name, result.reason)
+
+
+def components_of(path: Path) -> Components:
+    return Components(build_manager(load_submission(str(path))), only="sampler")
+
+
+def test_a_call_that_raises_is_explained_by_the_setting_without_which_it_works():
+    """The notebook's classic top-p keeps nothing when the top token alone has more than p: torch.multinomial
+    refuses the row of NaN. The reason names top_p, which the same call without it does not need, and says
+    what top_p must keep; torch's words alone would not say which setting made them."""
+    case = next(c for c in grader.CASES if c.name == "top_p keeps the top token")
+    probs = load_snapshot("sampler")["probs"][case.name]
+    with pytest.raises(grader.CheckFailed) as failed:
+        grader.check_draws(components_of(PLUGINS / "samp_topp_cumsum_below_p.py"), case, probs, seed=0)
+    assert str(failed.value) == f"with top_p 0.5 your sampler gave torch.multinomial a row of NaN: {grader.EMPTY_NUCLEUS}"
+    # where the spy cannot see torch.multinomial's input (the submission runs in a child), torch's message says
+    error = grader.PluginError("x.py: hook toolkit_sample raised RuntimeError: invalid multinomial distribution "
+                               "(sum of probabilities <= 0)")
+    assert grader.handed([], str(error)) == "a row of zeros"
+
+
+def test_a_sampler_without_top_p_yet_fails_top_p_alone_and_says_so(tmp_path):
+    """A sampler written but for top-p, which it leaves for later (NotImplementedError): top_p fails naming
+    the setting, every other public check passes; a stub (samp_stub.py) earns nothing."""
+    path = tmp_path / "top_p_later.py"
+    path.write_text(HEADER + """
+def toolkit_sample(logits, temperature, top_k, top_p, generator):
+    if temperature == 0:
+        return logits.argmax(-1)
+    if top_p is not None:
+        raise NotImplementedError("top_p: later")
+    x = logits / temperature
+    if top_k is not None:
+        x = x.masked_fill(x < x.topk(min(top_k, x.shape[-1]), dim=-1).values[:, -1:], -math.inf)
+    return torch.multinomial(x.softmax(-1), 1, generator=generator)[:, 0]
+""".lstrip())
+    for name in PUBLIC:
+        result = run(name, path)
+        if name == "sampler.top_p":
+            assert_fails(result, "with top_p 0.5 your sampler raised NotImplementedError: top_p: later: it works with "
+                                 "top_p None")
+        else:
+            assert result.status == "passed", (name, result.reason)
+
+
 class OwnProcess:
     """Stands for ``toolkit grade``'s child, as ``Context.remote`` and as the components: runs the hook
     and the ``@child_side`` functions with a global random generator of their own, as another process
@@ -164,8 +332,8 @@ def test_the_baseline_is_the_toolkits_sampler_without_top_p():
         result = run(name, None)
         if name == "sampler.written_out":
             assert_fails(result, "calls toolkit.sample (sample_next)")
-        elif name in ("sampler.top_p", "sampler.temperature"):  # temperature: top-p after dividing
-            assert result.status != "passed", (name, result.reason)
+        elif name == "sampler.top_p":
+            assert_fails(result, IGNORED)
         else:
             assert result.status == "passed", (name, result.reason)
 
@@ -175,6 +343,9 @@ DIAL_WRONG = {  # wrong sampler -> {behavioural check it fails: what the reason 
     "samp_temperature_after_softmax.py": {"sampler.temperature_dial": "with the toolkit's sampler"},
     "samp_calls_toolkit.py": {"sampler.temperature_dial": "top-p should cut the unlikely tokens"},  # no top-p at all
     "samp_topp_ascending.py": {"sampler.nucleus_dial": "with the solution (z = "},
+    # at T 2, top-p 0.8 a row whose top token has more than 0.8 is left empty: the setting is named, not torch's error
+    "samp_topp_cumsum_below_p.py": {"sampler.temperature_dial": "with top_p 0.8 your sampler gave torch.multinomial a "
+                                                                "row of NaN: top_p left a row without any token"},
 }
 
 
@@ -249,7 +420,10 @@ def test_hidden_check_passes_on_correct_samplers_and_fails_on_wrong_ones():
     assert_fails(run("sampler.unseen_logits", PLUGINS / "samp_tiny_temperature.py"),
                  "temperature 0 gave ids [20, 15], the solution [14, 15]")
     assert_fails(run("sampler.unseen_logits", PLUGINS / "samp_topp_before_temperature.py"),
-                 "unseen case 3 (temperature 0.7, top_k 24, top_p 0.412)")
+                 "temperature 0.7, top_k 24, top_p 0.412, random logits (row 0, V 29): token")
+    # a row no public case names mistakes for: the dropped crossing token is recognised by what it is
+    assert_fails(run("sampler.unseen_logits", PLUGINS / "samp_topp_drops_crossing.py"),
+                 f"temperature 0.7, top_k 24, top_p 0.412, random logits (row 0, V 29): {CROSSING}")
 
 
 # -- the cases say what the contract says -------------------------------------------------------
@@ -263,8 +437,10 @@ def test_the_snapshot_keeps_the_tokens_the_contract_keeps():
     case = {c.name: c for c in grader.CASES}
     assert kept(case["top_k by value, ties kept"]) == [[4, 6, 7], [1, 2, 4, 6]]  # ties with the 3rd largest kept
     assert kept(case["top_k larger than V"]) == [[0, 1, 2, 3, 4, 5, 7]]
+    assert kept(case["top_k 1"]) == [[3]]
     assert kept(case["top_p keeps the crossing token"]) == [[1, 3]]
-    assert kept(case["top_p ties and the top token"]) == [[1, 2], [1]]  # the lower tied id; the top token alone
+    assert kept(case["top_p ties"]) == [[1, 2]]  # the lower tied id
+    assert kept(case["top_p keeps the top token"]) == [[1]]  # alone more than p
     assert kept(case["top_p after top_k"]) == [[0, 2]]
     assert kept(case["top_p after the temperature"]) == [[0]]
     assert kept(case["logits of -1e4 next to -inf"]) == [[0, 1, 2]]
@@ -307,8 +483,8 @@ def test_no_case_sits_on_a_rounding_boundary(case):
 
 
 def test_the_module_docstring_counts_the_rows():
-    assert sum(len(case.rows) for case in grader.CASES) == 15
-    assert "15 rows" in grader.__doc__
+    assert sum(len(case.rows) for case in grader.CASES) == 16
+    assert "16 rows" in grader.__doc__
 
 
 # -- the exact test ----------------------------------------------------------------------------
