@@ -299,7 +299,8 @@ def judge(pipeline, model) -> dict:
 def rlhf_metrics(pipeline) -> dict:
     """What RLHF changed; ``_replies`` are for the hidden check that scores them with the solution."""
     world = pipeline.world
-    before, after = judge(pipeline, pipeline.chat_model), judge(pipeline, pipeline.rlhf_model)
+    rlhf_model = pipeline.rlhf_model  # first: a reward model that cannot be built or trained fails before any sampling
+    before, after = judge(pipeline, pipeline.chat_model), judge(pipeline, rlhf_model)
     return {"chat_rude": before["rude"], "chat_correct": before["correct"],
             "rlhf_rude": after["rude"], "rlhf_correct": after["correct"],
             "kl": rlhf.kl_divergence(pipeline.rlhf_model, pipeline.chat_model, pipeline.tokenizer,
