@@ -171,7 +171,7 @@ def rule_encoding(text: str, merges: dict[tuple, int]) -> list[int]:
 
 @check("tokenizer", points=2)
 def encodings_match(ctx):
-    "Encodes a fixed set of strings as the rule says with the merges it learned: inside each chunk, the earliest learned merge first (as the reference encodes with the reference's merges)."
+    "Encodes a fixed set of strings as the rule does with the merges its own training learned: in each chunk, the earliest learned merge first."
     tok = _trained(ctx)
     merges = {tuple(pair): new for pair, new in dict(tok.merges).items()}
     asked = 400 - 256 - len(SPECIAL_TOKENS)
