@@ -173,9 +173,12 @@ def rule_encoding(text: str, merges: dict[tuple, int]) -> list[int]:
 def encodings_match(ctx):
     "Encodes a fixed set of strings as the rule does with the merges its own training learned: in each chunk, the earliest learned merge first."
     tok = _trained(ctx)
-    merges = {tuple(pair): new for pair, new in dict(tok.merges).items()}
+    try:
+        merges = {(int(a), int(b)): int(new) for (a, b), new in dict(tok.merges).items()}
+    except (TypeError, ValueError) as e:
+        raise CheckFailed(f"the tokenizer's merges are not {{(a, b): new id, ...}} ({type(e).__name__})") from None
     asked = 400 - 256 - len(SPECIAL_TOKENS)
-    if len(merges) < asked:
+    if not asked <= len(merges) <= 2 * asked:
         raise CheckFailed(f"training learned {len(merges)} merges where a 400-token vocabulary asks for {asked}: "
                           "encode is checked with the merges train learns")
     for s in ENCODINGS:
