@@ -19,7 +19,7 @@ from toolkit.model import GPTConfig
 from toolkit.components import COMPONENTS, HOOKS
 from toolkit.plugins import (
     Components,
-    HookNotImplemented,
+    NotImplementedYet,
     Plugin,
     PluginError,
     SubmissionError,
@@ -280,7 +280,7 @@ def test_a_hook_that_raises_is_named_in_one_sentence_a_stub_as_not_implemented(t
     with pytest.raises(PluginError) as err:
         Components(load_and_build(path), only="attention").attention(GPTConfig())
     assert str(err.value) == f"{path}: {says}"
-    assert isinstance(err.value, HookNotImplemented) == stub
+    assert isinstance(err.value, NotImplementedYet) == stub
 
 
 def test_components_only_takes_other_components_from_baselines(tmp_path):

@@ -49,7 +49,7 @@ import graders
 import toolkit
 from toolkit.components import COMPONENTS
 from toolkit.pipeline import Pipeline, PipelineConfig
-from toolkit.plugins import Components, HookNotImplemented, PluginError, not_implemented, raised
+from toolkit.plugins import Components, NotImplementedYet, PluginError, not_implemented, raised
 
 SNAPSHOT_DIR = Path(__file__).resolve().parent.parent / "graders" / "snapshots"
 MAX_REASON = 400  # characters of a reason shown; an exception's text is the student's to choose
@@ -382,7 +382,7 @@ def student_error(e: BaseException, hidden: bool = False) -> str:
     exception and where the submission raised it, then the case it was raised on (``on_case``).
     A hidden check says only whether it met a stub: an exception's text, where it was raised and on
     which case could carry the check's inputs out."""
-    stub = isinstance(e, HookNotImplemented) or (not isinstance(e, PluginError) and _is_stub(e))
+    stub = isinstance(e, NotImplementedYet) or (not isinstance(e, PluginError) and _is_stub(e))
     if hidden:
         return HIDDEN_STUB if stub else HIDDEN_ERROR
     case = f", on {e.toolkit_case}" if isinstance(getattr(e, "toolkit_case", None), str) else ""

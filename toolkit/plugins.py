@@ -39,8 +39,8 @@ class PluginError(Exception):
     """Student code raised or returned something wrong while the toolkit called a hook."""
 
 
-class HookNotImplemented(PluginError):
-    """The hook is a stub: it raised NotImplementedError itself."""
+class NotImplementedYet(PluginError):
+    """The submission's code is a stub: it raised NotImplementedError itself."""
 
 
 @dataclass
@@ -307,7 +307,7 @@ class Components:
             result = caller(**kwargs)
         except (Exception, SystemExit) as e:  # a student's sys.exit() must not end the grader
             if is_stub(e, caller.get_hookimpls()[0].function.__code__.co_filename):
-                raise HookNotImplemented(f"{plugin}: {not_implemented(hook, e)}") from e
+                raise NotImplementedYet(f"{plugin}: {not_implemented(hook, e)}") from e
             raise PluginError(f"{plugin}: hook {hook} raised {raised(e)}") from e
         if result is None:
             raise PluginError(f"{plugin}: hook {hook} returned None; it must return a value (see toolkit.hookspecs.{hook})")
