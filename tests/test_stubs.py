@@ -7,10 +7,10 @@ solution regions replaced by ``raise NotImplementedError()``: in a forward, a tr
 graded as ``toolkit run NOTEBOOK.ipynb`` grades it, and as ``toolkit grade`` does (its child's
 exceptions cross to the grader as sentences).
 
-Cost, measured on 2 busy cores: about 20 s for the whole file. The hook stubs run every check, the
-behavioural ones too: a stub fails them before any model is trained (5 s for the five components);
-the notebooks run with ``--fast``, unit and hidden checks (10 s, most of it importing nbgrader and
-running the notebooks' example cells).
+Cost, measured on 2 busy cores: 8 s for the whole file, most of it imports (torch, nbgrader). The
+hook stubs run every check, the behavioural ones too: a stub fails them before any model is trained
+(2.5 s for the five components, on a warm model cache); the notebooks run with ``--fast``, unit and
+hidden checks (2.5 s, most of it the tokenizer notebook's first load).
 """
 
 from __future__ import annotations
