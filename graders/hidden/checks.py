@@ -106,7 +106,7 @@ def rlhf_judged_by_solution(ctx):
     "After RLHF with your reward model, the solution's reward model prefers the new replies (>= half its own gain)."
     replies = ctx.earlier.get("reward.rlhf_improves", {}).get("_replies")
     if not replies:
-        ctx.pipeline.rlhf_model  # raises what stopped the RLHF check, if the submission's code did (a stub: not implemented)
+        ctx.pipeline.reward_model  # raises what stopped the RLHF check if the reward model did (a stub: not implemented)
         raise CheckFailed("the RLHF check ended before the policy's replies were sampled, so there is nothing to judge")
     gain = ctx.metrics["reward_gain"] = reward_gain(solution_reward_pipeline(ctx), replies)
     full = gain_full()
