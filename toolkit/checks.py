@@ -397,9 +397,10 @@ def student_error(e: BaseException, hidden: bool = False) -> str:
 def _is_stub(e: BaseException) -> bool:
     """A NotImplementedError raised by the submission's code, or by a method of the toolkit's interface
     it did not write (``Tokenizer.encode``); not by torch (an operation it lacks) or the standard library."""
+    if not isinstance(e, NotImplementedError):
+        return False
     frames = traceback.extract_tb(e.__traceback__)
-    return isinstance(e, NotImplementedError) and bool(frames) and \
-        not any(Path(frames[-1].filename).resolve().is_relative_to(d) for d in _LIBRARIES)
+    return bool(frames) and not any(Path(frames[-1].filename).resolve().is_relative_to(d) for d in _LIBRARIES)
 
 
 @contextlib.contextmanager

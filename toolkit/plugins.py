@@ -330,8 +330,10 @@ def raised(e: BaseException) -> str:
 def is_stub(e: BaseException, student_file: str) -> bool:
     """Is ``e`` a NotImplementedError the submission's own code raised in ``student_file`` (a stub,
     like the ``raise NotImplementedError()`` of a student notebook), not one of a library it called?"""
+    if not isinstance(e, NotImplementedError):
+        return False
     frames = traceback.extract_tb(e.__traceback__)
-    return isinstance(e, NotImplementedError) and bool(frames) and frames[-1].filename == student_file
+    return bool(frames) and frames[-1].filename == student_file
 
 
 def not_implemented(what: str, e: BaseException) -> str:
