@@ -10,7 +10,7 @@ from torch.overrides import TorchFunctionMode
 from graders import contexts
 from toolkit import probe
 from toolkit.baselines import SDPAttention
-from toolkit.checks import CheckFailed, check, child_side, names_used
+from toolkit.checks import CheckFailed, check, child_side, names_used, on_case
 from toolkit.model import GPT, GPTConfig
 from toolkit.pipeline import Pipeline
 from toolkit.plugins import Components
@@ -111,16 +111,61 @@ def matches_reference(ctx):
     errors = {}
     for i in [*range(len(own)), *rng.sample(range(len(own), len(cases)), len(cases) - len(own))]:  # judged in order
         case = cases[i]
-        module, x, state = seeded(ctx.components, case.B, case.T, case.C, case.nh, case.seed, case.dtype)
-        with torch.no_grad():
-            got = _forward(module, x, pipeline_case=i >= len(own))
+        with on_case(str(case)):
+            module, x, state = seeded(ctx.components, case.B, case.T, case.C, case.nh, case.seed, case.dtype)
+            with torch.no_grad():
+                got = _forward(module, x, pipeline_case=i >= len(own))
         want = torch.tensor(expected[i], dtype=torch.float64) if i < len(own) else reference_output(state, x, case.nh)
-        errors[i] = (got.double() - want).abs().max().item()
+        errors[i] = ((got.double() - want).abs().max().item(), state, x, got)
     for i, case in enumerate(cases):
         tol = TOLERANCE[case.dtype]
-        if not errors[i] <= tol:
-            raise CheckFailed(f"output differs from the reference by {errors[i]:.2e} (> {tol:g}) for {case}: check "
-                              "the 1/sqrt(head size) scale, the head split and the softmax axis")
+        error, state, x, got = errors[i]
+        if not error <= tol:
+            raise CheckFailed(f"output differs from the reference by {error:.2e} (> {tol:g}) for {case}: "
+                              f"{name_mistake(state, x, case.nh, got)}")
+
+
+def textbook(state: dict, x: torch.Tensor, n_head: int, causal: bool = True, scale: str = "sqrt",
+             softmax_dim: int = -1, heads_by_view: bool = False) -> torch.Tensor:
+    """Attention with weights ``state`` on x (B, T, C), in float64, by the textbook formula; or with one
+    classic mistake: no causal mask, the scores divided by the head size (``scale="hs"``) or not at all
+    (``"none"``), the softmax over the queries (``softmax_dim=-2``), the heads split by ``view(B, nh, T, hs)``."""
+    x = x.double()
+    B, T, C = x.shape
+    hs = C // n_head
+    q, k, v = (x @ state["c_attn.weight"].double().T + state["c_attn.bias"].double()).split(C, dim=2)
+    if heads_by_view:
+        q, k, v = (t.reshape(B, n_head, T, hs) for t in (q, k, v))
+    else:
+        q, k, v = (t.view(B, T, n_head, hs).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+    scores = q @ k.transpose(-2, -1) / {"sqrt": hs ** 0.5, "hs": hs, "none": 1}[scale]  # (B, nh, T, T)
+    if causal:
+        scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+    y = torch.softmax(scores, dim=softmax_dim) @ v  # (B, nh, T, hs)
+    y = y.reshape(B, T, C) if heads_by_view else y.transpose(1, 2).reshape(B, T, C)
+    return y @ state["c_proj.weight"].double().T + state["c_proj.bias"].double()
+
+
+MISTAKES = [  # (the textbook with one classic mistake, what the reason says), the most common first
+    (dict(causal=False), "it is attention without the causal mask: mask the scores of future positions (s > t) "
+                         "with -inf before the softmax"),
+    (dict(scale="hs"), "the scores are divided by the head size: divide them by sqrt(head size)"),
+    (dict(scale="none"), "the scores are not scaled: divide them by sqrt(head size)"),
+    (dict(softmax_dim=-2), "the softmax runs over the queries (dim -2): take it over the keys, the last dimension"),
+    (dict(heads_by_view=True), "the head split is wrong: view(B, n_head, T, hs) mixes positions and heads; use "
+                               "view(B, T, n_head, hs).transpose(1, 2)"),
+]
+MISTAKE_ATOL = 1e-4  # the module's output is that of a mistake (float32 differs by ~1e-6)
+
+
+def name_mistake(state: dict, x: torch.Tensor, n_head: int, got: torch.Tensor) -> str:
+    """What a wrong output says: the classic mistake whose output it is, or where to look."""
+    for mistake, says in MISTAKES:
+        wrong = textbook(state, x, n_head, **mistake)
+        if (got.double() - wrong).abs().max().item() <= MISTAKE_ATOL:
+            return says
+    return ("it is none of the classic mistakes (mask, scale, softmax axis, head split): compare your q, k, v, "
+            "scores and weights with the notebook's worked example step by step")
 
 
 @check("attention", points=2)
@@ -129,25 +174,34 @@ def causal(ctx):
     rng = contexts.run_seed(ctx)
     cases = [Case(2, 8, 16, 4, 1)] + pipeline_cases(ctx, rng, max_batch=OBSERVED_BATCH)  # 4 forwards each
     for i, case in enumerate(cases):
-        module, x = seeded_module(ctx.components, case.B, case.T, case.C, case.nh, case.seed, case.dtype)
-        positions = range(case.T - 1) if i == 0 else sorted(rng.sample(range(case.T - 1), min(3, case.T - 1)))
-        _check_causal(module, x, positions, TOLERANCE[case.dtype], case if i else None)
+        with on_case(str(case)):
+            module, x, state = seeded(ctx.components, case.B, case.T, case.C, case.nh, case.seed, case.dtype)
+            positions = range(case.T - 1) if i == 0 else sorted(rng.sample(range(case.T - 1), min(3, case.T - 1)))
+            _check_causal(module, x, state, positions, case, pipeline_case=i > 0)
 
 
-def _check_causal(module, x, positions, tol: float, case: Case | None) -> None:
+def _check_causal(module, x, state: dict, positions, case: Case, pipeline_case: bool) -> None:
     """Change the tokens after each t of ``positions`` and compare the outputs up to t (CheckFailed if they moved)."""
     B, T, C = x.shape
-    where = f" ({case})" if case else ""
+    tol, where = TOLERANCE[case.dtype], f" ({case})" if pipeline_case else ""
     with torch.no_grad():
-        y = _forward(module, x, case is not None)
+        y = _forward(module, x, pipeline_case)
         for t in positions:
             x2 = x.clone()
             noise = torch.randn(B, T - t - 1, C, dtype=torch.float64, generator=torch.Generator().manual_seed(t))
             x2[:, t + 1 :] += noise.to(x.dtype)
-            diff = (_forward(module, x2, case is not None)[:, : t + 1] - y[:, : t + 1]).abs().max().item()
+            diff = (_forward(module, x2, pipeline_case)[:, : t + 1] - y[:, : t + 1]).abs().max().item()
             if not diff <= tol:  # "not <=" so that NaN fails too
                 raise CheckFailed(f"output at position {t} changed by {diff:.2e} when only tokens after {t} "
-                                  f"changed{where}: mask the scores of future positions before the softmax")
+                                  f"changed{where}: {future_leak(state, x, case.nh, y)}")
+
+
+def future_leak(state: dict, x: torch.Tensor, n_head: int, y: torch.Tensor) -> str:
+    """Why later tokens reach an earlier output: a softmax over the queries, or no mask at all."""
+    if (y.double() - textbook(state, x, n_head, softmax_dim=-2)).abs().max().item() <= MISTAKE_ATOL:
+        return ("the softmax runs over the queries (dim -2), which mixes in later positions: take it over the "
+                "keys, the last dimension")
+    return "mask the scores of future positions (s > t) with -inf before the softmax"
 
 
 @check("attention", points=1)
@@ -157,10 +211,11 @@ def stable(ctx):
     cases = [Case(2, 6, 16, 4, 2, torch.float32)]
     cases += [c for c in pipeline_cases(ctx, rng, max_batch=OBSERVED_BATCH) if c.dtype == torch.float32]
     for i, case in enumerate(cases):
-        module, x, state = seeded(ctx.components, case.B, case.T, case.C, case.nh, case.seed, torch.float32)
-        largest, x = _large_scores(state, x, case.nh)
-        with torch.no_grad():
-            y = _forward(module, x, pipeline_case=i > 0)
+        with on_case(str(case)):
+            module, x, state = seeded(ctx.components, case.B, case.T, case.C, case.nh, case.seed, torch.float32)
+            largest, x = _large_scores(state, x, case.nh)
+            with torch.no_grad():
+                y = _forward(module, x, pipeline_case=i > 0)
         assert largest > 100, largest  # the check tests what it says
         if not torch.isfinite(y).all():
             raise CheckFailed(f"the output has inf or NaN when attention scores reach {largest:.0f}: subtract each "
@@ -204,9 +259,10 @@ class _Spy(TorchFunctionMode):
 @check("attention", points=1)
 def written_out(ctx):
     "The module computes attention itself: no scaled_dot_product_attention, no nn.MultiheadAttention."
-    module, x = seeded_module(ctx.components, 2, 5, 12, 3)
-    with torch.no_grad():
-        _forward(module, x)
+    with on_case("B=2 T=5 C=12 n_head=3"):
+        module, x = seeded_module(ctx.components, 2, 5, 12, 3)
+        with torch.no_grad():
+            _forward(module, x)
     named = names_used(ctx.sources, BANNED_NAMES, as_attribute=True)  # F.scaled_dot_product_attention too
     if named:  # read by the grader in the code it was handed
         raise CheckFailed(f"the code uses {', '.join(named[:3])}; write the scores, mask and softmax yourself")

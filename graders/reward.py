@@ -11,7 +11,7 @@ from torch.nn import functional as F
 from graders import calibration, contexts, instructor_seed
 from toolkit import probe, rlhf
 from toolkit.baselines import SDPAttention
-from toolkit.checks import CheckFailed, Partial, check
+from toolkit.checks import CheckFailed, Partial, check, on_case
 from toolkit.model import GPT, GPTConfig
 from toolkit.template import PAD
 
@@ -35,7 +35,8 @@ def loss_sanity(ctx):
     cases = [(torch.float64, 16, torch.Generator().manual_seed(0))]  # the check's own, then the pipeline's
     cases += [(dtype, rng.choice(contexts.batch_sizes(ctx.config)), contexts.torch_seed(rng)) for dtype in contexts.DTYPES]
     for dtype, B, gen in cases:
-        _loss_sanity(ctx, dtype, B, gen)
+        with on_case(f"{B} rewards in {str(dtype).removeprefix('torch.')}"):
+            _loss_sanity(ctx, dtype, B, gen)
 
 
 def _loss_sanity(ctx, dtype: torch.dtype, B: int, gen: torch.Generator) -> None:
@@ -44,7 +45,8 @@ def _loss_sanity(ctx, dtype: torch.dtype, B: int, gen: torch.Generator) -> None:
     r = torch.randn(B, generator=gen, dtype=torch.float64).to(dtype)
     equal = _loss(ctx, r, r.clone()).item()
     if abs(equal - math.log(2)) > tol:
-        raise CheckFailed(f"loss of equal rewards is {equal:.4f}; expected ln 2 = 0.6931 (-log sigmoid(0)){where}")
+        raise CheckFailed(f"loss of equal rewards is {equal:.4f}; expected ln 2 = 0.6931 (-log sigmoid(0)){where}"
+                          f"{unequal_loss(equal, r.double(), tol)}")
     c, j = (torch.randn(B, generator=gen, dtype=torch.float64).to(dtype) for _ in range(2))
     base, shifted = _loss(ctx, c, j).item(), _loss(ctx, c + 5.0, j + 5.0).item()
     if abs(base - shifted) > tol:
@@ -54,9 +56,22 @@ def _loss_sanity(ctx, dtype: torch.dtype, B: int, gen: torch.Generator) -> None:
     if not (isinstance(grads, (list, tuple)) and len(grads) == 2 and all(isinstance(g, torch.Tensor) and g.shape == c.shape
                                                                        for g in grads)):
         raise CheckFailed("the loss has no gradient with respect to the rewards: compute it with torch operations")
+    if (grads[0] > 0).all() and (grads[1] < 0).all():
+        raise CheckFailed(f"the sign is flipped: gradient descent on the loss lowers every chosen reward and raises "
+                          f"every rejected one{where}; check the sign of chosen - rejected")
     if not ((grads[0] < 0).all() and (grads[1] > 0).all()):
         raise CheckFailed(f"gradient descent on the loss must raise every chosen reward and lower every rejected "
-                          f"one{where}; check the sign of chosen - rejected")
+                          f"one{where}; the loss is -log sigmoid(chosen - rejected)")
+
+
+def unequal_loss(loss: float, r: torch.Tensor, tol: float) -> str:
+    """What a loss of equal rewards ``r`` that is not ln 2 computes instead, when it is a classic mistake."""
+    if abs(loss - (-F.logsigmoid(r)).mean().item()) <= tol:
+        return ": the loss ignores the rejected rewards; compare the two: -log sigmoid(chosen - rejected)"
+    if abs(loss - (-F.logsigmoid(r) - F.logsigmoid(-r)).mean().item()) <= tol:
+        return (": the loss is two separate terms, one per reward, not a comparison of the two; use "
+                "-log sigmoid(chosen - rejected)")
+    return ""
 
 
 def loss_gradients(ctx, chosen: torch.Tensor, rejected: torch.Tensor):
@@ -153,7 +168,8 @@ def reads_last_real_token(ctx):
     "A row's reward is read at its last real token: padding after it changes nothing; changing that token changes that row's reward, no other (also on the pipeline's backbones)."
     readings = [own_reading()] + pipeline_readings(ctx, contexts.run_seed(ctx))
     for case in readings:
-        _check_reading(ctx, case)
+        with on_case(case.what.strip(" ()") or "the check's own 3 rows of 6 tokens"):
+            _check_reading(ctx, case)
 
 
 def _check_reading(ctx, case: Reading) -> None:
@@ -283,7 +299,8 @@ def judge(pipeline, model) -> dict:
 def rlhf_metrics(pipeline) -> dict:
     """What RLHF changed; ``_replies`` are for the hidden check that scores them with the solution."""
     world = pipeline.world
-    before, after = judge(pipeline, pipeline.chat_model), judge(pipeline, pipeline.rlhf_model)
+    rlhf_model = pipeline.rlhf_model  # first: a reward model that cannot be built or trained fails before any sampling
+    before, after = judge(pipeline, pipeline.chat_model), judge(pipeline, rlhf_model)
     return {"chat_rude": before["rude"], "chat_correct": before["correct"],
             "rlhf_rude": after["rude"], "rlhf_correct": after["correct"],
             "kl": rlhf.kl_divergence(pipeline.rlhf_model, pipeline.chat_model, pipeline.tokenizer,

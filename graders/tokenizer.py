@@ -8,7 +8,7 @@ import torch
 
 from graders import calibration, instructor_seed
 from toolkit.baselines import WholeWordTokenizer
-from toolkit.checks import CheckFailed, Partial, check
+from toolkit.checks import CheckFailed, Partial, check, on_case
 from toolkit.model import GPTConfig
 from toolkit.pipeline import Pipeline, PipelineConfig
 from toolkit.template import render_document
@@ -26,6 +26,8 @@ ENCODINGS = ROUND_TRIP + [
     "What is the capital of Kenya ?", "The capital of Peru is Lima .", "Q : What is 17 plus 25 ? A : 17 plus 25 is 42 .",
     "capitalcapitalcapital", "   leading spaces", "What's the colour of the sky?", "1234567890",
 ]
+WITH_SPECIALS = [s for s in ROUND_TRIP if any(t in s for t in SPECIAL_TOKENS)]
+"""The strings of ``ROUND_TRIP`` that hold special tokens: ``special_tokens`` checks how they are encoded."""
 
 
 PUBLIC_HELD_OUT_SEED = 12345  # a student's copy: the held-out text its `toolkit run` measures on
@@ -67,7 +69,8 @@ def round_trip(ctx):
     "decode(encode(s)) == s on ASCII, accents, CJK, emoji, whitespace and special tokens."
     tok = _trained(ctx)
     for s in ROUND_TRIP:
-        back = tok.decode(tok.encode(s))
+        with on_case(f"decode(encode({s[:40]!r}))"):
+            back = tok.decode(tok.encode(s))
         if back != s:
             raise CheckFailed(f"decode(encode({s!r})) gave {back!r}")
     try:
@@ -83,11 +86,20 @@ def special_tokens(ctx):
     "Special tokens are single ids (256, 257, ...), never split or merged."
     tok = _trained(ctx)
     for i, s in enumerate(SPECIAL_TOKENS):
-        if tok.encode(s) != [256 + i]:
-            raise CheckFailed(f"encode({s!r}) gave {tok.encode(s)}; expected [{256 + i}]")
-    ids = tok.encode("<|user|> hi<|end|>")
-    if ids[0] != 257 or ids[-1] != 259:
-        raise CheckFailed(f"encode('<|user|> hi<|end|>') gave {ids}: a special token was merged with its neighbours")
+        with on_case(f"encode({s!r})"):
+            got = tok.encode(s)
+        if got != [256 + i]:
+            raise CheckFailed(f"encode({s!r}) gave {got}; expected [{256 + i}]: a special token is one id, "
+                              "never its bytes")
+    for s in ["<|user|> hi<|end|>", *WITH_SPECIALS]:  # each special one id, the text between encoded on its own
+        with on_case(f"encode({s[:40]!r})"):
+            got = tok.encode(s)
+            want = [i for part in split_special(s) for i in
+                    ([SPECIAL_TOKENS.index(part) + 256] if part in SPECIAL_TOKENS else tok.encode(part))]
+        if got != want:
+            raise CheckFailed(f"encode({s[:40]!r}) gave {got[:12]}, expected {want[:12]}: cut the text at the special "
+                              "tokens first (split_special), encode each special as its one id and the text between "
+                              "on its own; a special token is never merged with its neighbours")
     special = set(range(256, 256 + len(SPECIAL_TOKENS)))
     bad = [pair for pair in tok.merges if special & set(pair)]
     if bad:
@@ -102,21 +114,96 @@ def merges_match(ctx):
     got = list(tok.merges)
     for i, (g, e) in enumerate(zip(got, expected)):
         if tuple(g) != e:
-            raise CheckFailed(f"merge #{i} is {tuple(g)}, expected {e} (check the pair counts and the tie-break)")
+            raise CheckFailed(f"merge #{i} is {tuple(g)}, expected {e}: {wrong_merge(tuple(g), e, expected[:i])}")
     if len(got) != len(expected):
         raise CheckFailed(f"learned {len(got)} merges, expected {len(expected)}")
 
 
+def pair_counts(merges: list[tuple], weighted: bool = True) -> Counter:
+    """The pair counts of ``small_corpus`` once ``merges`` (learned in this order, ids from 261 on) are
+    applied: each chunk counted as often as it occurs (or once per distinct chunk: ``weighted=False``)."""
+    chunks = Counter(c for part in split_special(small_corpus()) if part not in SPECIAL_TOKENS for c in pretokenize(part))
+    ranks = {pair: 256 + len(SPECIAL_TOKENS) + i for i, pair in enumerate(merges)}
+    counts = Counter()
+    for chunk, n in chunks.items():
+        ids = encode_chunk(list(chunk.encode()), ranks)
+        for pair in zip(ids, ids[1:]):
+            counts[pair] += n if weighted else 1
+    return counts
+
+
+def wrong_merge(got: tuple, want: tuple, before: list[tuple]) -> str:
+    """Why training picked ``got`` where the rule picks ``want``, the merges ``before`` being right."""
+    counts = pair_counts(before)
+    if counts[got] == counts[want]:
+        return (f"both pairs occur {counts[want]} times, and on equal counts the greatest pair wins (the tie-break: "
+                "max(counts, key=lambda p: (counts[p], p)))")
+    if got == max((unweighted := pair_counts(before, weighted=False)), key=lambda p: (unweighted[p], p)):
+        return (f"{got} occurs {counts[got]} times in the text, {want} {counts[want]} times: count each pair as often "
+                "as its chunk occurs in the text, not once per distinct chunk")
+    return (f"{got} occurs {counts[got]} times in the text, {want} {counts[want]} times: merge the most frequent "
+            "pair, counting the pairs again where the last merge changed them")
+
+
+def encode_chunk(ids: list[int], merges: dict[tuple, int]) -> list[int]:
+    """One chunk's ids with ``merges`` (pair -> new id, in the order learned) applied, the earliest first."""
+    rank = {pair: r for r, pair in enumerate(merges)}
+    while len(ids) > 1:
+        pair = min(zip(ids, ids[1:]), key=lambda p: rank.get(p, len(rank)))
+        if pair not in rank:
+            return ids
+        out, i = [], 0
+        while i < len(ids):
+            if ids[i:i + 2] == list(pair):
+                out.append(merges[pair])
+                i += 2
+            else:
+                out.append(ids[i])
+                i += 1
+        ids = out
+    return ids
+
+
+def rule_encoding(text: str, merges: dict[tuple, int]) -> list[int]:
+    """``text`` (without special tokens) encoded by the rule with ``merges``: each chunk on its own."""
+    return [i for chunk in pretokenize(text) for i in encode_chunk(list(chunk.encode()), merges)]
+
+
 @check("tokenizer", points=2)
 def encodings_match(ctx):
-    "Encodes a fixed set of strings to exactly the reference's ids."
+    "Encodes a fixed set of strings as the rule does with the merges its own training learned: in each chunk, the earliest learned merge first."
     tok = _trained(ctx)
-    for s, want in zip(ENCODINGS, ctx.snapshot()["encodings"]):
-        got = tok.encode(s)
+    try:
+        merges = {(int(a), int(b)): int(new) for (a, b), new in dict(tok.merges).items()}
+    except (TypeError, ValueError) as e:
+        raise CheckFailed(f"the tokenizer's merges are not {{(a, b): new id, ...}} ({type(e).__name__})") from None
+    asked = 400 - 256 - len(SPECIAL_TOKENS)
+    if not asked <= len(merges) <= 2 * asked:
+        raise CheckFailed(f"training learned {len(merges)} merges where a 400-token vocabulary asks for {asked}: "
+                          "encode is checked with the merges train learns")
+    for s in ENCODINGS:
+        if s in WITH_SPECIALS:
+            continue  # special_tokens' cases
+        with on_case(f"encode({s[:40]!r})"):
+            got = tok.encode(s)
+        want = rule_encoding(s, merges)
         if got != want:
             i = next((i for i, (g, w) in enumerate(zip(got, want)) if g != w), min(len(got), len(want)))
-            raise CheckFailed(f"encode({s[:40]!r}) differs from the reference at token {i}: got {got[i:i + 3]}, "
-                              f"expected {want[i:i + 3]}; apply the learned merges inside each chunk, earliest first")
+            raise CheckFailed(f"encode({s[:40]!r}) differs from the rule at token {i}: got {got[i:i + 3]}, expected "
+                              f"{want[i:i + 3]}; {wrong_encoding(s, got, merges)}")
+
+
+def wrong_encoding(text: str, got: list[int], merges: dict[tuple, int]) -> str:
+    """What an encoding that breaks the rule does instead, when it is a classic mistake."""
+    if got == encode_chunk(list(text.encode()), merges):
+        return "merges cross chunk boundaries: cut the text with pretokenize and encode each chunk on its own"
+    spelled = {i: bytes([i]) for i in range(256)}
+    for (a, b), new in merges.items():
+        spelled[new] = spelled.get(a, b"?") + spelled.get(b, b"?")
+    if b"".join(spelled.get(i, b"?") for i in got) == text.encode():
+        return ("the ids spell the text, but the merges are not applied in the order learned: in each chunk, apply "
+                "the earliest learned merge first, then the next")
+    return "apply the learned merges inside each chunk, the earliest learned first"
 
 
 # -- speed ------------------------------------------------------------------------------

@@ -41,50 +41,79 @@ CORRECT = {  # component -> name -> a plugin that must pass every check of the c
 }
 
 WRONG = {  # wrong plugin -> {check it must fail: what the reason must say}; it passes its other checks
-    "tok_first_seen_tiebreak.py": {"tokenizer.merges_match": "the tie-break",
-                                   "tokenizer.encodings_match": "differs from the reference",
-                                   "tokenizer.speed": "instead of recounting every pair"},  # naive training too
-    "tok_unweighted.py": {"tokenizer.merges_match": "merge #0 is (97, 110)",
-                          "tokenizer.encodings_match": "differs from the reference at token 1"},
+    "tok_first_seen_tiebreak.py": {"tokenizer.merges_match": "on equal counts the greatest pair wins (the tie-break",
+                                   "tokenizer.speed": "instead of recounting every pair"},
+    "tok_unweighted.py": {"tokenizer.merges_match": "merge #0 is (97, 110), expected (105, 115): (97, 110) occurs 340 "
+                                                    "times in the text, (105, 115) 1584 times: count each pair as "
+                                                    "often as its chunk occurs"},
     "tok_forgets_merges.py": {"tokenizer.merges_match": "learned 0 merges",
-                              "tokenizer.encodings_match": "at token 1: got [104, 101, 32]",
+                              "tokenizer.encodings_match": "training learned 0 merges where a 400-token vocabulary "
+                                                           "asks for 139",
                               "tokenizer.speed": "learned 0 merges where a 600-token vocabulary asks for 339"},
     "tok_train_noop.py": {"tokenizer.merges_match": "learned 0 merges, expected",
-                          "tokenizer.encodings_match": "at token 1: got [104, 101, 32]",
+                          "tokenizer.encodings_match": "encode is checked with the merges train learns",
                           "tokenizer.speed": "only a training that learns every merge asked for is timed"},
     "tok_naive.py": {"tokenizer.speed": "update the counts of the pairs that changed"},
-    "tok_special_as_bytes.py": {"tokenizer.special_tokens": "encode('<|bos|>') gave [60, 124",
-                                "tokenizer.encodings_match": "at token 0: got [60, 124"},
+    "tok_special_as_bytes.py": {"tokenizer.special_tokens": "encode('<|bos|>') gave [60, 124, 98, 111, 115, 124, 62]; "
+                                                            "expected [256]: a special token is one id, never its bytes"},
+    "tok_merges_out_of_order.py": {"tokenizer.encodings_match": "the merges are not applied in the order learned"},
     "tok_strict_decode.py": {"tokenizer.round_trip": "decode([0xE2, 0x82]) raised UnicodeDecodeError"},
     "tok_decode_drops_specials.py": {"tokenizer.round_trip": "decode(encode('<|bos|><|user|>"},
     "attn_no_mask.py": {
         "attention.causal": "mask the scores of future positions",
-        "attention.matches_reference": "differs from the reference",
+        "attention.matches_reference": "it is attention without the causal mask",
     },
-    "attn_scale_by_hs.py": {"attention.matches_reference": "1/sqrt(head size)"},
-    "attn_wrong_view.py": {"attention.matches_reference": "the head split"},
+    "attn_scale_by_hs.py": {"attention.matches_reference": "the scores are divided by the head size: divide them by "
+                                                           "sqrt(head size)"},
+    "attn_no_scale.py": {"attention.matches_reference": "the scores are not scaled: divide them by sqrt(head size)"},
+    "attn_wrong_view.py": {"attention.matches_reference": "the head split is wrong: view(B, n_head, T, hs)"},
     "attn_softmax_axis.py": {
-        "attention.matches_reference": "the softmax axis",
-        "attention.causal": "changed",  # a softmax over the queries mixes in later positions
+        "attention.matches_reference": "the softmax runs over the queries (dim -2)",
+        "attention.causal": "the softmax runs over the queries (dim -2), which mixes in later positions",
     },
     "attn_sdpa.py": {"attention.written_out": "forward calls scaled_dot_product_attention"},
     "attn_naive_softmax.py": {"attention.stable": "subtract each row's maximum"},
-    "reward_sign_flipped.py": {"reward.loss_sanity": "check the sign of chosen - rejected"},
-    "reward_separate_terms.py": {"reward.loss_sanity": "expected ln 2"},
+    "reward_sign_flipped.py": {"reward.loss_sanity": "the sign is flipped"},
+    "reward_separate_terms.py": {"reward.loss_sanity": "the loss is two separate terms"},
     "reward_sigmoid_strengths.py": {"reward.loss_sanity": "must depend on chosen - rejected only"},
     "reward_last_position.py": {"reward.reads_last_real_token": "read the hidden state at lengths - 1"},
     "reward_constant.py": {"reward.reads_last_real_token": "when its last real token changed (with random weights)"},
     "reward_batch_centred.py": {"reward.reads_last_real_token": "changed the rewards of other rows"},
-    "reward_ignores_rejected.py": {"reward.loss_sanity": "expected ln 2"},
+    "reward_ignores_rejected.py": {"reward.loss_sanity": "the loss ignores the rejected rewards"},
 }
 
-RAISING = [  # (check, plugin, the exception in the reason, a line of the plugin that raised it)
-    ("attention.matches_reference", "attn_raises_in_forward.py", "ValueError: heads do not divide", "raise ValueError"),
-    ("attention.causal", "attn_raises_in_forward.py", "ValueError: heads do not divide", "raise ValueError"),
-    ("attention.written_out", "attn_raises_in_forward.py", "ValueError: heads do not divide", "raise ValueError"),
-    ("tokenizer.round_trip", "tok_ascii_only.py", "UnicodeEncodeError: 'ascii' codec", 'text.encode("ascii")'),
+ALSO_FAILS = {  # (wrong plugin, a second check it fails) -> why that is honest: one mistake, one check, but these
+    ("tok_first_seen_tiebreak.py", "tokenizer.speed"):
+        "a second mistake in the same plugin: it recounts every pair after each merge (minbpe's way), so it is slow",
+    ("tok_forgets_merges.py", "tokenizer.encodings_match"):
+        "encode is checked with the merges train learns; with none learned there is nothing to check it with",
+    ("tok_forgets_merges.py", "tokenizer.speed"): "only a training that learns every merge asked for is timed",
+    ("tok_train_noop.py", "tokenizer.encodings_match"):
+        "encode is checked with the merges train learns; with none learned there is nothing to check it with",
+    ("tok_train_noop.py", "tokenizer.speed"): "only a training that learns every merge asked for is timed",
+    ("attn_no_mask.py", "attention.matches_reference"):
+        "the reference is causal attention: without the mask every output but the last differs (the reason names "
+        "the missing mask, the causal check's concept)",
+    ("attn_softmax_axis.py", "attention.causal"):
+        "a softmax over the queries mixes later positions into earlier outputs: the module is not causal",
+}
+"""Every failure of a wrong plugin beyond its mistake's own check (the first in ``WRONG``), and why."""
+
+RAISING = [  # (check, plugin, the exception in the reason, a line of the plugin that raised it, the case named)
+    ("attention.matches_reference", "attn_raises_in_forward.py", "ValueError: heads do not divide", "raise ValueError",
+     "on B=1 T=1 C=8 n_head=2"),
+    ("attention.causal", "attn_raises_in_forward.py", "ValueError: heads do not divide", "raise ValueError",
+     "on B=2 T=8 C=16 n_head=4"),
+    ("attention.stable", "attn_raises_in_forward.py", "ValueError: heads do not divide", "raise ValueError",
+     "on B=2 T=6 C=16 n_head=4 in float32"),
+    ("attention.written_out", "attn_raises_in_forward.py", "ValueError: heads do not divide", "raise ValueError",
+     "on B=2 T=5 C=12 n_head=3"),
+    ("tokenizer.round_trip", "tok_ascii_only.py", "UnicodeEncodeError: 'ascii' codec", 'text.encode("ascii")',
+     """on decode(encode("Ça, c'est déjà l'été à Málaga"))"""),
+    ("tokenizer.encodings_match", "tok_ascii_only.py", "UnicodeEncodeError: 'ascii' codec", 'text.encode("ascii")',
+     """on encode("Ça, c'est déjà l'été à Málaga")"""),
     ("reward.reads_last_real_token", "reward_off_by_one.py", "IndexError: index 6 is out of bounds",
-     "lengths]).squeeze"),
+     "lengths]).squeeze", "on the check's own 3 rows of 6 tokens"),
 ]
 
 EDGE_CASES = ["attn_exits_in_forward.py", "attn_nan_noncausal.py"]  # see the tests at the end
@@ -124,12 +153,14 @@ def test_every_check_has_a_wrong_plugin_and_every_plugin_file_is_used():
                             ("attention", "matches_reference"),
                             ("attention", "causal"), ("attention", "written_out"), ("attention", "stable"),
                             ("reward", "loss_sanity"), ("reward", "reads_last_real_token")]}
+    beyond_own = {(plugin, check) for plugin, fails in WRONG.items() for check in list(fails)[1:]}
+    assert beyond_own == set(ALSO_FAILS), "a wrong plugin fails a second check: say why in ALSO_FAILS"
     caught = {check for fails in WRONG.values() for check in fails}
     assert caught == set(CHECKS), f"checks no wrong plugin fails: {sorted(set(CHECKS) - caught)}"
     for plugin, fails in WRONG.items():
         assert all(component_of(plugin) == CHECKS[c].component for c in fails), plugin
     used = {p.name for paths in CORRECT.values() for p in paths.values()} | set(WRONG) | set(EDGE_CASES)
-    used |= {plugin for _, plugin, _, _ in RAISING} | {"attn_raises_in_hook.py", "reward_call_order.py",
+    used |= {row[1] for row in RAISING} | {"attn_raises_in_hook.py", "reward_call_order.py",
                                                        "tok_remembers_text.py"}
     files = {p.name for prefix in PREFIX.values() for p in PLUGINS.glob(f"{prefix}*.py")}
     assert files <= used, f"plugin files no test uses: {sorted(files - used)}"
@@ -185,15 +216,15 @@ def line_of(path: Path, snippet: str) -> int:
     return lineno
 
 
-@pytest.mark.parametrize("check_name, plugin, exception, snippet", [
+@pytest.mark.parametrize("check_name, plugin, exception, snippet, case", [
     pytest.param(*row, id=f"{row[0]}-{row[1].removesuffix('.py')}") for row in RAISING
 ])
-def test_exception_in_student_code_fails_the_check_and_names_the_file(check_name, plugin, exception, snippet):
+def test_exception_in_student_code_fails_the_check_and_names_the_file(check_name, plugin, exception, snippet, case):
     path = PLUGINS / plugin
     result = run(check_name, path)  # must not raise
     assert result.status == "failed" and result.score == 0
     assert exception in result.reason
-    assert f"(at {plugin}:{line_of(path, snippet)})" in result.reason
+    assert result.reason.endswith(f"(at {plugin}:{line_of(path, snippet)}), {case}"), result.reason
 
 
 @pytest.mark.parametrize("check_name", [c for c in CHECKS if c.startswith("attention.")])
@@ -201,8 +232,59 @@ def test_hook_raising_fails_every_check_with_the_plugin_path(check_name):
     path = PLUGINS / "attn_raises_in_hook.py"
     result = run(check_name, path)
     assert result.status == "failed" and result.score == 0
-    assert result.reason.startswith(f"{path}: hook toolkit_attention raised RuntimeError")
-    assert "n_head=" in result.reason and "is not supported yet" in result.reason
+    assert result.reason.startswith(f"{path}: hook toolkit_attention raised RuntimeError: n_head=")
+    assert "is not supported yet, on B=" in result.reason  # the case it was raised on
+
+
+ATTENTION_WITH_FORWARD = """
+import toolkit
+from torch import nn
+
+
+class Attention(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+{forward}
+
+@toolkit.hookimpl
+def toolkit_attention(config):
+    return Attention(config)
+"""
+
+TOKENIZER_WITHOUT_ENCODE = """
+import toolkit
+from toolkit.tokenizer import Tokenizer
+
+
+class Untrained(Tokenizer):
+    def train(self, text, vocab_size):
+        pass
+
+
+@toolkit.hookimpl
+def toolkit_tokenizer():
+    return Untrained()
+"""
+
+
+@pytest.mark.parametrize("check_name, source, says", [
+    ("attention.causal", ATTENTION_WITH_FORWARD.format(forward="    def forward(self, x):\n        raise ValueError()\n"),
+     "ValueError (at stub.py:12), on B=2 T=8 C=16 n_head=4"),  # an exception without text: no dangling colon
+    ("attention.causal", ATTENTION_WITH_FORWARD.format(forward="    def forward(self, x):\n        raise NotImplementedError\n"),
+     "forward is not implemented yet: it raised NotImplementedError (at stub.py:12), on B=2 T=8 C=16 n_head=4"),
+    ("tokenizer.round_trip", TOKENIZER_WITHOUT_ENCODE,  # Tokenizer.encode of the interface, not written
+     "encode is not implemented yet: it raised NotImplementedError, on decode(encode(''))"),
+    ("attention.causal", ATTENTION_WITH_FORWARD.format(forward=""),  # torch's NotImplementedError is not a stub's
+     'NotImplementedError: Module [Attention] is missing the required "forward" function, on B=2 T=8 C=16 n_head=4'),
+])
+def test_an_exception_reads_as_one_sentence_and_a_stub_as_not_implemented(tmp_path, check_name, source, says):
+    path = tmp_path / "stub.py"
+    path.write_text(source)
+    result = run(check_name, path)
+    assert result.status == "failed" and result.score == 0
+    assert result.reason == says
 
 
 # -- student code that misbehaves in ways that once slipped through ----------------------
@@ -450,7 +532,7 @@ HIDDEN = {c.name: c for c in collect(COMPONENTS + ["sft_mask"], include_hidden=T
 HIDDEN_BEHAVIOURAL = ["reward.rlhf_judged_by_solution"]  # tested with the reward behaviour below
 HIDDEN_CASES = {  # check -> (a correct plugin written differently, a wrong plugin, what its reason says)
     "tokenizer.merges_on_another_corpus": ("tok_incremental.py", "tok_first_seen_tiebreak.py", "merge #19 is"),
-    "attention.random_shapes": ("attn_einsum.py", "attn_scale_by_hs.py", "differs from the solution's by"),
+    "attention.random_shapes": ("attn_einsum.py", "attn_scale_by_hs.py", "the scores are divided by the head size"),
     "sft_mask.other_conversations": ("sft_vectorised.py", "sft_shifted.py", "shifted by one position"),
     "reward.loss_matches_solution": ("reward_gather.py", "reward_separate_terms.py", "expected 1.820981"),
 }
@@ -616,8 +698,8 @@ def test_every_behavioural_reward_check_fails_on_some_wrong_plugin():
 # -- the unit checks run in the pipeline's contexts (graders/contexts.py) ------------------------------
 HOSTILE_COMPONENTS = ROOT / "tests" / "hostile" / "components"
 TOLD_APART = {  # a submission that tells the checks from the pipeline by its inputs -> the check that fails, and why
-    "forge_context_attention.py": ("attention.matches_reference", "in float32: check the 1/sqrt(head size) scale"),
-    "forge_dtype_attention.py": ("attention.matches_reference", "check the 1/sqrt(head size) scale"),
+    "forge_context_attention.py": ("attention.matches_reference", "in float32: the scores are divided by the head size"),
+    "forge_dtype_attention.py": ("attention.matches_reference", "the scores are divided by the head size"),
     "forge_context_reward.py": ("reward.reads_last_real_token", "when padding was added (on a backbone of n_embd"),
 }
 

@@ -19,6 +19,7 @@ from toolkit.model import GPTConfig
 from toolkit.components import COMPONENTS, HOOKS
 from toolkit.plugins import (
     Components,
+    NotImplementedYet,
     Plugin,
     PluginError,
     SubmissionError,
@@ -256,6 +257,30 @@ def test_hook_raising_is_a_plugin_error(tmp_path):
     assert "toolkit_attention" in msg
     assert "ZeroDivisionError" in msg and "no heads" in msg
     assert isinstance(err.value.__cause__, ZeroDivisionError)
+
+
+@pytest.mark.parametrize("body, says, stub", [
+    ("raise NotImplementedError", "toolkit_attention is not implemented yet: it raised NotImplementedError", True),
+    ("raise NotImplementedError()", "toolkit_attention is not implemented yet: it raised NotImplementedError", True),
+    ("raise NotImplementedError('heads')", "toolkit_attention is not implemented yet: it raised "
+                                          "NotImplementedError: heads", True),
+    ("raise ValueError()", "hook toolkit_attention raised ValueError", False),  # no dangling colon
+    ("raise ValueError('   ')", "hook toolkit_attention raised ValueError", False),
+    ("Tokenizer().encode('')", "hook toolkit_attention raised NotImplementedError", False),  # not its own raise
+])
+def test_a_hook_that_raises_is_named_in_one_sentence_a_stub_as_not_implemented(tmp_path, body, says, stub):
+    path = write(tmp_path, "stub.py", f"""
+        import toolkit
+        from toolkit.tokenizer import Tokenizer
+
+        @toolkit.hookimpl
+        def toolkit_attention(config):
+            {body}
+    """)
+    with pytest.raises(PluginError) as err:
+        Components(load_and_build(path), only="attention").attention(GPTConfig())
+    assert str(err.value) == f"{path}: {says}"
+    assert isinstance(err.value, NotImplementedYet) == stub
 
 
 def test_components_only_takes_other_components_from_baselines(tmp_path):

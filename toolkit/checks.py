@@ -50,11 +50,13 @@ import toolkit
 from toolkit import paths
 from toolkit.components import COMPONENTS, HIDDEN_CHECKS
 from toolkit.pipeline import Pipeline, PipelineConfig
-from toolkit.plugins import Components, PluginError
+from toolkit.plugins import Components, NotImplementedYet, PluginError, not_implemented, raised
 
 MAX_REASON = 400  # characters of a reason shown; an exception's text is the student's to choose
 HIDDEN_ERROR = ("the submission's code raised an error, or returned a value of the wrong kind, on this hidden "
                 "check's inputs (a hidden check does not say which: that could reveal its inputs)")
+HIDDEN_STUB = ("the submission's code is not implemented yet: it raised NotImplementedError on this hidden check's "
+               "inputs")
 
 
 def printable(text: str) -> str:
@@ -365,12 +367,52 @@ def run_check(c: Check, ctx: Context) -> Result:
         score, status, reason = 0.0, CheckStatus.FAILED, str(e)
     except (Exception, SystemExit, OutOfTime) as e:  # student code failing inside a hook, a model, a tokenizer,
         # ...; OutOfTime here was raised by the student's code itself: ``Context.time_limit`` turns its own into CheckFailed
-        score, status = 0.0, CheckStatus.FAILED
-        reason = HIDDEN_ERROR if c.hidden else str(e) if isinstance(e, PluginError) else \
-            f"{type(e).__name__}: {e}{_student_frame(e)}"
+        score, status, reason = 0.0, CheckStatus.FAILED, student_error(e, c.hidden)
     ctx.earlier[c.name] = ctx.metrics
     return Result(c.name, c.component, c.points, score, status, one_line(reason, MAX_REASON), c.description,
                   c.hidden, round(time.perf_counter() - t0, 3), ctx.metrics)
+
+
+def student_error(e: BaseException, hidden: bool = False) -> str:
+    """The reason of a check that the submission's code failed by raising ``e``.
+
+    A stub (``raise NotImplementedError()`` in the submission's code) is one sentence: "forward is
+    not implemented yet: it raised NotImplementedError (at attention.ipynb:21)". Anything else: the
+    exception and where the submission raised it, then the case it was raised on (``on_case``).
+    A hidden check says only whether it met a stub: an exception's text, where it was raised and on
+    which case could carry the check's inputs out."""
+    stub = isinstance(e, NotImplementedYet) or (not isinstance(e, PluginError) and _is_stub(e))
+    if hidden:
+        return HIDDEN_STUB if stub else HIDDEN_ERROR
+    case = f", on {e.toolkit_case}" if isinstance(getattr(e, "toolkit_case", None), str) else ""
+    if isinstance(e, PluginError):
+        return f"{e}{case}"
+    if stub:
+        function = traceback.extract_tb(e.__traceback__)[-1].name
+        return f"{not_implemented(function, e)}{_student_frame(e)}{case}"
+    return f"{raised(e)}{_student_frame(e)}{case}"
+
+
+def _is_stub(e: BaseException) -> bool:
+    """A NotImplementedError raised by the submission's code, or by a method of the toolkit's interface
+    it did not write (``Tokenizer.encode``); not by torch (an operation it lacks) or the standard library."""
+    if not isinstance(e, NotImplementedError):
+        return False
+    frames = traceback.extract_tb(e.__traceback__)
+    return bool(frames) and not any(Path(frames[-1].filename).resolve().is_relative_to(d) for d in _LIBRARIES)
+
+
+@contextlib.contextmanager
+def on_case(what: str):
+    """Name the case a check was running when the submission's code raised in the block: the
+    reason then ends with ", on <what>" (e.g. "on B=2 T=5 C=12 n_head=3"). The innermost case wins."""
+    try:
+        yield
+    except Exception as e:
+        if not isinstance(e, CheckFailed) and getattr(e, "toolkit_case", None) is None:
+            with contextlib.suppress(Exception):
+                e.toolkit_case = what
+        raise
 
 
 def run_components(components: list[str], context: Callable[[str], Context], include_hidden: bool,
@@ -401,6 +443,7 @@ def run_components(components: list[str], context: Callable[[str], Context], inc
 
 
 _OURS = (*(Path(m.__file__).resolve().parent for m in (toolkit, torch, contextlib)), paths.GRADERS)  # contextlib: the stdlib
+_LIBRARIES = tuple(Path(m.__file__).resolve().parent for m in (torch, contextlib))
 
 
 def _is_ours(filename: str) -> bool:

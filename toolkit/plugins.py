@@ -17,6 +17,7 @@ import importlib.util
 import inspect
 import itertools
 import sys
+import traceback
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,10 @@ class SubmissionError(Exception):
 
 class PluginError(Exception):
     """Student code raised or returned something wrong while the toolkit called a hook."""
+
+
+class NotImplementedYet(PluginError):
+    """The submission's code is a stub: it raised NotImplementedError itself."""
 
 
 @dataclass
@@ -297,10 +302,13 @@ class Components:
         kwargs.update(zip(hook_arguments(hook), args))
         pm = self._relay(hook)
         plugin = answering_plugins(pm)[hook]
+        caller = getattr(pm.hook, hook)
         try:
-            result = getattr(pm.hook, hook)(**kwargs)
+            result = caller(**kwargs)
         except (Exception, SystemExit) as e:  # a student's sys.exit() must not end the grader
-            raise PluginError(f"{plugin}: hook {hook} raised {type(e).__name__}: {e}") from e
+            if is_stub(e, caller.get_hookimpls()[0].function.__code__.co_filename):
+                raise NotImplementedYet(f"{plugin}: {not_implemented(hook, e)}") from e
+            raise PluginError(f"{plugin}: hook {hook} raised {raised(e)}") from e
         if result is None:
             raise PluginError(f"{plugin}: hook {hook} returned None; it must return a value (see toolkit.hookspecs.{hook})")
         return result
@@ -310,6 +318,27 @@ class Components:
         if hook not in HOOKS or method(hook) != name:
             raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
         return lambda *args, **kwargs: self.call(hook, *args, **kwargs)
+
+
+def raised(e: BaseException) -> str:
+    """An exception as a sentence shows it: ``ValueError: its text``, or the type alone when the
+    text is empty (``raise NotImplementedError()``), without a dangling colon."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def is_stub(e: BaseException, student_file: str) -> bool:
+    """Is ``e`` a NotImplementedError the submission's own code raised in ``student_file`` (a stub,
+    like the ``raise NotImplementedError()`` of a student notebook), not one of a library it called?"""
+    if not isinstance(e, NotImplementedError):
+        return False
+    frames = traceback.extract_tb(e.__traceback__)
+    return bool(frames) and frames[-1].filename == student_file
+
+
+def not_implemented(what: str, e: BaseException) -> str:
+    """The sentence of a stub: ``toolkit_sample is not implemented yet: it raised NotImplementedError``."""
+    return f"{what} is not implemented yet: it raised {raised(e)}"
 
 
 def hook_arguments(hook: str) -> list[str]:

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from graders import calibration, contexts
-from graders.attention import TOLERANCE, seeded_module
+from graders.attention import TOLERANCE, name_mistake, seeded, seeded_module
 from graders.attention import Case as AttentionCase
 from graders.attention import pipeline_cases as attention_cases
 from graders.hidden import SOLUTIONS, solution
@@ -47,12 +47,14 @@ def random_shapes(ctx):
         cases.append(AttentionCase(rng.randint(1, 4), rng.randint(1, 20), nh * hs, nh, 100 + i))
     cases += attention_cases(ctx, contexts.run_seed(ctx))
     for case in cases:
-        module, x = seeded_module(ctx.components, case.B, case.T, case.C, case.nh, case.seed, case.dtype)
+        module, x, state = seeded(ctx.components, case.B, case.T, case.C, case.nh, case.seed, case.dtype)
         ref, _ = seeded_module(solution("attention"), case.B, case.T, case.C, case.nh, case.seed, case.dtype)
         with torch.no_grad():
-            err = (module(x).double() - ref(x).double()).abs().max().item()
+            got = module(x)
+            err = (got.double() - ref(x).double()).abs().max().item()
         if not err <= TOLERANCE[case.dtype]:
-            raise CheckFailed(f"output differs from the solution's by {err:.2e} for {case}")
+            raise CheckFailed(f"output differs from the solution's by {err:.2e} for {case}: "
+                              f"{name_mistake(state, x, case.nh, got)}")
 
 
 @check("sft_mask", points=2)
@@ -104,6 +106,7 @@ def rlhf_judged_by_solution(ctx):
     "After RLHF with your reward model, the solution's reward model prefers the new replies (>= half its own gain)."
     replies = ctx.earlier.get("reward.rlhf_improves", {}).get("_replies")
     if not replies:
+        ctx.pipeline.reward_model  # raises what stopped the RLHF check if the reward model did (a stub: not implemented)
         raise CheckFailed("the RLHF check ended before the policy's replies were sampled, so there is nothing to judge")
     gain = ctx.metrics["reward_gain"] = reward_gain(solution_reward_pipeline(ctx), replies)
     full = gain_full()

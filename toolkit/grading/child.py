@@ -106,8 +106,8 @@ class Server:
         """The grader's request (a pickle) -> the answer (``torch.save`` of plain data)."""
         import torch
 
-        from toolkit.checks import OutOfTime, _student_frame, alarm
-        from toolkit.plugins import PluginError
+        from toolkit.checks import OutOfTime, _is_stub, alarm, student_error
+        from toolkit.plugins import NotImplementedYet, PluginError
 
         reader = _Unpickler(io.BytesIO(frame), self)
         try:
@@ -120,10 +120,11 @@ class Server:
         except OutOfTime:
             answer = {"kind": "error", "type": "OutOfTime", "message": "time limit", "time_limit": True}
         except PluginError as e:
-            answer = {"kind": "error", "type": "PluginError", "message": str(e)[:MAX_MESSAGE], "plugin_error": True}
+            answer = {"kind": "error", "type": "PluginError", "message": str(e)[:MAX_MESSAGE], "plugin_error": True,
+                      "stub": isinstance(e, NotImplementedYet)}
         except BaseException as e:  # SystemExit and KeyboardInterrupt from student code too
-            answer = {"kind": "error", "type": type(e).__name__[:100],
-                      "message": f"{str(e)[:MAX_MESSAGE]}{_student_frame(e)}"}
+            answer = {"kind": "error", "type": type(e).__name__[:100], "message": student_error(e)[:MAX_MESSAGE],
+                      "sentence": True, "stub": _is_stub(e)}
         answer["generators"] = [g.get_state() for g in reader.generators]
         buf = io.BytesIO()
         try:

@@ -49,7 +49,7 @@ from toolkit.checks import OutOfTime, one_line
 from toolkit.grading import autograd
 from toolkit.components import COMPONENTS, HOOKS, is_public_grader
 from toolkit.pipeline import Pipeline
-from toolkit.plugins import PluginError
+from toolkit.plugins import NotImplementedYet, PluginError
 
 HEADER = struct.Struct(">Q")
 MAX_FRAME = 128 << 20  # bytes of one answer (a GPT's parameters are ~4 MB; a corpus's token ids a few MB)
@@ -74,6 +74,10 @@ class ChildGone(PluginError):
 
 class RemoteError(PluginError):
     """An exception the submission's code raised in the child, as the child reported it."""
+
+
+class RemoteNotImplemented(RemoteError, NotImplementedYet):
+    """A stub in the child: its code raised NotImplementedError."""
 
 
 # -- frames ------------------------------------------------------------------------------
@@ -374,7 +378,9 @@ class Child:
             if answer.get("time_limit") is True and self.ends is not None:  # else the student raised it
                 raise OutOfTime(message)
             if answer.get("plugin_error") is True:
-                raise PluginError(message)
+                raise (NotImplementedYet if answer.get("stub") is True else PluginError)(message)
+            if answer.get("sentence") is True:  # the child's sentence (``checks.student_error``)
+                raise (RemoteNotImplemented if answer.get("stub") is True else RemoteError)(message)
             name = answer.get("type")
             raise RemoteError(f"{name}: {message}" if isinstance(name, str) and name.isidentifier() else message)
         raise self._gone("an answer of no known kind")
