@@ -137,36 +137,40 @@ def _prose(text: str) -> str:
 
 
 HEADLINE_PLOTS = ("sft_headline.png", "rlhf_headline.png")  # what the kit exists to show, first one found
-FIGURES = {  # component -> (check, the figure that matters, from its metrics); left out when a metric is missing
-    "tokenizer": [("tokenizer.behaviour", "{bpb:.3f} bits per byte on held-out text (reference {reference_bpb:.3f})")],
-    "attention": [("attention.trains_like_reference", "loss {final_loss:.3f} after training from scratch "
-                                                      "(reference {reference_final_loss:.3f})")],
-    "sft_mask": [("sft_mask.behaviour", "the chat model answers {answer_seen:.0%} of the questions it was fine-tuned "
-                                        "on (the base model {base_answer:.0%}), stops after {stops:.0%} of its replies")],
-    "reward": [("reward.accuracy", "ranks {held_out_accuracy:.0%} of held-out pairs right"),
-               ("reward.rlhf_improves", "RLHF takes rude replies from {chat_rude:.0%} to {rlhf_rude:.0%}")],
-    "sampler": [],
+FIGURES = {  # component -> [(check, the figure that matters, said from its metrics)]; left out when one is missing
+    "tokenizer": [("tokenizer.behaviour", lambda m: f"{m['bpb']:.3f} bits per byte on held-out text "
+                                                    f"(reference {m['reference_bpb']:.3f})")],
+    "attention": [("attention.trains_like_reference", lambda m: f"loss {m['final_loss']:.3f} after training from "
+                                                                f"scratch (reference {m['reference_final_loss']:.3f})")],
+    "sft_mask": [("sft_mask.behaviour", lambda m: f"the chat model answers {m['answer_seen']:.0%} of the questions it "
+                                                  f"was fine-tuned on (the base model {m['base_answer']:.0%})")],
+    "reward": [("reward.accuracy", lambda m: f"ranks {m['held_out_accuracy']:.0%} of held-out pairs right"),
+               ("reward.rlhf_improves", lambda m: f"RLHF takes rude replies from {m['chat_rude']:.0%} to "
+                                                  f"{m['rlhf_rude']:.0%}")],
+    "sampler": [("sampler.temperature_dial", lambda m: f"the chat model at T 2: {m['chat T 2']}; "
+                                                       f"with top-p 0.8: {m['chat T 2, top-p 0.8']}")],
 }
 
 
 def _figure(component: str, results: list[Result]) -> str:
     metrics = {r.name: r.metrics for r in results}
     said = []
-    for name, template in FIGURES.get(component, []):
+    for name, say in FIGURES.get(component, []):
         try:
-            said.append(template.format(**metrics[name]))
+            said.append(say(metrics[name]))
         except (KeyError, ValueError, TypeError):  # not run (--fast), or measured otherwise
             pass
     return "; ".join(said)
 
 
 def table(header: list[str], rows: list[list[str]], css: str = "") -> str:
-    """An HTML table of class ``css``; cells are HTML already (escape what goes in). A cell carries its
-    column's name, which a table of class ``stack`` shows before it on a narrow screen, a cell a line."""
+    """An HTML table of class ``css``; cells are HTML already (escape what goes in). On a narrow screen,
+    a table of class ``stack`` shows a cell a line, each after its column's name (``data-label``)."""
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f'<td data-label="{_e(h)}">{c}</td>' for h, c in zip(header, row)) + "</tr>"
-                   for row in rows)
-    return f'<table class="{css}"><tr>{head}</tr>{body}</table>'
+    td = lambda h: f'<td data-label="{_e(h)}">' if "stack" in css.split() else "<td>"  # noqa: E731
+    body = "".join("<tr>" + "".join(f"{td(h)}{c}</td>" for h, c in zip(header, row)) + "</tr>" for row in rows)
+    attrs = f' class="{css}"' if css else ""
+    return f"<table{attrs}><tr>{head}</tr>{body}</table>"
 
 
 def _span(css: str, html_: str) -> str:

@@ -150,7 +150,7 @@ def plot_summary(path: Path, records: dict[str, Record]) -> None:
 
     from toolkit.plots import figure, save
 
-    fig = figure(7, 3.2, dpi=100)
+    fig = figure(7, 3.2, dpi=110)
     ax = fig.subplots()
     max_total = _first(records).max_total
     top = max(1, math.ceil(max_total))
