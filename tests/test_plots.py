@@ -47,12 +47,25 @@ def test_the_classic_mistake_chart_colours_bars_by_their_threshold(tmp_path):
     assert sorted(round(seg[0][1], 2) for c in lines for seg in c.get_segments()) == [0.2, 0.8]
     texts = [t.get_text() for t in ax.texts]
     assert texts.count("0") == 1 and texts.count("0.10") == 1
+    zero = next(t for t in ax.texts if t.get_text() == "0")
+    assert to_hex(zero.get_color()) == FAIL  # a zero-height bar shows its verdict in its value
     ticks = [t.get_text() for t in ax.get_xticklabels()]
     assert ticks == ["stops\n(base 20, chat 120 replies)\nchat ≥ 0.80", "user turn\n(30 replies)\nchat ≤ 0.20"]
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend == ["base", "chat", "chat: misses its threshold", "chat: meets its threshold", "threshold (chat)"]
     assert not any("n=" in t for t in texts + ticks + legend)
     assert (tmp_path / "chart.png").stat().st_size > 10_000
+
+
+def test_a_rate_of_no_reply_says_so_with_no_bar_and_no_interval(tmp_path):
+    """The base model answers nothing, so whether it stops after an answer counts no reply."""
+    dists = {"base": {"stops": {"p": 0.0, "lo": 0.0, "hi": 1.0, "n": 0}},
+             "chat": {"stops": _share(0.95, 120)}}
+    ax = plot_distributions(dists, "stops", tmp_path / "s.png", thresholds={"stops": (0.9, True)}, judged="chat").axes[0]
+    assert [t.get_text() for t in ax.texts] == ["no replies", "0.95"]
+    assert ax.texts[0].get_position()[1] < 0.05  # no interval from 0 to 1 above it
+    assert [to_hex(b.get_facecolor()) for b in ax.patches][1] == PASS
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["stops\n(base 0, chat 120 replies)\nchat ≥ 0.90"]
 
 
 def test_a_chart_without_thresholds_keeps_one_colour_per_model(tmp_path):

@@ -45,12 +45,13 @@ def plot_distributions(dists: dict[str, dict[str, dict[str, float]]], title: str
                        ylabel: str = "probability", unit: str = "replies",
                        thresholds: dict[str, tuple[float, bool]] | None = None, judged: str = "") -> Figure:
     """Grouped bar chart: one group per class (or per rate), one bar per model, 95% intervals as
-    error bars, each bar's value written above it (a zero-height bar reads "0"), and under each
-    group how many ``unit`` it counts. ``dists``: model -> group -> {"p", "lo", "hi", "n"}
-    (``toolkit.probe.share``).
+    error bars, each bar's value written above it (a zero-height bar reads "0", one that counts
+    nothing "no ``unit``"), and under each group how many ``unit`` it counts. ``dists``: model ->
+    group -> {"p", "lo", "hi", "n"} (``toolkit.probe.share``).
 
     ``thresholds``: group -> (value, at_least), the line the ``judged`` model's bar must reach (or
-    stay under): drawn dashed over the group, and that bar is green when it meets it, red when not."""
+    stay under): drawn dashed over the group, and that bar and its value are green when it meets
+    it, red when not. Returns the figure."""
     thresholds = thresholds or {}
     fig = figure(7, 4.4)
     ax = fig.subplots()
@@ -60,12 +61,17 @@ def plot_distributions(dists: dict[str, dict[str, dict[str, float]]], title: str
     for j, (model, dist) in enumerate(dists.items()):
         xs = [i + (j - (len(dists) - 1) / 2) * width for i in range(len(groups))]
         ps = [dist[g]["p"] for g in groups]
-        err = [[p - dist[g]["lo"] for p, g in zip(ps, groups)], [dist[g]["hi"] - p for p, g in zip(ps, groups)]]
-        colours = [(PASS if _meets(p, thresholds[g]) else FAIL) if model == judged and g in thresholds else f"C{j}"
-                   for p, g in zip(ps, groups)]
+        counted = [dist[g]["n"] > 0 for g in groups]  # a rate of nothing has no bar and no interval
+        err = [[p - dist[g]["lo"] if c else 0 for p, g, c in zip(ps, groups, counted)],
+               [dist[g]["hi"] - p if c else 0 for p, g, c in zip(ps, groups, counted)]]
+        colours = [(PASS if _meets(p, thresholds[g]) else FAIL) if model == judged and g in thresholds and c else f"C{j}"
+                   for p, g, c in zip(ps, groups, counted)]
         ax.bar(xs, ps, width, yerr=err, capsize=3, color=colours)
-        for x, p, g in zip(xs, ps, groups):
-            ax.text(x, dist[g]["hi"] + 0.02, "0" if p == 0 else f"{p:.2f}", ha="center", va="bottom", fontsize=7)
+        for x, p, top, c, colour in zip(xs, ps, err[1], counted, colours):
+            judged_bar = colour in (PASS, FAIL)  # its value in its colour: a zero-height bar has none to show
+            ax.text(x, p + top + 0.02, ("0" if p == 0 else f"{p:.2f}") if c else f"no {unit}", ha="center",
+                    va="bottom", fontsize=7, color=colour if judged_bar else "black",
+                    fontweight="bold" if judged_bar else "normal")
         handles.append(Patch(color=f"C{j}"))
         labels.append(model)
         judged_colours.update({c: None for c in colours if c in (PASS, FAIL)})
@@ -83,7 +89,7 @@ def plot_distributions(dists: dict[str, dict[str, dict[str, float]]], title: str
         handles.append(Line2D([], [], color="black", linestyle="--"))
         labels.append(f"threshold ({judged})")
     ax.set_xticks(range(len(groups)), ticks, fontsize=8)
-    ax.set_ylim(0, 1.45)  # room for the legend above the bars
+    ax.set_ylim(0, 1.45 if thresholds else 1.3)  # room for the legend above the bars
     ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
     ax.set_ylabel(ylabel)
     ax.set_title(title)

@@ -4,6 +4,11 @@ One page builder serves ``toolkit run --report`` (a student's own run) and the f
 ``toolkit grade`` (``toolkit.grading.exports``). Every string on the page is HTML-escaped, and a
 plot is embedded only if its name was given by a check (``Context.plot_path``) and it is a
 regular file of the report's folder, not a link (``OPEN_PLOT``), within ``MAX_PLOT`` bytes.
+
+A page opens with the score, the headline chart (when a check drew it: ``HEADLINE_PLOTS``) and a
+line per component with the figure that matters (``FIGURES``); the table of every check, then
+each check's metrics and plots, come below. It fits a phone's window: long words break, and the
+tables of class ``stack`` show a cell a line there.
 """
 
 from __future__ import annotations

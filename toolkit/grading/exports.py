@@ -181,9 +181,11 @@ def write_summary(out: Path, records: dict[str, Record], pairs: list[dict]) -> P
     plot_summary(out / "summary.png", records)
     image = base64.b64encode((out / "summary.png").read_bytes()).decode()
     max_total = _num(_first(records).max_total)
+    error = lambda r: ((f'<span class="reason">{e(r.error)}</span>' if r.error else "")  # noqa: E731
+                       + (f"<br><small>its last lines on stderr:</small><pre>{e(r.log)}</pre>" if r.log else ""))
     students = [[f'<a href="feedback/{e(quote(s))}/index.html">{e(s)}</a>', e(r.status),
                  f'<span class="nowrap">{_num(r.total)} / {max_total}</span>', e(", ".join(r.missing)), f"{r.seconds:.1f}",
-                 e(r.sandbox), (f'<span class="reason">{e(r.error)}</span>' if r.error else "") + (f"<br><small>its last lines on stderr:</small><pre>{e(r.log)}</pre>" if r.log else "")]
+                 e(r.sandbox), error(r)]
                 for s, r in sorted(records.items())]
     rates = [[f"<code>{e(c.name)}</code>", _num(c.points), f'{rate["passed"]} of {rate["ran"]}',
               f'<span class="nowrap">{rate["rate"]:.0%}</span>', _bar(rate["rate"])]
