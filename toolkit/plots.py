@@ -71,7 +71,8 @@ def plot_distributions(dists: dict[str, dict[str, dict[str, float]]], title: str
             judged_bar = colour in (PASS, FAIL)  # its value in its colour: a zero-height bar has none to show
             ax.text(x, p + top + 0.02, ("0" if p == 0 else f"{p:.2f}") if c else f"no {unit}", ha="center",
                     va="bottom", fontsize=7, color=colour if judged_bar else "black",
-                    fontweight="bold" if judged_bar else "normal")
+                    fontweight="bold" if judged_bar else "normal", zorder=3,
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5})  # readable over a threshold line
         handles.append(Patch(color=f"C{j}"))
         labels.append(model)
         judged_colours.update({c: None for c in colours if c in (PASS, FAIL)})
