@@ -408,6 +408,7 @@ def test_the_demo_report_opens_with_the_headline_chart_and_one_line_per_componen
         cells = lines.nth(i).locator("td").all_inner_texts()
         mine = [r for r in results if r["component"] == component]
         assert cells[:2] == [component, f"{sum(r['score'] for r in mine):g} / {sum(r['points'] for r in mine):g}"], cells
+        assert bool(cells[3]) == (not FAST), cells  # the figure that matters: measured by a behavioural check
     checks = v.page.locator("table.checks")
     assert checks.locator("tr:has(td)").count() == len(results)
     assert _top(lines.first) < _top(checks)
@@ -417,6 +418,13 @@ def test_the_demo_report_opens_with_the_headline_chart_and_one_line_per_componen
         assert first.get_attribute("data-plot") == HEADLINE_PLOT
         assert v.page.locator(f'img[data-plot="{HEADLINE_PLOT}"]').count() == 1  # not again in the details
         assert _top(first) < _top(lines.first)
+
+
+@pytest.mark.skipif(bool(FAST), reason="--fast draws no heatmap (TOOLKIT_SCREENSHOTS=1 does)")
+@pytest.mark.parametrize("name", ["report-correct", "report-wrong", "feedback-alice", "feedback-bob"])
+def test_the_heatmap_shows_the_submission_s_own_attention(visits, name):
+    heads = visits[name].page.locator('img[data-plot="attention_heads"]')
+    assert heads.count() == 1 and "yours (top) and the reference's" in heads.get_attribute("alt")
 
 
 # -- the class summary ---------------------------------------------------------------------
