@@ -108,7 +108,7 @@ def made(tmp_path_factory) -> Path:
     (klass / "alice.py").write_text((PLUGINS / "attn_einsum.py").read_text())
     (klass / "bob.py").write_text((PLUGINS / WRONG_PLUGIN).read_text())
     (klass / "carol.py").write_text("import toolkit\n\nraise RuntimeError('work in progress')\n")
-    runs = [(_toolkit(root / "demo.log", "run", ROOT / "solutions", *FAST, "--report", root / "demo"),
+    runs = [(_toolkit(root / "demo.log", "run", "solutions", *FAST, "--report", root / "demo"),
              root / "demo.log", (0, 1)),  # 1: tokenizer.speed, timed, can fail on a busy machine
             (_toolkit(root / "correct.log", "run", PLUGINS / "attn_einsum.py", *FAST, "--report", root / "correct"),
              root / "correct.log", (0,)),
