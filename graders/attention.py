@@ -237,23 +237,19 @@ def _large_scores(state: dict, x: torch.Tensor, nh: int) -> tuple[float, torch.T
 
 
 class _Spy(TorchFunctionMode):
-    """Records the banned functions a forward calls, and the outputs of its softmax calls."""
+    """Records the banned functions a forward calls."""
 
     BANNED = {"scaled_dot_product_attention", "multi_head_attention_forward"}
 
     def __init__(self):
         super().__init__()
         self.called = set()
-        self.softmaxes = []
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", "")
         if name in self.BANNED:
             self.called.add(name)
-        out = func(*args, **(kwargs or {}))
-        if name == "softmax":
-            self.softmaxes.append(out)
-        return out
+        return func(*args, **(kwargs or {}))
 
 
 @check("attention", points=1)
@@ -334,13 +330,31 @@ def banned_calls(pipeline, calls: list, models: list) -> list:
     return [sorted(called), valid]
 
 
+class _Weights(TorchFunctionMode):
+    """Keeps the first result of a forward's torch calls that looks like attention weights: a
+    (B, nh, T, T) tensor of probabilities whose rows sum to 1, however it was computed (softmax, or
+    exp / sum written out)."""
+
+    def __init__(self, T: int):
+        super().__init__()
+        self.T, self.found = T, None
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if (self.found is None and isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[-2:] == (self.T, self.T)
+                and out.is_floating_point() and bool(((out >= 0) & (out <= 1)).all())
+                and torch.allclose(out.sum(-1), torch.ones((), dtype=out.dtype), atol=1e-3)):
+            self.found = out
+        return out
+
+
 @child_side
-def first_softmax(pipeline, module, x: torch.Tensor):
-    """The output of the first softmax the module's forward computes on ``x`` (None if none): for the
-    heatmap of the report only, which it is only as strong as (the child may replace it); no score."""
-    with _Spy() as spy, torch.no_grad():
+def attention_weights(pipeline, module, x: torch.Tensor):
+    """The first attention weights the module's forward computes on ``x`` (None if none, ``_Weights``):
+    for the heatmap of the report only, which it is only as strong as (the child may replace it); no score."""
+    with _Weights(x.shape[1]) as spy, torch.no_grad():
         module(x)
-    return spy.softmaxes[0] if spy.softmaxes else None
+    return spy.found
 
 
 # -- behaviour: the module inside the reference GPT ------------------------------------------
@@ -395,15 +409,17 @@ def _plot_heatmaps(ctx, ref: Pipeline, model: GPT) -> None:
     hook.remove()
     n_head = ref.model_config.n_head
     maps = {"reference": reference_maps(ref.base_model.h[0].attn, seen["x"], n_head)}
-    first = ctx.in_child(first_softmax, model.h[0].attn, seen["x"])  # the first softmax of layer 0
+    first = ctx.in_child(attention_weights, model.h[0].attn, seen["x"])  # layer 0's first attention weights
     title = "Layer 1 attention on the headline prompt"
     if isinstance(first, torch.Tensor) and first.dim() == 4 and tuple(first.shape[1:]) == (n_head, len(ids), len(ids)):
         maps = {"yours": first[0], **maps}
         caption = "Attention of each head of layer 1 on the headline prompt: yours (top) and the reference's"
     else:
-        title += " (yours not shown: no softmax call of shape (B, nh, T, T) found)"
-        caption = ("Attention of each head of layer 1 on the headline prompt, the reference's only: your module "
-                   "computes no softmax of shape (B, nh, T, T) to show")
+        title += " (yours not shown)"
+        caption = ("Attention of each head of layer 1 on the headline prompt, the reference's only. Yours is not "
+                   "shown: no step of your module's forward gave attention weights, a (batch, heads, tokens, tokens) "
+                   "tensor whose rows are probabilities that add up to 1 (values that overflow to inf or NaN are "
+                   "not probabilities)")
     plot_attention(maps, labels, title, ctx.plot_path("attention_heads.png", caption))
 
 

@@ -82,6 +82,7 @@ def matches_reference(ctx):
 # -- behaviour -------------------------------------------------------------------------
 MARGIN = 0.10  # thresholds are the solution's rates minus this margin
 USER_TURNS = 30  # replies sampled to a bare <|user|>
+STOPS, USER_TURN = "stops after an answer\nor a question back", "writes a user turn\nafter <|user|>"  # bars of the chart
 
 
 def behaviour_metrics(pipeline) -> dict:
@@ -96,8 +97,9 @@ def behaviour_metrics(pipeline) -> dict:
     of = lambda gens, kind: [g for g in gens if g.prompt.kind == kind]
     answered = lambda g: g.label == probe.Label.ANSWER
     count = lambda gens, what: probe.share(sum(map(what, gens)), len(gens))
-    signatures = {name: {"stops after\nits reply": count(gens, lambda g: g.stopped),
-                         "writes a user turn\nafter <|user|>": probe.share(users[name], USER_TURNS),
+    replies = lambda gens: [g for g in gens if g.label in (probe.Label.ANSWER, probe.Label.CLARIFICATION)]
+    signatures = {name: {STOPS: count(replies(gens), lambda g: g.stopped),  # as the "stops" rate counts
+                         USER_TURN: probe.share(users[name], USER_TURNS),
                          "Answer on\nheld-out facts": count(of(gens, "held_out"), answered)}
                   for name, gens in (("base", b), ("chat", c))}
     return {
@@ -165,8 +167,10 @@ def behaviour(ctx):
                            ctx.plot_path("sft_signatures.png", "Rates that show the classic mistakes of a mask, base "
                                                                "vs chat, with 95% intervals: stopping after the reply "
                                                                "(needs <|end|> supervised), writing a user turn (the "
-                                                               "user's tokens supervised), answering held-out facts"),
-                           ylabel="rate")
+                                                               "user's tokens supervised), answering held-out facts; "
+                                                               "the dashed lines are the chat model's thresholds"),
+                           ylabel="rate", thresholds={STOPS: (limits["stops"], True), USER_TURN: (limits["writes_user_turn"], False)},
+                           judged="chat")
         plot_curves({"SFT": ctx.pipeline.curves["sft"]}, "SFT loss (masked tokens)",
                     ctx.plot_path("sft_loss.png", "SFT loss over the training steps (masked tokens)"))
     ctx.metrics.update(m, thresholds=limits, solution={k: calibration.span(k) for k in limits})

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from toolkit.probe import LABELS
 
@@ -23,26 +25,78 @@ def save(fig: Figure, path) -> None:
     fig.savefig(path)
 
 
+PASS, FAIL = "#2e7d32", "#c62828"  # a judged bar that meets its threshold, one that misses it
+
+
+def _n_in_words(dists: dict, group: str, unit: str) -> str:
+    """How many ``unit`` a group's bars count: "140 replies", or "base 5, chat 120 replies" when they differ."""
+    ns = {model: dist[group]["n"] for model, dist in dists.items()}
+    if len(set(ns.values())) == 1:
+        return f"{next(iter(ns.values()))} {unit}"
+    return ", ".join(f"{model} {n}" for model, n in ns.items()) + f" {unit}"
+
+
+def _meets(p: float, threshold: tuple[float, bool]) -> bool:
+    value, at_least = threshold
+    return p >= value if at_least else p <= value
+
+
 def plot_distributions(dists: dict[str, dict[str, dict[str, float]]], title: str, path,
-                       ylabel: str = "probability") -> None:
+                       ylabel: str = "probability", unit: str = "replies",
+                       thresholds: dict[str, tuple[float, bool]] | None = None, judged: str = "") -> Figure:
     """Grouped bar chart: one group per class (or per rate), one bar per model, 95% intervals as
-    error bars. ``dists``: model -> group -> {"p", "lo", "hi", "n"} (``toolkit.probe.share``)."""
-    fig = figure(7, 4)
+    error bars, each bar's value written above it (a zero-height bar reads "0", one that counts
+    nothing "no ``unit``"), and under each group how many ``unit`` it counts. ``dists``: model ->
+    group -> {"p", "lo", "hi", "n"} (``toolkit.probe.share``).
+
+    ``thresholds``: group -> (value, at_least), the line the ``judged`` model's bar must reach (or
+    stay under): drawn dashed over the group, and that bar and its value are green when it meets
+    it, red when not. Returns the figure."""
+    thresholds = thresholds or {}
+    fig = figure(7, 4.4)
     ax = fig.subplots()
     groups = list(next(iter(dists.values())))
     width = 0.8 / len(dists)
+    handles, labels, judged_colours = [], [], {}
     for j, (model, dist) in enumerate(dists.items()):
         xs = [i + (j - (len(dists) - 1) / 2) * width for i in range(len(groups))]
         ps = [dist[g]["p"] for g in groups]
-        err = [[p - dist[g]["lo"] for p, g in zip(ps, groups)], [dist[g]["hi"] - p for p, g in zip(ps, groups)]]
-        ns = sorted({dist[g]["n"] for g in groups})
-        ax.bar(xs, ps, width, yerr=err, capsize=3, label=f"{model} (n={'/'.join(map(str, ns))})")
-    ax.set_xticks(range(len(groups)), groups)
-    ax.set_ylim(0, 1.05)
+        counted = [dist[g]["n"] > 0 for g in groups]  # a rate of nothing has no bar and no interval
+        err = [[p - dist[g]["lo"] if c else 0 for p, g, c in zip(ps, groups, counted)],
+               [dist[g]["hi"] - p if c else 0 for p, g, c in zip(ps, groups, counted)]]
+        colours = [(PASS if _meets(p, thresholds[g]) else FAIL) if model == judged and g in thresholds and c else f"C{j}"
+                   for p, g, c in zip(ps, groups, counted)]
+        ax.bar(xs, ps, width, yerr=err, capsize=3, color=colours)
+        for x, p, top, c, colour in zip(xs, ps, err[1], counted, colours):
+            judged_bar = colour in (PASS, FAIL)  # its value in its colour: a zero-height bar has none to show
+            ax.text(x, p + top + 0.02, ("0" if p == 0 else f"{p:.2f}") if c else f"no {unit}", ha="center",
+                    va="bottom", fontsize=7, color=colour if judged_bar else "black",
+                    fontweight="bold" if judged_bar else "normal", zorder=3,
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5})  # readable over a threshold line
+        handles.append(Patch(color=f"C{j}"))
+        labels.append(model)
+        judged_colours.update({c: None for c in colours if c in (PASS, FAIL)})
+    for c in judged_colours:  # a legend entry per colour a judged bar took
+        handles.append(Patch(color=c))
+        labels.append(f"{judged}: {'meets' if c == PASS else 'misses'} its threshold")
+    ticks = []
+    for i, g in enumerate(groups):
+        ticks.append(f"{g}\n({_n_in_words(dists, g, unit)})")
+        if g in thresholds:
+            value, at_least = thresholds[g]
+            ax.hlines(value, i - 0.45, i + 0.45, colors="black", linestyles="--", linewidth=1.2)
+            ticks[-1] += f"\n{judged} {'≥' if at_least else '≤'} {value:.2f}"
+    if thresholds:
+        handles.append(Line2D([], [], color="black", linestyle="--"))
+        labels.append(f"threshold ({judged})")
+    ax.set_xticks(range(len(groups)), ticks, fontsize=8)
+    ax.set_ylim(0, 1.45 if thresholds else 1.3)  # room for the legend above the bars
+    ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend()
+    ax.legend(handles, labels, fontsize=8, loc="upper center", ncol=3)
     save(fig, path)
+    return fig
 
 
 CURVE_LIMIT = 1e9  # a curve's values beyond this (or not finite) are left out: gaps, not an axis no tick fits
@@ -103,7 +157,7 @@ def plot_histograms(values: dict[str, list[float]], title: str, path) -> None:
     fig = figure(7, 3.5)
     ax = fig.subplots()
     for name, vs in values.items():
-        ax.hist(vs, bins=30, alpha=0.6, label=f"{name} (n={len(vs)})")
+        ax.hist(vs, bins=30, alpha=0.6, label=f"{name} ({len(vs)} answers)")
     ax.set_xlabel("reward")
     ax.set_ylabel("count")
     ax.set_title(title)
@@ -125,7 +179,7 @@ def plot_dial(dists: dict[str, dict[str, dict[str, dict[str, float]]]], title: s
             bottom = [b + p for b, p in zip(bottom, ps)]
         ax.set_xticks(range(len(settings)), [s.replace(", ", "\n") for s in settings], fontsize=8)
         n = next(iter(by_setting.values()))[LABELS[0]]["n"]
-        ax.set_title(f"{model} (n={n} per bar)")
+        ax.set_title(f"{model} ({n} replies per bar)")
         ax.set_ylim(0, 1)
     axes[0].set_ylabel("share of replies")
     axes[-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)

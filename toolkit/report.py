@@ -4,6 +4,11 @@ One page builder serves ``toolkit run --report`` (a student's own run) and the f
 ``toolkit grade`` (``toolkit.grading.exports``). Every string on the page is HTML-escaped, and a
 plot is embedded only if its name was given by a check (``Context.plot_path``) and it is a
 regular file of the report's folder, not a link (``OPEN_PLOT``), within ``MAX_PLOT`` bytes.
+
+A page opens with the score, the headline chart (when a check drew it: ``HEADLINE_PLOTS``) and a
+line per component with the figure that matters (``FIGURES``); the table of every check, then
+each check's metrics and plots, come below. It fits a phone's window: long words break, and the
+tables of class ``stack`` show a cell a line there.
 """
 
 from __future__ import annotations
@@ -21,10 +26,15 @@ from toolkit.checks import CheckStatus, Result
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.35em .5em;text-align:left;vertical-align:top}
+td,th{overflow-wrap:break-word}h1,code,pre,figcaption,.reason{overflow-wrap:anywhere}pre{white-space:pre-wrap}
 table.metrics{width:auto}table.metrics td:last-child{text-align:right;font-variant-numeric:tabular-nums}
-.nowrap{white-space:nowrap}
-.passed{color:#137333}.failed{color:#c5221f}.partial{color:#b06000}.not-run{color:#666}img{max-width:100%}
-code{background:#f3f3f3;padding:0 .2em}.summary{font-size:1.15em}"""
+.nowrap{white-space:nowrap}figure{margin:1em 0}
+.bar{background:#e8e8e8;min-width:4em}.bar div{background:#55a868;height:1em}
+.passed{color:#137333}.failed{color:#c5221f}.partial{color:#b06000}.not-run{color:#666}img{max-width:100%;height:auto}
+code{background:#f3f3f3;padding:0 .2em}.summary{font-size:1.15em}
+@media (max-width:40em){body{margin:1em auto;padding:0 .5em}
+table.stack tr{display:block;border-bottom:1px solid #ddd;padding:.3em 0}table.stack tr:first-child{display:none}
+table.stack td{display:block;border:0;padding:.1em .3em}table.stack td[data-label]:not(:empty)::before{content:attr(data-label) ": ";color:#666}}"""
 HEAD = '<meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
 PLOT_NAME = re.compile(r"[\w.-]+\.png")
 MAX_PLOT = 4 << 20  # bytes of one embedded plot
@@ -107,21 +117,104 @@ def _examples(examples) -> str:
     return f"<table><tr><th>prompt</th><th>base model</th><th>chat model</th></tr>{rows}</table>"
 
 
-def _details(r: Result, folder: Path) -> str:
-    plots = "".join(_img(folder, str(name), str(caption)) for name, caption in r.metrics.get("_plots", []))
+def _details(r: Result, folder: Path, shown_above: str) -> str:
+    plots = "".join(_img(folder, str(name), str(caption)) for name, caption in r.metrics.get("_plots", [])
+                    if name != shown_above)
     return f"<h3><code>{_e(r.name)}</code></h3>{_metrics_table(r.metrics)}{plots}{_examples(r.metrics.get('_examples'))}"
 
 
+CODE_SPAN = re.compile(r"(`+)(.+?)\1")
+STRONG, EMPHASIS = re.compile(r"\*\*(\S.*?)\*\*"), re.compile(r"(?<![\w*])\*(\S[^*]*?)\*(?![\w*])")
+
+
+def inline_markdown(text: str) -> str:
+    """A docstring's line as HTML: escaped, its `code` spans in <code>, its **strong** and *emphasis*
+    as such, no Markdown sign left around them."""
+    out, at = [], 0
+    for m in CODE_SPAN.finditer(text):
+        out += [_prose(text[at:m.start()]), f"<code>{_e(m.group(2).strip())}</code>"]
+        at = m.end()
+    return "".join(out + [_prose(text[at:])])
+
+
+def _prose(text: str) -> str:
+    return EMPHASIS.sub(r"<em>\1</em>", STRONG.sub(r"<strong>\1</strong>", _e(text)))
+
+
+HEADLINE_PLOTS = ("sft_headline.png", "rlhf_headline.png")  # what the kit exists to show, first one found
+FIGURES = {  # component -> [(check, the figure that matters, said from its metrics)]; left out when one is missing
+    "tokenizer": [("tokenizer.behaviour", lambda m: f"{m['bpb']:.3f} bits per byte on held-out text "
+                                                    f"(reference {m['reference_bpb']:.3f})")],
+    "attention": [("attention.trains_like_reference", lambda m: f"loss {m['final_loss']:.3f} after training from "
+                                                                f"scratch (reference {m['reference_final_loss']:.3f})")],
+    "sft_mask": [("sft_mask.behaviour", lambda m: f"the chat model answers {m['answer_seen']:.0%} of the questions it "
+                                                  f"was fine-tuned on (the base model {m['base_answer']:.0%})")],
+    "reward": [("reward.accuracy", lambda m: f"ranks {m['held_out_accuracy']:.0%} of held-out pairs right"),
+               ("reward.rlhf_improves", lambda m: f"RLHF takes rude replies from {m['chat_rude']:.0%} to "
+                                                  f"{m['rlhf_rude']:.0%}")],
+    "sampler": [("sampler.temperature_dial", lambda m: f"the chat model at T 2: {m['chat T 2']}; "
+                                                       f"with top-p 0.8: {m['chat T 2, top-p 0.8']}")],
+}
+
+
+def _figure(component: str, results: list[Result]) -> str:
+    metrics = {r.name: r.metrics for r in results}
+    said = []
+    for name, say in FIGURES.get(component, []):
+        try:
+            said.append(say(metrics[name]))
+        except (KeyError, ValueError, TypeError):  # not run (--fast), or measured otherwise
+            pass
+    return "; ".join(said)
+
+
+def table(header: list[str], rows: list[list[str]], css: str = "") -> str:
+    """An HTML table of class ``css``; cells are HTML already (escape what goes in). On a narrow screen,
+    a table of class ``stack`` shows a cell a line, each after its column's name (``data-label``)."""
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    td = lambda h: f'<td data-label="{_e(h)}">' if "stack" in css.split() else "<td>"  # noqa: E731
+    body = "".join("<tr>" + "".join(f"{td(h)}{c}</td>" for h, c in zip(header, row)) + "</tr>" for row in rows)
+    attrs = f' class="{css}"' if css else ""
+    return f"<table{attrs}><tr>{head}</tr>{body}</table>"
+
+
+def _span(css: str, html_: str) -> str:
+    return f'<span class="{css}">{html_}</span>'
+
+
+def _components(results: list[Result]) -> str:
+    """One line per component: its points, how many checks passed, and the figure that matters."""
+    rows = []
+    for component in dict.fromkeys(r.component for r in results):
+        mine = [r for r in results if r.component == component]
+        score = sum(min(max(r.score, 0.0), r.points) for r in mine)
+        passed = sum(r.status == CheckStatus.PASSED for r in mine)
+        rows.append([_e(component), _span("nowrap", f"{score:g} / {sum(r.points for r in mine):g}"),
+                     _span("passed" if passed == len(mine) else "failed", f"{passed} of {len(mine)} checks passed"),
+                     _e(_figure(component, mine))])
+    return table(["component", "points", "checks", "the figure that matters"], rows, "components stack")
+
+
+def _headline(shown: list[Result], folder: Path) -> tuple[str, str]:
+    """The headline chart (its HTML, its name) if a check drew one, else ("", "")."""
+    plots = {str(name): str(caption) for r in shown for name, caption in r.metrics.get("_plots", [])}
+    for name in HEADLINE_PLOTS:
+        if name in plots:
+            figure = _img(folder, name, plots[name])
+            if figure:
+                return figure, name
+    return "", ""
+
+
 def render(page: Page, folder: Path) -> str:
-    """The page's HTML; plots are read from ``folder``."""
+    """The page's HTML; plots are read from ``folder``. It opens with the score, the headline chart
+    and one line per component; the table of every check comes after."""
     shown = [r for r in page.results if page.hidden_published or not r.hidden]
     held = [r for r in page.results if r not in shown]
-    rows = "".join(
-        f'<tr><td><code>{_e(r.name)}</code><br><small>{_e(r.description)}</small></td>'
-        f'<td class="nowrap">{r.score:g} / {r.points:g}</td>'
-        f'<td class="nowrap {_e(r.status).replace(" ", "-")}">{_e(r.status)}</td>'
-        f'<td>{_e(r.reason) if not (page.problem and r.status == CheckStatus.NOT_RUN) else ""}</td></tr>'
-        for r in shown)
+    rows = [[f"<code>{_e(r.name)}</code><br><small>{inline_markdown(r.description)}</small>",
+             _span("nowrap", f"{r.score:g} / {r.points:g}"), _span(f"nowrap {_e(r.status).replace(' ', '-')}", _e(r.status)),
+             _span("reason", _e(r.reason)) if r.reason and not (page.problem and r.status == CheckStatus.NOT_RUN) else ""]
+            for r in shown]
     summary = f"<b>{page.score:g} / {page.max_score:g}</b> points"
     if page.problem and page.graded_until_stopped:
         summary += f"; grading stopped: {_e(page.problem)} (checks not judged by then score 0)"
@@ -132,14 +225,17 @@ def render(page: Page, folder: Path) -> str:
     hidden_points = sum(r.points for r in held)
     hidden_note = (f"<p>{len(held)} hidden check{'s' if len(held) != 1 else ''} ({hidden_points:g} of the "
                    f"{page.max_score:g} points), published later.</p>" if held else "")
-    details = "".join(_details(r, folder) for r in shown if r.metrics)
+    headline, headline_name = _headline(shown, folder)
+    details = "".join(_details(r, folder, headline_name) for r in shown if r.metrics)
     env = (f"<p><small>Measured with {_e(', '.join(f'{k} {v}' for k, v in page.environment.items()))}.</small></p>"
            if page.environment else "")
     return f"""<!doctype html><html lang="en"><head>{HEAD}<title>toolkit report: {_e(page.title)}</title>
 <style>{STYLE}</style></head><body>
 <h1>Report for <code>{_e(page.title)}</code></h1>
 <p class="summary">{summary}.</p>
-<table><tr><th>check</th><th class="nowrap">points</th><th>status</th><th>reason</th></tr>{rows}</table>
+{headline}{_components(shown) if shown else ""}
+<h2>Checks</h2>
+{table(["check", "points", "status", "reason"], rows, "checks stack")}
 {hidden_note}{"<h2>Details</h2>" + details if details else ""}
 {env}</body></html>"""
 

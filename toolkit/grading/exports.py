@@ -9,8 +9,9 @@ In the output folder:
   ``graders/gradescope/run_autograder``);
 - ``feedback/<student>/index.html``: the student's page (``toolkit.report``), with the plots the
   checks drew there; hidden checks summed up in one line until they are published;
-- ``summary.html`` and ``summary.png``: score distribution, pass rate of every check, time per
-  submission, statuses, and pairs of near-identical submissions (``toolkit.grading.similarity``);
+- ``summary.html``: the students first, the score distribution (``summary.png``), the pass rate
+  of every check as a bar, time per submission, statuses, and pairs of near-identical submissions
+  (``toolkit.grading.similarity``);
 - with ``--gradebook GRADEBOOK_DB``: the scores in that nbgrader gradebook, under the course's ids.
 
 Every string that came from a submission or a file name is escaped on every page.
@@ -29,13 +30,14 @@ import sys
 import sysconfig
 import warnings
 from pathlib import Path
+from statistics import median
 from urllib.parse import quote
 
 from toolkit.checks import CheckStatus
 from toolkit.components import COMPONENTS
 from toolkit.grading.record import Record, Status
 from toolkit.grading.similarity import SIMILARITY_THRESHOLD
-from toolkit.report import HEAD, STYLE, Page, write_page
+from toolkit.report import HEAD, STYLE, Page, table, write_page
 
 STUDENT_CAP = 20 << 20  # bytes of one student's output folder
 
@@ -142,76 +144,69 @@ def class_statistics(records: dict[str, Record]) -> dict:
     return {"pass_rate": rates, "statuses": statuses, "graded_with_a_failed_check": failing}
 
 
-def plot_summary(path: Path, records: dict[str, Record], stats: dict) -> None:
-    """Four panels: score distribution, pass rate per check, time per submission, statuses."""
+def plot_summary(path: Path, records: dict[str, Record]) -> None:
+    """The score distribution: how many students got each total."""
     from matplotlib.ticker import MaxNLocator
 
     from toolkit.plots import figure, save
 
-    fig = figure(11, 7.5, dpi=100)
-    axes = fig.subplots(2, 2)
+    fig = figure(7, 3.2, dpi=110)
+    ax = fig.subplots()
     max_total = _first(records).max_total
-    ax = axes[0][0]
     top = max(1, math.ceil(max_total))
     ax.hist([r.total for r in records.values()], bins=[x - 0.5 for x in range(top + 2)], color="#4c72b0")  # a bar per point
     ax.set(title="Score distribution", xlabel=f"total (of {max_total:g})", ylabel="students")
-    ax = axes[0][1]
-    names = [c.name for c in _first(records).results][::-1]
-    ax.barh(names, [stats["pass_rate"][n]["rate"] for n in names], color="#55a868")
-    ax.set(title="Pass rate per check (of the submissions that ran it)", xlim=(0, 1))
-    ax.tick_params(axis="y", labelsize=7)
-    ax = axes[1][0]
-    ax.hist([r.seconds for r in records.values()], bins=min(20, max(3, len(records))), color="#8172b2")
-    ax.set(title="Time per submission", xlabel="seconds", ylabel="submissions")
-    ax = axes[1][1]
-    kinds = list(stats["statuses"])
-    colours = {"graded": "#55a868", "load_error": "#dd8452", "timeout": "#8172b2", "crashed": "#c44e52"}
-    ax.bar([k.replace("_", " ") for k in kinds], [stats["statuses"][k] for k in kinds],
-           color=[colours.get(k, "#999999") for k in kinds])
-    ax.set(title="Submissions by status", ylabel="submissions")
-    ax.tick_params(axis="x", labelsize=8)
-    for a in (axes[0][0], axes[1][0], axes[1][1]):
-        a.yaxis.set_major_locator(MaxNLocator(integer=True))  # students are counted in whole numbers
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # students are counted in whole numbers
     save(fig, path)
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    """An HTML table; cells are HTML already (escape what goes in)."""
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+def _bar(rate: float) -> str:
+    """A pass rate as a bar: a cell of the table, as wide as the rate."""
+    return f'<div class="bar" title="{rate:.0%}"><div style="width:{rate:.1%}"></div></div>'
+
+
+def _at_a_glance(records: dict[str, Record], stats: dict) -> str:
+    """The median score, how many failed a check, and how long a submission took."""
+    slowest = max(records, key=lambda s: records[s].seconds)
+    return (f"Median score {_num(median(r.total for r in records.values()))} of {_num(_first(records).max_total)}; "
+            f"{stats['graded_with_a_failed_check']} of the graded submissions failed at least one check. "
+            f"A submission took {median(r.seconds for r in records.values()):.1f} s (median), the slowest "
+            f"{records[slowest].seconds:.1f} s ({html.escape(slowest)}).")
 
 
 def write_summary(out: Path, records: dict[str, Record], pairs: list[dict]) -> Path:
-    """``summary.html`` (with ``summary.png`` embedded): the class at a glance."""
+    """``summary.html`` (with ``summary.png`` embedded): the class at a glance, the students first."""
     e = lambda x: html.escape(str(x), quote=True)  # noqa: E731
     stats = class_statistics(records)
-    plot_summary(out / "summary.png", records, stats)
+    plot_summary(out / "summary.png", records)
     image = base64.b64encode((out / "summary.png").read_bytes()).decode()
     max_total = _num(_first(records).max_total)
+    error = lambda r: ((f'<span class="reason">{e(r.error)}</span>' if r.error else "")  # noqa: E731
+                       + (f"<br><small>its last lines on stderr:</small><pre>{e(r.log)}</pre>" if r.log else ""))
     students = [[f'<a href="feedback/{e(quote(s))}/index.html">{e(s)}</a>', e(r.status),
                  f'<span class="nowrap">{_num(r.total)} / {max_total}</span>', e(", ".join(r.missing)), f"{r.seconds:.1f}",
-                 e(r.sandbox), e(r.error) + (f"<br><small>its last lines on stderr:</small><pre>{e(r.log)}</pre>" if r.log else "")]
+                 e(r.sandbox), error(r)]
                 for s, r in sorted(records.items())]
-    rates = [[f"<code>{e(n)}</code>", _num(c.points), str(stats["pass_rate"][n]["ran"]),
-              str(stats["pass_rate"][n]["passed"]), f"{stats['pass_rate'][n]['rate']:.0%}"]
-             for c in _first(records).results for n in [c.name]]
+    rates = [[f"<code>{e(c.name)}</code>", _num(c.points), f'{rate["passed"]} of {rate["ran"]}',
+              f'<span class="nowrap">{rate["rate"]:.0%}</span>', _bar(rate["rate"])]
+             for c in _first(records).results for rate in [stats["pass_rate"][c.name]]]
     similar = [[e(p["component"]), e(p["a"]), e(p["b"]), f"{p['similarity']:.3f}"] for p in pairs]
     statuses = [[e(kind.replace("_", " ")), str(n)] for kind, n in stats["statuses"].items()]
-    failing = stats["graded_with_a_failed_check"]
     page = f"""<!doctype html><html lang="en"><head>{HEAD}<title>toolkit grades: summary</title>
 <style>{STYLE}</style></head><body>
 <h1>Class summary: {len(records)} submissions</h1>
-<img alt="Score distribution, pass rate per check, time per submission and submissions by status"
- src="data:image/png;base64,{image}">
-<h2>Submissions by status</h2>{_table(["status", "submissions"], statuses)}
-<p>{failing} of the graded submissions failed at least one check.</p>
-<h2>Pass rate per check</h2>{_table(["check", "points", "ran", "passed", "pass rate"], rates)}
+<p class="summary">{_at_a_glance(records, stats)}</p>
+<h2>Students</h2>{table(["student", "status", "total", "missing", "seconds", "sandbox", "error"], students, "stack")}
+<h2>Score distribution</h2>
+<img alt="Score distribution: how many students got each total" src="data:image/png;base64,{image}">
+<h2>Pass rate per check</h2>
+<p>Of the submissions that ran the check.</p>
+{table(["check", "points", "passed", "pass rate", ""], rates)}
+<h2>Submissions by status</h2>{table(["status", "submissions"], statuses)}
 <h2>Similar submissions</h2>
 <p>Pairs whose code for a component is near-identical once names, comments, docstrings and formatting
 are normalised (similarity &ge; {SIMILARITY_THRESHOLD:g}). A lead to look at, not a verdict.</p>
-{_table(["component", "student", "student", "similarity"], similar) if similar else "<p>None.</p>"}
-<h2>Students</h2>{_table(["student", "status", "total", "missing", "seconds", "sandbox", "error"], students)}
+{table(["component", "student", "student", "similarity"], similar) if similar else "<p>None.</p>"}
 </body></html>"""
     path = out / "summary.html"
     path.write_text(page, encoding="utf-8")
