@@ -11,10 +11,13 @@ pipeline's contexts as well as in its own, with shapes, sizes and an order drawn
 instructor's seed (``run_seed``): no constant a submission can read says which call is a check's.
 
 The seed is kept in the check's metrics (``contexts_seed``), so that a verdict can be replayed.
+When the submission's code raises on a context's inputs, its message is not shown
+(``message_hidden``), as in a hidden check: its text is the student's to choose.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 from dataclasses import dataclass
@@ -24,7 +27,26 @@ import torch
 from graders import instructor_seed
 from toolkit.model import GPTConfig
 from toolkit.pipeline import Pipeline, PipelineConfig
-from toolkit.plugins import Components
+from toolkit.checks import CheckFailed
+from toolkit.plugins import Components, PluginError
+
+@contextlib.contextmanager
+def message_hidden(what: str):
+    """Around calls of the submission's code on a context's inputs (drawn from the instructor's seed):
+    an error it raises is told without its message, which could carry those inputs out, as in a hidden
+    check. The kit's own words on what the code returned (a ``CheckFailed`` not caused by the
+    submission's error) are kept."""
+    try:
+        yield
+    except CheckFailed as e:
+        if not isinstance(e.__cause__, PluginError):
+            raise
+        raise CheckFailed(f"{what}: the submission's code raised an error on the pipeline's inputs (its message is "
+                          "not shown: it could carry the check's inputs)") from None
+    except Exception:  # noqa: BLE001 - the submission's code failing
+        raise CheckFailed(f"{what}: the submission's code raised an error on the pipeline's inputs (its message is "
+                          "not shown: it could carry the check's inputs)") from None
+
 
 DTYPES = (torch.float32, torch.float64)  # float32: the pipeline trains and probes in it; float64: tight checks
 SMALL_VOCAB = (6, 100)  # the vocabularies of the checks' own cases: at most 100 tokens

@@ -34,8 +34,9 @@ def loss_sanity(ctx):
     rng = contexts.run_seed(ctx)
     cases = [(torch.float64, 16, torch.Generator().manual_seed(0))]  # the check's own, then the pipeline's
     cases += [(dtype, rng.choice(contexts.batch_sizes(ctx.config)), contexts.torch_seed(rng)) for dtype in contexts.DTYPES]
-    for dtype, B, gen in cases:
-        with on_case(f"{B} rewards in {str(dtype).removeprefix('torch.')}"):
+    for i, (dtype, B, gen) in enumerate(cases):
+        what = f"{B} rewards in {str(dtype).removeprefix('torch.')}"
+        with on_case(what) if i == 0 else contexts.message_hidden(what):
             _loss_sanity(ctx, dtype, B, gen)
 
 
@@ -166,9 +167,10 @@ READ_TOL = {torch.float32: 1e-5, torch.float64: 1e-9}  # rewards of the same row
 @check("reward", points=2)
 def reads_last_real_token(ctx):
     "A row's reward is read at its last real token: padding after it changes nothing; changing that token changes that row's reward, no other (also on the pipeline's backbones)."
-    readings = [own_reading()] + pipeline_readings(ctx, contexts.run_seed(ctx))
-    for case in readings:
-        with on_case(case.what.strip(" ()") or "the check's own 3 rows of 6 tokens"):
+    with on_case("the check's own 3 rows of 6 tokens"):
+        _check_reading(ctx, own_reading())
+    for case in pipeline_readings(ctx, contexts.run_seed(ctx)):
+        with contexts.message_hidden(case.what.strip(" ()")):
             _check_reading(ctx, case)
 
 

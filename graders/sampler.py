@@ -457,20 +457,6 @@ def embed(logits: list[float], V: int, gen: torch.Generator) -> list[float]:
     return list(logits) + (low - 20 * torch.rand(V - len(logits), generator=gen, dtype=torch.float64)).tolist()
 
 
-@contextlib.contextmanager
-def message_hidden(what: str):
-    """Around the hook's calls on logits drawn from the instructor's seed (a pipeline's context): when
-    the hook raises, its message is not shown, as in a hidden check (its text is the student's to
-    choose, and could carry those logits out); the toolkit's words on what it returned still are."""
-    try:
-        yield
-    except (PluginError, CheckFailed) as e:
-        if isinstance(e, CheckFailed) and not isinstance(e.__cause__, PluginError):
-            raise
-        raise CheckFailed(f"{what}: toolkit_sample raised an error on the pipeline's logits (its message is not "
-                          "shown: it could carry the check's inputs)") from None
-
-
 def check_pipeline_draws(components, case: Case, probs: list[list[float]], V: int, B: int, rng, hint: str = "") -> None:
     """``check_draws`` in a context of the pipeline's: the rows of ``case`` among ``V`` tokens, repeated
     to batches of ``B`` rows, drawn PIPELINE_DRAWS times each over as many calls as that takes."""
@@ -483,7 +469,7 @@ def check_pipeline_draws(components, case: Case, probs: list[list[float]], V: in
     calls = math.ceil(PIPELINE_DRAWS / (B // R))
     generator = contexts.torch_seed(rng)
     where = f" (among {V} tokens, in batches of {len(batch)} rows)"
-    with message_hidden(f"{case.settings}, {case.rows[0].label}{where}"):
+    with contexts.message_hidden(f"{case.settings}, {case.rows[0].label}{where}"):
         drawn = [sample(components, batch, case.temperature, case.top_k, case.top_p, generator, hint)
                  for _ in range(calls)]
     ids = torch.cat(drawn).view(-1, R)  # (calls * B // R, R)
@@ -523,7 +509,7 @@ def greedy(ctx):
     gen = contexts.torch_seed(rng)
     rows = torch.tensor([embed(row, V, gen) for row in rows.tolist()], dtype=torch.float32)  # (6, V)
     where = f" (among {V} tokens, in batches of {B} rows)"
-    with message_hidden(f"temperature 0{where}"):
+    with contexts.message_hidden(f"temperature 0{where}"):
         _check_greedy(ctx, rows, B, rng, where)
 
 
@@ -593,7 +579,7 @@ def uses_generator(ctx):
     seeds = rng.sample(range(1 << 48), 2)
     logits = 3 * torch.rand(B, V, generator=contexts.torch_seed(rng))  # (B, V): flat enough that seeds differ in draws
     where = f" (among {V} tokens, in batches of {B} rows)"
-    with message_hidden(f"temperature 1{where}"):
+    with contexts.message_hidden(f"temperature 1{where}"):
         _check_generator(watch, logits, tuple(seeds), where)
 
 
