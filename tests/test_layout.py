@@ -91,7 +91,8 @@ def test_every_own_file_exists():
 def test_component_names_are_written_only_in_the_table_and_the_components_own_files():
     found = found_outside_own_files()
     new = {key: where for key, where in found.items() if len(where) > KNOWN[key]}
-    assert not new, "read these from toolkit.components.COMPONENTS:\n" + "\n".join(
-        f"{', '.join(where)}: {name!r} in {line}" for (name, line), where in new.items())
+    listed = "\n".join(f"{', '.join(where)}: {name!r} in {line}" for (name, line), where in new.items())
+    assert not new, ("a component's name outside its files: read it from toolkit.components.COMPONENTS (or, where "
+                     f"it names no component, add it to KNOWN saying why):\n{listed}")
     gone = [key for key, n in KNOWN.items() if len(found.get(key, [])) < n]
     assert not gone, f"no longer found (take them out of KNOWN): {gone}"
