@@ -1,10 +1,11 @@
 """The tokenizer, attention and reward checks fail on classic wrong plugins and pass on correct ones.
 
-Each check runs the way ``toolkit.runner`` runs it: the plugin file is loaded, a manager is
-built, ``Components(pm, only=<component>)`` swaps that one component in, and ``run_check``
-turns whatever happens into a ``Result``. Behavioural checks (which train models) are not
-run here. The plugins live in ``tests/plugins``: ``tok_*``, ``attn_*`` and ``reward_*``,
-each either correct (written differently from ``solutions/``) or wrong with one classic bug.
+Each check runs the way ``toolkit.runner`` runs it (``tests.harness.run``): the plugin file is loaded,
+a manager is built, ``Components(pm, only=<component>)`` swaps that one component in, and
+``run_check`` turns whatever happens into a ``Result``. The tables below say which plugin must pass or
+fail which check, with which words; ``tests/harness.py`` runs them. Behavioural checks (which train
+models) are not run by the tables. The plugins live in ``tests/plugins``: ``tok_*``, ``attn_*`` and
+``reward_*``, each either correct (written differently from ``solutions/``) or wrong with one classic bug.
 """
 
 from __future__ import annotations
@@ -18,69 +19,99 @@ import pytest
 import torch
 from torch import nn
 
+from tests import harness
+from tests.harness import PLUGINS, ROOT, Table, assert_fails, assert_passes
 from toolkit import rlhf
 from toolkit.checks import CheckFailed, Context, Result, collect, run_check
+from toolkit.components import COMPONENTS
 from toolkit.model import GPTConfig
 from toolkit.pipeline import PipelineConfig
 from toolkit.plugins import Components, build_manager, load_submission
 
-ROOT = Path(__file__).resolve().parents[1]
-PLUGINS = ROOT / "tests" / "plugins"
-COMPONENTS = ["tokenizer", "attention", "reward"]
-PREFIX = {"tokenizer": "tok_", "attention": "attn_", "reward": "reward_"}
+TOKENIZER = Table(
+    "tokenizer",
+    correct={"solution": ROOT / "solutions" / "tokenizer.py", "incremental": PLUGINS / "tok_incremental.py"},
+    wrong={  # wrong plugin -> {check it must fail: what the reason must say}; it passes its other checks
+        "tok_first_seen_tiebreak.py": {"tokenizer.merges_match": "on equal counts the greatest pair wins (the tie-break",
+                                       "tokenizer.speed": "instead of recounting every pair"},
+        "tok_unweighted.py": {"tokenizer.merges_match": "merge #0 is (97, 110), expected (105, 115): (97, 110) occurs "
+                                                        "340 times in the text, (105, 115) 1584 times: count each pair "
+                                                        "as often as its chunk occurs"},
+        "tok_forgets_merges.py": {"tokenizer.merges_match": "learned 0 merges",
+                                  "tokenizer.encodings_match": "training learned 0 merges where a 400-token vocabulary "
+                                                               "asks for 139",
+                                  "tokenizer.speed": "learned 0 merges where a 600-token vocabulary asks for 339"},
+        "tok_train_noop.py": {"tokenizer.merges_match": "learned 0 merges, expected",
+                              "tokenizer.encodings_match": "encode is checked with the merges train learns",
+                              "tokenizer.speed": "only a training that learns every merge asked for is timed"},
+        "tok_naive.py": {"tokenizer.speed": "update the counts of the pairs that changed"},
+        "tok_special_as_bytes.py": {"tokenizer.special_tokens": "encode('<|bos|>') gave [60, 124, 98, 111, 115, 124, "
+                                                                "62]; expected [256]: a special token is one id, never "
+                                                                "its bytes"},
+        "tok_merges_out_of_order.py": {"tokenizer.encodings_match": "the merges are not applied in the order learned"},
+        "tok_strict_decode.py": {"tokenizer.round_trip": "decode([0xE2, 0x82]) raised UnicodeDecodeError"},
+        "tok_decode_drops_specials.py": {"tokenizer.round_trip": "decode(encode('<|bos|><|user|>"},
+    },
+    also_used=("tok_ascii_only.py", "tok_remembers_text.py"),  # RAISING; the behaviour check's forged ids
+)
 
-CHECKS = {c.name: c for c in collect(COMPONENTS, include_hidden=False) if not c.behavioural}
+ATTENTION = Table(
+    "attention",
+    correct={"solution": ROOT / "solutions" / "attention.py", "einsum": PLUGINS / "attn_einsum.py"},
+    wrong={
+        "attn_no_mask.py": {
+            "attention.causal": "mask the scores of future positions",
+            "attention.matches_reference": "it is attention without the causal mask",
+        },
+        "attn_scale_by_hs.py": {"attention.matches_reference": "the scores are divided by the head size: divide them "
+                                                               "by sqrt(head size)"},
+        "attn_no_scale.py": {"attention.matches_reference": "the scores are not scaled: divide them by sqrt(head size)"},
+        "attn_wrong_view.py": {"attention.matches_reference": "the head split is wrong: view(B, n_head, T, hs)"},
+        "attn_softmax_axis.py": {
+            "attention.matches_reference": "the softmax runs over the queries (dim -2)",
+            "attention.causal": "the softmax runs over the queries (dim -2), which mixes in later positions",
+        },
+        "attn_sdpa.py": {"attention.written_out": "forward calls scaled_dot_product_attention"},
+        "attn_naive_softmax.py": {"attention.stable": "subtract each row's maximum"},
+    },
+    also_used=("attn_raises_in_forward.py", "attn_raises_in_hook.py",  # student code that raises
+               "attn_exits_in_forward.py", "attn_nan_noncausal.py"),  # see the tests of misbehaving code
+)
+
+REWARD = Table(
+    "reward",
+    correct={"solution": ROOT / "solutions" / "reward.py", "gather": PLUGINS / "reward_gather.py",
+             "sequential": PLUGINS / "reward_sequential.py", "zero_head": PLUGINS / "reward_zero_head.py",
+             "unicode_names": PLUGINS / "reward_unicode_names.py"},
+    wrong={
+        "reward_sign_flipped.py": {"reward.loss_sanity": "the sign is flipped"},
+        "reward_separate_terms.py": {"reward.loss_sanity": "the loss is two separate terms"},
+        "reward_sigmoid_strengths.py": {"reward.loss_sanity": "must depend on chosen - rejected only"},
+        "reward_last_position.py": {"reward.reads_last_real_token": "read the hidden state at lengths - 1"},
+        "reward_constant.py": {"reward.reads_last_real_token": "when its last real token changed (with random "
+                                                               "weights)"},
+        "reward_batch_centred.py": {"reward.reads_last_real_token": "changed the rewards of other rows"},
+        "reward_ignores_rejected.py": {"reward.loss_sanity": "the loss ignores the rejected rewards"},
+    },
+    behaviour={  # wrong reward plugin -> {behavioural check it fails: what the reason says}
+        # RLHF with the flipped sign fails both RLHF checks too (in every run up to 2026-11-30: "rude replies went
+        # from", "RLHF followed your reward model away"); reward_ignores_rejected.py shows them, for one RLHF run less
+        "reward_sign_flipped.py": {
+            "reward.accuracy": "the reward of chosen answers must beat that of rejected ones"},
+        "reward_ignores_rejected.py": {  # rlhf_improves on every seed of the calibration, the judge on four of five
+            "reward.rlhf_improves": "not even halved",
+            "reward.rlhf_judged_by_solution": "RLHF followed your reward model away from what the solution's rewards"},
+    },
+    # reward_last_position.py is caught by reads_last_real_token: with a causal model and right padding, the state
+    # at T - 1 has still read the whole row. Over the calibration's seeds (benchmarks/results/seeds.json) behaviour
+    # catches it on three seeds of five only (accuracy on one, rlhf_improves on two).
+    also_used=("reward_off_by_one.py", "reward_call_order.py"),  # RAISING; held-out accuracy in one call
+)
+
+TABLES = [TOKENIZER, ATTENTION, REWARD]
+CORRECT = {t.component: t.correct for t in TABLES}  # component -> name -> a plugin that passes every check
+CHECKS = {name: c for t in TABLES for name, c in harness.unit_checks(t.component).items()}
 """Every non-behavioural public check of the three components, by name ("attention.causal")."""
-
-CORRECT = {  # component -> name -> a plugin that must pass every check of the component
-    "tokenizer": {"solution": ROOT / "solutions" / "tokenizer.py", "incremental": PLUGINS / "tok_incremental.py"},
-    "attention": {"solution": ROOT / "solutions" / "attention.py", "einsum": PLUGINS / "attn_einsum.py"},
-    "reward": {"solution": ROOT / "solutions" / "reward.py", "gather": PLUGINS / "reward_gather.py",
-               "sequential": PLUGINS / "reward_sequential.py", "zero_head": PLUGINS / "reward_zero_head.py",
-               "unicode_names": PLUGINS / "reward_unicode_names.py"},
-}
-
-WRONG = {  # wrong plugin -> {check it must fail: what the reason must say}; it passes its other checks
-    "tok_first_seen_tiebreak.py": {"tokenizer.merges_match": "on equal counts the greatest pair wins (the tie-break",
-                                   "tokenizer.speed": "instead of recounting every pair"},
-    "tok_unweighted.py": {"tokenizer.merges_match": "merge #0 is (97, 110), expected (105, 115): (97, 110) occurs 340 "
-                                                    "times in the text, (105, 115) 1584 times: count each pair as "
-                                                    "often as its chunk occurs"},
-    "tok_forgets_merges.py": {"tokenizer.merges_match": "learned 0 merges",
-                              "tokenizer.encodings_match": "training learned 0 merges where a 400-token vocabulary "
-                                                           "asks for 139",
-                              "tokenizer.speed": "learned 0 merges where a 600-token vocabulary asks for 339"},
-    "tok_train_noop.py": {"tokenizer.merges_match": "learned 0 merges, expected",
-                          "tokenizer.encodings_match": "encode is checked with the merges train learns",
-                          "tokenizer.speed": "only a training that learns every merge asked for is timed"},
-    "tok_naive.py": {"tokenizer.speed": "update the counts of the pairs that changed"},
-    "tok_special_as_bytes.py": {"tokenizer.special_tokens": "encode('<|bos|>') gave [60, 124, 98, 111, 115, 124, 62]; "
-                                                            "expected [256]: a special token is one id, never its bytes"},
-    "tok_merges_out_of_order.py": {"tokenizer.encodings_match": "the merges are not applied in the order learned"},
-    "tok_strict_decode.py": {"tokenizer.round_trip": "decode([0xE2, 0x82]) raised UnicodeDecodeError"},
-    "tok_decode_drops_specials.py": {"tokenizer.round_trip": "decode(encode('<|bos|><|user|>"},
-    "attn_no_mask.py": {
-        "attention.causal": "mask the scores of future positions",
-        "attention.matches_reference": "it is attention without the causal mask",
-    },
-    "attn_scale_by_hs.py": {"attention.matches_reference": "the scores are divided by the head size: divide them by "
-                                                           "sqrt(head size)"},
-    "attn_no_scale.py": {"attention.matches_reference": "the scores are not scaled: divide them by sqrt(head size)"},
-    "attn_wrong_view.py": {"attention.matches_reference": "the head split is wrong: view(B, n_head, T, hs)"},
-    "attn_softmax_axis.py": {
-        "attention.matches_reference": "the softmax runs over the queries (dim -2)",
-        "attention.causal": "the softmax runs over the queries (dim -2), which mixes in later positions",
-    },
-    "attn_sdpa.py": {"attention.written_out": "forward calls scaled_dot_product_attention"},
-    "attn_naive_softmax.py": {"attention.stable": "subtract each row's maximum"},
-    "reward_sign_flipped.py": {"reward.loss_sanity": "the sign is flipped"},
-    "reward_separate_terms.py": {"reward.loss_sanity": "the loss is two separate terms"},
-    "reward_sigmoid_strengths.py": {"reward.loss_sanity": "must depend on chosen - rejected only"},
-    "reward_last_position.py": {"reward.reads_last_real_token": "read the hidden state at lengths - 1"},
-    "reward_constant.py": {"reward.reads_last_real_token": "when its last real token changed (with random weights)"},
-    "reward_batch_centred.py": {"reward.reads_last_real_token": "changed the rewards of other rows"},
-    "reward_ignores_rejected.py": {"reward.loss_sanity": "the loss ignores the rejected rewards"},
-}
 
 ALSO_FAILS = {  # (wrong plugin, a second check it fails) -> why that is honest: one mistake, one check, but these
     ("tok_first_seen_tiebreak.py", "tokenizer.speed"):
@@ -97,7 +128,7 @@ ALSO_FAILS = {  # (wrong plugin, a second check it fails) -> why that is honest:
     ("attn_softmax_axis.py", "attention.causal"):
         "a softmax over the queries mixes later positions into earlier outputs: the module is not causal",
 }
-"""Every failure of a wrong plugin beyond its mistake's own check (the first in ``WRONG``), and why."""
+"""Every failure of a wrong plugin beyond its mistake's own check (the first in its table), and why."""
 
 RAISING = [  # (check, plugin, the exception in the reason, a line of the plugin that raised it, the case named)
     ("attention.matches_reference", "attn_raises_in_forward.py", "ValueError: heads do not divide", "raise ValueError",
@@ -116,64 +147,46 @@ RAISING = [  # (check, plugin, the exception in the reason, a line of the plugin
      "lengths]).squeeze", "on the check's own 3 rows of 6 tokens"),
 ]
 
-EDGE_CASES = ["attn_exits_in_forward.py", "attn_nan_noncausal.py"]  # see the tests at the end
 
-
-def component_of(plugin: str) -> str:
-    return next(comp for comp, prefix in PREFIX.items() if plugin.startswith(prefix))
-
-
-ALL_CHECKS = {c.name: c for c in collect(COMPONENTS + ["sft_mask"], include_hidden=True)}
-"""Every check, behavioural and hidden ones too, by name."""
+def all_checks(name: str):
+    """Any check of the components, hidden and behavioural ones too."""
+    return harness.all_checks(name.split(".")[0])[name]
 
 
 def run(check_names: str | list[str], path: Path, report_dir: Path | None = None) -> Result | dict[str, Result]:
     """What the runner does for one check (a Result), or for several of one component in order,
     sharing one context and so one pipeline (a dict name -> Result)."""
-    names = [check_names] if isinstance(check_names, str) else check_names
-    component = ALL_CHECKS[names[0]].component
-    pm = build_manager(load_submission(str(path)))
-    ctx = Context(Components(pm, only=component), component, PipelineConfig(), report_dir=report_dir,
-                  log=lambda msg: None)
-    results = {name: run_check(ALL_CHECKS[name], ctx) for name in names}
+    results = harness.run([check_names] if isinstance(check_names, str) else check_names, path, report_dir)
     return results[check_names] if isinstance(check_names, str) else results
 
 
-def assert_fails(result: Result, says: str) -> None:
-    assert result.status in ("failed", "partial"), f"{result.name} passed"
-    assert result.score < result.points, result
-    assert says in result.reason, result.reason
-
-
-# -- the table above is complete --------------------------------------------------------
-def test_every_check_has_a_wrong_plugin_and_every_plugin_file_is_used():
+# -- the tables above are complete (and tests/test_tables.py: every check is caught, every plugin used) --
+def test_the_tables_name_the_checks_and_say_why_a_plugin_fails_a_second_one():
     assert set(CHECKS) >= {f"{comp}.{name}" for comp, name in
                            [("tokenizer", "round_trip"), ("tokenizer", "special_tokens"),
                             ("tokenizer", "merges_match"), ("tokenizer", "encodings_match"), ("tokenizer", "speed"),
                             ("attention", "matches_reference"),
                             ("attention", "causal"), ("attention", "written_out"), ("attention", "stable"),
                             ("reward", "loss_sanity"), ("reward", "reads_last_real_token")]}
-    beyond_own = {(plugin, check) for plugin, fails in WRONG.items() for check in list(fails)[1:]}
+    beyond_own = {(plugin, check) for t in TABLES for plugin, fails in t.wrong.items() for check in list(fails)[1:]}
     assert beyond_own == set(ALSO_FAILS), "a wrong plugin fails a second check: say why in ALSO_FAILS"
-    caught = {check for fails in WRONG.values() for check in fails}
-    assert caught == set(CHECKS), f"checks no wrong plugin fails: {sorted(set(CHECKS) - caught)}"
-    for plugin, fails in WRONG.items():
-        assert all(component_of(plugin) == CHECKS[c].component for c in fails), plugin
-    used = {p.name for paths in CORRECT.values() for p in paths.values()} | set(WRONG) | set(EDGE_CASES)
-    used |= {row[1] for row in RAISING} | {"attn_raises_in_hook.py", "reward_call_order.py",
-                                                       "tok_remembers_text.py"}
-    files = {p.name for prefix in PREFIX.values() for p in PLUGINS.glob(f"{prefix}*.py")}
-    assert files <= used, f"plugin files no test uses: {sorted(files - used)}"
 
 
-# -- correct plugins pass -------------------------------------------------------------
-@pytest.mark.parametrize("check_name, variant", [
-    (check, variant) for check in CHECKS for variant in CORRECT[CHECKS[check].component]
-])
-def test_check_passes_on_correct_plugin(check_name, variant):
-    result = run(check_name, CORRECT[CHECKS[check_name].component][variant])
-    assert result.status == "passed", result.reason
-    assert result.score == result.points and result.reason == ""
+# -- correct plugins pass, wrong plugins fail with a reason that names the problem ------------------
+@pytest.mark.parametrize("table, check_name, path", harness.correct_cases(TABLES))
+def test_check_passes_on_correct_plugin(table, check_name, path):
+    assert_passes(harness.unit_results(table, path)[check_name])
+
+
+@pytest.mark.parametrize("table, check_name, path, says", harness.wrong_cases(TABLES))
+def test_check_fails_on_wrong_plugin(table, check_name, path, says):
+    assert_fails(harness.unit_results(table, path)[check_name], says)
+
+
+@pytest.mark.parametrize("table, check_name, path", harness.other_cases(TABLES))
+def test_wrong_plugin_passes_the_checks_of_other_mistakes(table, check_name, path):
+    """Each check is specific: one bug costs the points of its own checks only."""
+    assert_passes(harness.unit_results(table, path)[check_name])
 
 
 def test_naive_bpe_learns_the_solutions_merges_on_another_corpus():
@@ -188,26 +201,6 @@ def test_naive_bpe_learns_the_solutions_merges_on_another_corpus():
         merges[variant] = list(tok.merges.items())
     assert len(merges["solution"]) == 330 - 261
     assert merges["incremental"] == merges["naive"] == merges["solution"]
-
-
-# -- wrong plugins fail, with a reason that names the problem ---------------------------
-@pytest.mark.parametrize("check_name, plugin, says", [
-    pytest.param(check, plugin, says, id=f"{check}-{plugin.removesuffix('.py')}")
-    for plugin, fails in WRONG.items() for check, says in fails.items()
-])
-def test_check_fails_on_wrong_plugin(check_name, plugin, says):
-    assert_fails(run(check_name, PLUGINS / plugin), says)
-
-
-@pytest.mark.parametrize("check_name, plugin", [
-    pytest.param(check, plugin, id=f"{check}-{plugin.removesuffix('.py')}")
-    for plugin, fails in WRONG.items() for check in CHECKS
-    if CHECKS[check].component == component_of(plugin) and check not in fails
-])
-def test_wrong_plugin_passes_the_checks_of_other_mistakes(check_name, plugin):
-    """Each check is specific: one bug costs the points of its own checks only."""
-    result = run(check_name, PLUGINS / plugin)
-    assert result.status == "passed", result.reason
 
 
 # -- student code that raises ------------------------------------------------------------
@@ -376,7 +369,7 @@ def test_tokenizer_behaviour_fails_when_encode_returns_part_of_the_text_and_deco
     pipeline = ctx._pipelines[graders.tokenizer.BEHAVIOUR] = behaviour_pipeline(tokenizer_of(path))
     text = graders.tokenizer.validation_text()
     assert pipeline.tokenizer.decode(pipeline.tokenizer.encode(text)) == text  # its own decode is fooled
-    result = run_check(ALL_CHECKS["tokenizer.behaviour"], ctx)
+    result = run_check(all_checks("tokenizer.behaviour"), ctx)
     assert result.status == "failed" and result.score == 0
     got, n_bytes = len(text[: len(text) // 50].encode()), len(text.encode())
     assert (f"the ids encode(text) returned on the validation documents decode, by your merges, to {got:,} bytes "
@@ -508,7 +501,7 @@ def test_reference_weights_passes_on_correct_modules(variant, tmp_path):
                                     "attn_softmax_axis.py"])
 def test_reference_weights_fails_on_wrong_modules(plugin, tmp_path):
     result = run("attention.reference_weights", PLUGINS / plugin, tmp_path)
-    assert_fails(result, "with the reference weights the logits differ by up to")
+    assert_fails(result, "with the reference weights the logits differ by up to", partial=True)
     assert (tmp_path / "attention_heads.png").exists()  # drawn before the verdict: it shows what is wrong
 
 
@@ -524,11 +517,12 @@ def test_trains_like_reference(plugin, says, tmp_path):
         assert result.status == "passed", result.reason
         assert abs(result.metrics["curve_gap"]) < 1e-3
     else:
-        assert_fails(result, says)
+        assert_fails(result, says, partial=True)
 
 
 # -- hidden checks (graders/hidden): the solution, live, on inputs the public checks never use ----
-HIDDEN = {c.name: c for c in collect(COMPONENTS + ["sft_mask"], include_hidden=True) if c.hidden}  # sampler's: its own file
+HIDDEN = {c.name: c for c in collect([name for name in COMPONENTS if name != "sampler"], include_hidden=True)
+          if c.hidden}  # the sampler's: in its own file
 HIDDEN_BEHAVIOURAL = ["reward.rlhf_judged_by_solution"]  # tested with the reward behaviour below
 HIDDEN_CASES = {  # check -> (a correct plugin written differently, a wrong plugin, what its reason says)
     "tokenizer.merges_on_another_corpus": ("tok_incremental.py", "tok_first_seen_tiebreak.py", "merge #19 is"),
@@ -559,26 +553,12 @@ REWARD_BEHAVIOUR = ["reward.accuracy", "reward.rlhf_improves", "reward.rlhf_judg
 # (full marks, and the plots on its feedback page). Training it twice, here too, cost the suite 90 s.
 
 
-REWARD_WRONG = {  # wrong reward plugin -> {behavioural check it fails: what the reason says}
-    # RLHF with the flipped sign fails both RLHF checks too (in every run up to 2026-11-30: "rude replies went
-    # from", "RLHF followed your reward model away"); reward_ignores_rejected.py shows them, for one RLHF run less
-    "reward_sign_flipped.py": {
-        "reward.accuracy": "the reward of chosen answers must beat that of rejected ones"},
-    "reward_ignores_rejected.py": {  # rlhf_improves on every seed of the calibration, the judge on four of five
-        "reward.rlhf_improves": "not even halved",
-        "reward.rlhf_judged_by_solution": "RLHF followed your reward model away from what the solution's rewards"},
-}
-# reward_last_position.py is caught by reads_last_real_token: with a causal model and right padding, the state
-# at T - 1 has still read the whole row. Over the calibration's seeds (benchmarks/results/seeds.json) behaviour
-# catches it on three seeds of five only (accuracy on one, rlhf_improves on two).
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("plugin", sorted(REWARD_WRONG))
+@pytest.mark.parametrize("plugin", sorted(REWARD.behaviour))
 def test_reward_behaviour_fails_on_a_wrong_reward_model(plugin):
-    fails = REWARD_WRONG[plugin]
+    fails = REWARD.behaviour[plugin]
     for name, result in run(list(fails), PLUGINS / plugin).items():
-        assert_fails(result, fails[name])
+        assert_fails(result, fails[name], partial=True)
 
 
 def test_the_instructors_reward_model_is_the_submissions_own_only_for_the_solutions_file(tmp_path):
@@ -638,7 +618,7 @@ def preference_pipeline(path: Path) -> SimpleNamespace:
 def run_on(check_name: str, pipeline) -> Result:
     ctx = Context(Components(), "reward", PipelineConfig(), log=lambda msg: None)
     ctx._pipelines[ctx.config] = pipeline
-    return run_check(ALL_CHECKS[check_name], ctx)
+    return run_check(all_checks(check_name), ctx)
 
 
 @pytest.mark.parametrize("variant", ["gather", "sequential"])
@@ -663,7 +643,7 @@ def test_held_out_accuracy_cannot_be_forged_from_the_order_of_the_calls():
     chosen, rejected = rlhf.rewards(p.reward_model, ct, cl), rlhf.rewards(p.reward_model, rt, rl)
     assert (chosen > rejected).all()  # in two calls, chosen first, its ranking is perfect
     assert held_out_accuracy(p)[0] == 0.0  # in one call, every row gets the same reward
-    assert_fails(run_on("reward.accuracy", p), "held-out pairwise accuracy 0.00")
+    assert_fails(run_on("reward.accuracy", p), "held-out pairwise accuracy 0.00", partial=True)
 
 
 def test_held_out_accuracy_cannot_be_forged_from_a_rows_place_in_the_batch():
@@ -692,7 +672,7 @@ def test_the_shuffle_is_the_same_on_every_run_and_its_seed_is_the_instructors():
 
 
 def test_every_behavioural_reward_check_fails_on_some_wrong_plugin():
-    assert {name for fails in REWARD_WRONG.values() for name in fails} == set(REWARD_BEHAVIOUR)
+    assert {name for fails in REWARD.behaviour.values() for name in fails} == set(REWARD_BEHAVIOUR)
 
 
 # -- the unit checks run in the pipeline's contexts (graders/contexts.py) ------------------------------

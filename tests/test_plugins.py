@@ -76,9 +76,9 @@ def test_correct_plugin_answers_its_hook_and_baselines_answer_the_rest(tmp_path)
     assert type(pm.hook.toolkit_tokenizer()).__name__ == "WholeWordTokenizer"
 
 
-# -- 2-6. the classic hook-definition mistakes ----------------------------------------
-def test_misspelled_marker_names_function_and_correct_marker(tmp_path):
-    path = write(tmp_path, "marker.py", """
+# -- 2-6, 8-9. the classic hook-definition mistakes, a half component, no hooks at all ------------
+REFUSED = {  # file -> (its source, the words the SubmissionError says besides the file's path)
+    "marker.py": ("""
         import pluggy
 
         hookimpl = pluggy.HookimplMarker("Toolkit")
@@ -86,82 +86,60 @@ def test_misspelled_marker_names_function_and_correct_marker(tmp_path):
         @hookimpl
         def toolkit_attention(config):
             return config
-    """)
-    with pytest.raises(SubmissionError) as err:
-        load_and_build(path)
-    msg = str(err.value)
-    assert str(path) in msg
-    assert "toolkit_attention" in msg
-    assert "HookimplMarker('Toolkit')" in msg
-    assert "@toolkit.hookimpl" in msg
-
-
-def test_hook_named_function_without_marker(tmp_path):
-    path = write(tmp_path, "nomarker.py", """
+    """, ["toolkit_attention", "HookimplMarker('Toolkit')", "@toolkit.hookimpl"]),
+    "nomarker.py": ("""
         def toolkit_attention(config):
             return config
-    """)
-    with pytest.raises(SubmissionError) as err:
-        load_and_build(path)
-    msg = str(err.value)
-    assert str(path) in msg
-    assert "toolkit_attention" in msg
-    assert "no marker" in msg
-    assert "@toolkit.hookimpl" in msg
-
-
-def test_misspelled_hook_name_suggests_the_right_one(tmp_path):
-    path = write(tmp_path, "typo.py", """
+    """, ["toolkit_attention", "no marker", "@toolkit.hookimpl"]),
+    "typo.py": ("""
         import toolkit
 
         @toolkit.hookimpl
         def toolkit_atention(config):
             return config
-    """)
-    with pytest.raises(SubmissionError) as err:
-        load_and_build(path)
-    msg = str(err.value)
-    assert str(path) in msg
-    assert "toolkit_atention" in msg
-    assert "not a toolkit hook" in msg
-    assert "did you mean toolkit_attention?" in msg
-
-
-def test_argument_with_default_value(tmp_path):
-    path = write(tmp_path, "default.py", """
+    """, ["toolkit_atention", "not a toolkit hook", "did you mean toolkit_attention?"]),
+    "default.py": ("""
         import toolkit
 
         @toolkit.hookimpl
         def toolkit_attention(config=None):
             return config
-    """)
-    with pytest.raises(SubmissionError) as err:
-        load_and_build(path)
-    msg = str(err.value)
-    assert str(path) in msg
-    assert "toolkit_attention" in msg
-    assert "'config' a default value" in msg
-    assert "def toolkit_attention(config)" in msg  # what to write instead
-
-
-def test_unknown_argument_name(tmp_path):
-    path = write(tmp_path, "argname.py", """
+    """, ["toolkit_attention", "'config' a default value",
+          "def toolkit_attention(config)"]),  # what to write instead
+    "argname.py": ("""
         import toolkit
 
         @toolkit.hookimpl
         def toolkit_attention(cfg):
             return cfg
-    """)
+    """, ["toolkit_attention", "'cfg'", "(config)"]),  # the arguments the hook does pass
+    "reward_half.py": ("""
+        import toolkit
+
+        @toolkit.hookimpl
+        def toolkit_reward_loss(chosen, rejected):
+            return (chosen - rejected).mean()
+    """, ["component reward", "toolkit_reward_model is missing"]),
+    "empty_plugin.py": ("""
+        def helper(x):
+            return x
+    """, ["no toolkit hooks found", "@toolkit.hookimpl"]),
+}
+
+
+@pytest.mark.parametrize("name", REFUSED)
+def test_a_plugin_written_wrong_is_refused_naming_the_file_and_what_to_write(tmp_path, name):
+    source, says = REFUSED[name]
+    path = write(tmp_path, name, source)
     with pytest.raises(SubmissionError) as err:
         load_and_build(path)
     msg = str(err.value)
     assert str(path) in msg
-    assert "toolkit_attention" in msg
-    assert "'cfg'" in msg
-    assert "(config)" in msg  # the arguments the hook does pass
+    for words in says:
+        assert words in msg, msg
 
 
-# -- 7-9. coverage of components ---------------------------------------------------------
+# -- 7. a hook implemented twice ---------------------------------------------------------
 def test_hook_implemented_twice_across_files_names_both(tmp_path):
     a = write(tmp_path / "sub", "a.py", ATTENTION_PLUGIN)
     b = write(tmp_path / "sub", "b.py", ATTENTION_PLUGIN)
@@ -173,35 +151,6 @@ def test_hook_implemented_twice_across_files_names_both(tmp_path):
     assert str(a) in msg and str(b) in msg
     assert "toolkit_attention" in msg
     assert "implemented twice" in msg and "exactly one" in msg
-
-
-def test_half_provided_reward_component_names_missing_hook(tmp_path):
-    path = write(tmp_path, "reward_half.py", """
-        import toolkit
-
-        @toolkit.hookimpl
-        def toolkit_reward_loss(chosen, rejected):
-            return (chosen - rejected).mean()
-    """)
-    with pytest.raises(SubmissionError) as err:
-        load_and_build(path)
-    msg = str(err.value)
-    assert str(path) in msg
-    assert "component reward" in msg
-    assert "toolkit_reward_model is missing" in msg
-
-
-def test_file_without_hooks(tmp_path):
-    path = write(tmp_path, "empty_plugin.py", """
-        def helper(x):
-            return x
-    """)
-    with pytest.raises(SubmissionError) as err:
-        load_and_build(path)
-    msg = str(err.value)
-    assert str(path) in msg
-    assert "no toolkit hooks found" in msg
-    assert "@toolkit.hookimpl" in msg
 
 
 # -- 10. exceptions at import time ---------------------------------------------------

@@ -21,15 +21,14 @@ import torch
 
 from graders import sampler as grader
 from graders.hidden.checks import unseen_cases
-from toolkit.checks import Context, Result, collect, load_snapshot, run_check
+from tests import harness
+from tests.harness import PLUGINS, ROOT, Table, assert_fails, assert_passes
+from toolkit.checks import Context, Result, load_snapshot, run_check
 from toolkit.pipeline import PipelineConfig
 from toolkit.plugins import Components, build_manager, load_submission
 
-ROOT = Path(__file__).resolve().parents[1]
-PLUGINS = ROOT / "tests" / "plugins"
-
-CHECKS = {c.name: c for c in collect(["sampler"], include_hidden=True)}
-PUBLIC = [name for name, c in CHECKS.items() if not c.hidden and not c.behavioural]  # unit checks
+CHECKS = harness.all_checks("sampler")
+PUBLIC = list(harness.unit_checks("sampler"))  # unit checks
 HIDDEN = [name for name, c in CHECKS.items() if c.hidden and not c.behavioural]
 
 CORRECT = {
@@ -91,51 +90,44 @@ WRONG = {  # wrong sampler -> {check it fails: what the reason says}; it passes 
 }
 
 
+DIAL_WRONG = {  # wrong sampler -> {behavioural check it fails: what the reason says}
+    "samp_temperature_after_softmax.py": {"sampler.temperature_dial": "with the toolkit's sampler"},
+    "samp_calls_toolkit.py": {"sampler.temperature_dial": "top-p should cut the unlikely tokens"},  # no top-p at all
+    "samp_topp_ascending.py": {"sampler.nucleus_dial": "with the solution (z = "},
+    # at T 2, top-p 0.8 a row whose top token has more than 0.8 is left empty: the setting is named, not torch's error
+    "samp_topp_cumsum_below_p.py": {"sampler.temperature_dial": "with top_p 0.8 your sampler gave torch.multinomial a "
+                                                                "row of NaN: top_p left a row without any token"},
+}
+
+SAMPLER = Table("sampler", CORRECT, WRONG, behaviour=DIAL_WRONG, sources=True)
+TABLES = [SAMPLER]
+
+
 def run(check_name: str, path: Path | None) -> Result:
     """What the runner does for one check of the plugin at ``path`` (None: the toolkit's baselines)."""
-    pm = build_manager(load_submission(str(path))) if path else build_manager()
-    sources = {path.name: path.read_text()} if path else {}  # what the grader reads, as the runner hands it
-    ctx = Context(Components(pm, only="sampler"), "sampler", PipelineConfig(), log=lambda msg: None, sources=sources)
-    return run_check(CHECKS[check_name], ctx)
+    return harness.run([check_name], path, sources=True)[check_name]
 
 
-def assert_fails(result: Result, says: str) -> None:
-    assert result.status == "failed" and result.score == 0, result
-    assert says in result.reason, result.reason
-
-
-# -- the tables above are complete -----------------------------------------------------------
-def test_every_check_fails_on_some_wrong_plugin_and_every_plugin_is_used():
+# -- the tables above are complete (and tests/test_tables.py: every check is caught, every plugin used) --
+def test_the_table_names_the_checks():
     assert set(PUBLIC) == {f"sampler.{n}" for n in ("greedy", "top_k", "top_p", "temperature", "extreme_logits",
                                                     "rows_independent", "uses_generator", "written_out")}
-    assert {name for fails in WRONG.values() for name in fails} == set(PUBLIC)
-    files = {p.name for p in PLUGINS.glob("samp_*.py")}
-    assert files == set(WRONG) | {p.name for p in CORRECT.values() if p.parent == PLUGINS}
 
 
 # -- correct samplers pass, wrong ones fail with their own reason -------------------------------
-@pytest.mark.parametrize("check_name, variant", [(c, v) for c in PUBLIC for v in CORRECT])
-def test_check_passes_on_correct_sampler(check_name, variant):
-    result = run(check_name, CORRECT[variant])
-    assert result.status == "passed", result.reason
-    assert result.score == result.points
+@pytest.mark.parametrize("table, check_name, path", harness.correct_cases(TABLES))
+def test_check_passes_on_correct_sampler(table, check_name, path):
+    assert_passes(harness.unit_results(table, path)[check_name])
 
 
-@pytest.mark.parametrize("check_name, plugin, says", [
-    pytest.param(c, plugin, says, id=f"{c}-{plugin.removesuffix('.py')}")
-    for plugin, fails in WRONG.items() for c, says in fails.items()
-])
-def test_check_fails_on_wrong_sampler(check_name, plugin, says):
-    assert_fails(run(check_name, PLUGINS / plugin), says)
+@pytest.mark.parametrize("table, check_name, path, says", harness.wrong_cases(TABLES))
+def test_check_fails_on_wrong_sampler(table, check_name, path, says):
+    assert_fails(harness.unit_results(table, path)[check_name], says)
 
 
-@pytest.mark.parametrize("check_name, plugin", [
-    pytest.param(c, plugin, id=f"{c}-{plugin.removesuffix('.py')}")
-    for plugin, fails in WRONG.items() for c in PUBLIC if c not in fails
-])
-def test_wrong_sampler_passes_the_checks_of_other_mistakes(check_name, plugin):
-    result = run(check_name, PLUGINS / plugin)
-    assert result.status == "passed", result.reason
+@pytest.mark.parametrize("table, check_name, path", harness.other_cases(TABLES))
+def test_wrong_sampler_passes_the_checks_of_other_mistakes(table, check_name, path):
+    assert_passes(harness.unit_results(table, path)[check_name])
 
 
 # -- the whole-concept mistakes are named by what they do, not by one plugin's code -----------------
@@ -337,15 +329,7 @@ def test_the_baseline_is_the_toolkits_sampler_without_top_p():
             assert result.status == "passed", (name, result.reason)
 
 
-# -- behaviour: the temperature dial ------------------------------------------------------------
-DIAL_WRONG = {  # wrong sampler -> {behavioural check it fails: what the reason says}
-    "samp_temperature_after_softmax.py": {"sampler.temperature_dial": "with the toolkit's sampler"},
-    "samp_calls_toolkit.py": {"sampler.temperature_dial": "top-p should cut the unlikely tokens"},  # no top-p at all
-    "samp_topp_ascending.py": {"sampler.nucleus_dial": "with the solution (z = "},
-    # at T 2, top-p 0.8 a row whose top token has more than 0.8 is left empty: the setting is named, not torch's error
-    "samp_topp_cumsum_below_p.py": {"sampler.temperature_dial": "with top_p 0.8 your sampler gave torch.multinomial a "
-                                                                "row of NaN: top_p left a row without any token"},
-}
+# -- behaviour: the temperature dial (DIAL_WRONG, above) ---------------------------------------------
 
 
 def test_the_dial_checks_are_the_behavioural_ones():
@@ -361,12 +345,9 @@ def test_dial_passes_on_a_sampler_written_differently(check_name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("check_name, plugin, says", [
-    pytest.param(c, plugin, says, id=f"{c}-{plugin.removesuffix('.py')}")
-    for plugin, fails in DIAL_WRONG.items() for c, says in fails.items()
-])
-def test_dial_fails_on_wrong_sampler(check_name, plugin, says):
-    assert_fails(run(check_name, PLUGINS / plugin), says)
+@pytest.mark.parametrize("check_name, path, says", harness.behaviour_cases(TABLES))
+def test_dial_fails_on_wrong_sampler(check_name, path, says):
+    assert_fails(run(check_name, path), says)
 
 
 def test_the_reference_dial_is_drawn_once_per_machine(tmp_path, monkeypatch):

@@ -10,29 +10,32 @@ import pytest
 import torch
 
 from graders import sft_mask as grader
-from toolkit.checks import Context, collect, run_check
+from tests import harness
+from tests.harness import PLUGINS, ROOT, Table, assert_fails, assert_passes
+from toolkit.checks import Context, run_check
 from toolkit.pipeline import Pipeline, PipelineConfig
 from toolkit.plugins import Components, build_manager, load_submission
 
-ROOT = Path(__file__).resolve().parents[1]
-PLUGINS = ROOT / "tests" / "plugins"
 CORRECT = {"solution": ROOT / "solutions" / "sft_mask.py", "vectorised": PLUGINS / "sft_vectorised.py"}
-# wrong mask -> what the reason must say
-WRONG_MASKS = {
-    "sft_shifted.py": "shifted by one",
-    "sft_no_end.py": "<|end|>",
-    "sft_inverted.py": "the mask is inverted",
-    "sft_user_turns.py": "the mask is inverted",
-    "sft_everything.py": "supervises every token, the prompt too (no loss mask)",
-    "sft_all_true.py": "the prompt too, and the padding too (no loss mask)",
-}
-WRONG_BEHAVIOUR = {  # wrong mask -> the behavioural criterion it must fail
-    "sft_everything.py": "writes the user's question",
-    "sft_no_end.py": "does not stop",
-    "sft_shifted.py": "does not answer",
-}
+SFT_MASK = Table(
+    "sft_mask", CORRECT,
+    wrong={  # wrong mask -> {check it fails: what the reason must say}
+        "sft_shifted.py": {"sft_mask.matches_reference": "shifted by one"},
+        "sft_no_end.py": {"sft_mask.matches_reference": "<|end|>"},
+        "sft_inverted.py": {"sft_mask.matches_reference": "the mask is inverted"},
+        "sft_user_turns.py": {"sft_mask.matches_reference": "the mask is inverted"},
+        "sft_everything.py": {"sft_mask.matches_reference": "supervises every token, the prompt too (no loss mask)"},
+        "sft_all_true.py": {"sft_mask.matches_reference": "the prompt too, and the padding too (no loss mask)"},
+    },
+    behaviour={  # wrong mask -> {behavioural check: the criterion it must fail}
+        "sft_everything.py": {"sft_mask.behaviour": "writes the user's question"},
+        "sft_no_end.py": {"sft_mask.behaviour": "does not stop"},
+        "sft_shifted.py": {"sft_mask.behaviour": "does not answer"},
+    },
+)
 # sft_inverted.py fails "does not answer" too (it did in every run of this file up to 2026-11-30): the
 # criterion sft_shifted.py shows, for another SFT run of 30 s; matches_reference names it above.
+TABLES = [SFT_MASK]
 
 
 def components(path: Path) -> Components:
@@ -40,7 +43,7 @@ def components(path: Path) -> Components:
 
 
 def check(name: str):
-    return next(c for c in collect(["sft_mask"], include_hidden=False) if c.name == f"sft_mask.{name}")
+    return harness.all_checks("sft_mask")[f"sft_mask.{name}"]
 
 
 def ctx(path: Path, pipeline: Pipeline | None = None) -> Context:
@@ -51,17 +54,16 @@ def ctx(path: Path, pipeline: Pipeline | None = None) -> Context:
     return c
 
 
-@pytest.mark.parametrize("name", CORRECT)
-def test_reference_mask_passes_on_correct_masks(name):
-    result = run_check(check("matches_reference"), ctx(CORRECT[name]))
-    assert result.status == "passed", result.reason
+@pytest.mark.parametrize("table, check_name, path", harness.correct_cases(TABLES))
+def test_reference_mask_passes_on_correct_masks(table, check_name, path):
+    assert_passes(harness.unit_results(table, path)[check_name])
 
 
-@pytest.mark.parametrize("plugin, says", WRONG_MASKS.items())
-def test_reference_mask_fails_on_wrong_masks(plugin, says):
-    result = run_check(check("matches_reference"), ctx(PLUGINS / plugin))
-    assert result.status == "failed" and result.score == 0
-    assert says in result.reason
+@pytest.mark.parametrize("table, check_name, path, says", harness.wrong_cases(TABLES))
+def test_reference_mask_fails_on_wrong_masks(table, check_name, path, says):
+    assert_fails(harness.unit_results(table, path)[check_name], says)
+# (matches_reference is the mask's only unit check: a wrong mask has no other one to pass)
+
 
 
 def test_diagnose_names_a_supervised_assistant_tag():
@@ -120,8 +122,7 @@ def test_behaviour_passes_on_a_correct_mask(shared_pipeline):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("plugin, says", WRONG_BEHAVIOUR.items())
-def test_behaviour_fails_on_wrong_masks(shared_pipeline, plugin, says):
-    result = run_check(check("behaviour"), ctx(PLUGINS / plugin, shared_pipeline))
-    assert result.status != "passed" and result.score < result.points
-    assert says in result.reason
+@pytest.mark.parametrize("check_name, path, says", harness.behaviour_cases(TABLES))
+def test_behaviour_fails_on_wrong_masks(shared_pipeline, check_name, path, says):
+    result = run_check(check(check_name.removeprefix("sft_mask.")), ctx(path, shared_pipeline))
+    assert_fails(result, says, partial=True)
