@@ -16,7 +16,7 @@ from toolkit.baselines import SDPAttention
 from toolkit.model import GPT, GPTConfig, KVCache
 from toolkit.plugins import Components, build_manager, load_submission
 from toolkit.sample import generate, sample_next, stream
-from toolkit.train import (TrainConfig, by_length, lr_at, masked_loss, masked_loss_sum, pretrain, reach, sft,
+from toolkit.train import (TrainConfig, by_length, lr_at, masked_loss_sum, pretrain, reach, sft,
                            stream_batch, stream_loss)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,6 +197,11 @@ def test_pretrain_loss_decreases_on_a_repetitive_stream(counting):
 
 
 # -- masked loss ----------------------------------------------------------------------------
+def masked_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mean SFT loss of one batch: ``masked_loss_sum`` over the number of targets it counts, as ``sft`` divides it."""
+    return masked_loss_sum(logits, targets, mask) / mask.sum().clamp(min=1)
+
+
 def test_masked_loss_all_true_is_plain_cross_entropy():
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(3, 5, 11, generator=gen)
