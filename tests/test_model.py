@@ -664,17 +664,17 @@ def test_pipelines_share_the_baseline_data_and_each_gets_its_own_copy(data_cache
 
 def test_the_next_process_loads_the_baseline_data_from_the_cache_folder(data_cache, monkeypatch, tmp_path):
     """The baseline's tokenizer and stream are kept in the cache folder: a process that starts afresh
-    (nothing in ``_SHARED``) loads them, the same, without training; another folder builds its own."""
-    import toolkit.pipeline
+    (nothing in ``toolkit.cache.memo``) loads them, the same, without training; another folder builds its own."""
+    import toolkit.cache
 
     first = _data_pipeline(cache=data_cache)
     words, stream = first.tokenizer.words, first.stream
     assert len(list(data_cache.glob("data-*.pt"))) >= 2  # the tokenizer's words and the stream
-    monkeypatch.setattr(toolkit.pipeline, "_SHARED", {})
+    monkeypatch.setattr(toolkit.cache, "_MEMO", {})
     again = _data_pipeline(cache=data_cache)
     assert again.tokenizer.words == words and torch.equal(again.stream, stream) and "tokenizer" not in again.timings
     assert again.tokenizer.encode("The capital of Peru is Lima .") == first.tokenizer.encode("The capital of Peru is Lima .")
-    monkeypatch.setattr(toolkit.pipeline, "_SHARED", {})
+    monkeypatch.setattr(toolkit.cache, "_MEMO", {})
     elsewhere = _data_pipeline(cache=tmp_path)
     assert elsewhere.tokenizer.words == words and "tokenizer" in elsewhere.timings
 

@@ -25,8 +25,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import nbformat
-
 from toolkit import paths
 
 REPO = paths.ROOT
