@@ -131,9 +131,6 @@ def render_page(text: str, name: str = "README.md") -> str:
     return REGION.sub(region, text)
 
 
-render_readme = render_page
-
-
 def regions(text: str) -> list[str]:
     """The names of the rendered regions of a page, in order."""
     return [m.group(2) for m in REGION.finditer(text)]
