@@ -34,7 +34,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from toolkit import course
+from toolkit import course, docs
 from toolkit.checks import collect
 from toolkit.plugins import load_submission, provided_components
 
@@ -86,9 +86,9 @@ def solution_regions(source: str) -> list[list[str]]:
 
 
 def check_cells(path) -> dict[str, tuple[str, float]]:
-    """The test cells of a notebook that call a check (a released hidden one calls none): grade_id -> (check, points)."""
-    calls = {c: re.search(r"""grade\(\s*["']([\w.]+)["']""", c.source) for c in grade_cells(read(path))}
-    return {grading(c)["grade_id"]: (m.group(1), float(grading(c)["points"])) for c, m in calls.items() if m}
+    """The test cells of a notebook that run a check (a released hidden one runs none): grade_id -> (check, points)."""
+    return {grading(c)["grade_id"]: (check, float(grading(c)["points"])) for c in read(path).cells
+            if (check := docs.checked_by(c))}
 
 
 def check_of(cell) -> str:
