@@ -21,10 +21,11 @@ from pathlib import Path
 import torch
 
 from toolkit import cache, rlhf
-from toolkit.cache import SHIPPED, code_digest, default_cache_dir  # noqa: F401  (imported from here by the checks and tests)
+# SHIPPED and check_mask: the checks, tests and benchmarks import them from here
+from toolkit.cache import SHIPPED, code_digest, default_cache_dir  # noqa: F401
 from toolkit.components import COMPONENTS
 from toolkit.config import PipelineConfig
-from toolkit.data_stages import BASE_DATA, DataStages, check_mask  # noqa: F401  (check_mask: imported from here by the checks)
+from toolkit.data_stages import BASE_DATA, DataStages, check_mask  # noqa: F401
 from toolkit.model import GPT, MLP, Block, GPTConfig, SDPAttention
 from toolkit.plugins import Components, PluginError
 from toolkit.train import (TrainConfig, by_length, fit, lr_at, masked_loss_sum, next_token_loss, pretrain, reach, sft,
@@ -38,8 +39,7 @@ model trained), each a cached attribute of ``Pipeline``. ``Component.stages`` na
 calls a component's hooks; the class grader builds every one itself (``toolkit.grading.child_pipeline``)."""
 USES = {stage: {c.name for c in COMPONENTS.values() if stage in c.stages} for stage in STAGES}
 """Stage -> the components whose hooks building it calls (its earlier stages' included): read from
-``Component.stages``. The class grader builds every stage itself (``toolkit.grading.child_pipeline``),
-calling the hooks of the component under test in the submission's child; a model of one of them is not cached."""
+``Component.stages``. Under the class grader, a model built with a submission's hooks is not cached."""
 
 
 def seed_everything(seed: int, threads: int) -> None:

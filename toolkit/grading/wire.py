@@ -208,7 +208,8 @@ def check_structure(frame: bytes) -> None:
 
 
 def read_answer(frame: bytes):
-    """An answer frame as plain data (``check_structure``, ``torch.load(weights_only=True)``, ``plain``), or ChildGone."""
+    """An answer frame as plain data (``check_structure``, ``torch.load(weights_only=True)``, ``plain``),
+    or ChildGone."""
     check_structure(frame)
     try:
         answer = torch.load(io.BytesIO(frame), weights_only=True)
