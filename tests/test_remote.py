@@ -241,11 +241,11 @@ def test_a_childs_sentence_is_one_line_that_prints_as_it_reads():
 def test_the_child_sends_as_a_handle_any_tensor_the_grader_would_refuse():
     """A complex or sparse tensor (an honest mistake, say) is not a broken protocol: it goes as a handle,
     the check that asked for it fails with a sentence, and the later checks still run."""
-    from toolkit.grading.wire import is_plain
+    from toolkit.grading.child import _is_plain
 
-    assert is_plain([torch.zeros(2), torch.zeros(2, dtype=torch.long), {"a": torch.ones(1, dtype=torch.bool)}])
+    assert _is_plain([torch.zeros(2), torch.zeros(2, dtype=torch.long), {"a": torch.ones(1, dtype=torch.bool)}])
     for refused in (torch.zeros(2, dtype=torch.complex64), torch.zeros(2).to_sparse(), torch.empty(2, device="meta")):
-        assert not is_plain(refused) and not is_plain([refused])
+        assert not _is_plain(refused) and not _is_plain([refused])
 
 
 class _InProcess:

@@ -14,8 +14,8 @@ It trains nothing: every model that runs the submission's code is trained by the
 calls the submission's modules and hooks here for their outputs and gradients.
 
 It judges nothing: it sends no score, no result, no document of its own. Whatever it sends is
-plain data (``toolkit.grading.wire``: ``is_plain`` here, ``plain`` in the grader) read with
-``torch.load(weights_only=True)`` and checked there; a child that lies, stops or sends garbage
+plain data (``_is_plain``) read by the grader with ``torch.load(weights_only=True)`` and checked
+there (``toolkit.grading.wire.plain``); a child that lies, stops or sends garbage
 only fails its own checks.
 """
 
@@ -30,6 +30,41 @@ import sys
 from pathlib import Path
 
 MAX_TAPES = 256  # graphs kept for a backward (a training step needs one per remote call of its forward)
+
+
+def _is_plain(x, depth: int = 0) -> bool:
+    """Data the grader reads as a value (anything else is kept here and sent as a handle). A tensor
+    the grader would refuse (a complex, sparse or meta one) goes as a handle too: the check that
+    asked for it then fails with a sentence, and the conversation goes on."""
+    import torch
+
+    if depth > 10:
+        return False
+    if x is None or type(x) in (bool, int, float, str) or isinstance(x, torch.dtype):
+        return True
+    if isinstance(x, torch.Tensor):
+        from toolkit.grading.wire import DTYPES
+
+        return x.layout == torch.strided and x.device.type == "cpu" and x.dtype in DTYPES.values()
+    if type(x) in (list, tuple):
+        return all(_is_plain(v, depth + 1) for v in x)
+    if type(x) is dict:
+        return all((type(k) in (str, int) or type(k) is tuple and all(type(v) in (str, int) for v in k))
+                   and _is_plain(v, depth + 1) for k, v in x.items())
+    return False
+
+
+def _detached(x):
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        x = x.detach()
+        return (x if type(x) is torch.Tensor else x.as_subclass(torch.Tensor)).clone()
+    if type(x) in (list, tuple):
+        return type(x)(_detached(v) for v in x)
+    if type(x) is dict:
+        return {k: _detached(v) for k, v in x.items()}
+    return x
 
 
 class _Unpickler(pickle.Unpickler):
@@ -137,10 +172,8 @@ class Server:
         """A value as plain data, or kept here and sent as a handle."""
         from torch import nn
 
-        from toolkit.grading.wire import detached, is_plain
-
-        if is_plain(value):
-            return {"kind": "value", "value": detached(value)}
+        if _is_plain(value):
+            return {"kind": "value", "value": _detached(value)}
         oid = len(self.objects) + 1
         self.objects[oid] = value
         if isinstance(value, nn.Module):
@@ -173,7 +206,6 @@ class Server:
         from torch import nn
 
         from toolkit.grading.autograd import Tape
-        from toolkit.grading.wire import detached
         from toolkit.plugins import Components
 
         params = []
@@ -192,7 +224,7 @@ class Server:
         self.tapes[self.last_tape] = tape
         while len(self.tapes) > MAX_TAPES:  # a forward under gradients whose backward never came
             del self.tapes[next(iter(self.tapes))]
-        return {"out": detached(tape.out), "tape": self.last_tape}
+        return {"out": _detached(tape.out), "tape": self.last_tape}
 
     # -- pipelines -------------------------------------------------------------------------
     def pipeline(self, component: str, config):

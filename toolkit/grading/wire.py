@@ -4,7 +4,7 @@ answer may hold.
 **Frames.** Each message is a length-prefixed frame (``HEADER``). A request is a pickle (the child
 trusts the grader): a tuple ``(Op, *arguments, time limit)``, objects the child keeps travelling as
 their handles (``toolkit.grading.remote``). An answer is a ``torch.save`` document of plain data
-(``is_plain`` on the child's side), at most ``MAX_FRAME`` bytes.
+(``DTYPES``; the child keeps anything else and sends a handle), at most ``MAX_FRAME`` bytes.
 
 **Nothing the child sends is believed beyond its type.** An answer is read with
 ``torch.load(weights_only=True)`` (no code runs) once its structure is known to be small
@@ -276,34 +276,3 @@ class Channel:
         for fd in (self.to_child, self.from_child):
             with contextlib.suppress(OSError):
                 os.close(fd)
-
-
-# -- what the child sends: plain data, on its side ----------------------------------------------
-def is_plain(x, depth: int = 0) -> bool:
-    """Data the grader reads as a value (anything else the child keeps and sends as a handle). A tensor
-    the grader would refuse (a complex, sparse or meta one) goes as a handle too: the check that
-    asked for it then fails with a sentence, and the conversation goes on."""
-    if depth > 10:
-        return False
-    if x is None or type(x) in (bool, int, float, str) or isinstance(x, torch.dtype):
-        return True
-    if isinstance(x, torch.Tensor):
-        return x.layout == torch.strided and x.device.type == "cpu" and x.dtype in DTYPES.values()
-    if type(x) in (list, tuple):
-        return all(is_plain(v, depth + 1) for v in x)
-    if type(x) is dict:
-        return all((type(k) in (str, int) or type(k) is tuple and all(type(v) in (str, int) for v in k))
-                   and is_plain(v, depth + 1) for k, v in x.items())
-    return False
-
-
-def detached(x):
-    """Plain data ``x`` with its tensors detached and copied as base tensors, ready to send."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach()
-        return (x if type(x) is torch.Tensor else x.as_subclass(torch.Tensor)).clone()
-    if type(x) in (list, tuple):
-        return type(x)(detached(v) for v in x)
-    if type(x) is dict:
-        return {k: detached(v) for k, v in x.items()}
-    return x
