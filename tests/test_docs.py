@@ -147,7 +147,7 @@ def _prose() -> list[tuple[str, str]]:
     from graders.hidden import checks as hidden
     from graders import calibration
     from toolkit.grading.similarity import SIMILARITY_THRESHOLD
-    from toolkit.grading import remote
+    from toolkit.grading import wire
     from toolkit.model import GPTConfig
     from toolkit.pipeline import PipelineConfig
     from toolkit.probe import prompt_set
@@ -163,9 +163,9 @@ def _prose() -> list[tuple[str, str]]:
     rude = sum(r[0] == "rude" for r in factual) / len(factual)
     return [
         ("docs/reference.md", f"`MARGIN = {sft_mask.MARGIN:.2f}`"),
-        ("docs/grading.md", f"frames of at most {remote.MAX_FRAME >> 20} MB"),
-        ("docs/grading.md", f"at most {remote.MAX_DEPTH} levels of nesting and {remote.MAX_ITEMS:,} values"),
-        ("docs/grading.md", f"all of them together at most {remote.MAX_FRAME >> 20} MB"),
+        ("docs/grading.md", f"frames of at most {wire.MAX_FRAME >> 20} MB"),
+        ("docs/grading.md", f"at most {wire.MAX_DEPTH} levels of nesting and {wire.MAX_ITEMS:,} values"),
+        ("docs/grading.md", f"all of them together at most {wire.MAX_FRAME >> 20} MB"),
         ("docs/grading.md", f"similarity ≥ {SIMILARITY_THRESHOLD:g}"),
         ("assignments/README.md", f"`ExecutePreprocessor.timeout = {course.TIMEOUT}`"),
         ("assignments/README.md", f"nbgrader's default of {Execute().timeout} s per cell"),

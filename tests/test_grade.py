@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from toolkit.checks import CheckStatus, Result
 from toolkit.cli import main
-from toolkit.grading import remote
+from toolkit.grading import wire
 from toolkit.grading.batch import Options, child_slots, why_gone
 from toolkit.grading.exports import cell, to_gradescope
 from toolkit.grading.intake import find_submissions, inspect
@@ -263,8 +263,8 @@ def test_why_a_child_stopped_answering():
     assert why_gone(gone, -9, "scratch", 15, 512 << 20) == (Status.CRASHED, "wrote more than 512 MB of scratch files")
     sent = "the submission's process sent data nested more than 12 deep"
     assert why_gone(sent, 0, None, 15, 1 << 29) == (Status.CRASHED, sent)
-    assert why_gone(remote.LATE, -9, None, 300, 1 << 29) == (Status.TIMEOUT, "did not finish within 300 s")
-    late_call = f"{remote.CALL_LATE} (60 s left in its check) and did not stop"  # not the submission's 300 s
+    assert why_gone(wire.LATE, -9, None, 300, 1 << 29) == (Status.TIMEOUT, "did not finish within 300 s")
+    late_call = f"{wire.CALL_LATE} (60 s left in its check) and did not stop"  # not the submission's 300 s
     assert why_gone(late_call, -9, None, 300, 1 << 29) == (Status.TIMEOUT, late_call)
 
 

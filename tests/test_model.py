@@ -16,7 +16,7 @@ from toolkit.baselines import SDPAttention
 from toolkit.model import GPT, GPTConfig, KVCache
 from toolkit.plugins import Components, build_manager, load_submission
 from toolkit.sample import generate, sample_next, stream
-from toolkit.train import (TrainConfig, by_length, lr_at, masked_loss, masked_loss_sum, pretrain, reach, sft,
+from toolkit.train import (TrainConfig, by_length, lr_at, masked_loss_sum, pretrain, reach, sft,
                            stream_batch, stream_loss)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,6 +197,11 @@ def test_pretrain_loss_decreases_on_a_repetitive_stream(counting):
 
 
 # -- masked loss ----------------------------------------------------------------------------
+def masked_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mean SFT loss of one batch: ``masked_loss_sum`` over the number of targets it counts, as ``sft`` divides it."""
+    return masked_loss_sum(logits, targets, mask) / mask.sum().clamp(min=1)
+
+
 def test_masked_loss_all_true_is_plain_cross_entropy():
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(3, 5, 11, generator=gen)
@@ -659,17 +664,17 @@ def test_pipelines_share_the_baseline_data_and_each_gets_its_own_copy(data_cache
 
 def test_the_next_process_loads_the_baseline_data_from_the_cache_folder(data_cache, monkeypatch, tmp_path):
     """The baseline's tokenizer and stream are kept in the cache folder: a process that starts afresh
-    (nothing in ``_SHARED``) loads them, the same, without training; another folder builds its own."""
-    import toolkit.pipeline
+    (nothing in ``toolkit.cache.memo``) loads them, the same, without training; another folder builds its own."""
+    import toolkit.cache
 
     first = _data_pipeline(cache=data_cache)
     words, stream = first.tokenizer.words, first.stream
     assert len(list(data_cache.glob("data-*.pt"))) >= 2  # the tokenizer's words and the stream
-    monkeypatch.setattr(toolkit.pipeline, "_SHARED", {})
+    monkeypatch.setattr(toolkit.cache, "_MEMO", {})
     again = _data_pipeline(cache=data_cache)
     assert again.tokenizer.words == words and torch.equal(again.stream, stream) and "tokenizer" not in again.timings
     assert again.tokenizer.encode("The capital of Peru is Lima .") == first.tokenizer.encode("The capital of Peru is Lima .")
-    monkeypatch.setattr(toolkit.pipeline, "_SHARED", {})
+    monkeypatch.setattr(toolkit.cache, "_MEMO", {})
     elsewhere = _data_pipeline(cache=tmp_path)
     assert elsewhere.tokenizer.words == words and "tokenizer" in elsewhere.timings
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from toolkit import course
+from toolkit import course, docs
 from toolkit.checks import collect
 from toolkit.components import COMPONENTS
 from toolkit.plugins import load_submission, provided_components
@@ -84,6 +84,12 @@ def solution_regions(source: str) -> list[list[str]]:
             current.append(line)
     assert current is None, "a solution region is not closed"
     return regions
+
+
+def check_cells(path) -> dict[str, tuple[str, float]]:
+    """The test cells of a notebook that run a check (a released hidden one runs none): grade_id -> (check, points)."""
+    return {grading(c)["grade_id"]: (check, float(grading(c)["points"])) for c in read(path).cells
+            if (check := docs.checked_by(c))}
 
 
 def check_of(cell) -> str:
@@ -150,7 +156,7 @@ def test_one_test_cell_per_check_worth_its_points(name):
         assert cell.id == grading(cell)["grade_id"]
         template = HIDDEN_TEST_CELL if CHECKS[check].hidden else TEST_CELL
         assert cell.source == template.format(check)
-    assert course.check_cells(NOTEBOOKS[name]) == {
+    assert check_cells(NOTEBOOKS[name]) == {
         grading(c)["grade_id"]: (check, float(CHECKS[check].points)) for c, check in zip(cells, named)}
 
 
@@ -267,7 +273,7 @@ def test_student_version_has_no_solution(released, name):
          grading(c)["points"]) for c in grade_cells(source)]
     hidden = {n for n, c in CHECKS.items() if c.component == name and c.hidden}
     assert not any(h in cell.source for cell in student.cells for h in hidden)
-    points = course.check_cells(released / "release" / name / f"{name}.ipynb")
+    points = check_cells(released / "release" / name / f"{name}.ipynb")
     assert {check: p for check, p in points.values()} == {
         n: c.points for n, c in CHECKS.items() if c.component == name and not c.hidden}
 
@@ -345,7 +351,7 @@ def test_autograde_attention_end_to_end(released):
     assert "has changed" not in log  # the hidden test is put back without nbgrader's false alarm (RestoreHiddenTests)
     graded = {student: course.scores(released, FAST, student) for student in ("bad", "good")}
 
-    full = dict(course.check_cells(released / "source" / FAST / "attention.ipynb").values())
+    full = dict(check_cells(released / "source" / FAST / "attention.ipynb").values())
     assert set(full) == {n for n, c in CHECKS.items() if c.component == "attention" and not c.behavioural}
     assert graded["good"] == full
     assert set(graded["bad"]) == set(full)

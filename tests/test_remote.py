@@ -15,8 +15,10 @@ import pytest
 import torch
 from torch import nn
 
-from toolkit.grading import remote
-from toolkit.grading.remote import ChildGone, RemoteModule, load_parameters, plain
+from toolkit.grading import remote, wire
+from toolkit.grading.child_pipeline import load_parameters
+from toolkit.grading.remote import RemoteModule
+from toolkit.grading.wire import ChildGone, plain
 from toolkit.model import GPT, GPTConfig
 from toolkit.baselines import SDPAttention
 
@@ -34,8 +36,8 @@ def test_plain_keeps_plain_data_and_rebuilds_tensors():
     ({1.5: 3}, "dictionary key"),
     ({(1, (2,)): 3}, "dictionary key"),
     (object(), "a value of type object"),
-    ("x" * (remote.MAX_STRING + 1), "a string of"),
-    (list(range(remote.MAX_ITEMS + 1)), "more than"),
+    ("x" * (wire.MAX_STRING + 1), "a string of"),
+    (list(range(wire.MAX_ITEMS + 1)), "more than"),
     (1 << 70, "out of range"),
 ])
 def test_plain_refuses_what_is_not_plain_or_too_big(value, what):
@@ -53,9 +55,9 @@ def test_plain_refuses_tensor_subclasses():
 
 def test_a_frame_is_read_only_within_its_size_limit():
     r, w = os.pipe()
-    os.write(w, remote.HEADER.pack(remote.MAX_FRAME + 1))
+    os.write(w, wire.HEADER.pack(wire.MAX_FRAME + 1))
     with pytest.raises(ChildGone, match="bytes at once"):
-        remote.read_frame(r, time.monotonic() + 5)
+        wire.read_frame(r, time.monotonic() + 5)
     os.close(r)
     os.close(w)
 
@@ -65,7 +67,7 @@ def test_a_child_that_stops_reading_cannot_block_the_grader():
     os.set_blocking(w, False)
     t0 = time.monotonic()
     with pytest.raises(ChildGone, match="within the time limit"):
-        remote.write_frame(w, b"x" * (4 << 20), deadline=time.monotonic() + 0.5)
+        wire.write_frame(w, b"x" * (4 << 20), deadline=time.monotonic() + 0.5)
     assert time.monotonic() - t0 < 5
     os.close(r)
     os.close(w)
@@ -75,7 +77,7 @@ def test_a_child_that_never_answers_cannot_block_the_grader():
     r, w = os.pipe()
     t0 = time.monotonic()
     with pytest.raises(ChildGone, match="within the time limit"):
-        remote.read_frame(r, time.monotonic() + 0.5)
+        wire.read_frame(r, time.monotonic() + 0.5)
     assert time.monotonic() - t0 < 5
     os.close(r)
     os.close(w)
@@ -84,8 +86,8 @@ def test_a_child_that_never_answers_cannot_block_the_grader():
 def test_garbage_ends_the_conversation():
     to_child_r, to_child_w = os.pipe()
     from_child_r, from_child_w = os.pipe()
-    remote.write_frame(from_child_w, b"not a torch.save document")
-    channel = remote.Channel(to_child_w, from_child_r, time.monotonic() + 5)
+    wire.write_frame(from_child_w, b"not a torch.save document")
+    channel = wire.Channel(to_child_w, from_child_r, time.monotonic() + 5)
     with pytest.raises(ChildGone, match="unreadable answer"):
         channel.exchange(b"request")
     assert channel.gone and "unreadable" in channel.gone
@@ -133,11 +135,11 @@ def test_an_answer_whose_structure_is_too_big_is_refused_before_it_is_decoded():
     torch.save({"kind": "value", "value": list(range(2_000_000))}, buf)  # ~10 MB of pickle: seconds to decode
     t0 = time.monotonic()
     with pytest.raises(ChildGone, match="structure takes"):
-        remote._check_structure(buf.getvalue())
+        wire.check_structure(buf.getvalue())
     assert time.monotonic() - t0 < 1
     buf = io.BytesIO()
     torch.save({"kind": "value", "value": torch.zeros(4 << 20)}, buf)  # 16 MB of tensor data is fine
-    remote._check_structure(buf.getvalue())
+    wire.check_structure(buf.getvalue())
 
 
 def _sent(value):
@@ -203,11 +205,11 @@ def test_a_time_limit_error_counts_only_for_a_call_that_had_a_limit():
 
 
 def test_a_call_past_its_own_limit_is_told_from_the_runs_deadline(monkeypatch):
-    monkeypatch.setattr(remote, "SLACK", 0.1)
-    for run_left, limit, said in ((60, 0.2, remote.CALL_LATE), (0.3, 30, remote.LATE)):
+    monkeypatch.setattr(wire, "SLACK", 0.1)
+    for run_left, limit, said in ((60, 0.2, wire.CALL_LATE), (0.3, 30, wire.LATE)):
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()  # the child never answers
-        channel = remote.Channel(to_child_w, from_child_r, time.monotonic() + run_left)
+        channel = wire.Channel(to_child_w, from_child_r, time.monotonic() + run_left)
         with pytest.raises(ChildGone) as e:
             channel.exchange(b"request", limit)
         assert str(e.value).startswith(said) and channel.gone == str(e.value)
@@ -232,7 +234,7 @@ def test_a_handle_is_named_as_the_childs_object_but_its_name_is_never_code():
 def test_a_childs_sentence_is_one_line_that_prints_as_it_reads():
     said = "\x1b[2J\x1b]0;t\x07ok\x00\x7f\x9b31m \u202egnp.exe\u202c\u2066\u200b<b>x</b>\u2069\n\tnext" + "y" * 5000
     text = remote._message(said)
-    assert text.startswith("[2J]0;tok31m gnp.exe<b>x</b> nextyyy") and len(text) == remote.MAX_MESSAGE
+    assert text.startswith("[2J]0;tok31m gnp.exe<b>x</b> nextyyy") and len(text) == wire.MAX_MESSAGE
     assert text.endswith("…") and text.isprintable()
 
 
@@ -362,7 +364,7 @@ def test_the_grader_builds_every_stage_itself(tmp_path):
     """No stage is built in the child: a mask's chat model, and a GPT whose attention layers are the
     child's modules, trained by the grader's own loop (``Pipeline.new_model`` gives them the reference's
     initial weights); the child is only asked for hook calls, outputs and gradients."""
-    from toolkit.grading.remote import ChildPipeline
+    from toolkit.grading.child_pipeline import ChildPipeline
     from toolkit.pipeline import PipelineConfig
 
     root = Path(__file__).resolve().parents[1]
@@ -416,7 +418,7 @@ def test_the_graders_own_work_is_not_charged_to_the_child_but_its_calls_meanwhil
     it is still cut off at its deadline."""
     r, w = os.pipe()
     answers_r, answers_w = os.pipe()
-    channel = remote.Channel(w, answers_r, time.monotonic() + 1.0)
+    channel = wire.Channel(w, answers_r, time.monotonic() + 1.0)
     try:
         with channel.paused():
             time.sleep(0.6)

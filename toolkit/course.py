@@ -25,8 +25,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import nbformat
-
 from toolkit import paths
 
 REPO = paths.ROOT
@@ -45,9 +43,6 @@ c.ExecutePreprocessor.timeout = {timeout}
 # Put hidden tests back without nbgrader's false alarm on each of them (see RestoreHiddenTests).
 c.Autograde.sanitize_preprocessors = sanitize_preprocessors()
 '''
-
-_GRADE_CALL = re.compile(r"""grade\(\s*["']([\w.]+)["']""")
-
 
 def gradebook_ids(check: str) -> tuple[str, str, str]:
     """Where check ``<component>.<name>`` is scored in an nbgrader gradebook: (assignment, notebook,
@@ -123,16 +118,6 @@ def autograde(root: str | Path, assignment: str, student: str = "*") -> dict[str
     nbgrader(root, "autograde", assignment, "--student", student, "--force")
     graded = sorted(Path(root, "autograded").glob(f"{student}/{assignment}"))
     return {path.parent.name: scores(root, assignment, path.parent.name) for path in graded}
-
-
-def check_cells(notebook: str | Path) -> dict[str, tuple[str, float]]:
-    """The autograded test cells of a notebook: grade_id -> (check name, points)."""
-    out = {}
-    for cell in nbformat.read(notebook, as_version=4).cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("grade") and not meta.get("solution") and (m := _GRADE_CALL.search(cell.source)):
-            out[meta["grade_id"]] = (m.group(1), float(meta["points"]))
-    return out
 
 
 def scores(root: str | Path, assignment: str, student: str) -> dict[str, float]:

@@ -36,6 +36,7 @@ from toolkit.paths import ROOT
 README = ROOT / "README.md"
 PAGES = [README, ROOT / "docs" / "reference.md", ROOT / "docs" / "grading.md"]
 """The Markdown pages whose rendered regions ``python -m toolkit.docs`` rewrites."""
+GRADE_CALL = re.compile(r"""grade\(\s*["']([\w.]+)["']""")  # a test cell's call: grade("<check>", ...)
 REGION = re.compile(r"(<!-- begin rendered: ([\w-]+) -->\n)(.*?)(<!-- end rendered: \2 -->)", re.S)
 
 
@@ -131,9 +132,6 @@ def render_page(text: str, name: str = "README.md") -> str:
     return REGION.sub(region, text)
 
 
-render_readme = render_page
-
-
 def regions(text: str) -> list[str]:
     """The names of the rendered regions of a page, in order."""
     return [m.group(2) for m in REGION.finditer(text)]
@@ -147,12 +145,10 @@ def card(check) -> str:
 
 def checked_by(cell) -> str | None:
     """The check a notebook's autograded test cell runs, or None for any other cell."""
-    from toolkit.course import _GRADE_CALL
-
     meta = cell.metadata.get("nbgrader", {})
     if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):
         return None
-    m = _GRADE_CALL.search(cell.source)
+    m = GRADE_CALL.search(cell.source)
     return m.group(1) if m else None
 
 

@@ -78,11 +78,6 @@ def pretrain(model, stream: torch.Tensor, cfg: TrainConfig, on_step=None) -> lis
     return fit(model, cfg, loss_of_batch, on_step)
 
 
-def masked_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over the targets where ``mask`` is True. Shapes (B, T, V), (B, T), (B, T)."""
-    return masked_loss_sum(logits, targets, mask) / mask.sum().clamp(min=1)
-
-
 def masked_loss_sum(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Summed cross-entropy over the targets where ``mask`` is True. Shapes (B, T, V), (B, T), (B, T)."""
     per_token = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # (B, T)

@@ -7,8 +7,10 @@ instructor runs (``toolkit grade``), and where a submission is treated as hostil
 - ``intake``: read a class folder and each submission without following links or trusting sizes;
 - ``sandbox``: start a submission's child in bubblewrap, with resource limits and a watchdog;
 - ``child``: the child, the only process that runs student code: it answers the grader's calls;
-- ``remote``: the grader's side of the pipe: proxies that make the child's components look local
-  to the checks, and a pipeline whose every stage the grader builds itself;
+- ``wire``: what crosses the pipe: frames, the requests (``Op``), the caps on what an answer holds,
+  and the grader's end of the pipe (``Channel``);
+- ``remote``: the child as the checks see it: proxies that make its components look local;
+- ``child_pipeline``: the grader's pipeline of a submission's component, whose every stage it builds itself;
 - ``autograd``: the child's modules and hooks in the grader's autograd graph (their gradients
   asked of the child), so that the grader trains every model itself;
 - ``record``: what grading one submission gives, built from the grader's rubric;

@@ -13,7 +13,7 @@ parameters. The optimizer, the loop, the data, the seeds and the curve are the g
 The child keeps the graph of a forward until its backward (``Tape``), so nothing is computed or
 sent twice. What the child still decides is only what the submission's code decides under ``toolkit run``: the
 output of its module and the gradients of that output. The answers are checked like every answer
-(``remote.plain``), and each gradient must have exactly the dtype and shape of what it is the gradient
+(``toolkit.grading.wire.plain``), and each gradient must have exactly the dtype and shape of what it is the gradient
 of; anything else ends the conversation (``ChildGone``). The child's toolkit and grader modules play no
 part: a child that replaces them in its own interpreter changes nothing the grader computes.
 """
@@ -21,6 +21,8 @@ part: a child that replaces them in its own interpreter changes nothing the grad
 from __future__ import annotations
 
 import torch
+
+from toolkit.grading.wire import Op
 
 FLOAT = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
 
@@ -55,7 +57,7 @@ class Call:
         return [args[i] for i in self.slots] + [p for _, p in params]
 
     def forward(self) -> torch.Tensor:
-        answer = self.child.request("tape", self.target, self.args, self.kwargs, self.training, self.names)
+        answer = self.child.request(Op.TAPE, self.target, self.args, self.kwargs, self.training, self.names)
         out, self.tape = (answer.get("out"), answer.get("tape")) if isinstance(answer, dict) else (answer, None)
         if type(self.tape) is not int or not isinstance(out, torch.Tensor) or out.dtype not in FLOAT:
             got = f"a {out.dtype} tensor" if isinstance(out, torch.Tensor) else type(out).__name__
@@ -65,7 +67,7 @@ class Call:
 
     def vjp(self, upstream: torch.Tensor, expected: list[torch.Tensor]) -> list[torch.Tensor | None]:
         """The gradients of the inputs and parameters (``expected``, in order), from the child, checked."""
-        answer = self.child.request("vjp", self.tape, upstream.contiguous())
+        answer = self.child.request(Op.VJP, self.tape, upstream.contiguous())
         if not (isinstance(answer, dict) and isinstance(answer.get("inputs"), list) and isinstance(answer.get("params"), dict)
                 and len(answer["inputs"]) == len(self.slots) and set(answer["params"]) <= set(self.names)):
             raise self.child._gone("gradients that are not one per input and parameter")

@@ -27,8 +27,9 @@ from toolkit.components import COMPONENTS
 from toolkit.grading import cgroup, intake, sandbox
 from toolkit.grading.intake import Submission
 from toolkit.grading.record import Record, Status, rubric
-from toolkit.grading.remote import CALL_LATE, LATE, Channel, Child, ChildGone
+from toolkit.grading.remote import Child
 from toolkit.grading.sandbox import Limits
+from toolkit.grading.wire import CALL_LATE, LATE, Channel, ChildGone
 
 CHILD_CPUS = 2  # the most CPUs a child may use: it trains with 2 torch threads (each child weighs the same)
 

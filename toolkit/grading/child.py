@@ -14,8 +14,9 @@ It trains nothing: every model that runs the submission's code is trained by the
 calls the submission's modules and hooks here for their outputs and gradients.
 
 It judges nothing: it sends no score, no result, no document of its own. Whatever it sends is
-plain data read by ``toolkit.grading.remote`` with ``torch.load(weights_only=True)`` and checked
-there; a child that lies, stops or sends garbage only fails its own checks.
+plain data (``_is_plain``) read by the grader with ``torch.load(weights_only=True)`` and checked
+there (``toolkit.grading.wire.plain``); a child that lies, stops or sends garbage
+only fails its own checks.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import pickle
 import sys
 from pathlib import Path
 
-MAX_MESSAGE = 2000  # characters of an exception's text sent (the grader keeps no more)
 MAX_TAPES = 256  # graphs kept for a backward (a training step needs one per remote call of its forward)
 
 
@@ -43,7 +43,7 @@ def _is_plain(x, depth: int = 0) -> bool:
     if x is None or type(x) in (bool, int, float, str) or isinstance(x, torch.dtype):
         return True
     if isinstance(x, torch.Tensor):
-        from toolkit.grading.remote import DTYPES
+        from toolkit.grading.wire import DTYPES
 
         return x.layout == torch.strided and x.device.type == "cpu" and x.dtype in DTYPES.values()
     if type(x) in (list, tuple):
@@ -107,6 +107,7 @@ class Server:
         import torch
 
         from toolkit.checks import OutOfTime, _is_stub, alarm, student_error
+        from toolkit.grading.wire import MAX_MESSAGE
         from toolkit.plugins import NotImplementedYet, PluginError
 
         reader = _Unpickler(io.BytesIO(frame), self)
@@ -136,33 +137,34 @@ class Server:
         return buf.getvalue()
 
     def handle(self, op: str, *args) -> dict:
+        from toolkit.grading.wire import Op
         from toolkit.plugins import Components
 
-        if op == "hello":
+        if op == Op.HELLO:
             return {"kind": "hello", "provided": self.provided, "sources": self.sources}
-        if op == "call":
+        if op == Op.CALL:
             comp, hook, a, kw = args
             components = self.components.setdefault(comp, Components(self.pm, only=comp))
             return self.pack(components.call(hook, *a, **kw))
-        if op == "getattr":
+        if op == Op.GETATTR:
             return self.pack(getattr(self.objects[args[0]], args[1]))
-        if op == "call_object":
+        if op == Op.CALL_OBJECT:
             return self.pack(self.objects[args[0]](*args[1], **args[2]))
-        if op == "list":
+        if op == Op.LIST:
             return self.pack(list(self.objects[args[0]]))
-        if op == "forward":
+        if op == Op.FORWARD:
             return self.pack(self.forward(*args))
-        if op == "tape":
+        if op == Op.TAPE:
             return self.pack(self.tape(*args))
-        if op == "vjp":
+        if op == Op.VJP:
             return self.pack(self.tapes.pop(args[0]).vjp(args[1]))
-        if op == "state":
+        if op == Op.STATE:
             return self.pack({n: p.detach() for n, p in self.objects[args[0]].named_parameters()})
-        if op == "seed":
+        if op == Op.SEED:
             import torch
             torch.manual_seed(args[0])
             return self.pack(None)
-        if op == "run":
+        if op == Op.RUN:
             comp, config, name, a = args
             return self.pack(_child_side(name)(self.pipeline(comp, config), *a))
         raise ValueError(f"unknown request {op!r}")
@@ -252,7 +254,7 @@ def _child_side(name: str):
 
 def serve(server: Server, requests: int, answers: int) -> None:
     """Answer the grader's requests until it closes the pipe."""
-    from toolkit.grading.remote import ChildGone, read_frame, write_frame
+    from toolkit.grading.wire import ChildGone, read_frame, write_frame
 
     while True:
         try:

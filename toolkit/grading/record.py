@@ -75,10 +75,6 @@ class Record:
     def max_total(self) -> float:
         return round(sum(r.points for r in self.results), 4)
 
-    @property
-    def hidden_count(self) -> int:
-        return sum(r.hidden for r in self.results)
-
     def to_json(self) -> str:
         return json.dumps(asdict(self), default=str)
 

@@ -22,7 +22,7 @@
 the grader's thread is doing, and without bubblewrap also when the box grows past the scratch
 cap. The box is removed afterwards by ``toolkit.grading.intake.remove_tree`` (any depth).
 
-The child runs no check and is believed in nothing: see ``toolkit.grading.remote``.
+The child runs no check and is believed in nothing: see ``toolkit.grading.remote`` and ``toolkit.grading.wire``.
 """
 
 from __future__ import annotations
