@@ -28,13 +28,13 @@ OWN_FILES = {  # the table, and the files of the toolkit that belong to one comp
 
 KNOWN = Counter({  # (name, the line it is on) -> how many times: the constants found outside OWN_FILES today
     # -- not component keys: a pipeline stage, a cached model, a label that shares the name
-    ("tokenizer", 'STAGES = ("tokenizer", "base_model", "chat_model", "reward_model", "rlhf_model")'): 1,  # pipeline.py
-    ("tokenizer", 'for stage in ("world", "corpus", "conversations", "tokenizer", "stream", "model_config", '
-                  '"base_model"):'): 1,  # pipeline.py, sharing_base: the stages shared
+    ("tokenizer", 'STAGES = ("tokenizer", "stream", "base_model", "chat_model", "reward_model", "rlhf_model")'): 1,
+    # pipeline.py: the stages, declared once
+    ("tokenizer", 'BASE_DATA = ("world", "corpus", "conversations", "tokenizer", "stream", "model_config")'): 1,
+    # data_stages.py: what the base model is built from (sharing_base shares it)
     ("tokenizer", 'self.timings["tokenizer"] = time.perf_counter() - t0'): 1,  # pipeline.py: the stage's time
     ("tokenizer", 'tok.words = self._stored(("tokenizer", *key), lambda: build().words)'): 1,  # pipeline.py: cache key
     ("reward", 'self._train_or_load(model, "reward", key and f"reward-{key}",'): 1,  # pipeline.py: the model trained
-    ("tokenizer", 'tokenizer = _stage("tokenizer")'): 1,  # grading/remote.py: the stage
     ("reward", 'ax.set_xlabel("reward")'): 1,  # plots.py: an axis label
     # -- component keys: to be read from COMPONENTS or a Component (reported to their owners, issue 33)
     ("sampler", 'if top_p is not None and "sampler" not in provided:'): 1,  # chat.py

@@ -97,7 +97,7 @@ class InProcess:
 
         import torch
 
-        from toolkit.grading.remote import plain
+        from toolkit.grading.wire import plain
 
         return plain(torch.load(io.BytesIO(self.server.answer(data)), weights_only=True))
 
