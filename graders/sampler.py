@@ -37,12 +37,9 @@ draws, where the test needs about 5.3 (a two-sided 1e-6 / 7).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib
-import json
 import math
-import os
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -52,56 +49,14 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from graders import contexts
-from toolkit import probe
+from graders.statistics import ALPHA, fits, worst_token, z_score
+from toolkit import cache, probe
 from toolkit.checks import CheckFailed, check, child_side, names_used
 from toolkit.plugins import PluginError
 from toolkit.sample import sample_next
 
 DRAWS = 4000  # tokens drawn per row of a test case
-ALPHA = 1e-6  # largest chance that a correct sampler fails the test of one row
 INF = float("inf")
-
-
-# -- the exact test -----------------------------------------------------------------------
-def _log_pmf(i: int, n: int, p: float) -> float:
-    return math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p) + (n - i) * math.log1p(-p)
-
-
-def binomial_p_value(k: int, n: int, p: float) -> float:
-    """Two-sided p-value of seeing ``k`` successes in ``n`` draws of probability ``p`` (0 < p < 1).
-
-    Twice the tail on ``k``'s side of the mean, ``P(X >= k)`` or ``P(X <= k)``, summed exactly from
-    ``k`` outward: past the mean the terms only shrink, so the sum stops once they no longer count.
-    """
-    step = 1 if k >= n * p else -1
-    total, i = 0.0, k
-    while 0 <= i <= n:
-        term = math.exp(_log_pmf(i, n, p))
-        total += term
-        if term <= total * 1e-17:
-            break
-        i += step
-    return min(1.0, 2 * total)
-
-
-def worst_token(counts: list[int], probs: list[float]) -> tuple[int, float] | None:
-    """The token whose count is least likely under ``probs``, and its Bonferroni-corrected p-value,
-    or None when no token can be tested (one token holds all the probability)."""
-    tested = [i for i, p in enumerate(probs) if 0 < p < 1]
-    if not tested:
-        return None
-    n = sum(counts)
-    p_values = {i: binomial_p_value(counts[i], n, probs[i]) for i in tested}
-    i = min(tested, key=p_values.get)
-    return i, min(1.0, p_values[i] * len(tested))
-
-
-def fits(counts: list[int], probs: list[float]) -> bool:
-    """Do the counts pass the exact test for ``probs`` (and stay on its support)?"""
-    if any(c and not p for c, p in zip(counts, probs)):
-        return False
-    worst = worst_token(counts, probs)
-    return worst is None or worst[1] >= ALPHA
 
 
 # -- test cases -----------------------------------------------------------------------------
@@ -770,28 +725,14 @@ def reference_dial(pipeline, settings: list[Setting], name: str, sampler) -> dic
     per machine. It is kept in memory for a class graded in one process, and as ``dial-<key>.json`` in
     the grader's cache folder for the next run; the key hashes the weights, the settings, the seed and
     the code the draws depend on (the sampler's file and ``DIAL_CODE``)."""
-    digest = hashlib.sha256(repr((name, fingerprint(pipeline.base_model), fingerprint(pipeline.chat_model),
-                                  tuple(settings), pipeline.config.seed)).encode())
     code = [getattr(sampler, "__func__", sampler).__code__.co_filename]
     code += [importlib.import_module(module).__file__ for module in DIAL_CODE]
-    for path in code:
-        digest.update(Path(path).read_bytes())
-    key = digest.hexdigest()[:20]
-    if key not in _REFERENCE:
-        path = Path(pipeline.cache_dir) / f"dial-{key}.json"
-        try:
-            _REFERENCE[key] = json.loads(path.read_text())
-        except (OSError, ValueError):
-            _REFERENCE[key] = _dial(pipeline, settings, sampler)
-            with contextlib.suppress(OSError):  # a cache that cannot be written only costs time
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(_REFERENCE[key]))
-                tmp.replace(path)
-    return _REFERENCE[key]
+    key = cache.key(repr((name, fingerprint(pipeline.base_model), fingerprint(pipeline.chat_model), tuple(settings),
+                          pipeline.config.seed)), *(Path(path).read_bytes() for path in code))
+    return cache.memo(("dial", key), lambda: cache.Cache(pipeline.cache_dir).stored(
+        f"dial-{key}.json", lambda: _dial(pipeline, settings, sampler)))
 
 
-_REFERENCE: dict[str, dict] = {}
 DIAL_CODE = ("toolkit.sample", "toolkit.model", "toolkit.probe", "toolkit.world", "toolkit.template",
              "toolkit.baselines")  # besides the sampler's file, what the reference draws depend on
 
@@ -816,14 +757,6 @@ def _dial(pipeline, settings: list[Setting], sampler) -> dict[str, dict[str, dic
                                    sampler=sampler)
             out[name][s.name] = probe.distribution(gens)
     return out
-
-
-def z_score(a: dict, b: dict) -> float:
-    """Two-proportion z statistic of rates ``a`` and ``b`` (``{"p", "n"}``), pooled; 0 when both are 0 or 1."""
-    pooled = (a["p"] * a["n"] + b["p"] * b["n"]) / (a["n"] + b["n"])
-    if pooled in (0.0, 1.0):
-        return 0.0
-    return (a["p"] - b["p"]) / math.sqrt(pooled * (1 - pooled) * (1 / a["n"] + 1 / b["n"]))
 
 
 def differs(mine: dict, reference: dict, what: str) -> str | None:

@@ -20,6 +20,8 @@ import pytest
 import torch
 
 from graders import sampler as grader
+from graders import statistics
+from toolkit import cache
 from graders.hidden.checks import unseen_cases
 from tests import harness
 from tests.harness import PLUGINS, ROOT, Table, assert_fails, assert_passes
@@ -361,13 +363,13 @@ def test_the_reference_dial_is_drawn_once_per_machine(tmp_path, monkeypatch):
         return {"chat": {s.name: {"Answer": {"p": 1 / 3, "n": 140}} for s in settings}}
 
     monkeypatch.setattr(grader, "_dial", fake_dial)
-    monkeypatch.setattr(grader, "_REFERENCE", {})
+    monkeypatch.setattr(cache, "_MEMO", {})  # this process's memory (toolkit.cache.memo)
     torch.manual_seed(0)
     base, chat = torch.nn.Linear(3, 3), torch.nn.Linear(3, 3)
     p = SimpleNamespace(base_model=base, chat_model=chat, cache_dir=tmp_path, config=PipelineConfig())
     first = grader.reference_dial(p, grader.DIAL, "toolkit", grader.sample_next)
     assert len(list(tmp_path.glob("dial-*.json"))) == 1
-    monkeypatch.setattr(grader, "_REFERENCE", {})  # the next process
+    monkeypatch.setattr(cache, "_MEMO", {})  # the next process
     assert grader.reference_dial(p, grader.DIAL, "toolkit", grader.sample_next) == first and draws == [0]
     with torch.no_grad():
         chat.weight[0, 0] += 1e-6
@@ -378,9 +380,9 @@ def test_the_reference_dial_is_drawn_once_per_machine(tmp_path, monkeypatch):
 
 
 def test_z_score_and_the_verdict_on_rates():
-    assert grader.z_score({"p": 0.5, "n": 100}, {"p": 0.5, "n": 100}) == 0
-    assert grader.z_score({"p": 0.0, "n": 50}, {"p": 0.0, "n": 80}) == 0  # no variance: no evidence
-    z = grader.z_score({"p": 0.6, "n": 100}, {"p": 0.4, "n": 100})  # pooled 0.5: se = sqrt(0.25 * 0.02)
+    assert statistics.z_score({"p": 0.5, "n": 100}, {"p": 0.5, "n": 100}) == 0
+    assert statistics.z_score({"p": 0.0, "n": 50}, {"p": 0.0, "n": 80}) == 0  # no variance: no evidence
+    z = statistics.z_score({"p": 0.6, "n": 100}, {"p": 0.4, "n": 100})  # pooled 0.5: se = sqrt(0.25 * 0.02)
     assert z == pytest.approx(0.2 / math.sqrt(0.005))
     dist = lambda g: {label: {"p": p, "n": 140} for label, p in zip(("Continuation", "Answer", "Clarification",
                                                                       "Gibberish"), g)}
@@ -425,7 +427,7 @@ def test_the_snapshot_keeps_the_tokens_the_contract_keeps():
     assert kept(case["top_p after the temperature"]) == [[0]]
     assert kept(case["logits of -1e4 next to -inf"]) == [[0, 1, 2]]
     snapshot = load_snapshot("sampler")
-    assert snapshot["draws"] == grader.DRAWS and snapshot["alpha"] == grader.ALPHA
+    assert snapshot["draws"] == grader.DRAWS and snapshot["alpha"] == statistics.ALPHA
     assert set(snapshot["probs"]) == {c.name for c in grader.CASES}
 
 
@@ -478,7 +480,7 @@ def pmf(k: int, n: int, p: float) -> float:
 def test_binomial_p_value_is_twice_the_smaller_tail(n, p):
     for k in range(n + 1):
         tail = sum(pmf(i, n, p) for i in range(k, n + 1)) if k >= n * p else sum(pmf(i, n, p) for i in range(k + 1))
-        assert grader.binomial_p_value(k, n, p) == pytest.approx(min(1.0, 2 * tail), rel=1e-9, abs=1e-300)
+        assert statistics.binomial_p_value(k, n, p) == pytest.approx(min(1.0, 2 * tail), rel=1e-9, abs=1e-300)
 
 
 def log_pmf(k: int, n: int, p: float) -> float:
@@ -488,7 +490,7 @@ def log_pmf(k: int, n: int, p: float) -> float:
 @pytest.mark.parametrize("n, p", [(40, 0.3), (grader.DRAWS, 0.09), (grader.DRAWS, 0.5)])
 def test_a_correct_count_fails_no_more_often_than_alpha(n, p):
     """P(p-value <= a) <= a, summed over every possible count: the bound the checks rely on."""
-    p_values = [grader.binomial_p_value(k, n, p) for k in range(n + 1)]
+    p_values = [statistics.binomial_p_value(k, n, p) for k in range(n + 1)]
     for a in (0.05, 1e-3, 1e-6):
         rejected = sum(math.exp(log_pmf(k, n, p)) for k in range(n + 1) if p_values[k] <= a)
         assert a / 10 < rejected <= a  # a bound, and not a loose one
@@ -497,10 +499,10 @@ def test_a_correct_count_fails_no_more_often_than_alpha(n, p):
 def test_the_test_accepts_fair_counts_and_rejects_a_shift_of_five_points():
     probs = [0.5, 0.3, 0.2]
     n = grader.DRAWS
-    assert grader.fits([2000, 1200, 800], probs)
-    assert grader.fits([2060, 1160, 780], probs)  # 1.5 to 2 standard deviations off
-    assert not grader.fits([1800, 1400, 800], probs)  # 0.05 moved: about 7 standard deviations
-    assert not grader.fits([1999, 1200, 800, 1], probs + [0.0])  # outside the support
+    assert statistics.fits([2000, 1200, 800], probs)
+    assert statistics.fits([2060, 1160, 780], probs)  # 1.5 to 2 standard deviations off
+    assert not statistics.fits([1800, 1400, 800], probs)  # 0.05 moved: about 7 standard deviations
+    assert not statistics.fits([1999, 1200, 800, 1], probs + [0.0])  # outside the support
     assert grader.worst_token([n, 0, 0], [1.0, 0.0, 0.0]) is None  # nothing to test: one token holds it all
 
 
