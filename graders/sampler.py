@@ -53,9 +53,10 @@ from torch.overrides import TorchFunctionMode
 
 from graders import contexts
 from toolkit import probe
-from toolkit.checks import CheckFailed, check, child_side, names_used
+from toolkit.checks import CheckFailed, check, child_side
 from toolkit.plugins import PluginError
 from toolkit.sample import sample_next
+from toolkit.source_scan import names_used
 
 DRAWS = 4000  # tokens drawn per row of a test case
 ALPHA = 1e-6  # largest chance that a correct sampler fails the test of one row
