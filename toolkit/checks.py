@@ -80,10 +80,35 @@ class Check:
 
 
 class CheckStatus(StrEnum):
+    """How a check ended. Its value is the word every table and page says; it carries its colours."""
+
     PASSED = "passed"
     PARTIAL = "partial"
     FAILED = "failed"
     NOT_RUN = "not run"  # zero points: the component is not provided, or the submission was not graded
+
+    @property
+    def css(self) -> str:
+        """Its class on a page: "not-run"."""
+        return self.value.replace(" ", "-")
+
+    @property
+    def colour(self) -> str:
+        """Its colour on a page."""
+        return STATUS_COLOURS[self][0]
+
+    @property
+    def terminal_colour(self) -> str:
+        """Its colour in the terminal (a colour name of ``rich``)."""
+        return STATUS_COLOURS[self][1]
+
+
+STATUS_COLOURS = {  # status -> (on a page, in the terminal)
+    CheckStatus.PASSED: ("#137333", "green"),
+    CheckStatus.PARTIAL: ("#b06000", "yellow"),
+    CheckStatus.FAILED: ("#c5221f", "red"),
+    CheckStatus.NOT_RUN: ("#666", "bright_black"),
+}
 
 
 @dataclass
