@@ -1,9 +1,5 @@
-"""The time limit of a block of calls into the submission: ``alarm(seconds)`` raises ``OutOfTime``.
-
-Where the OS has ``SIGALRM`` and this is the main thread (Linux, macOS), a timer signal does it;
-elsewhere (Windows, or a thread a notebook's kernel runs checks in) a watchdog thread raises it
-into the block's thread (``PyThreadState_SetAsyncExc``).
-"""
+"""The time limit of a block of calls into the submission (``Context.time_limit``): ``alarm(seconds)``
+raises ``OutOfTime`` in the block, by a timer signal or from a watchdog thread."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""Text a submission can write into, made safe to show: printable, and on one line.
-
-What a submission writes (an exception's text, a name it chose) and a page or a terminal shows
-goes through ``printable``; every sentence it can write into goes through ``one_line``.
-"""
+"""Text a submission can write into (an exception's text, a name it chose), made safe to show on a
+page or in a terminal: printable, and on one line."""
 
 from __future__ import annotations
 
