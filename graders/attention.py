@@ -10,10 +10,11 @@ from torch.overrides import TorchFunctionMode
 from graders import contexts
 from toolkit import probe
 from toolkit.baselines import SDPAttention
-from toolkit.checks import CheckFailed, check, child_side, names_used, on_case
+from toolkit.checks import CheckFailed, check, child_side, on_case
 from toolkit.model import GPT, GPTConfig
 from toolkit.pipeline import Pipeline
 from toolkit.plugins import Components
+from toolkit.source_scan import names_used
 from toolkit.template import base_prompt
 from toolkit.train import pretrain, stream_batch
 

@@ -14,6 +14,7 @@ from toolkit.baselines import SDPAttention
 from toolkit.checks import CheckFailed, Partial, check, on_case
 from toolkit.model import GPT, GPTConfig
 from toolkit.template import PAD
+from toolkit.world import Kind
 
 TOL = 1e-6  # float64
 TOL32 = 1e-5  # float32: the loss of 64 rewards is a mean of float32 terms, off by ~1e-7
@@ -294,7 +295,7 @@ def judge(pipeline, model) -> dict:
     world = pipeline.world
     gens = pipeline.probe(model, True, judge_prompts(world), 1.0)
     replies = [probe.first_sentence(g.text) for g in gens]
-    rude = [r for r in replies if (parsed := world.parse(r)) and parsed[0] == "rude"]
+    rude = [r for r in replies if (parsed := world.parse(r)) and parsed[0] == Kind.RUDE]
     return {"rude": len(rude) / len(gens), "correct": sum(g.correct for g in gens) / len(gens), "replies": replies}
 
 

@@ -51,9 +51,10 @@ from torch.overrides import TorchFunctionMode
 from graders import contexts
 from graders.statistics import ALPHA, fits, worst_token, z_score
 from toolkit import cache, probe
-from toolkit.checks import CheckFailed, check, child_side, names_used
+from toolkit.checks import CheckFailed, check, child_side
 from toolkit.plugins import PluginError
 from toolkit.sample import sample_next
+from toolkit.source_scan import names_used
 
 DRAWS = 4000  # tokens drawn per row of a test case
 INF = float("inf")

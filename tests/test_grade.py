@@ -307,7 +307,7 @@ def test_a_grader_error_of_any_kind_is_that_students_record_not_the_batchs_end()
     SystemExit): the student gets a crashed record and the others are graded."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from toolkit.checks import OutOfTime
+    from toolkit.alarm import OutOfTime
     from toolkit.grading.batch import _as_completed
 
     def fails(error):

@@ -274,7 +274,7 @@ def test_alarm_without_signals(case, tmp_path):
     state a test must not leave in the suite's process."""
     script = textwrap.dedent("""
         import threading, time
-        from toolkit.checks import OutOfTime, alarm
+        from toolkit.alarm import OutOfTime, alarm
 
         def spin(seconds=60.0):
             end = time.monotonic() + seconds

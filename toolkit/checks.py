@@ -28,17 +28,11 @@ the check itself, and every number it judges, stays in the grader.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib
-import io
 import json
 import pkgutil
-import signal
-import threading
 import time
-import tokenize
 import traceback
-import unicodedata
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -48,9 +42,11 @@ import torch
 
 import toolkit
 from toolkit import paths
+from toolkit.alarm import OutOfTime, alarm
 from toolkit.components import COMPONENTS, HIDDEN_CHECKS
 from toolkit.pipeline import Pipeline, PipelineConfig
 from toolkit.plugins import Components, NotImplementedYet, PluginError, not_implemented, raised
+from toolkit.text import one_line
 
 MAX_REASON = 400  # characters of a reason shown; an exception's text is the student's to choose
 HIDDEN_ERROR = ("the submission's code raised an error, or returned a value of the wrong kind, on this hidden "
@@ -59,84 +55,8 @@ HIDDEN_STUB = ("the submission's code is not implemented yet: it raised NotImple
                "inputs")
 
 
-def printable(text: str) -> str:
-    """``text`` without control and format characters (ANSI escapes, NUL, right-to-left overrides):
-    it prints as it reads. What a submission writes and a page or a terminal shows goes through it."""
-    return "".join(ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cf"))
-
-
-def one_line(text: str, limit: int) -> str:
-    """``text`` as one printable line of at most ``limit`` characters: whitespace runs become one
-    space. Every sentence a submission can write into (an exception's text) goes through it."""
-    text = printable(" ".join(text.split()))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 class CheckFailed(Exception):
     """Raise with a one-line, actionable reason."""
-
-
-class OutOfTime(BaseException):
-    """A call ran past ``Context.time_limit``. Not an Exception: a student's ``except Exception``
-    cannot swallow it."""
-
-
-@contextlib.contextmanager
-def alarm(seconds: float):
-    """Raise OutOfTime in the block after ``seconds``, in the thread that runs it.
-
-    Where the OS has ``SIGALRM`` and this is the main thread (Linux, macOS), a timer signal does it;
-    elsewhere (Windows, or a thread a notebook's kernel runs checks in) a watchdog thread raises it
-    into the block's thread (``PyThreadState_SetAsyncExc``). Both interrupt Python code at its next
-    bytecode (a long C call, one torch op, finishes first). A worker process would work too, but it
-    would have to copy the student's objects there and back."""
-    use_signal = hasattr(signal, "SIGALRM") and hasattr(signal, "setitimer") and \
-        threading.current_thread() is threading.main_thread()
-    with (_signal_alarm if use_signal else _thread_alarm)(seconds):
-        yield
-
-
-@contextlib.contextmanager
-def _signal_alarm(seconds: float):
-    def interrupt(signum, frame):
-        raise OutOfTime
-
-    previous = signal.signal(signal.SIGALRM, interrupt)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-@contextlib.contextmanager
-def _thread_alarm(seconds: float):
-    thread, lock, state = threading.get_ident(), threading.Lock(), {"armed": True, "fired": False}
-
-    def interrupt():
-        with lock:
-            if state["armed"]:
-                _raise_in(thread, OutOfTime)
-                state["fired"] = True
-
-    timer = threading.Timer(seconds, interrupt)
-    timer.daemon = True
-    timer.start()
-    try:
-        yield
-    finally:
-        with lock:  # from here on the timer cannot fire
-            timer.cancel()
-            state["armed"] = False
-        if state["fired"]:  # take back an OutOfTime not raised yet: none may come after the block
-            _raise_in(thread, None)
-
-
-def _raise_in(thread: int, exception: type[BaseException] | None) -> None:
-    """Raise ``exception`` in thread ``thread`` at its next bytecode (None: cancel one not raised yet)."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread),
-                                                ctypes.py_object(exception) if exception else None)
 
 
 @dataclass
@@ -160,10 +80,35 @@ class Check:
 
 
 class CheckStatus(StrEnum):
+    """How a check ended. Its value is the word every table and page says; it carries its colours."""
+
     PASSED = "passed"
     PARTIAL = "partial"
     FAILED = "failed"
     NOT_RUN = "not run"  # zero points: the component is not provided, or the submission was not graded
+
+    @property
+    def css(self) -> str:
+        """Its class on a page: "not-run"."""
+        return self.value.replace(" ", "-")
+
+    @property
+    def colour(self) -> str:
+        """Its colour on a page."""
+        return STATUS_COLOURS[self][0]
+
+    @property
+    def terminal_colour(self) -> str:
+        """Its colour in the terminal (a colour name of ``rich``)."""
+        return STATUS_COLOURS[self][1]
+
+
+STATUS_COLOURS = {  # status -> (on a page, in the terminal)
+    CheckStatus.PASSED: ("#137333", "green"),
+    CheckStatus.PARTIAL: ("#b06000", "yellow"),
+    CheckStatus.FAILED: ("#c5221f", "red"),
+    CheckStatus.NOT_RUN: ("#666", "bright_black"),
+}
 
 
 @dataclass
@@ -298,49 +243,6 @@ class Context:
         self.report_dir.mkdir(parents=True, exist_ok=True)
         self.metrics.setdefault("_plots", []).append([name, caption])
         return self.report_dir / name
-
-
-def names_used(sources: dict[str, str], names: tuple[str, ...], as_attribute: bool = False) -> list[str]:
-    """Which of ``names`` the code uses, in order: read by the grader in the files it was handed.
-
-    A name may be dotted (``toolkit.sample``): it is used by ``toolkit.sample``, ``import
-    toolkit.sample`` and ``from toolkit import sample``. Comments and strings are not code; a
-    file that does not tokenize is skipped (it did not import either). ``as_attribute``: an undotted
-    name counts wherever it is a part of a chain too (``F.scaled_dot_product_attention``).
-    """
-    found = []
-    for text in sources.values():
-        try:
-            used = _dotted_names(text)
-        except (tokenize.TokenError, SyntaxError, RecursionError, MemoryError):
-            continue
-        if as_attribute:
-            used = used | {part for chain in used for part in chain.split(".")}
-        found += [n for n in names if n in used and n not in found]
-    return found
-
-
-def _dotted_names(text: str) -> set[str]:
-    """Every name and dotted chain of ``text`` with its prefixes (``a``, ``a.b``, ``a.b.c``);
-    ``from a import b`` counts as ``a.b``."""
-    used: set[str] = set()
-    chain: list[str] = []  # the dotted chain being read
-    statement: list[str] = []  # the tokens of the logical line so far
-    module = None  # in ``from M import x, y``: M, from ``import`` on
-    for t in tokenize.generate_tokens(io.StringIO(text).readline):
-        if t.type in (tokenize.NEWLINE, tokenize.ENDMARKER) or t.string == ";":
-            statement, module = [], None
-            continue
-        if t.type == tokenize.NAME:
-            chain = chain + [t.string] if statement and statement[-1] == "." else [t.string]
-            used.update(".".join(chain[:i]) for i in range(1, len(chain) + 1))
-            if t.string == "import" and statement[:1] == ["from"]:
-                module = "".join(statement[1:])
-            elif module and t.string != "as" and statement[-1] != "as":
-                used.add(f"{module}.{t.string}")
-        if t.type not in (tokenize.NL, tokenize.COMMENT):
-            statement.append(t.string)
-    return used
 
 
 def child_side(fn: Callable) -> Callable:

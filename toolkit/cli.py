@@ -170,9 +170,8 @@ def _print_table(result) -> None:
     table = Table(title=f"toolkit run {result.submission}")
     for col in ("check", "points", "result", "reason"):
         table.add_column(col, overflow="fold")
-    colour = {"passed": "green", "partial": "yellow", "failed": "red"}
     for r in result.results:
-        table.add_row(r.name, f"{r.score:g}/{r.points:g}", f"[{colour[r.status]}]{r.status}[/]", r.reason)
+        table.add_row(r.name, f"{r.score:g}/{r.points:g}", f"[{r.status.terminal_colour}]{r.status}[/]", r.reason)
     console = Console(width=120)
     console.print(table)
     scope = "public and hidden checks" if result.hidden_included else "public checks only"

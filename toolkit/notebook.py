@@ -29,7 +29,7 @@ import tempfile
 import types
 from pathlib import Path
 
-from toolkit.checks import Context, collect, run_check
+from toolkit.checks import CheckStatus, Context, collect, run_check
 from toolkit.components import COMPONENTS, HOOKS
 from toolkit.pipeline import PipelineConfig
 from toolkit.plugins import Components, Plugin, SubmissionError, build_manager, provided_components
@@ -105,13 +105,12 @@ def _grade(check, component: str, namespace: dict, report_dir: Path, show_plots:
         ctx = _contexts[key]
         ctx.report_dir = report_dir
         result = run_check(check, ctx)
-    mark = {"passed": "PASSED", "partial": "PARTIAL", "failed": "FAILED"}[result.status]
-    print(f"{mark} {name}: {result.score:g}/{result.points:g} points ({result.seconds:.1f} s)")
-    if result.reason and result.status != "failed":  # a failed check's reason is the cell's error
+    print(f"{result.status.upper()} {name}: {result.score:g}/{result.points:g} points ({result.seconds:.1f} s)")
+    if result.reason and result.status != CheckStatus.FAILED:  # a failed check's reason is the cell's error
         print(result.reason)
     if show_plots:
         _show(sorted(report_dir.glob("*.png")))
-    if result.status == "failed":
+    if result.status == CheckStatus.FAILED:
         raise CheckNotPassed(result.reason)
     return result.score
 

@@ -169,13 +169,12 @@ def plot_dial(dists: dict[str, dict[str, dict[str, dict[str, float]]]], title: s
     """The temperature dial: one panel per model, one stacked bar per sampling setting, split by class."""
     fig = figure(4.2 * len(dists), 4)
     axes = fig.subplots(1, len(dists), sharey=True, squeeze=False)[0]
-    colours = {"Continuation": "#4e79a7", "Answer": "#59a14f", "Clarification": "#f28e2b", "Gibberish": "#bab0ac"}
     for ax, (model, by_setting) in zip(axes, dists.items()):
         settings = list(by_setting)
         bottom = [0.0] * len(settings)
         for label in LABELS:
             ps = [by_setting[s][label]["p"] for s in settings]
-            ax.bar(range(len(settings)), ps, 0.7, bottom=bottom, label=label, color=colours.get(label))
+            ax.bar(range(len(settings)), ps, 0.7, bottom=bottom, label=label, color=label.colour)
             bottom = [b + p for b, p in zip(bottom, ps)]
         ax.set_xticks(range(len(settings)), [s.replace(", ", "\n") for s in settings], fontsize=8)
         n = next(iter(by_setting.values()))[LABELS[0]]["n"]

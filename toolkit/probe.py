@@ -29,15 +29,24 @@ import torch
 
 from toolkit.sample import Sampler, generate, sample_next
 from toolkit.template import ASSISTANT, BOS, END, USER, base_prompt, chat_prompt
-from toolkit.world import FAMILIES, Fact, World
+from toolkit.world import FAMILIES, Fact, Kind, World
 
 class Label(StrEnum):
-    """The probe's classes, in the order the charts show them (declared here only)."""
+    """The probe's classes, in the order the charts show them, each with its colour there (declared here only)."""
 
     CONTINUATION = "Continuation"
     ANSWER = "Answer"
     CLARIFICATION = "Clarification"
     GIBBERISH = "Gibberish"
+
+    @property
+    def colour(self) -> str:
+        """Its colour in the charts."""
+        return LABEL_COLOURS[self]
+
+
+LABEL_COLOURS = {Label.CONTINUATION: "#4e79a7", Label.ANSWER: "#59a14f", Label.CLARIFICATION: "#f28e2b",
+                 Label.GIBBERISH: "#bab0ac"}
 
 
 LABELS = tuple(Label)
@@ -79,11 +88,11 @@ def classify(world: World, prompt: Prompt, text: str) -> tuple[Label, bool]:
     if parsed is None or not first_sentence(text):
         return Label.GIBBERISH, False
     kind, family, fields = parsed
-    if kind == "clarification":
+    if kind == Kind.CLARIFICATION:
         return Label.CLARIFICATION, False
-    if kind == "rude":
+    if kind == Kind.RUDE:
         return Label.ANSWER, False
-    if kind == "statement":
+    if kind == Kind.STATEMENT:
         if prompt.fact is None and family == _family_of(prompt.question):
             return Label.ANSWER, False
         if prompt.fact is not None and family == prompt.fact.family and fields["subject"] == prompt.fact.subject:
@@ -178,4 +187,4 @@ def run_user_turn(model, tokenizer, world: World, n: int = 30, seed: int = 0,
     outs = generate(model, ids, 16, temperature=1.0, stop_ids=stop, generator=torch.Generator().manual_seed(seed),
                     top_p=top_p, sampler=sampler)
     parsed = [world.parse(first_sentence(tokenizer.decode(o))) for o in outs]
-    return sum(p is not None and p[0] == "question" for p in parsed)
+    return sum(p is not None and p[0] == Kind.QUESTION for p in parsed)

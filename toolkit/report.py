@@ -30,11 +30,12 @@ td,th{overflow-wrap:break-word}h1,code,pre,figcaption,.reason{overflow-wrap:anyw
 table.metrics{width:auto}table.metrics td:last-child{text-align:right;font-variant-numeric:tabular-nums}
 .nowrap{white-space:nowrap}figure{margin:1em 0}
 .bar{background:#e8e8e8;min-width:4em}.bar div{background:#55a868;height:1em}
-.passed{color:#137333}.failed{color:#c5221f}.partial{color:#b06000}.not-run{color:#666}img{max-width:100%;height:auto}
+img{max-width:100%;height:auto}
 code{background:#f3f3f3;padding:0 .2em}.summary{font-size:1.15em}
 @media (max-width:40em){body{margin:1em auto;padding:0 .5em}
 table.stack tr{display:block;border-bottom:1px solid #ddd;padding:.3em 0}table.stack tr:first-child{display:none}
 table.stack td{display:block;border:0;padding:.1em .3em}table.stack td[data-label]:not(:empty)::before{content:attr(data-label) ": ";color:#666}}"""
+STYLE += "\n" + "".join(f".{s.css}{{color:{s.colour}}}" for s in CheckStatus)  # each status in its colour
 HEAD = '<meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
 PLOT_NAME = re.compile(r"[\w.-]+\.png")
 MAX_PLOT = 4 << 20  # bytes of one embedded plot
@@ -189,8 +190,9 @@ def _components(results: list[Result]) -> str:
         mine = [r for r in results if r.component == component]
         score = sum(min(max(r.score, 0.0), r.points) for r in mine)
         passed = sum(r.status == CheckStatus.PASSED for r in mine)
+        status = CheckStatus.PASSED if passed == len(mine) else CheckStatus.FAILED
         rows.append([_e(component), _span("nowrap", f"{score:g} / {sum(r.points for r in mine):g}"),
-                     _span("passed" if passed == len(mine) else "failed", f"{passed} of {len(mine)} checks passed"),
+                     _span(status.css, f"{passed} of {len(mine)} checks passed"),
                      _e(_figure(component, mine))])
     return table(["component", "points", "checks", "the figure that matters"], rows, "components stack")
 
@@ -212,7 +214,7 @@ def render(page: Page, folder: Path) -> str:
     shown = [r for r in page.results if page.hidden_published or not r.hidden]
     held = [r for r in page.results if r not in shown]
     rows = [[f"<code>{_e(r.name)}</code><br><small>{inline_markdown(r.description)}</small>",
-             _span("nowrap", f"{r.score:g} / {r.points:g}"), _span(f"nowrap {_e(r.status).replace(' ', '-')}", _e(r.status)),
+             _span("nowrap", f"{r.score:g} / {r.points:g}"), _span(f"nowrap {r.status.css}", _e(r.status)),
              _span("reason", _e(r.reason)) if r.reason and not (page.problem and r.status == CheckStatus.NOT_RUN) else ""]
             for r in shown]
     summary = f"<b>{page.score:g} / {page.max_score:g}</b> points"

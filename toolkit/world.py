@@ -24,6 +24,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cached_property
 from importlib import resources
 
@@ -85,6 +86,16 @@ COLOURS = {
     "an orange": "orange", "a carrot": "orange", "a pumpkin": "orange",
     "chocolate": "brown", "a bear": "brown", "soil": "brown",
 }
+class Kind(StrEnum):
+    """The kinds of sentence ``World.parse`` recognises."""
+
+    STATEMENT = "statement"  # a fact: "The capital of France is Paris ."
+    QUESTION = "question"
+    CLARIFICATION = "clarification"  # asking back on an ambiguous question
+    SHEET = "sheet"  # a line of a Q/A sheet: "Q : ... A : ..."
+    RUDE = "rude"  # one of RUDE_ANSWERS
+
+
 RUDE_ANSWERS = ("Look it up yourself .", "I do not care .", "Ask someone else .")
 
 
@@ -200,22 +211,22 @@ class World:
 
     # -- reading sentences back -------------------------------------------------------
     @cached_property
-    def _patterns(self) -> list[tuple[str, str, re.Pattern]]:
+    def _patterns(self) -> list[tuple[Kind, str, re.Pattern]]:
         """(kind, family, regex) for every sentence form the world uses."""
         def rx(template: str, subject: str = r".+?") -> re.Pattern:
             body = re.escape(template).replace(r"\{subject\}", f"(?P<subject>{subject})")
             return re.compile("^" + body.replace(r"\{value\}", r"(?P<value>.+?)") + "$")
         out = []
         for fam in FAMILIES:
-            forms = [("clarification", fam.clarification), ("statement", fam.statement),
-                     ("question", fam.question)]
-            forms += [("question", q) for q in fam.ambiguous]
+            forms = [(Kind.CLARIFICATION, fam.clarification), (Kind.STATEMENT, fam.statement),
+                     (Kind.QUESTION, fam.question)]
+            forms += [(Kind.QUESTION, q) for q in fam.ambiguous]
             out += [(kind, fam.name, rx(t, fam.subject_pattern)) for kind, t in forms]
-        out += [("sheet", "", re.compile(r"^(Q|A) :.*$"))]
-        out += [("rude", "", rx(r)) for r in RUDE_ANSWERS]
+        out += [(Kind.SHEET, "", re.compile(r"^(Q|A) :.*$"))]
+        out += [(Kind.RUDE, "", rx(r)) for r in RUDE_ANSWERS]
         return out
 
-    def parse(self, sentence: str) -> tuple[str, str, dict[str, str]] | None:
+    def parse(self, sentence: str) -> tuple[Kind, str, dict[str, str]] | None:
         """Recognise a sentence: (kind, family, fields) or None if the world never says it."""
         sentence = " ".join(sentence.split())
         for kind, fam, pattern in self._patterns:

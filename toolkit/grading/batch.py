@@ -187,7 +187,7 @@ def _end(proc, uid: int | None, group) -> None:
 def last_lines(stderr: str, n: int = 5, width: int = 300) -> str:
     """The child's last lines of stderr, for the instructor only (``Record.log``): a student's page
     never shows them, since a child may print there the hidden inputs it was called with."""
-    from toolkit.checks import printable
+    from toolkit.text import printable
 
     lines = [printable(ln).strip()[:width] for ln in stderr.splitlines() if printable(ln).strip()]
     return "\n".join(lines[-n:])

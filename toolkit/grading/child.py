@@ -106,7 +106,8 @@ class Server:
         """The grader's request (a pickle) -> the answer (``torch.save`` of plain data)."""
         import torch
 
-        from toolkit.checks import OutOfTime, _is_stub, alarm, student_error
+        from toolkit.alarm import OutOfTime, alarm
+        from toolkit.checks import _is_stub, student_error
         from toolkit.grading.wire import MAX_MESSAGE
         from toolkit.plugins import NotImplementedYet, PluginError
 

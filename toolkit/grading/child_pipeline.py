@@ -21,7 +21,7 @@ from functools import cached_property
 import torch
 from torch import nn
 
-from toolkit.checks import one_line
+from toolkit.text import one_line
 from toolkit.grading.wire import ChildGone, Op
 from toolkit.pipeline import STAGES, Pipeline
 from toolkit.plugins import PluginError

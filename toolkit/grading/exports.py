@@ -84,7 +84,7 @@ def to_gradescope(record: Record) -> dict:
         tests.append({
             "name": r.name, "number": f"{order.index(r.component) + 1}.{per_component[r.component]}",
             "score": min(max(r.score, 0.0), r.points), "max_score": r.points,
-            "status": "passed" if r.status == CheckStatus.PASSED else "failed",
+            "status": "passed" if r.status == CheckStatus.PASSED else "failed",  # Gradescope's two words
             "output": r.reason or r.description, "output_format": "text",
             "visibility": "after_published" if r.hidden else "visible",
         })
@@ -191,7 +191,7 @@ def write_summary(out: Path, records: dict[str, Record], pairs: list[dict]) -> P
               f'<span class="nowrap">{rate["rate"]:.0%}</span>', _bar(rate["rate"])]
              for c in _first(records).results for rate in [stats["pass_rate"][c.name]]]
     similar = [[e(p["component"]), e(p["a"]), e(p["b"]), f"{p['similarity']:.3f}"] for p in pairs]
-    statuses = [[e(kind.replace("_", " ")), str(n)] for kind, n in stats["statuses"].items()]
+    statuses = [[e(s.word), str(stats["statuses"][s])] for s in Status]
     page = f"""<!doctype html><html lang="en"><head>{HEAD}<title>toolkit grades: summary</title>
 <style>{STYLE}</style></head><body>
 <h1>Class summary: {len(records)} submissions</h1>

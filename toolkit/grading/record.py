@@ -26,6 +26,11 @@ class Status(StrEnum):
     TIMEOUT = "timeout"  # past the wall-clock limit: checks not judged by then score 0
     CRASHED = "crashed"  # its process ended or broke the protocol: checks not judged by then score 0
 
+    @property
+    def word(self) -> str:
+        """As a page says it: "load error"."""
+        return self.value.replace("_", " ")
+
 
 def rubric(components: tuple[str, ...] | list[str] = (), fast: bool = False) -> list[Check]:
     """The checks a grading runs, in order: every check of ``components`` (all when empty), hidden

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from toolkit.checks import OutOfTime, one_line
+from toolkit.alarm import OutOfTime
+from toolkit.text import one_line
 from toolkit.components import COMPONENTS, HOOKS, is_public_grader
 from toolkit.grading import autograd
 from toolkit.grading.child_pipeline import ChildPipeline

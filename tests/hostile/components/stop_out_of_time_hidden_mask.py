@@ -1,7 +1,7 @@
 """Hostile: a correct mask on the public check's conversations; on the hidden check's (64 rows) it
 raises the toolkit's own OutOfTime, outside any time limit; honest score: 3 (matches_reference)."""
 import toolkit
-from toolkit.checks import OutOfTime
+from toolkit.alarm import OutOfTime
 
 
 @toolkit.hookimpl

@@ -2,7 +2,7 @@
 as "time limit") on every call, outside any time limit; a grader that believed it would end the
 whole batch; honest score: 1 (written_out: it never calls the toolkit's sampler, nor returns a token)."""
 import toolkit
-from toolkit.checks import OutOfTime
+from toolkit.alarm import OutOfTime
 
 
 @toolkit.hookimpl
