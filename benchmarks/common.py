@@ -14,7 +14,7 @@ def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
     shared machine is right now, to compare figures of different sessions."""
     import torch
 
-    from toolkit.pipeline import PipelineConfig
+    from toolkit.config import PipelineConfig
 
     torch.set_num_threads(PipelineConfig().threads)
     a, b = torch.randn(n, n), torch.randn(n, n)
@@ -30,7 +30,7 @@ def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
 def report(out: Path, figures: dict, missed: list[str], **settings) -> int:
     """Write ``out`` (the environment, the matmul speed now, ``settings``, figures, missed targets);
     the exit code: 1 if any was missed."""
-    from toolkit.pipeline import PipelineConfig
+    from toolkit.config import PipelineConfig
     from toolkit.runner import environment
 
     speed = matmul_peak() / 1e9

@@ -57,7 +57,7 @@ def one_run(mode: str, steps: int) -> dict:
 
 
 def main() -> int:
-    from toolkit.pipeline import PipelineConfig
+    from toolkit.config import PipelineConfig
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=2)

@@ -48,7 +48,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from toolkit.pipeline import Pipeline, default_cache_dir  # noqa: E402
+from toolkit.cache import default_cache_dir  # noqa: E402
+from toolkit.pipeline import Pipeline
 from toolkit.components import COMPONENTS  # noqa: E402
 from toolkit.plugins import Components, build_manager, load_submission  # noqa: E402
 from benchmarks.common import report  # noqa: E402

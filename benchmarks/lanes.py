@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import report  # noqa: E402
 from benchmarks.feedback import link_cache, submission_files, wait_for  # noqa: E402
-from toolkit.pipeline import default_cache_dir  # noqa: E402
+from toolkit.cache import default_cache_dir  # noqa: E402
 from toolkit.runner import SECOND_LANE  # noqa: E402
 
 FIGURES = {"answer_seen", "answer_held_out", "clarification", "stops", "writes_user_turn", "accuracy", "kl",

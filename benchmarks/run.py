@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from graders.sft_mask import behaviour_metrics  # noqa: E402
 from toolkit.probe import Label  # noqa: E402
-from toolkit.pipeline import Pipeline, PipelineConfig  # noqa: E402
+from toolkit.config import PipelineConfig  # noqa: E402
+from toolkit.pipeline import Pipeline
 from toolkit.plugins import Components, build_manager, load_submission  # noqa: E402
 from benchmarks.common import report  # noqa: E402
 

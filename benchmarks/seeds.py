@@ -69,7 +69,8 @@ from graders import sft_mask as sft_grader  # noqa: E402
 from graders import tokenizer as tokenizer_grader  # noqa: E402
 from graders.calibration import CALIBRATED  # noqa: E402
 from graders.sft_mask import behaviour_metrics  # noqa: E402
-from toolkit.pipeline import PIPELINE_VERSION, Pipeline, PipelineConfig  # noqa: E402
+from toolkit.config import PipelineConfig  # noqa: E402
+from toolkit.pipeline import PIPELINE_VERSION, Pipeline
 from toolkit.plugins import Components, build_manager, load_submission  # noqa: E402
 from toolkit.probe import Label, Prompt, prompt_set, rate  # noqa: E402
 from toolkit.world import World  # noqa: E402

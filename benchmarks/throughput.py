@@ -47,7 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from toolkit.model import GPT  # noqa: E402
-from toolkit.pipeline import Pipeline, PipelineConfig, seed_everything  # noqa: E402
+from toolkit.config import PipelineConfig  # noqa: E402
+from toolkit.pipeline import Pipeline, seed_everything
 from toolkit.plugins import Components, build_manager, load_submission  # noqa: E402
 from benchmarks.common import matmul_peak, report  # noqa: E402
 from toolkit.train import pretrain  # noqa: E402

@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from graders.tokenizer import speed_corpus  # noqa: E402
-from toolkit.pipeline import Pipeline, PipelineConfig  # noqa: E402
+from toolkit.config import PipelineConfig  # noqa: E402
+from toolkit.pipeline import Pipeline
 from toolkit.plugins import Components, build_manager, load_submission  # noqa: E402
 from benchmarks.common import report  # noqa: E402
 from toolkit.tokenizer import pretokenize, split_special  # noqa: E402

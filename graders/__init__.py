@@ -15,3 +15,13 @@ def instructor_seed(name: str, public: int) -> int:
     except ImportError:
         return public
     return getattr(hidden, name, public)
+
+
+def seeds_are_public() -> bool:
+    """True in a student's copy of the graders (no ``graders.hidden``): the held-out text and the unit
+    checks' contexts are drawn from public seeds, and the instructor's grading draws its own."""
+    try:
+        importlib.import_module("graders.hidden")
+    except ImportError:
+        return True
+    return False

@@ -495,3 +495,8 @@ def record(components) -> dict:
             outputs.append(module(x).tolist())
     return {"shapes": SHAPES, "atol": ATOL, "outputs": outputs,
             "curve": short_training_curve(Pipeline(components, log=lambda msg: None))}
+
+
+# the figures that matter, at the top of a student's report: (check, said from its metrics)
+FIGURES = [("attention.trains_like_reference", lambda m: f"loss {m['final_loss']:.3f} after training from "
+                                                       f"scratch (reference {m['reference_final_loss']:.3f})")]

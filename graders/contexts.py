@@ -26,7 +26,8 @@ import torch
 
 from graders import instructor_seed
 from toolkit.model import GPTConfig
-from toolkit.pipeline import Pipeline, PipelineConfig
+from toolkit.config import PipelineConfig
+from toolkit.pipeline import Pipeline
 from toolkit.checks import CheckFailed
 from toolkit.plugins import Components, PluginError
 

@@ -376,3 +376,9 @@ def _plot_three_models(ctx) -> None:
 def record(components) -> dict:
     """Nothing: the reward checks compare with the solution's seed sweep (``graders/calibration.py``)."""
     return {}
+
+
+# the figures that matter, at the top of a student's report: (check, said from its metrics)
+FIGURES = [("reward.accuracy", lambda m: f"ranks {m['held_out_accuracy']:.0%} of held-out pairs right"),
+           ("reward.rlhf_improves", lambda m: f"RLHF takes rude replies from {m['chat_rude']:.0%} to "
+                                             f"{m['rlhf_rude']:.0%}")]

@@ -834,3 +834,8 @@ def reference_probs(components, case: Case) -> list[list[float]]:
 def record(components) -> dict:
     return {"draws": DRAWS, "alpha": ALPHA,
             "probs": {case.name: reference_probs(components, case) for case in CASES}}
+
+
+# the figures that matter, at the top of a student's report: (check, said from its metrics)
+FIGURES = [("sampler.temperature_dial", lambda m: f"the chat model at T 2: {m['chat T 2']}; "
+                                              f"with top-p 0.8: {m['chat T 2, top-p 0.8']}")]

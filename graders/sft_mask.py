@@ -7,7 +7,7 @@ import torch
 from graders import calibration
 from toolkit import probe
 from toolkit.checks import CheckFailed, Partial, check
-from toolkit.pipeline import check_mask
+from toolkit.data_stages import check_mask
 from toolkit.tokenizer import SPECIAL_TOKENS
 
 SPECIAL = {s: 256 + i for i, s in enumerate(SPECIAL_TOKENS)}
@@ -184,3 +184,8 @@ def record(components) -> dict:
     sweep: ``graders/calibration.py``.)"""
     tokens = mask_cases()
     return {"masks": components.sft_mask(tokens.clone(), dict(SPECIAL)).int().tolist()}
+
+
+# the figures that matter, at the top of a student's report: (check, said from its metrics)
+FIGURES = [("sft_mask.behaviour", lambda m: f"the chat model answers {m['answer_seen']:.0%} of the questions it "
+                                         f"was fine-tuned on (the base model {m['base_answer']:.0%})")]

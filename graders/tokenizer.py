@@ -10,7 +10,8 @@ from graders import calibration, instructor_seed
 from toolkit.baselines import WholeWordTokenizer
 from toolkit.checks import CheckFailed, Partial, check, on_case
 from toolkit.model import GPTConfig
-from toolkit.pipeline import Pipeline, PipelineConfig
+from toolkit.config import PipelineConfig
+from toolkit.pipeline import Pipeline
 from toolkit.template import render_document
 from toolkit.tokenizer import SPECIAL_TOKENS, pretokenize, split_special
 from toolkit.train import TrainConfig, bits_per_byte
@@ -428,3 +429,8 @@ def record(components) -> dict:
             "encodings": [tok.encode(s) for s in ENCODINGS],
             "speed_ratio": round(reference / yardstick_seconds(text), 3),
             "behaviour": measure(Pipeline(components, BEHAVIOUR))}
+
+
+# the figures that matter, at the top of a student's report: (check, said from its metrics)
+FIGURES = [("tokenizer.behaviour", lambda m: f"{m['bpb']:.3f} bits per byte on held-out text "
+                                           f"(reference {m['reference_bpb']:.3f})")]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from toolkit.checks import Check, Context, Result, collect, run_check
-from toolkit.pipeline import PipelineConfig
+from toolkit.config import PipelineConfig
 from toolkit.plugins import Components, build_manager, load_submission
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,7 +25,7 @@ from toolkit import rlhf
 from toolkit.checks import CheckFailed, Context, Result, collect, run_check
 from toolkit.components import COMPONENTS
 from toolkit.model import GPTConfig
-from toolkit.pipeline import PipelineConfig
+from toolkit.config import PipelineConfig
 from toolkit.plugins import Components, build_manager, load_submission
 
 TOKENIZER = Table(

@@ -149,7 +149,7 @@ def _prose() -> list[tuple[str, str]]:
     from toolkit.grading.similarity import SIMILARITY_THRESHOLD
     from toolkit.grading import wire
     from toolkit.model import GPTConfig
-    from toolkit.pipeline import PipelineConfig
+    from toolkit.config import PipelineConfig
     from toolkit.probe import prompt_set
     from toolkit.world import World
 
@@ -343,7 +343,8 @@ def test_the_time_statements_rest_on_the_shipped_models():
     configuration (``tests/test_shipped.py`` checks the files are the default configuration's)."""
     import torch
 
-    from toolkit.pipeline import SHIPPED, PipelineConfig
+    from toolkit.cache import SHIPPED
+    from toolkit.config import PipelineConfig
 
     texts = user_texts()
     missing = [(where, phrase) for where, phrase in SHIPPED_FACTS if flat(phrase) not in texts[where]]

@@ -28,7 +28,7 @@ import pytest
 
 from toolkit.components import COMPONENTS
 from toolkit.gradescope import copy_source
-from toolkit.pipeline import default_cache_dir
+from toolkit.cache import default_cache_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = [name.rstrip("*") for name in

@@ -589,7 +589,8 @@ def test_the_reward_model_does_not_depend_on_what_the_pipeline_built_before(tmp_
     that built the base model first train the same reward model."""
     from dataclasses import replace
 
-    from toolkit.pipeline import Pipeline, PipelineConfig
+    from toolkit.config import PipelineConfig
+    from toolkit.pipeline import Pipeline
 
     config = replace(PipelineConfig.small(), reward=TrainConfig(steps=3, lr=1e-3, warmup=1))
     reward = Components(build_manager(load_submission(str(Path(__file__).parents[1] / "solutions"))), only="reward")
@@ -605,7 +606,8 @@ def test_the_reward_model_is_cached_only_when_its_code_is_given(tmp_path):
     (the instructor's) it is saved, loaded by the next pipeline, and keyed by that code."""
     from dataclasses import replace
 
-    from toolkit.pipeline import Pipeline, PipelineConfig
+    from toolkit.config import PipelineConfig
+    from toolkit.pipeline import Pipeline
 
     config = replace(PipelineConfig.small(), reward=TrainConfig(steps=3, lr=1e-3, warmup=1))
     reward = Components(build_manager(load_submission(str(Path(__file__).parents[1] / "solutions"))), only="reward")
@@ -632,7 +634,8 @@ def test_the_reward_model_is_cached_only_when_its_code_is_given(tmp_path):
 def _data_pipeline(components: Components | None = None, cache: Path | None = None, **changes):
     from dataclasses import replace
 
-    from toolkit.pipeline import Pipeline, PipelineConfig
+    from toolkit.config import PipelineConfig
+    from toolkit.pipeline import Pipeline
 
     config = replace(PipelineConfig.small(), n_docs=311, **changes)  # a size no other test uses: built here first
     return Pipeline(components, config, cache, log=lambda m: None)

@@ -317,7 +317,8 @@ def test_a_test_cell_says_which_model_it_loaded_not_where(capsys):
     """The behavioural test cells (not executed here) load the base model that ships with the toolkit;
     the log ``grade`` gives their pipeline names the file, not its folder on this machine."""
     from toolkit.notebook import _log
-    from toolkit.pipeline import Pipeline, PipelineConfig
+    from toolkit.config import PipelineConfig
+    from toolkit.pipeline import Pipeline
     from toolkit.plugins import Components
 
     Pipeline(Components(), PipelineConfig(), log=_log).base_model

@@ -107,7 +107,7 @@ def test_the_second_lane_runs_without_posix(tmp_path):
     script = textwrap.dedent("""
         import json
         from toolkit.components import COMPONENTS
-        from toolkit.pipeline import PipelineConfig
+        from toolkit.config import PipelineConfig
         from toolkit.runner import SECOND_LANE, Job, in_lanes
 
         job = Job("solutions", PipelineConfig(), None, None, include_hidden=True, behavioural=False)

@@ -365,7 +365,7 @@ def test_the_grader_builds_every_stage_itself(tmp_path):
     child's modules, trained by the grader's own loop (``Pipeline.new_model`` gives them the reference's
     initial weights); the child is only asked for hook calls, outputs and gradients."""
     from toolkit.grading.child_pipeline import ChildPipeline
-    from toolkit.pipeline import PipelineConfig
+    from toolkit.config import PipelineConfig
 
     root = Path(__file__).resolve().parents[1]
     child, server = _child(root / "tests" / "plugins" / "sft_vectorised.py")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from toolkit.components import COMPONENTS
-from toolkit.pipeline import PipelineConfig
+from toolkit.config import PipelineConfig
 from toolkit.runner import SECOND_LANE, Job, LaneEnded, check_components, in_lanes
 
 ROOT = Path(__file__).resolve().parents[1]

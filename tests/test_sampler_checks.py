@@ -26,7 +26,7 @@ from graders.hidden.checks import unseen_cases
 from tests import harness
 from tests.harness import PLUGINS, ROOT, Table, assert_fails, assert_passes
 from toolkit.checks import Context, Result, load_snapshot, run_check
-from toolkit.pipeline import PipelineConfig
+from toolkit.config import PipelineConfig
 from toolkit.plugins import Components, build_manager, load_submission
 
 CHECKS = harness.all_checks("sampler")

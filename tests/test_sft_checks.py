@@ -13,7 +13,8 @@ from graders import sft_mask as grader
 from tests import harness
 from tests.harness import PLUGINS, ROOT, Table, assert_fails, assert_passes
 from toolkit.checks import Context, run_check
-from toolkit.pipeline import Pipeline, PipelineConfig
+from toolkit.config import PipelineConfig
+from toolkit.pipeline import Pipeline
 from toolkit.plugins import Components, build_manager, load_submission
 
 CORRECT = {"solution": ROOT / "solutions" / "sft_mask.py", "vectorised": PLUGINS / "sft_vectorised.py"}

@@ -1,4 +1,4 @@
-"""The models that come with the toolkit (``toolkit/data``, ``toolkit.pipeline.SHIPPED``) are the ones
+"""The models that come with the toolkit (``toolkit/data``, ``toolkit.cache.SHIPPED``) are the ones
 the code trains: the default configuration's base model and its chat model fine-tuned with the
 baseline's mask. Their names are the keys the pipeline looks for, and training afresh retraces the
 first steps of their loss curves. After a change that breaks either, ``python -m toolkit.pipeline``
@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from toolkit.pipeline import SHIPPED, Pipeline, code_digest
+from toolkit.cache import SHIPPED, code_digest
+from toolkit.pipeline import Pipeline
 from toolkit.train import pretrain, sft
 
 PRETRAIN_STEPS = 40  # past the warm-up (30 steps), into the cosine decay

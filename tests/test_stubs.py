@@ -115,7 +115,7 @@ def test_under_grade_a_stub_crosses_from_the_child_in_the_same_sentence(componen
     from toolkit.checks import Context, run_components
     from toolkit.grading.child import Server
     from toolkit.grading.remote import Child
-    from toolkit.pipeline import PipelineConfig
+    from toolkit.config import PipelineConfig
     from toolkit.plugins import build_manager, load_submission, provided_components
 
     plugins = load_submission(str(student_version(COMPONENTS[component].notebook, tmp_path)))

@@ -7,7 +7,8 @@ import sys
 import click
 import torch
 
-from toolkit.pipeline import SHIPPED, Pipeline
+from toolkit.cache import SHIPPED
+from toolkit.pipeline import Pipeline
 from toolkit.plugins import Components, SubmissionError, build_manager, load_submission, provided_components
 from toolkit.sample import stream
 from toolkit.template import BOS, END, USER, base_prompt, chat_prompt

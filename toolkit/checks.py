@@ -44,7 +44,8 @@ import toolkit
 from toolkit import paths
 from toolkit.alarm import OutOfTime, alarm
 from toolkit.components import COMPONENTS, HIDDEN_CHECKS
-from toolkit.pipeline import Pipeline, PipelineConfig
+from toolkit.config import PipelineConfig
+from toolkit.pipeline import Pipeline
 from toolkit.plugins import Components, NotImplementedYet, PluginError, not_implemented, raised
 from toolkit.text import one_line
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from toolkit.components import COMPONENTS
+from toolkit.components import CHECKS, COMPONENTS
 from toolkit.paths import ROOT, SNAPSHOTS
 from toolkit.plugins import PluginError, SubmissionError
 
@@ -176,8 +176,7 @@ def _print_table(result) -> None:
     console.print(table)
     scope = "public and hidden checks" if result.hidden_included else "public checks only"
     console.print(f"total: {result.score:g} / {result.max_score:g} ({scope})")
-    tokenizer_checks = importlib.import_module(COMPONENTS["tokenizer"].grader)
-    if tokenizer_checks.held_out_is_public():  # a student's copy: the instructor's grading draws held-out data of its own
+    if importlib.import_module(CHECKS).seeds_are_public():  # a student's copy: grading draws held-out data of its own
         console.print("held-out data: public (this copy has no instructor's seed; grading draws its own held-out text)")
     if result.missing:
         console.print(f"not provided: {', '.join(result.missing)}")

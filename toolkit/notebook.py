@@ -31,7 +31,7 @@ from pathlib import Path
 
 from toolkit.checks import CheckStatus, Context, collect, run_check
 from toolkit.components import COMPONENTS, HOOKS
-from toolkit.pipeline import PipelineConfig
+from toolkit.config import PipelineConfig
 from toolkit.plugins import Components, Plugin, SubmissionError, build_manager, provided_components
 
 

@@ -21,11 +21,10 @@ from pathlib import Path
 import torch
 
 from toolkit import cache, rlhf
-# SHIPPED and check_mask: the checks, tests and benchmarks import them from here
-from toolkit.cache import SHIPPED, code_digest, default_cache_dir  # noqa: F401
+from toolkit.cache import SHIPPED, code_digest, default_cache_dir
 from toolkit.components import COMPONENTS
 from toolkit.config import PipelineConfig
-from toolkit.data_stages import BASE_DATA, DataStages, check_mask  # noqa: F401
+from toolkit.data_stages import BASE_DATA, DataStages
 from toolkit.model import GPT, MLP, Block, GPTConfig, SDPAttention
 from toolkit.plugins import Components, PluginError
 from toolkit.train import (TrainConfig, by_length, fit, lr_at, masked_loss_sum, next_token_loss, pretrain, reach, sft,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import html
+import importlib
 import json
 import os
 import re
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from toolkit.checks import CheckStatus, Result
+from toolkit.components import COMPONENTS
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.35em .5em;text-align:left;vertical-align:top}
@@ -143,25 +145,12 @@ def _prose(text: str) -> str:
 
 
 HEADLINE_PLOTS = ("sft_headline.png", "rlhf_headline.png")  # what the kit exists to show, first one found
-FIGURES = {  # component -> [(check, the figure that matters, said from its metrics)]; left out when one is missing
-    "tokenizer": [("tokenizer.behaviour", lambda m: f"{m['bpb']:.3f} bits per byte on held-out text "
-                                                    f"(reference {m['reference_bpb']:.3f})")],
-    "attention": [("attention.trains_like_reference", lambda m: f"loss {m['final_loss']:.3f} after training from "
-                                                                f"scratch (reference {m['reference_final_loss']:.3f})")],
-    "sft_mask": [("sft_mask.behaviour", lambda m: f"the chat model answers {m['answer_seen']:.0%} of the questions it "
-                                                  f"was fine-tuned on (the base model {m['base_answer']:.0%})")],
-    "reward": [("reward.accuracy", lambda m: f"ranks {m['held_out_accuracy']:.0%} of held-out pairs right"),
-               ("reward.rlhf_improves", lambda m: f"RLHF takes rude replies from {m['chat_rude']:.0%} to "
-                                                  f"{m['rlhf_rude']:.0%}")],
-    "sampler": [("sampler.temperature_dial", lambda m: f"the chat model at T 2: {m['chat T 2']}; "
-                                                       f"with top-p 0.8: {m['chat T 2, top-p 0.8']}")],
-}
-
-
 def _figure(component: str, results: list[Result]) -> str:
+    """The figures that matter of ``component``, as its checks' module says them (its ``FIGURES``: a list of
+    (check, a sentence from that check's metrics)); one left out when not measured (``--fast``)."""
     metrics = {r.name: r.metrics for r in results}
     said = []
-    for name, say in FIGURES.get(component, []):
+    for name, say in getattr(importlib.import_module(COMPONENTS[component].grader), "FIGURES", []):
         try:
             said.append(say(metrics[name]))
         except (KeyError, ValueError, TypeError):  # not run (--fast), or measured otherwise

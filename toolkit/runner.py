@@ -17,7 +17,7 @@ import torch
 import toolkit
 from toolkit import paths
 from toolkit.checks import CheckStatus, Context, Result, run_components
-from toolkit.pipeline import PipelineConfig
+from toolkit.config import PipelineConfig
 from toolkit.components import COMPONENTS
 from toolkit.plugins import Components, build_manager, load_submission, provided_components
 

@@ -15,7 +15,8 @@ from graders.sampler import (DRAW_BATCH, Case, Row, Setting, check_draws, check_
                              reference_dial, reference_probs, sample)
 from graders.sft_mask import SPECIAL, diagnose, mask_cases
 from toolkit.checks import CheckFailed, Partial, check
-from toolkit.pipeline import Pipeline, check_mask
+from toolkit.data_stages import check_mask
+from toolkit.pipeline import Pipeline
 from toolkit.plugins import Components
 from toolkit.world import World
 

@@ -57,9 +57,10 @@ def prepare_shared_models(options: Options) -> Path:
     build on it, the attention checks compare with it) and the chat model the reward checks start
     from and the sampler's temperature dial samples: the ``starts_from`` of the components graded
     (``toolkit.components``). Built here once per process and cache: for the
-    default configuration both come with the toolkit (``toolkit.pipeline.SHIPPED``) and are only
+    default configuration both come with the toolkit (``toolkit.cache.SHIPPED``) and are only
     loaded; for another, trained (minutes) into the cache."""
-    from toolkit.pipeline import STAGES, Pipeline, default_cache_dir
+    from toolkit.cache import default_cache_dir
+    from toolkit.pipeline import STAGES, Pipeline
 
     cache = default_cache_dir()
     graded = [COMPONENTS[c] for c in options.components or COMPONENTS]
@@ -157,7 +158,7 @@ def _judge(child: Child, options: Options, cache: Path | None, feedback: Path | 
     """Every check of the rubric on the child's components: (results, provided components), or
     ([], the child's load error), or ([], None) when it never answered."""
     from toolkit.checks import Context, run_components
-    from toolkit.pipeline import PipelineConfig
+    from toolkit.config import PipelineConfig
     from toolkit.runner import hidden_available
 
     try:
@@ -294,7 +295,7 @@ def child_slots(workers: int, options: Options, cpus: int) -> int:
     600 s timeout that one alone meets in 93 s). The threads stay pinned: grades depend on them."""
     if options.fast:
         return workers
-    from toolkit.pipeline import PipelineConfig
+    from toolkit.config import PipelineConfig
 
     return max(1, min(workers, cpus // PipelineConfig().threads))
 

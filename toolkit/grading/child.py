@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.stdout = sys.stderr  # whatever student code prints goes to the captured stderr
     import torch
 
-    from toolkit.pipeline import PipelineConfig
+    from toolkit.config import PipelineConfig
     torch.set_num_threads(PipelineConfig().threads)  # float sums depend on it: the same outputs as ``toolkit run``
 
     from toolkit.plugins import SubmissionError, build_manager, load_submission, provided_components
