@@ -18,10 +18,10 @@ def instructor_seed(name: str, public: int) -> int:
 
 
 def seeds_are_public() -> bool:
-    """True in a student's copy of the graders (no ``graders.hidden``): the held-out text and the unit
-    checks' contexts are drawn from public seeds, and the instructor's grading draws its own."""
+    """True in a student's copy of the graders (``graders.hidden`` empty or absent): the held-out text
+    and the unit checks' contexts are drawn from public seeds, and the instructor's grading draws its own."""
     try:
-        importlib.import_module("graders.hidden")
+        hidden = importlib.import_module("graders.hidden")
     except ImportError:
         return True
-    return False
+    return not any(name.endswith("_SEED") for name in vars(hidden))
