@@ -39,12 +39,9 @@ def message_hidden(what: str):
     submission's error) are kept."""
     try:
         yield
-    except CheckFailed as e:
-        if not isinstance(e.__cause__, PluginError):
+    except Exception as e:  # noqa: BLE001 - the submission's code failing
+        if isinstance(e, CheckFailed) and not isinstance(e.__cause__, PluginError):
             raise
-        raise CheckFailed(f"{what}: the submission's code raised an error on the pipeline's inputs (its message is "
-                          "not shown: it could carry the check's inputs)") from None
-    except Exception:  # noqa: BLE001 - the submission's code failing
         raise CheckFailed(f"{what}: the submission's code raised an error on the pipeline's inputs (its message is "
                           "not shown: it could carry the check's inputs)") from None
 
