@@ -129,8 +129,8 @@ def main() -> int:
     cfg, stream = p.model_config, p.train_stream
     tokens_per_step = config.pretrain.batch_size * cfg.block_size
     solution = Components(build_manager(load_submission(str(ROOT / "solutions"))), only="attention")
-    models = {"pipeline_solution_attention": lambda: GPT(cfg, solution.attention),
-              "pipeline_baseline_sdpa": lambda: GPT(cfg, Components().attention),
+    models = {"pipeline_solution_attention": lambda: GPT(cfg, solution.block),
+              "pipeline_baseline_sdpa": lambda: GPT(cfg, Components().block),
               "textbook": lambda: TextbookGPT(cfg)}
     rounds: dict[str, list[list[float]]] = {name: [] for name in models}  # step times, per round
     peaks = []

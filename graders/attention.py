@@ -320,7 +320,7 @@ def banned_calls(pipeline, calls: list, models: list) -> list:
         called |= spy.called
         valid += isinstance(y, torch.Tensor) and y.shape == x.shape and y.dtype == x.dtype
     for config, idx in models:
-        model = GPT(GPTConfig(**config), pipeline.components.attention).eval()
+        model = GPT(GPTConfig(**config), pipeline.components.block).eval()
         if any(isinstance(m, nn.MultiheadAttention) for m in model.modules()):
             called.add("nn.MultiheadAttention")
         logits = None
@@ -374,7 +374,7 @@ def reference_pipeline(ctx) -> Pipeline:
 
 def with_reference_weights(ctx, ref: Pipeline) -> GPT:
     """A GPT built with the student's attention, holding the reference base model's weights."""
-    model = GPT(ref.model_config, ctx.components.attention)
+    model = GPT(ref.model_config, ctx.components.block)
     mine = sorted(n for n, _ in model.named_parameters())
     theirs = sorted(n for n, _ in ref.base_model.named_parameters())
     if mine != theirs:

@@ -10,7 +10,6 @@ from torch.nn import functional as F
 
 from graders import calibration, contexts, instructor_seed
 from toolkit import probe, rlhf
-from toolkit.baselines import SDPAttention
 from toolkit.checks import CheckFailed, Partial, check, on_case
 from toolkit.model import GPT, GPTConfig
 from toolkit.template import PAD
@@ -88,7 +87,7 @@ def loss_gradients(ctx, chosen: torch.Tensor, rejected: torch.Tensor):
 
 def _tiny_backbone(seed=0) -> GPT:
     torch.manual_seed(seed)
-    return GPT(GPTConfig(vocab_size=300, block_size=16, n_layer=1, n_head=2, n_embd=16), SDPAttention)
+    return GPT(GPTConfig(vocab_size=300, block_size=16, n_layer=1, n_head=2, n_embd=16))
 
 
 MAX_PARAMS = 1 << 22  # parameters of a reward model that the grader draws at random (on the pipeline's backbone: ~1M)
@@ -148,7 +147,7 @@ def pipeline_readings(ctx, rng) -> list[Reading]:
             backbone = copy.deepcopy(base)
         else:
             torch.manual_seed(rng.getrandbits(31))
-            backbone = GPT(w.model, SDPAttention)
+            backbone = GPT(w.model)
         V, gen = backbone.config.vocab_size, contexts.torch_seed(rng)
         T = max(2, min(w.tokens, backbone.config.block_size - PADDING, READ_TOKENS // w.batch))
         lengths = torch.randint(1, T + 1, (w.batch,), generator=gen)

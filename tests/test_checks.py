@@ -333,12 +333,12 @@ def behaviour_pipeline(tok) -> SimpleNamespace:
     """A stand-in for the behaviour check's pipeline: ``tok`` trained on the small corpus (400 ids) and
     an untrained one-layer GPT, so that ``measure`` runs in seconds (its bits per byte mean nothing)."""
     from graders.tokenizer import small_corpus
-    from toolkit.baselines import SDPAttention
+
     from toolkit.model import GPT
 
     tok.train(small_corpus(), 400)
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=256, n_layer=1, n_head=1, n_embd=16), SDPAttention)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=256, n_layer=1, n_head=1, n_embd=16))
     return SimpleNamespace(tokenizer=tok, model_config=model.config, base_model=model.eval())
 
 

@@ -13,7 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from toolkit.baselines import SDPAttention
-from toolkit.model import GPT, GPTConfig, KVCache
+from toolkit.model import GPT, Block, GPTConfig, KVCache
 from toolkit.plugins import Components, build_manager, load_submission
 from toolkit.sample import generate, sample_next, stream
 from toolkit.train import (TrainConfig, by_length, lr_at, masked_loss_sum, pretrain, reach, sft,
@@ -50,7 +50,7 @@ def make_attention(request, solution_attention):
 
 def make_model(make_attention=SDPAttention, seed: int = 0, config: GPTConfig = CFG) -> GPT:
     torch.manual_seed(seed)
-    return GPT(config, make_attention)
+    return GPT(config, lambda cfg: Block(cfg, make_attention(cfg)))
 
 
 def repetitive_stream(n: int = 2000, period: int = 7) -> torch.Tensor:

@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 import torch
 
-from toolkit.baselines import SDPAttention, WholeWordTokenizer
+from toolkit.baselines import WholeWordTokenizer
 from toolkit.model import GPT, GPTConfig
 from toolkit.probe import (
     HEADLINE,
@@ -266,7 +266,7 @@ def tiny(world):
     tok = WholeWordTokenizer()
     tok.train("".join(chat_prompt(p.question) for p in prompt_set(world)), 400)
     torch.manual_seed(0)
-    return tok, GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=16), SDPAttention)
+    return tok, GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=16))
 
 
 def test_the_probe_generates_each_prompt_length_in_one_batch(world, tiny):

@@ -20,7 +20,6 @@ from toolkit.grading.child_pipeline import load_parameters
 from toolkit.grading.remote import RemoteModule
 from toolkit.grading.wire import ChildGone, plain
 from toolkit.model import GPT, GPTConfig
-from toolkit.baselines import SDPAttention
 
 
 def test_plain_keeps_plain_data_and_rebuilds_tensors():
@@ -120,7 +119,7 @@ def test_a_remote_module_mirrors_shapes_on_meta_without_allocating():
 
 
 def test_parameters_from_a_child_must_match_the_graders_model_exactly():
-    model = GPT(GPTConfig(vocab_size=300, block_size=8, n_layer=1, n_head=2, n_embd=8), SDPAttention)
+    model = GPT(GPTConfig(vocab_size=300, block_size=8, n_layer=1, n_head=2, n_embd=8))
     good = {n: torch.randn_like(p) for n, p in model.named_parameters()}
     load_parameters(model, good)
     assert torch.equal(model.wte.weight, good["wte.weight"]) and torch.equal(model.lm_head.weight, good["wte.weight"])

@@ -14,8 +14,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from toolkit import hookimpl
-from toolkit.model import SDPAttention  # noqa: F401  (the baseline's attention; it lives with the model's cache)
+from toolkit.model import Block, SDPAttention  # the baseline's block and attention: they live with the model's cache
 from toolkit.sample import sample_next
+from toolkit.train import adamw, cross_entropy
 from toolkit.tokenizer import Tokenizer, pretokenize, split_special
 
 
@@ -85,6 +86,25 @@ class BaselineAttention:
     @hookimpl
     def toolkit_attention(self, config):
         return SDPAttention(config)
+
+
+class BaselineBlock:
+    @hookimpl
+    def toolkit_block(self, config, attention):
+        """The reference block (it reproduces the shipped models, and the KV cache knows it)."""
+        return Block(config, attention)
+
+
+class BaselineOptimizer:
+    @hookimpl
+    def toolkit_cross_entropy(self, logits, targets):
+        """torch's own cross-entropy (the shipped models were trained with it)."""
+        return cross_entropy(logits, targets)
+
+    @hookimpl
+    def toolkit_optimizer(self, params, lr, betas, eps, weight_decay):
+        """torch's own AdamW."""
+        return adamw(params, lr, betas, eps, weight_decay)
 
 
 class BaselineSFTMask:

@@ -10,7 +10,9 @@ A component is what a student hands in and is graded on as a whole. Its entry sa
 * ``starts_from``: the baselines' models its checks start from, which no submission changes (the
   class grader prepares them once; ``toolkit run`` checks the components that start from the chat
   model in a second process: ``toolkit.runner.SECOND_LANE``);
-* ``data_only``: its hooks only return data (a mask): ``toolkit grade`` trains with it in the grader.
+* ``data_only``: its hooks only return data (a mask): ``toolkit grade`` trains with it in the grader;
+* ``wraps``: components whose module a hook of it takes, as the argument of that name, built for the
+  same ``config`` (the block takes the attention): ``Components`` builds it when the call leaves it out.
 
 Its files are found by name (``toolkit.paths``): the checks in the module ``graders.<name>``
 (``CHECKS``, the package of checks the kit is handed, like pytest's ``-p``), the snapshot
@@ -45,6 +47,7 @@ class Component:
     stages: tuple[str, ...]  # the pipeline's stages whose building calls its hooks (later ones included)
     starts_from: tuple[str, ...] = ()  # the baselines' models (pipeline stages) its checks start from
     data_only: bool = False  # its hooks only return data (a mask): ``toolkit grade`` trains with it in the grader
+    wraps: tuple[str, ...] = ()  # components whose module its hook takes (argument of that name, same config)
 
     @property
     def grader(self) -> str:
@@ -71,6 +74,13 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in (
     Component("attention", ("toolkit_attention",), baselines.BaselineAttention,
               "causal multi-head self-attention",
               stages=("base_model", "chat_model", "reward_model", "rlhf_model"), starts_from=("base_model",)),
+    Component("block", ("toolkit_block",), baselines.BaselineBlock,
+              "pre-norm transformer block: LayerNorm, attention, MLP, residuals",
+              stages=("base_model", "chat_model", "reward_model", "rlhf_model"), starts_from=("base_model",),
+              wraps=("attention",)),
+    Component("optimizer", ("toolkit_cross_entropy", "toolkit_optimizer"), baselines.BaselineOptimizer,
+              "the training step: next-token cross-entropy and AdamW",
+              stages=("base_model", "chat_model", "reward_model", "rlhf_model")),
     Component("sft_mask", ("toolkit_sft_mask",), baselines.BaselineSFTMask,
               "which targets count in the SFT loss",
               stages=("chat_model", "rlhf_model"), starts_from=("base_model",), data_only=True),

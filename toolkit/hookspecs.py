@@ -24,6 +24,8 @@ Components and their hooks (a component is graded as a whole):
 =============  ==========================================
 tokenizer      ``toolkit_tokenizer``
 attention      ``toolkit_attention``
+block          ``toolkit_block``
+optimizer      ``toolkit_cross_entropy``, ``toolkit_optimizer``
 sft_mask       ``toolkit_sft_mask``
 reward         ``toolkit_reward_model``, ``toolkit_reward_loss``
 sampler        ``toolkit_sample``
@@ -37,6 +39,8 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     import torch
     from torch import nn
 
@@ -97,6 +101,85 @@ def toolkit_attention(config: GPTConfig) -> nn.Module:
     Pitfalls: scale the scores by ``1 / sqrt(hs)`` (not ``1 / hs``); mask before the
     softmax; softmax over the keys axis (the last one); ``view`` to heads as
     ``(B, T, nh, hs)`` then ``transpose(1, 2)``, never straight to ``(B, nh, T, hs)``.
+    """
+
+
+@hookspec(firstresult=True)
+def toolkit_block(config: GPTConfig, attention: nn.Module) -> nn.Module:
+    """Return one pre-norm transformer block of a GPT with ``config``, around ``attention``.
+
+    :param config: ``toolkit.model.GPTConfig``; ``C = config.n_embd``.
+    :param attention: the causal self-attention module to use, built for this block by the
+        attention component (``toolkit_attention``). Keep this very module as ``attn``:
+        do not build another one.
+    :return: an ``nn.Module`` whose ``forward(x)`` maps ``x (B, T, C)`` to ``(B, T, C)`` in
+        the same dtype, computing, as GPT-2 and nanoGPT do::
+
+            x = x + attn(ln_1(x))
+            x = x + mlp(ln_2(x))        # mlp(h) = c_proj(gelu(c_fc(h)))
+
+    Submodules, named exactly so (the toolkit loads trained weights into your block):
+
+    * ``ln_1``, ``ln_2``: ``nn.LayerNorm(C)`` with its defaults (eps ``1e-5``, a weight
+      ``γ`` initialised to ones and a bias ``β`` to zeros; the *biased* variance over the
+      last axis, as ``torch.var(x, -1, unbiased=False)``);
+    * ``attn``: the ``attention`` passed in;
+    * ``mlp.c_fc = nn.Linear(C, 4 * C)`` and ``mlp.c_proj = nn.Linear(4 * C, C)``, with the
+      exact (erf) GELU between them: ``F.gelu(h)``, not ``approximate="tanh"``.
+
+    No dropout. The GPT around the blocks (embeddings, the final LayerNorm and the tied
+    head) is the toolkit's, and it initialises every Linear and Embedding weight itself.
+
+    Pitfalls: normalising after the residual sum (post-norm) instead of before each branch;
+    dropping a residual (``x = attn(ln_1(x))``); the unbiased variance (``x.var(-1)``) or
+    a mean over the wrong axis in a hand-written LayerNorm; the tanh GELU; ``.detach()`` on
+    a branch, which cuts the gradients of everything inside it.
+    """
+
+
+@hookspec(firstresult=True)
+def toolkit_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The next-token loss: the mean cross-entropy of ``logits`` against ``targets``.
+
+    :param logits: ``FloatTensor (B, T, V)``: the model's scores for each next token.
+    :param targets: ``LongTensor (B, T)``: the ids that came next.
+    :return: a scalar ``FloatTensor ()`` in the logits' dtype, differentiable:
+        the mean over the ``B * T`` positions of ``logsumexp(logits[b, t]) - logits[b, t, targets[b, t]]``,
+        which is what ``F.cross_entropy(logits.view(-1, V), targets.view(-1))`` gives.
+
+    It must stay finite for logits as large as ``±1e4``: subtract each row's maximum before
+    ``exp`` (``torch.logsumexp`` does). Pitfall: ``log(softmax(z))`` gives ``-inf`` for a
+    very unlikely target, and the loss becomes ``inf``.
+    """
+
+
+@hookspec(firstresult=True)
+def toolkit_optimizer(params: Iterable[torch.Tensor], lr: float, betas: tuple[float, float], eps: float,
+                      weight_decay: float) -> torch.optim.Optimizer:
+    """Return an AdamW optimizer of ``params``: a ``torch.optim.Optimizer`` subclass.
+
+    :param params: the tensors to train (``model.parameters()``), as ``torch.optim`` takes them.
+    :return: an optimizer whose ``step()`` updates every parameter ``p`` that has a gradient,
+        with its own state (``m``, ``v`` and step count ``t``, kept per parameter), as
+        ``torch.optim.AdamW`` does::
+
+            t += 1
+            p -= lr * weight_decay * p                 # decoupled weight decay, first
+            m = beta1 * m + (1 - beta1) * grad
+            v = beta2 * v + (1 - beta2) * grad ** 2
+            m_hat, v_hat = m / (1 - beta1 ** t), v / (1 - beta2 ** t)   # bias correction
+            p -= lr * m_hat / (sqrt(v_hat) + eps)
+
+    A parameter without a gradient at a step (``p.grad is None``) is left alone, its ``t``
+    included. Subclass ``torch.optim.Optimizer`` and pass ``dict(lr=lr, betas=betas,
+    eps=eps, weight_decay=weight_decay)`` as its defaults: the pipeline sets
+    ``param_groups[i]["lr"]`` before every step (warm-up, then cosine decay), so ``step()``
+    must read ``lr`` (and the rest) from ``self.param_groups`` at each step, never a copy
+    kept at construction. ``zero_grad`` comes with the base class.
+
+    Pitfalls: one step count for all parameters; the learning rate read once in
+    ``__init__``; state keyed by anything but the parameter itself (``self.state[p]``);
+    weight decay added to the gradient (that is Adam with L2, not AdamW); no bias correction.
     """
 
 

@@ -1,4 +1,4 @@
-"""A small GPT in the style of nanoGPT's model.py. The attention layer comes from a plugin.
+"""A small GPT in the style of nanoGPT's model.py. Its blocks (and their attention) come from plugins.
 
 Shapes: B batch, T time (sequence length), C channels (n_embd), V vocabulary size,
 nh heads, hs head size (C // nh).
@@ -95,10 +95,12 @@ def cached_attention(attn: SDPAttention, x: torch.Tensor, cache: KVCache, layer:
 
 
 class Block(nn.Module):
-    def __init__(self, config: GPTConfig, make_attention: Callable[[GPTConfig], nn.Module]):
+    """The baseline's pre-norm block (``toolkit_block``): ``x + attn(ln_1(x))``, then ``x + mlp(ln_2(x))``."""
+
+    def __init__(self, config: GPTConfig, attention: nn.Module):
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.n_embd)
-        self.attn = make_attention(config)
+        self.attn = attention
         self.ln_2 = nn.LayerNorm(config.n_embd)
         self.mlp = MLP(config)
 
@@ -110,13 +112,21 @@ class Block(nn.Module):
         return x
 
 
+def reference_block(config: GPTConfig) -> Block:
+    """The baseline's block around the baseline's attention: the reference GPT's."""
+    return Block(config, SDPAttention(config))
+
+
 class GPT(nn.Module):
-    def __init__(self, config: GPTConfig, make_attention: Callable[[GPTConfig], nn.Module]):
+    """Embeddings, ``n_layer`` blocks made by ``make_block(config)`` (the block component's, around the
+    attention component's), the final LayerNorm and the head, tied to the token embedding."""
+
+    def __init__(self, config: GPTConfig, make_block: Callable[[GPTConfig], nn.Module] = reference_block):
         super().__init__()
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         self.wpe = nn.Embedding(config.block_size, config.n_embd)
-        self.h = nn.ModuleList(Block(config, make_attention) for _ in range(config.n_layer))
+        self.h = nn.ModuleList(make_block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # weight tying, as in GPT-2
@@ -136,9 +146,9 @@ class GPT(nn.Module):
 
     @property
     def supports_cache(self) -> bool:
-        """Whether ``forward(idx, cache=...)`` works: every attention layer is exactly the baseline's
-        ``SDPAttention`` (not a subclass, which may compute something else)."""
-        return all(type(block.attn) is SDPAttention for block in self.h)
+        """Whether ``forward(idx, cache=...)`` works: every block is exactly the baseline's ``Block`` and
+        its attention the baseline's ``SDPAttention`` (not subclasses, which may compute something else)."""
+        return all(type(block) is Block and type(block.attn) is SDPAttention for block in self.h)
 
     def hidden(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Final hidden states: idx (B, T) -> (B, T, C). With ``cache``: idx are the tokens after
@@ -151,7 +161,7 @@ class GPT(nn.Module):
         pos = torch.arange(start, start + T, device=idx.device)
         x = self.wte(idx) + self.wpe(pos)  # (B, T, C)
         for i, block in enumerate(self.h):
-            x = block(x, cache, i)
+            x = block(x) if cache is None else block(x, cache, i)
         return self.ln_f(x)
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:

@@ -25,10 +25,10 @@ from toolkit.cache import SHIPPED, code_digest, default_cache_dir
 from toolkit.components import COMPONENTS
 from toolkit.config import PipelineConfig
 from toolkit.data_stages import BASE_DATA, DataStages
-from toolkit.model import GPT, MLP, Block, GPTConfig, SDPAttention
+from toolkit.model import GPT, MLP, Block, GPTConfig, reference_block
 from toolkit.plugins import Components, PluginError
-from toolkit.train import (TrainConfig, by_length, fit, lr_at, masked_loss_sum, next_token_loss, pretrain, reach, sft,
-                           stream_batch)
+from toolkit.train import (BETAS, EPS, TrainConfig, by_length, fit, lr_at, masked_loss_sum, next_token_loss, pretrain,
+                           reach, sft, stream_batch)
 
 PIPELINE_VERSION = 1  # bump when a change to code that no key hashes (``code_digest``) changes what a stage produces
 
@@ -46,9 +46,10 @@ def seed_everything(seed: int, threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-PRETRAINING_CODE = (GPTConfig, MLP, Block, GPT, TrainConfig, lr_at, fit, stream_batch, next_token_loss, pretrain,
-                    seed_everything)
-"""What pretraining runs, but the attention: its digest (``code_digest``) is part of the base model's key."""
+PRETRAINING_CODE = (GPTConfig, MLP, Block, reference_block, GPT, TrainConfig, lr_at, fit, stream_batch, next_token_loss,
+                    pretrain, seed_everything)
+"""What pretraining runs, but the components' code (``Pipeline.components_code``): its digest (``code_digest``) is
+part of the base model's key."""
 SFT_CODE = (sft, masked_loss_sum, reach, by_length)
 """What SFT runs beyond pretraining's code: its digest is part of the chat model's key."""
 
@@ -87,20 +88,21 @@ class Pipeline(DataStages):
         return other
 
     def new_model(self) -> GPT:
-        """A GPT with the attention component, starting from the reference GPT's initial weights (the
-        baseline's attention, drawn under the seed). An attention's parameters are c_attn and c_proj
-        (the checks require it), so a correct module starts where the reference does however it draws
-        its own; and under ``toolkit grade``, where the module lives in the child and the grader holds
-        only its parameters' shapes, the grader gives them the same values as ``toolkit run`` does."""
+        """A GPT with the block and attention components, starting from the reference GPT's initial weights
+        (the baselines', drawn under the seed). Their parameters are named as the contract says (the checks
+        require it), so a correct module starts where the reference does however it draws its own; and
+        under ``toolkit grade``, where the module lives in the child and the grader holds only its
+        parameters' shapes, the grader gives them the same values as ``toolkit run`` does."""
         seed_everything(self.config.seed, self.config.threads)
-        reference = GPT(self.model_config, SDPAttention)
-        model = GPT(self.model_config, self.components.attention)
+        reference = GPT(self.model_config)
+        model = GPT(self.model_config, self.components.block)
         mine = model.state_dict(keep_vars=True)  # a module's own buffers, and what has another shape, keep their values
         model.load_state_dict({k: v for k, v in reference.state_dict().items()
                                if k in mine and mine[k].shape == v.shape}, strict=False)
         if any(p.is_meta for p in model.parameters()):  # a module of the child's named otherwise
-            raise PluginError(f"{self.components.source('attention')}: the attention's parameters are not c_attn "
-                              "(Linear C->3C) and c_proj (Linear C->C), so the GPT cannot be initialised")
+            names = sorted(n for n, p in model.named_parameters() if p.is_meta)[:3]
+            raise PluginError(f"the GPT's parameters {', '.join(names)} are not among the reference's (named as "
+                              "toolkit.hookspecs says), so the GPT cannot be initialised")
         return model
 
     def seed(self, seed: int) -> None:
@@ -118,14 +120,24 @@ class Pipeline(DataStages):
         c = self.config  # only the fields pretraining depends on: SFT settings do not count
         settings = json.dumps({"version": PIPELINE_VERSION, "seed": c.seed, "threads": c.threads,
                                "pretrain": asdict(c.pretrain), "model": self.model_config.to_dict()}, sort_keys=True)
-        return cache.key(settings, self.stream,
-                         code_digest(*PRETRAINING_CODE, type(self.components.attention(self.model_config))))
+        return cache.key(settings, self.stream, code_digest(*PRETRAINING_CODE, *self.components_code()))
+
+    def components_code(self) -> tuple:
+        """The components' code pretraining runs, as ``code_digest`` reads it: the classes of the modules and
+        the optimizer their hooks make, and the loss hook's function."""
+        block = self.components.block(self.model_config)
+        optimizer = self.components.optimizer([torch.zeros(1, requires_grad=True)], 1e-3, BETAS, EPS, 0.0)
+        return type(block), type(getattr(block, "attn", None)), type(optimizer), self.components.function("toolkit_cross_entropy")
+
+    def training(self) -> dict:
+        """The optimizer component's hooks, as the training loops take them."""
+        return dict(optimizer=self.components.optimizer, loss=self.components.cross_entropy)
 
     @cached_property
     def base_model(self) -> GPT:
         model = self.new_model()
         self._train_or_load(model, "pretrain", f"base-{self.base_key()}",
-                            lambda: pretrain(model, self.train_stream, self.config.pretrain),
+                            lambda: pretrain(model, self.train_stream, self.config.pretrain, **self.training()),
                             f"base model: pretraining {self.config.pretrain.steps} steps (cached afterwards) ...")
         return model
 
@@ -140,7 +152,8 @@ class Pipeline(DataStages):
         model = copy.deepcopy(self.base_model)
         tokens, mask = self.sft_data
         self._train_or_load(model, "sft", f"sft-{self.chat_key()}",
-                            lambda: sft(model, tokens, mask, self.config.sft, replay=self.train_stream),
+                            lambda: sft(model, tokens, mask, self.config.sft, replay=self.train_stream,
+                                        **self.training()),
                             f"chat model: SFT {self.config.sft.steps} steps on {len(tokens)} conversations ...")
         return model
 
@@ -160,7 +173,8 @@ class Pipeline(DataStages):
         model = self.own(self.components.reward_model(backbone), backbone)  # shift the head's on a first run
         key = self.reward_key()
         self._train_or_load(model, "reward", key and f"reward-{key}",
-                            lambda: rlhf.train_reward_model(model, self.components.reward_loss, *pairs, self.config.reward),
+                            lambda: rlhf.train_reward_model(model, self.components.reward_loss, *pairs, self.config.reward,
+                                                            self.components.optimizer),
                             f"reward model: {self.config.reward.steps} steps on preference pairs ...")
         return model.eval()
 
@@ -173,7 +187,7 @@ class Pipeline(DataStages):
         self.log(f"RLHF: {self.config.rlhf.steps} steps ...")
         t0 = time.perf_counter()
         model, curves = rlhf.rlhf(chat, reward_model, self.tokenizer, questions, self.config.rlhf,
-                                  sampler=self.components.sample)
+                                  sampler=self.components.sample, optimizer=self.components.optimizer)
         self.curves.update({f"rlhf_{k}": v for k, v in curves.items()})
         self.timings["rlhf"] = time.perf_counter() - t0
         return model

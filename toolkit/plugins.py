@@ -297,9 +297,14 @@ class Components:
         hook = COMPONENTS[component].hooks[0]
         return answering_plugins(self._relay(hook))[hook]
 
+    def function(self, hook: str):
+        """The function that answers ``hook`` (for a key that hashes its code)."""
+        return getattr(self._relay(hook).hook, hook).get_hookimpls()[0].function
+
     def call(self, hook: str, *args, **kwargs):
-        """Call ``hook`` (arguments by position in the hookspec's order, or by name)."""
-        kwargs.update(zip(hook_arguments(hook), args))
+        """Call ``hook`` (arguments by position in the hookspec's order, or by name). A module it wraps
+        (``Component.wraps``) that the call leaves out is built here, by that component's hook."""
+        kwargs = with_wrapped(self, hook, args, kwargs)
         pm = self._relay(hook)
         plugin = answering_plugins(pm)[hook]
         caller = getattr(pm.hook, hook)
@@ -318,6 +323,17 @@ class Components:
         if hook not in HOOKS or method(hook) != name:
             raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
         return lambda *args, **kwargs: self.call(hook, *args, **kwargs)
+
+
+def with_wrapped(components, hook: str, args: tuple, kwargs: dict) -> dict:
+    """``hook``'s arguments by name, with the modules of the components it wraps (``Component.wraps``)
+    that the call left out built by ``components`` for the call's ``config``: ``block(config)`` is
+    ``block(config, attention=components.attention(config))``."""
+    kwargs = {**kwargs, **dict(zip(hook_arguments(hook), args))}
+    for part in HOOKS[hook].wraps:
+        if part not in kwargs and part in hook_arguments(hook):
+            kwargs[part] = components.call(COMPONENTS[part].hooks[0], kwargs["config"])
+    return kwargs
 
 
 def raised(e: BaseException) -> str:

@@ -21,7 +21,7 @@ from torch.nn import functional as F
 
 from toolkit.sample import Sampler, generate, sample_next
 from toolkit.template import BOS, END, USER, chat_prompt, encode_batch, render_chat
-from toolkit.train import TrainConfig, fit
+from toolkit.train import EPS, Optimizer, TrainConfig, adamw, fit
 
 
 # -- the reward model ------------------------------------------------------------------
@@ -31,7 +31,8 @@ def encode_replies(tokenizer, questions: list[str], replies: list[str], block_si
     return encode_batch(tokenizer, texts, block_size)
 
 
-def train_reward_model(reward_model, loss_fn, chosen, rejected, cfg: TrainConfig) -> list[float]:
+def train_reward_model(reward_model, loss_fn, chosen, rejected, cfg: TrainConfig,
+                       optimizer: Optimizer = adamw) -> list[float]:
     """Fit ``reward_model`` on pairs: ``chosen``/``rejected`` are (tokens, lengths) of equal N."""
     (ct, cl), (rt, rl) = chosen, rejected
 
@@ -39,7 +40,7 @@ def train_reward_model(reward_model, loss_fn, chosen, rejected, cfg: TrainConfig
         ix = torch.randint(len(ct), (cfg.batch_size,), generator=gen)
         return loss_fn(reward_model(ct[ix], cl[ix]), reward_model(rt[ix], rl[ix]))
 
-    return fit(reward_model, cfg, loss_of_batch)
+    return fit(reward_model, cfg, loss_of_batch, optimizer=optimizer)
 
 
 @torch.no_grad()
@@ -112,14 +113,14 @@ def kl_divergence(policy, reference, tokenizer, questions: list[str], cfg: RLHFC
 
 
 def rlhf(chat_model, reward_model, tokenizer, questions: list[str], cfg: RLHFConfig,
-         sampler: Sampler = sample_next) -> tuple:
+         sampler: Sampler = sample_next, optimizer: Optimizer = adamw) -> tuple:
     """RLOO with a KL penalty from ``chat_model``. Returns the policy and curves (reward, KL per step).
 
     Each step samples the replies of all its prompts in one batch, without gradients (with the
     KV cache when the model supports it; ``sampler`` picks the tokens), then computes their
     log-probabilities again, with gradients, in one forward pass."""
     policy, reference = copy.deepcopy(chat_model), chat_model.eval()
-    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
+    opt = optimizer(list(policy.parameters()), cfg.lr, (0.9, 0.999), EPS, 0.0)  # torch's default betas
     gen = torch.Generator().manual_seed(cfg.seed)
     curves = {"reward": [], "kl": []}
     by_length = prompts_by_length(tokenizer, questions)

@@ -1,7 +1,9 @@
 """Training loops: pretraining on a token stream, and supervised fine-tuning on chats.
 
 Both are plain loops (AdamW, linear warm-up, cosine decay) in the nanoGPT style; every
-random choice comes from a seeded ``torch.Generator``.
+random choice comes from a seeded ``torch.Generator``. The optimizer and the training loss are the
+optimizer component's (``toolkit_optimizer``, ``toolkit_cross_entropy``): a loop takes them as
+arguments, and ``adamw`` and ``cross_entropy`` below are the baseline's.
 """
 
 from __future__ import annotations
@@ -25,6 +27,23 @@ class TrainConfig:
     replay_batch_size: int = 0  # SFT only: pretraining windows mixed into every batch
 
 
+BETAS = (0.9, 0.95)
+EPS = 1e-8
+
+Optimizer = Callable[..., torch.optim.Optimizer]  # (params, lr, betas, eps, weight_decay), as toolkit_optimizer
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits (B, T, V), targets (B, T)) -> (), as toolkit_cross_entropy
+
+
+def adamw(params, lr: float, betas: tuple[float, float], eps: float, weight_decay: float) -> torch.optim.Optimizer:
+    """torch's AdamW: the baseline's ``toolkit_optimizer``."""
+    return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of logits (B, T, V) against targets (B, T): the baseline's ``toolkit_cross_entropy``."""
+    return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -33,10 +52,11 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def fit(model, cfg: TrainConfig, loss_of_batch: Callable[[torch.Generator], torch.Tensor],
-         on_step: Callable[[int, float], None] | None = None) -> list[float]:
-    """The loop every training stage shares: ``cfg.steps`` AdamW steps on ``loss_of_batch(gen)``; the losses."""
+        on_step: Callable[[int, float], None] | None = None, optimizer: Optimizer = adamw) -> list[float]:
+    """The loop every training stage shares: ``cfg.steps`` steps of ``optimizer`` (AdamW) on
+    ``loss_of_batch(gen)``, the learning rate set before each (``lr_at``); the losses."""
     gen = torch.Generator().manual_seed(cfg.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
+    opt = optimizer(list(model.parameters()), cfg.lr, BETAS, EPS, cfg.weight_decay)
     model.train()
     losses = []
     for step in range(cfg.steps):
@@ -62,20 +82,20 @@ def stream_batch(stream: torch.Tensor, block_size: int, batch_size: int, gen: to
     return x, y
 
 
-def next_token_loss(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of the model's predictions for inputs ``x`` against targets ``y`` (B, T)."""
-    logits = model(x)  # (B, T, V)
-    return F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
+def next_token_loss(model, x: torch.Tensor, y: torch.Tensor, loss: Loss = cross_entropy) -> torch.Tensor:
+    """Mean cross-entropy (``loss``) of the model's predictions for inputs ``x`` against targets ``y`` (B, T)."""
+    return loss(model(x), y)  # logits (B, T, V)
 
 
-def pretrain(model, stream: torch.Tensor, cfg: TrainConfig, on_step=None) -> list[float]:
-    """Next-token prediction on random windows of ``stream``. Returns the loss per step."""
+def pretrain(model, stream: torch.Tensor, cfg: TrainConfig, on_step=None, optimizer: Optimizer = adamw,
+             loss: Loss = cross_entropy) -> list[float]:
+    """Next-token prediction on random windows of ``stream``, with ``loss`` and ``optimizer``. Returns the loss per step."""
     T = model.config.block_size
 
     def loss_of_batch(gen):
-        return next_token_loss(model, *stream_batch(stream, T, cfg.batch_size, gen))
+        return next_token_loss(model, *stream_batch(stream, T, cfg.batch_size, gen), loss)
 
-    return fit(model, cfg, loss_of_batch, on_step)
+    return fit(model, cfg, loss_of_batch, on_step, optimizer)
 
 
 def masked_loss_sum(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -101,7 +121,8 @@ def by_length(ix: torch.Tensor, needed: torch.Tensor) -> list[tuple[torch.Tensor
 
 
 def sft(model, tokens: torch.Tensor, mask: torch.Tensor, cfg: TrainConfig,
-        replay: torch.Tensor | None = None, on_step=None) -> list[float]:
+        replay: torch.Tensor | None = None, on_step=None, optimizer: Optimizer = adamw,
+        loss: Loss = cross_entropy) -> list[float]:
     """Supervised fine-tuning: ``tokens`` (N, T) chats, ``mask`` (N, T-1) which targets count.
 
     With ``cfg.replay_batch_size`` > 0, each step also takes the plain next-token loss on
@@ -109,6 +130,7 @@ def sft(model, tokens: torch.Tensor, mask: torch.Tensor, cfg: TrainConfig,
     pretraining taught, above all copying the subject of a question into the answer, which
     a few hundred steps on a few hundred chats would otherwise overwrite: the chat model
     then answers facts it never saw in SFT. The mask alone decides what the chat turns teach.
+    ``loss`` is the replay's; the masked loss is a sum over chosen targets, the toolkit's own.
     """
 
     needed = reach(mask)  # (N,)
@@ -118,13 +140,13 @@ def sft(model, tokens: torch.Tensor, mask: torch.Tensor, cfg: TrainConfig,
         # the masked mean over the batch, computed in two halves cut to their length: the same loss, less padding
         total = sum(masked_loss_sum(model(tokens[rows, :T]), tokens[rows, 1:T + 1], mask[rows, :T])
                     for rows, T in by_length(ix, needed))
-        loss = total / mask[ix].sum().clamp(min=1)
+        mean = total / mask[ix].sum().clamp(min=1)
         if cfg.replay_batch_size and replay is not None:
-            loss = loss + next_token_loss(model, *stream_batch(replay, model.config.block_size,
-                                                               cfg.replay_batch_size, gen))
-        return loss
+            mean = mean + next_token_loss(model, *stream_batch(replay, model.config.block_size,
+                                                               cfg.replay_batch_size, gen), loss)
+        return mean
 
-    return fit(model, cfg, loss_of_batch, on_step)
+    return fit(model, cfg, loss_of_batch, on_step, optimizer)
 
 
 @torch.no_grad()

@@ -37,7 +37,7 @@ from toolkit.components import COMPONENTS, HOOKS, is_public_grader
 from toolkit.grading import autograd
 from toolkit.grading.child_pipeline import ChildPipeline
 from toolkit.grading.wire import DTYPES, MAX_MESSAGE, Channel, ChildGone, Op
-from toolkit.plugins import NotImplementedYet, PluginError
+from toolkit.plugins import NotImplementedYet, PluginError, hook_arguments, with_wrapped
 
 # a parameter's dotted name: whatever nn.Module accepts (any name without a dot: digits in
 # nn.Sequential, "é", spaces), at most 16 parts of 200 characters; shown only through one_line
@@ -235,15 +235,52 @@ class RemoteComponents:
         return self._baselines.source(component)
 
     def call(self, hook: str, *args, **kwargs):
+        """The baselines' hook here, with the modules it wraps built by this object (the submission's
+        attention in a baseline block); the submission's in the child, which builds what it wraps
+        itself. An optimizer it returns steps the tensors given as ``params`` (``RemoteOptimizer``)."""
         if HOOKS[hook].name != self.only:
-            return self._baselines.call(hook, *args, **kwargs)
-        return autograd.call(self._child, ("hook", self.only, hook), args, kwargs, [],
-                             lambda: (Op.CALL, self.only, hook, args, kwargs))
+            return self._baselines.call(hook, **with_wrapped(self, hook, args, kwargs))
+        result = autograd.call(self._child, ("hook", self.only, hook), args, kwargs, [],
+                               lambda: (Op.CALL, self.only, hook, args, kwargs))
+        named = {**kwargs, **dict(zip(hook_arguments(hook), args))}
+        if isinstance(result, RemoteObject) and "params" in named:
+            return RemoteOptimizer(self._child, object.__getattribute__(result, "_oid"), list(named["params"]),
+                                   {k: v for k, v in named.items() if k != "params"})
+        return result
+
+    def function(self, hook: str):
+        """The baselines' function for ``hook``; None for the submission's (its code is in the child)."""
+        return None if HOOKS[hook].name == self.only else self._baselines.function(hook)
 
     def __getattr__(self, name: str):
         if f"toolkit_{name}" not in HOOKS:
             raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
         return lambda *args, **kwargs: self.call(f"toolkit_{name}", *args, **kwargs)
+
+
+class RemoteOptimizer:
+    """An optimizer that lives in the child, stepping tensors of the grader's: ``step()`` sends their
+    gradients and each group's learning rate (the loop sets ``param_groups[i]["lr"]`` here, as on any
+    optimizer), and copies back the values the child's optimizer gave them, checked to be one tensor of
+    the same shape and dtype per parameter. The loss, the gradients and the model stay the grader's."""
+
+    def __init__(self, child: Child, oid: int, params: list[torch.Tensor], defaults: dict):
+        self._child, self._oid, self.params = child, oid, params
+        self.param_groups = [{"params": params, **defaults}]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        grads = [None if p.grad is None else p.grad.detach() for p in self.params]
+        new = self._child.request(Op.STEP, self._oid, grads, [g["lr"] for g in self.param_groups])
+        if not (isinstance(new, list) and len(new) == len(self.params) and all(
+                isinstance(n, torch.Tensor) and n.shape == p.shape and n.dtype == p.dtype for n, p in zip(new, self.params))):
+            raise PluginError("the optimizer's step did not give each parameter a value of its shape and dtype")
+        with torch.no_grad():
+            for p, n in zip(self.params, new):
+                p.copy_(n)
 
 
 class RemoteObject:
@@ -275,6 +312,12 @@ class RemoteObject:
 
 
 @functools.lru_cache(maxsize=256)
+def steps_in_child(component: str) -> bool:
+    """Whether ``component`` makes an optimizer (a hook that takes ``params``): under ``toolkit grade`` it
+    steps in the child (``RemoteOptimizer``), so a model trained with it has no key."""
+    return any("params" in hook_arguments(hook) for hook in COMPONENTS[component].hooks)
+
+
 def _named(proxy: type, name) -> type:
     """The subclass of ``proxy`` (``RemoteObject``, ``RemoteModule``) for the child's objects of type
     ``name``: named so when that is an identifier of at most 100 characters, else "object"."""

@@ -66,6 +66,7 @@ class Op(str, enum.Enum):
     STATE = "state"  # a module's parameters
     SEED = "seed"  # seed the child's generator
     RUN = "run"  # a ``@child_side`` function of a public grader on the child's pipeline
+    STEP = "step"  # an optimizer's step on the gradients the grader computed: the parameters it gives
 
 
 class ChildGone(PluginError):
