@@ -20,6 +20,7 @@ from toolkit.grading.child_pipeline import load_parameters
 from toolkit.grading.remote import RemoteModule
 from toolkit.grading.wire import ChildGone, plain
 from toolkit.model import GPT, GPTConfig
+from toolkit.plugins import PluginError
 
 
 def test_plain_keeps_plain_data_and_rebuilds_tensors():
@@ -431,3 +432,85 @@ def test_the_graders_own_work_is_not_charged_to_the_child_but_its_calls_meanwhil
         for fd in (r, w, answers_r, answers_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+_TRAINING_STEP = '''
+import torch
+import toolkit
+from toolkit.model import Block
+
+
+class Plain(torch.optim.Optimizer):
+    """SGD with momentum, written out: any optimizer the grader's loop can step."""
+
+    def __init__(self, params, lr):
+        super().__init__(params, dict(lr=lr))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    buf = self.state[p].setdefault("m", torch.zeros_like(p))
+                    buf.mul_(0.9).add_(p.grad)
+                    p.add_(buf, alpha=-group["lr"])
+
+
+@toolkit.hookimpl
+def toolkit_cross_entropy(logits, targets):
+    return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten()) * 1.5
+
+
+@toolkit.hookimpl
+def toolkit_optimizer(params, lr, betas, eps, weight_decay):
+    return Plain(params, lr)
+
+
+@toolkit.hookimpl
+def toolkit_block(config, attention):
+    return Block(config, attention)
+'''
+
+
+@pytest.mark.parametrize("component", ["optimizer", "block"])
+def test_a_submissions_optimizer_and_blocks_train_in_the_graders_loop_as_under_run(tmp_path, component):
+    """The optimizer of a submission steps in the child on the gradients of the grader's loss
+    (``RemoteOptimizer``), its loss hook takes part in the grader's graph, and its blocks are modules
+    of the child's around the child's attention: the grader's pretraining gives the curve ``toolkit run``
+    gives, and caches no model trained so."""
+    from toolkit.config import PipelineConfig
+    from toolkit.grading.child_pipeline import ChildPipeline
+    from toolkit.pipeline import Pipeline
+    from toolkit.plugins import Components, build_manager, load_submission
+
+    plugin = tmp_path / "step.py"
+    plugin.write_text(_TRAINING_STEP)
+    child, _ = _child(plugin)
+    config = PipelineConfig.small()
+    config = type(config)(**{**config.__dict__, "pretrain": type(config.pretrain)(steps=4, lr=3e-3)})
+    graded = ChildPipeline(child, component, config, cache_dir=tmp_path / "grade", log=lambda msg: None)
+    model = graded.base_model
+    local = Pipeline(Components(build_manager(load_submission(str(plugin))), only=component), config,
+                     cache_dir=tmp_path / "local", log=lambda msg: None)
+    local.base_model
+    assert graded.curves["pretrain"] == local.curves["pretrain"] and len(local.curves["pretrain"]) == 4
+    if component == "block":
+        assert all(isinstance(block, RemoteModule) for block in model.h)
+    baseline = Pipeline(config=config, cache_dir=tmp_path / "baseline", log=lambda msg: None)
+    baseline.base_model
+    assert (graded.curves["pretrain"] != baseline.curves["pretrain"]) == (component == "optimizer")
+    assert not list((tmp_path / "grade").glob("base-*.pt"))  # trained with the child's code: never cached
+
+
+def test_an_optimizer_step_that_gives_parameters_of_another_shape_is_refused(tmp_path):
+    """What the child's optimizer gives back must be one tensor of each parameter's shape and dtype."""
+    plugin = tmp_path / "liar.py"
+    plugin.write_text(_TRAINING_STEP.replace("p.add_(buf, alpha=-group[\"lr\"])",
+                                             "p.data = torch.zeros(3)"))
+    child, _ = _child(plugin)
+    params = [torch.ones(2, 2, requires_grad=True)]
+    opt = child.components("optimizer").optimizer(params, 0.1, (0.9, 0.95), 1e-8, 0.0)
+    params[0].grad = torch.ones(2, 2)
+    with pytest.raises(PluginError, match="shape and dtype"):
+        opt.step()
+    assert params[0].tolist() == [[1.0, 1.0], [1.0, 1.0]]

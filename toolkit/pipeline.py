@@ -127,7 +127,8 @@ class Pipeline(DataStages):
         the optimizer their hooks make, and the loss hook's function."""
         block = self.components.block(self.model_config)
         optimizer = self.components.optimizer([torch.zeros(1, requires_grad=True)], 1e-3, BETAS, EPS, 0.0)
-        return type(block), type(getattr(block, "attn", None)), type(optimizer), self.components.function("toolkit_cross_entropy")
+        loss = self.components.function("toolkit_cross_entropy")  # None: it lives in a child (no key is kept then)
+        return type(block), type(getattr(block, "attn", None)), type(optimizer), *([loss] if loss else [])
 
     def training(self) -> dict:
         """The optimizer component's hooks, as the training loops take them."""
