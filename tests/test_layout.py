@@ -42,8 +42,6 @@ KNOWN = Counter({  # (name, the line it is on) -> how many times: the constants 
     ("tokenizer", 'baseline = (self.components.source("tokenizer") == "baseline.tokenizer"'): 1,  # data_stages.py
     ("tokenizer", "raise PluginError(f\"{self.components.source('tokenizer')}: the tokenizer's vocab_size is "
                   "{vocab!r}; \""): 1,  # data_stages.py
-    ("attention", "raise PluginError(f\"{self.components.source('attention')}: the attention's parameters are not "
-                  "c_attn \""): 1,  # pipeline.py
     ("sft_mask", 'return tokens, check_mask(mask, tokens, self.components.source("sft_mask"))'): 1,  # data_stages.py
     ("sampler", 'if top_p is not None and "sampler" not in provided:'): 1,  # chat.py
     ("sft_mask", 'pipeline = Pipeline(Components(build_manager(plugins), only={"sft_mask", "sampler"}), log=_log)'): 1,

@@ -48,10 +48,19 @@ def seed_everything(seed: int, threads: int) -> None:
 
 PRETRAINING_CODE = (GPTConfig, MLP, Block, reference_block, GPT, TrainConfig, lr_at, fit, stream_batch, next_token_loss,
                     pretrain, seed_everything)
-"""What pretraining runs, but the components' code (``Pipeline.components_code``): its digest (``code_digest``) is
+"""What pretraining runs, but the components' code (``components_code``): its digest (``code_digest``) is
 part of the base model's key."""
 SFT_CODE = (sft, masked_loss_sum, reach, by_length)
 """What SFT runs beyond pretraining's code: its digest is part of the chat model's key."""
+
+
+def components_code(components: Components, config: GPTConfig) -> tuple:
+    """The components' code pretraining runs, as ``code_digest`` reads it: the classes of the modules and
+    the optimizer their hooks make, and the loss hook's function."""
+    block = components.block(config)
+    optimizer = components.optimizer([torch.zeros(1, requires_grad=True)], 1e-3, BETAS, EPS, 0.0)
+    loss = components.function("toolkit_cross_entropy")  # None: it lives in a child (no key is kept then)
+    return type(block), type(getattr(block, "attn", None)), type(optimizer), *([loss] if loss else [])
 
 
 class Pipeline(DataStages):
@@ -120,15 +129,8 @@ class Pipeline(DataStages):
         c = self.config  # only the fields pretraining depends on: SFT settings do not count
         settings = json.dumps({"version": PIPELINE_VERSION, "seed": c.seed, "threads": c.threads,
                                "pretrain": asdict(c.pretrain), "model": self.model_config.to_dict()}, sort_keys=True)
-        return cache.key(settings, self.stream, code_digest(*PRETRAINING_CODE, *self.components_code()))
-
-    def components_code(self) -> tuple:
-        """The components' code pretraining runs, as ``code_digest`` reads it: the classes of the modules and
-        the optimizer their hooks make, and the loss hook's function."""
-        block = self.components.block(self.model_config)
-        optimizer = self.components.optimizer([torch.zeros(1, requires_grad=True)], 1e-3, BETAS, EPS, 0.0)
-        loss = self.components.function("toolkit_cross_entropy")  # None: it lives in a child (no key is kept then)
-        return type(block), type(getattr(block, "attn", None)), type(optimizer), *([loss] if loss else [])
+        code = code_digest(*PRETRAINING_CODE, *components_code(self.components, self.model_config))
+        return cache.key(settings, self.stream, code)
 
     def training(self) -> dict:
         """The optimizer component's hooks, as the training loops take them."""

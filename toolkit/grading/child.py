@@ -169,7 +169,8 @@ class Server:
             comp, config, name, a = args
             return self.pack(_child_side(name)(self.pipeline(comp, config), *a))
         if op == Op.STEP:
-            return self.pack(self.step(*args))
+            oid, grads, lrs = args
+            return self.pack(step(self.objects[oid], grads, lrs))
         raise ValueError(f"unknown request {op!r}")
 
     def pack(self, value) -> dict:
@@ -230,22 +231,6 @@ class Server:
             del self.tapes[next(iter(self.tapes))]
         return {"out": _detached(tape.out), "tape": self.last_tape}
 
-    def step(self, oid: int, grads: list, lrs: list) -> list:
-        """Optimizer ``oid``'s step: its parameters (its param groups', in order) given ``grads`` and
-        each group's learning rate ``lrs``, as the grader's loop sets them; their new values."""
-        opt = self.objects[oid]
-        groups = opt.param_groups
-        params = [p for group in groups for p in group["params"]]
-        if len(grads) != len(params) or len(lrs) != len(groups):
-            raise ValueError(f"the optimizer holds {len(params)} parameters in {len(groups)} groups; "
-                             f"the pipeline gave it {len(grads)} in {len(lrs)}")
-        for p, g in zip(params, grads):
-            p.grad = g
-        for group, lr in zip(groups, lrs):
-            group["lr"] = lr
-        opt.step()
-        return [p.detach() for p in params]
-
     # -- pipelines -------------------------------------------------------------------------
     def pipeline(self, component: str, config):
         from toolkit.pipeline import Pipeline
@@ -256,6 +241,22 @@ class Server:
             self.pipelines[key] = Pipeline(Components(self.pm, only=component), config,
                                            log=lambda msg: print(msg, file=sys.stderr))
         return self.pipelines[key]
+
+
+def step(opt, grads: list, lrs: list) -> list:
+    """Optimizer ``opt``'s step: its parameters (its param groups', in order) given ``grads`` and each
+    group's learning rate ``lrs``, as the grader's loop sets them; their new values."""
+    groups = opt.param_groups
+    params = [p for group in groups for p in group["params"]]
+    if len(grads) != len(params) or len(lrs) != len(groups):
+        raise ValueError(f"the optimizer holds {len(params)} parameters in {len(groups)} groups; "
+                         f"the pipeline gave it {len(grads)} in {len(lrs)}")
+    for p, g in zip(params, grads):
+        p.grad = g
+    for group, lr in zip(groups, lrs):
+        group["lr"] = lr
+    opt.step()
+    return [p.detach() for p in params]
 
 
 def _child_side(name: str):

@@ -56,7 +56,7 @@ class ChildPipeline(Pipeline):
     def _train_or_load(self, model, stage: str, name, train, message: str) -> None:
         """Never cached when the model holds a module of the child's, or is trained by its optimizer: no
         key knows their code."""
-        from toolkit.grading.remote import steps_in_child
+        from toolkit.grading.optimizer import steps_in_child
 
         if steps_in_child(self.component) or any(self.child.oid(m) is not None for m in model.modules()):
             name = None

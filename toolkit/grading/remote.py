@@ -37,6 +37,7 @@ from toolkit.components import COMPONENTS, HOOKS, is_public_grader
 from toolkit.grading import autograd
 from toolkit.grading.child_pipeline import ChildPipeline
 from toolkit.grading.wire import DTYPES, MAX_MESSAGE, Channel, ChildGone, Op
+from toolkit.grading.optimizer import RemoteOptimizer
 from toolkit.plugins import NotImplementedYet, PluginError, hook_arguments, with_wrapped
 
 # a parameter's dotted name: whatever nn.Module accepts (any name without a dot: digits in
@@ -258,31 +259,6 @@ class RemoteComponents:
         return lambda *args, **kwargs: self.call(f"toolkit_{name}", *args, **kwargs)
 
 
-class RemoteOptimizer:
-    """An optimizer that lives in the child, stepping tensors of the grader's: ``step()`` sends their
-    gradients and each group's learning rate (the loop sets ``param_groups[i]["lr"]`` here, as on any
-    optimizer), and copies back the values the child's optimizer gave them, checked to be one tensor of
-    the same shape and dtype per parameter. The loss, the gradients and the model stay the grader's."""
-
-    def __init__(self, child: Child, oid: int, params: list[torch.Tensor], defaults: dict):
-        self._child, self._oid, self.params = child, oid, params
-        self.param_groups = [{"params": params, **defaults}]
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for p in self.params:
-            p.grad = None
-
-    def step(self) -> None:
-        grads = [None if p.grad is None else p.grad.detach() for p in self.params]
-        new = self._child.request(Op.STEP, self._oid, grads, [g["lr"] for g in self.param_groups])
-        if not (isinstance(new, list) and len(new) == len(self.params) and all(
-                isinstance(n, torch.Tensor) and n.shape == p.shape and n.dtype == p.dtype for n, p in zip(new, self.params))):
-            raise PluginError("the optimizer's step did not give each parameter a value of its shape and dtype")
-        with torch.no_grad():
-            for p, n in zip(self.params, new):
-                p.copy_(n)
-
-
 class RemoteObject:
     """An object that lives in the child: attributes and calls go over the channel. Its class is
     named as the child says the object's is (``_named``), so that a sentence built from
@@ -312,12 +288,6 @@ class RemoteObject:
 
 
 @functools.lru_cache(maxsize=256)
-def steps_in_child(component: str) -> bool:
-    """Whether ``component`` makes an optimizer (a hook that takes ``params``): under ``toolkit grade`` it
-    steps in the child (``RemoteOptimizer``), so a model trained with it has no key."""
-    return any("params" in hook_arguments(hook) for hook in COMPONENTS[component].hooks)
-
-
 def _named(proxy: type, name) -> type:
     """The subclass of ``proxy`` (``RemoteObject``, ``RemoteModule``) for the child's objects of type
     ``name``: named so when that is an identifier of at most 100 characters, else "object"."""
