@@ -6,8 +6,9 @@ pipeline's own code, as under ``toolkit run``: the component's hooks are called 
 tokenizer (``RemoteObject``) encodes the corpus that the grader pretrains on; a module
 (``RemoteModule``: an attention, a reward model) takes part in a model the grader trains, its
 outputs and gradients computed in the child (``toolkit.grading.autograd``), its parameters,
-optimizer, data, seeds and curves the grader's. The child trains nothing and sends no model, no
-curve and no figure.
+data, seeds and curves the grader's, and its optimizer too unless the submission's is graded (it
+then steps in the child on the grader's gradients: ``toolkit.grading.optimizer``). The child
+trains nothing and sends no model, no curve and no figure.
 
 What is only as strong as the child's word: a module's initial weights where the grader does not
 give them itself (a reward model's head; its backbone must come back unchanged), and outputs and
