@@ -57,6 +57,12 @@ FIGURES = [  # the calibrated figures, in the docs' order; the sweep keeps each 
            "graders.reward:kl_limit", "≤ {t:.2f} (`reward.rlhf_improves`)"),
     Figure("tok_bpb", "tokenizer check's small GPT: bits per byte",
            "graders.tokenizer:bpb_full", "full credit ≤ {t:.3f} (`tokenizer.behaviour`)"),
+    Figure("optimizer_first_gap", "optimizer check's short pretraining: largest gap to the reference, first 30 steps "
+           "(nats; correct optimizers)", "graders.optimizer:bands", "≤ {t:.3f} (`optimizer.trains_like_reference`)"),
+    Figure("optimizer_tail_gap", "optimizer check's short pretraining: largest gap to the reference, last 20 steps "
+           "(nats; correct optimizers)", "graders.optimizer:bands", "≤ {t:.3f} (`optimizer.trains_like_reference`)"),
+    Figure("optimizer_wrong_first_gap", "optimizer check's short pretraining: the smallest such gap of the three AdamW "
+           "mistakes, first 30 steps (nats)"),  # benchmarks/sweep_optimizer.py writes these three
     Figure("chat_correct"),
     Figure("reward_gain"),  # the hidden reward.rlhf_judged_by_solution's (graders/hidden/checks.py: gain_full)
     Figure("tok_shuffled_bpb"),

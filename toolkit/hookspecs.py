@@ -159,8 +159,8 @@ def toolkit_optimizer(params: Iterable[torch.Tensor], lr: float, betas: tuple[fl
     """Return an AdamW optimizer of ``params``: a ``torch.optim.Optimizer`` subclass.
 
     :param params: the tensors to train (``model.parameters()``), as ``torch.optim`` takes them.
-    :return: an optimizer whose ``step()`` updates every parameter ``p`` that has a gradient,
-        with its own state (``m``, ``v`` and step count ``t``, kept per parameter), as
+    :return: an optimizer whose ``step()`` updates every parameter ``p`` that has a gradient. Each
+        parameter has its own state (``m``, ``v`` and step count ``t``), and each step computes, as
         ``torch.optim.AdamW`` does::
 
             t += 1
