@@ -272,7 +272,9 @@ def run_seed(seed: int, config: PipelineConfig, world: dict, parts, masks, cache
 
 # -- grading each seed ----------------------------------------------------------------------
 def write_calibration(runs: list[dict]) -> None:
-    """graders/snapshots/calibration.json: each calibrated figure under each seed, with the date and machine."""
+    """graders/snapshots/calibration.json: each calibrated figure under each seed, with the date and machine.
+    The figures this sweep does not measure (a component's own sweep, ``benchmarks/sweep_<component>.py``,
+    writes them) are kept as they are."""
     from graders import calibration
 
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
@@ -280,6 +282,8 @@ def write_calibration(runs: list[dict]) -> None:
     doc = {"seeds": [r["seed"] for r in runs], "date": time.strftime("%Y-%m-%d"),
            "machine": f"{cpu}, {PipelineConfig().threads} threads, torch {torch.__version__}",
            "figures": {name: [round(r[name], 4) for r in runs] for name in CALIBRATED if all(name in r for r in runs)}}
+    kept = calibration.calibration()["figures"] if calibration.PATH.exists() else {}
+    doc["figures"] = {**{k: v for k, v in kept.items() if k not in doc["figures"]}, **doc["figures"]}
     calibration.PATH.write_text(json.dumps(doc, indent=1) + "\n")
     calibration.calibration.cache_clear()
     print(f"wrote {calibration.PATH.relative_to(ROOT)}: {len(doc['figures'])} figures over seeds {doc['seeds']}")
