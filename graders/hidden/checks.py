@@ -10,6 +10,8 @@ from graders.attention import TOLERANCE, name_mistake, seeded, seeded_module
 from graders.attention import Case as AttentionCase
 from graders.attention import pipeline_cases as attention_cases
 from graders.hidden import SOLUTIONS, solution
+from graders.optimizer import CE_ATOL, call_loss
+from graders.optimizer import Plan as AdamPlan
 from graders.reward import reward_gain
 from graders.sampler import (DRAW_BATCH, Case, Row, Setting, check_draws, check_pipeline_draws, dial, differs, pipeline_size,
                              reference_dial, reference_probs, sample)
@@ -56,6 +58,64 @@ def random_shapes(ctx):
         if not err <= TOLERANCE[case.dtype]:
             raise CheckFailed(f"output differs from the solution's by {err:.2e} for {case}: "
                               f"{name_mistake(state, x, case.nh, got)}")
+
+
+def unseen_adam_plan(rng: random.Random) -> tuple[AdamPlan, dict]:
+    """Parameters, gradients, a schedule and hyperparameters the public checks never use, drawn by ``rng``
+    (the instructor's seed): 3 to 6 parameters of 1 to 3 dimensions, some of one shape, one frozen, one
+    skipping steps; 40 steps."""
+    shapes = [tuple(rng.randint(1, 5) for _ in range(rng.randint(1, 3))) for _ in range(rng.randint(3, 6))]
+    shapes[-1] = shapes[0]  # two parameters of one shape
+    lrs = [10 ** rng.uniform(-3, -1.5) for _ in range(40)]
+    plan = AdamPlan(shapes, seed=rng.getrandbits(31), lrs=lrs, frozen=(1,), skips={2: rng.randint(2, 4)})
+    settings = dict(betas=(rng.uniform(0.8, 0.95), rng.uniform(0.95, 0.999)), eps=10 ** rng.uniform(-8, -5),
+                    weight_decay=rng.uniform(0.0, 0.2))
+    return plan, settings
+
+
+def adam_steps(make, plan: AdamPlan, settings: dict, dtype) -> list[list[torch.Tensor]]:
+    """The parameters (in ``dtype``) after each step of ``make``'s optimizer, fed ``plan`` with ``settings``."""
+    params = [p.detach().to(dtype).requires_grad_(p.requires_grad) for p in plan.params()]
+    opt = make(params, plan.lrs[0], settings["betas"], settings["eps"], settings["weight_decay"])
+    out = []
+    for step, lr in enumerate(plan.lrs):
+        for p, g in zip(params, plan.grads[step]):
+            p.grad = None if g is None else g.to(dtype)
+        opt.param_groups[0]["lr"] = lr
+        opt.step()
+        out.append([p.detach().double().clone() for p in params])
+    return out
+
+
+@check("optimizer", points=2)
+def adamw_unseen_settings(ctx):
+    "Equals the solution's AdamW on parameters, gradients, betas, eps, weight decay and a schedule the public checks never use (float64, atol 1e-10; float32, 1e-5)."
+    rng = contexts.run_seed(ctx)
+    for dtype, atol in ((torch.float64, 1e-10), (torch.float32, 1e-5)):
+        plan, settings = unseen_adam_plan(rng)
+        got = adam_steps(ctx.components.optimizer, plan, settings, dtype)
+        want = adam_steps(solution("optimizer").optimizer, plan, settings, dtype)
+        for step, (mine, theirs) in enumerate(zip(got, want)):
+            error = max((a - b).abs().max().item() for a, b in zip(mine, theirs))
+            if not error <= atol:
+                raise CheckFailed(f"in {str(dtype).removeprefix('torch.')}, the parameters differ from the solution's "
+                                  f"by {error:.2e} after step {step + 1} of another schedule and other settings")
+
+
+@check("optimizer", points=1)
+def cross_entropy_unseen(ctx):
+    "Equals the solution's loss on vocabularies, batches and logits the public checks never use (float64, atol 1e-9)."
+    rng = contexts.run_seed(ctx)
+    for _ in range(4):
+        B, T, V = rng.randint(1, 8), rng.randint(1, 64), rng.randint(2, 1200)
+        gen = contexts.torch_seed(rng)
+        logits = torch.randn(B, T, V, generator=gen, dtype=torch.float64) * 10 ** rng.uniform(-1, 3.5)
+        targets = torch.randint(V, (B, T), generator=gen)
+        got, _ = call_loss(ctx, logits, targets)
+        want = solution("optimizer").cross_entropy(logits, targets)
+        if not abs(got.item() - want.item()) <= CE_ATOL * max(1.0, abs(want.item())):
+            raise CheckFailed(f"the loss on logits (B={B}, T={T}, V={V}) is {got.item():.6f}, the solution's "
+                              f"{want.item():.6f}")
 
 
 @check("sft_mask", points=2)
