@@ -1,4 +1,5 @@
-"""A correct block written differently: its own LayerNorm (the biased variance, by hand) and the erf GELU written out."""
+"""A correct block written differently: its own LayerNorm (the biased variance, by hand) and the erf
+GELU written out."""
 
 import math
 
