@@ -282,8 +282,10 @@ def write_calibration(runs: list[dict]) -> None:
     doc = {"seeds": [r["seed"] for r in runs], "date": time.strftime("%Y-%m-%d"),
            "machine": f"{cpu}, {PipelineConfig().threads} threads, torch {torch.__version__}",
            "figures": {name: [round(r[name], 4) for r in runs] for name in CALIBRATED if all(name in r for r in runs)}}
-    kept = calibration.calibration()["figures"] if calibration.PATH.exists() else {}
-    doc["figures"] = {**{k: v for k, v in kept.items() if k not in doc["figures"]}, **doc["figures"]}
+    if calibration.PATH.exists():  # the figures another sweep writes (benchmarks/sweep_<component>.py) stay when the seeds do
+        old = json.loads(calibration.PATH.read_text())
+        if old["seeds"] == doc["seeds"]:
+            doc["figures"] = {**{k: v for k, v in old["figures"].items() if k in CALIBRATED}, **doc["figures"]}
     calibration.PATH.write_text(json.dumps(doc, indent=1) + "\n")
     calibration.calibration.cache_clear()
     print(f"wrote {calibration.PATH.relative_to(ROOT)}: {len(doc['figures'])} figures over seeds {doc['seeds']}")

@@ -66,6 +66,9 @@ FIGURES = [  # the calibrated figures, in the docs' order; the sweep keeps each 
     Figure("chat_correct"),
     Figure("reward_gain"),  # the hidden reward.rlhf_judged_by_solution's (graders/hidden/checks.py: gain_full)
     Figure("tok_shuffled_bpb"),
+    Figure("block_seed_gap", "block check's 40 steps from scratch: gap to seed 0's curve (nats, last 10 steps)",
+           "graders.block:curve_band", "≤ {t:.3f} (`block.trains_like_reference`)"),  # benchmarks/sweep_block.py
+    Figure("block_curve_gap"),  # correct blocks written differently, against the solution (benchmarks/sweep_block.py)
 ]
 CALIBRATED = tuple(f.name for f in FIGURES)  # the figures the sweep keeps
 

@@ -107,7 +107,7 @@ class InProcess:
         return contextlib.nullcontext()
 
 
-@pytest.mark.parametrize("component", ["tokenizer", "attention", "sft_mask", "reward"])
+@pytest.mark.parametrize("component", ["tokenizer", "attention", "block", "sft_mask", "reward"])
 def test_under_grade_a_stub_crosses_from_the_child_in_the_same_sentence(component, tmp_path):
     """``toolkit grade`` runs the submission in a child, whose exceptions reach the grader as sentences
     (``toolkit.grading.child``): the notebook's stubs (a forward, a train, a hook) read as under ``toolkit

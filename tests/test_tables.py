@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+import test_block_checks
 import test_checks
 import test_optimizer_checks
 import test_sampler_checks
@@ -17,8 +18,8 @@ from tests import harness
 from tests.harness import PLUGINS
 from toolkit.components import COMPONENTS
 
-TABLES = {t.component: t for module in (test_checks, test_optimizer_checks, test_sampler_checks, test_sft_checks)
-          for t in module.TABLES}
+TABLES = {t.component: t for module in (test_checks, test_block_checks, test_optimizer_checks, test_sampler_checks,
+                                        test_sft_checks) for t in module.TABLES}
 
 
 def test_every_component_has_a_table():

@@ -113,10 +113,12 @@ def toolkit_block(config: GPTConfig, attention: nn.Module) -> nn.Module:
         attention component (``toolkit_attention``). Keep this very module as ``attn``:
         do not build another one.
     :return: an ``nn.Module`` whose ``forward(x)`` maps ``x (B, T, C)`` to ``(B, T, C)`` in
-        the same dtype, computing, as GPT-2 and nanoGPT do::
+        the same dtype.
 
-            x = x + attn(ln_1(x))
-            x = x + mlp(ln_2(x))        # mlp(h) = c_proj(gelu(c_fc(h)))
+    The forward is pre-norm, as in GPT-2 and nanoGPT::
+
+        x = x + attn(ln_1(x))
+        x = x + mlp(ln_2(x))        # mlp(h) = c_proj(gelu(c_fc(h)))
 
     Submodules, named exactly so (the toolkit loads trained weights into your block):
 
