@@ -529,6 +529,7 @@ HIDDEN_CASES = {  # check -> (a correct plugin written differently, a wrong plug
     "attention.random_shapes": ("attn_einsum.py", "attn_scale_by_hs.py", "the scores are divided by the head size"),
     "sft_mask.other_conversations": ("sft_vectorised.py", "sft_shifted.py", "shifted by one position"),
     "reward.loss_matches_solution": ("reward_gather.py", "reward_separate_terms.py", "expected 1.820981"),
+    "block.block_random_shapes": ("block_fused_mlp.py", "block_detached_mlp.py", "a gradient"),
     "optimizer.adamw_unseen_settings": ("opt_foreach.py", "opt_stale_lr.py", "another schedule and other settings"),
     "optimizer.cross_entropy_unseen": ("opt_foreach.py", "opt_ce_sum.py", "the solution's"),
 }

@@ -9,6 +9,8 @@ from graders import calibration, contexts
 from graders.attention import TOLERANCE, name_mistake, seeded, seeded_module
 from graders.attention import Case as AttentionCase
 from graders.attention import pipeline_cases as attention_cases
+from graders.block import Case as BlockCase
+from graders.block import seeded as seeded_block
 from graders.hidden import SOLUTIONS, solution
 from graders.optimizer import CE_ATOL, call_loss
 from graders.optimizer import Plan as AdamPlan
@@ -58,6 +60,35 @@ def random_shapes(ctx):
         if not err <= TOLERANCE[case.dtype]:
             raise CheckFailed(f"output differs from the solution's by {err:.2e} for {case}: "
                               f"{name_mistake(state, x, case.nh, got)}")
+
+
+@check("block", points=2)
+def block_random_shapes(ctx):
+    "Same output, and same gradients of the input and every parameter, as the solution's block on random shapes and weights (float64, atol 1e-9; float32, 1e-4)."
+    rng = contexts.run_seed(ctx)
+    for i in range(6):
+        nh = rng.randint(1, 6)
+        dtype, atol = (torch.float64, 1e-9) if i % 2 == 0 else (torch.float32, 1e-4)
+        case = BlockCase(rng.randint(1, 4), rng.randint(1, 24), nh * rng.randint(1, 8), nh, rng.getrandbits(31), dtype)
+        (mine, x, _), (ref, _, _) = seeded_block(ctx.components, case), seeded_block(solution("block"), case)
+        upstream = torch.randn(x.shape, generator=contexts.torch_seed(rng), dtype=torch.float64).to(dtype)
+        outputs, grads = [], []
+        for block in (mine, ref):
+            xi = x.clone().requires_grad_(True)
+            y = block(xi)
+            if not isinstance(y, torch.Tensor) or y.shape != x.shape:
+                raise CheckFailed(f"forward of an input {tuple(x.shape)} did not return a tensor of its shape")
+            (y * upstream).sum().backward()
+            named = dict(block.named_parameters())
+            grads.append([xi.grad] + [named[n].grad for n in sorted(named)])
+            outputs.append(y.detach())
+        error = (outputs[0].double() - outputs[1].double()).abs().max().item()
+        if not error <= atol:
+            raise CheckFailed(f"the output differs from the solution's by {error:.2e} on another shape and weights")
+        for g, h in zip(*grads):
+            if g is None or h is None or not (g.double() - h.double()).abs().max().item() <= atol * 10:
+                raise CheckFailed("a gradient (of the input or of a parameter) differs from the solution's on another "
+                                  "shape and weights")
 
 
 def unseen_adam_plan(rng: random.Random) -> tuple[AdamPlan, dict]:
