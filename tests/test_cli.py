@@ -83,15 +83,16 @@ def test_table_output_for_a_passing_component():
     out = toolkit("run", PLUGINS / "attn_einsum.py", "--fast")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "attention.causal" in out.stdout and "total: 9 / 9 (public and hidden checks)" in out.stdout
-    assert "not provided: tokenizer, sft_mask, reward, sampler" in out.stdout
+    assert "not provided: tokenizer, block, optimizer, sft_mask, reward, sampler" in out.stdout
 
 
 def test_plugins_lists_every_hook_and_who_answers():
     out = toolkit("plugins", "--json")
     assert out.returncode == 0
     hooks = json.loads(out.stdout)["hooks"]
-    assert set(hooks) == {"toolkit_tokenizer", "toolkit_attention", "toolkit_sft_mask",
-                          "toolkit_reward_model", "toolkit_reward_loss", "toolkit_sample"}
+    assert set(hooks) == {"toolkit_tokenizer", "toolkit_attention", "toolkit_block", "toolkit_cross_entropy",
+                          "toolkit_optimizer", "toolkit_sft_mask", "toolkit_reward_model", "toolkit_reward_loss",
+                          "toolkit_sample"}
     assert hooks["toolkit_attention"] == "baseline.attention"
     mine = json.loads(toolkit("plugins", PLUGINS / "attn_einsum.py", "--json").stdout)["hooks"]
     assert mine["toolkit_attention"] == str(PLUGINS / "attn_einsum.py")

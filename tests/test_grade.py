@@ -21,6 +21,7 @@ from click.testing import CliRunner
 
 from toolkit.checks import CheckStatus, Result
 from toolkit.cli import main
+from toolkit.components import COMPONENTS
 from toolkit.grading import wire
 from toolkit.grading.batch import Options, child_slots, why_gone
 from toolkit.grading.exports import cell, to_gradescope
@@ -226,7 +227,7 @@ def test_to_gradescope_one_test_per_check():
     assert causal == {"name": "attention.causal", "number": "2.1", "score": 0.0, "max_score": 2, "status": "failed",
                       "output": "mask the future", "output_format": "text", "visibility": "visible"}
     assert secret["visibility"] == "after_published" and secret["score"] == 0.5 and secret["status"] == "failed"
-    assert reward["number"] == "4.1" and reward["score"] == 0 and reward["output"].startswith("not provided")
+    assert reward["number"] == f"{list(COMPONENTS).index('reward') + 1}.1" and reward["score"] == 0 and reward["output"].startswith("not provided")
 
 
 def test_a_record_clamps_scores_and_says_why_checks_did_not_run():

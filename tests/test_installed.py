@@ -134,8 +134,8 @@ def test_the_installed_toolkit_grades_the_solutions_in_full(installed, elsewhere
     assert behaviour["base_answer"] <= 0.3 and behaviour["base_top"] == "Continuation"
     report = tmp_path / "report"
     html = (report / "index.html").read_text()
-    plots = ["tokenizer_lengths", "attention_heads", "attention_curve", "sft_headline", "sft_all", "sft_signatures",
-             "sft_loss", "reward_histogram", "rlhf_curves", "rlhf_headline", "sampler_dial"]
+    plots = ["tokenizer_lengths", "attention_heads", "attention_curve", "block_curve", "optimizer_gap", "sft_headline",
+             "sft_all", "sft_signatures", "sft_loss", "reward_histogram", "rlhf_curves", "rlhf_headline", "sampler_dial"]
     assert html.count("data:image/png;base64,") == len(plots)
     assert all(f'data-plot="{name}"' in html for name in plots)  # every check's plot is embedded
     assert json.loads((report / "results.json").read_text())["score"] == doc["score"]

@@ -48,6 +48,9 @@ from pathlib import Path
 
 import pytest
 
+from toolkit.checks import collect
+from toolkit.components import COMPONENTS
+
 try:
     from playwright.sync_api import sync_playwright
 except ImportError:
@@ -399,12 +402,13 @@ def test_the_demo_report_opens_with_the_headline_chart_and_one_line_per_componen
     """The headline chart, then a line per component (its points), then the table of every check."""
     run, v = _report(made, "demo"), visits[name]
     results = run["results"]
-    assert len(results) == (25 if FAST else 34)  # --fast: no behavioural check
+    public = [c for c in collect(list(COMPONENTS), include_hidden=False) if not (FAST and c.behavioural)]  # --fast: no behavioural check
+    assert len(results) == len(public) == (35 if FAST else 47)
     components = list(dict.fromkeys(r["component"] for r in results))
-    assert components == ["tokenizer", "attention", "sft_mask", "reward", "sampler"]
+    assert components == list(COMPONENTS)
     lines = v.page.locator("table.components tr:has(td)")
     assert lines.count() == len(components)
-    for i, component in enumerate(components):  # five
+    for i, component in enumerate(components):
         cells = lines.nth(i).locator("td").all_inner_texts()
         mine = [r for r in results if r["component"] == component]
         assert cells[:2] == [component, f"{sum(r['score'] for r in mine):g} / {sum(r['points'] for r in mine):g}"], cells
