@@ -36,7 +36,7 @@ demo: $(BIN)/toolkit sandbox  ## grade the instructor's solutions and write the 
 	@echo "toolkit is installed in $(VENV), not on your PATH: call it as $(BIN)/toolkit (e.g. $(BIN)/toolkit --help)," \
 	  "or run 'source $(BIN)/activate' once per shell, then toolkit"
 
-test: $(VENV)/.extras sandbox browser  ## the whole test suite (two files at a time: see addopts in pyproject.toml)
+test: $(VENV)/.extras sandbox browser  ## the whole test suite (three files at a time: see addopts in pyproject.toml)
 	$(BIN)/python -m pytest -q
 
 BENCHMARKS := run tokenizer throughput feedback grading

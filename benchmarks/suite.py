@@ -2,7 +2,7 @@
 
     python benchmarks/suite.py [--out benchmarks/results/suite.json] [-- PYTEST ARGS]
 
-Runs the whole suite once, as ``make test`` does (``pytest -q``: two files at a time, from the
+Runs the whole suite once, as ``make test`` does (``pytest -q``: three files at a time, from the
 ``addopts`` of ``pyproject.toml``), and sums per file the wall time of every test (setup, call
 and teardown) and the CPU time it took: of the test process and of the processes it started
 and waited for (the CLI runs, the grader's children). A file whose CPU time is far below its

@@ -225,17 +225,19 @@ def speed_corpus(n_words: int = 20000, seed: int = 0) -> str:
     return " ".join(rng.choice(words) for _ in range(n_words))
 
 
-def _best_time(train, text: str, repeats: int) -> float:
+def _best_time(train, text: str, repeats: int, clock=time.thread_time) -> float:
+    """The shortest of ``repeats`` trainings, in seconds of CPU time (``clock``): other processes' load does
+    not lengthen them, as it would wall-clock seconds."""
     best = float("inf")
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         train(text, SPEED_VOCAB)
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, clock() - t0)
     return best
 
 
 def yardstick_seconds(text: str) -> float:
-    """Counting the text's chunks (the baseline's training): how fast this machine is, right now."""
+    """Counting the text's chunks (the baseline's training, in this thread): how fast this machine is."""
     return _best_time(lambda t, v: WholeWordTokenizer().train(t, v), text, repeats=5)
 
 
@@ -262,16 +264,17 @@ def unlearned_merge(table: dict[int, bytes], text: str) -> str | None:
 
 @check("tokenizer", points=1)
 def speed(ctx):
-    "Training learns every merge asked for from a fresh text, incrementally: at most 5x the reference's time (relative to a yardstick timed in the same run)."
+    "Training learns every merge asked for from a fresh text, incrementally: at most 5x the reference's CPU time (relative to a yardstick timed in the same run)."
     text = speed_corpus(seed=held_out_seed())
     ratio_ref = ctx.snapshot()["speed_ratio"]  # reference seconds / yardstick seconds, as recorded
     yardstick = yardstick_seconds(text)
     allowed = SPEED_MULTIPLE * ratio_ref * yardstick
     tok = ctx.components.tokenizer()
     with ctx.time_limit(TIME_LIMIT, f"training a {SPEED_VOCAB}-token vocabulary on {len(text) // 1000} kB"):
-        seconds = _best_time(tok.train, text, repeats=1)
-        if allowed < seconds < 2 * allowed:  # near the line, a busy machine gets two more tries
-            seconds = min(seconds, _best_time(tok.train, text, repeats=2))
+        clock = ctx.submission_clock()  # CPU time: in this thread, or the child's cgroup under toolkit grade
+        seconds = _best_time(tok.train, text, repeats=1, clock=clock)
+        if allowed < seconds < 2 * allowed:  # near the line, two more tries (a wall clock, without a cgroup, is noisy)
+            seconds = min(seconds, _best_time(tok.train, text, repeats=2, clock=clock))
         learned, asked = len(list(tok.merges)), SPEED_VOCAB - 256 - len(SPECIAL_TOKENS)
         table = token_bytes(tok)
     unlearned = unlearned_merge(table, text)

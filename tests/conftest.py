@@ -1,8 +1,9 @@
 """Put the repository root on sys.path, so that tests can ``import toolkit`` and ``import solutions``.
 
-``make test`` runs two test files at a time (pytest-xdist, ``-n 2 --dist loadfile``): while one
-trains, the other's torch threads must sleep rather than spin, or two pools on 2 cores train 3.7x
-slower. OpenMP's passive wait policy (read when torch is first imported) changes no result.
+``make test`` runs three test files at a time (pytest-xdist, ``-n 3 --dist loadfile``): many tests
+wait on the children of a class grading, so a third file keeps 2 cores busy (13 min against 14:48 warm
+with two). While one trains, the others' torch threads must sleep rather than spin, or pools on 2 cores
+train 3.7x slower. OpenMP's passive wait policy (read when torch is first imported) changes no result.
 """
 
 import os

@@ -208,6 +208,14 @@ class Context:
                 Pipeline(self.components, config, self.cache_dir, log=self.log))
         return self._pipelines[config]
 
+    def submission_clock(self) -> Callable[[], float]:
+        """A clock of the CPU time the submission's code spends, which other processes' load does not move:
+        this thread's under ``toolkit run`` (where a hook runs in the calling thread), its child's cgroup
+        under ``toolkit grade`` (every process of the child); the wall clock where there is no cgroup."""
+        if self.remote is None:
+            return time.thread_time
+        return getattr(self.remote, "cpu_clock", None) or time.perf_counter
+
     @contextlib.contextmanager
     def time_limit(self, seconds: float, what: str):
         """Stop the block's calls into the submission after ``seconds``, failing the check."""

@@ -117,7 +117,7 @@ def grade_one(sub: Submission, options: Options, feedback: Path | None = None, c
                                     lim.scratch, uid, group)
         watchdog.start()
         try:
-            judged, outcome = _judge(Child(channel), options, cache, feedback, _code(sub))
+            judged, outcome = _judge(Child(channel, group and group.cpu_seconds), options, cache, feedback, _code(sub))
         finally:
             channel.close()
             slowed = group is None or slowed_by_others(group, options.timeout)  # before its processes end

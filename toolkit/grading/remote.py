@@ -85,8 +85,9 @@ class Child:
     """The grader's handle on one submission's child process: its components, the grader's pipelines
     of them, and the ``@child_side`` observations it runs. ``toolkit.checks.Context.remote`` is one of these."""
 
-    def __init__(self, channel: Channel):
+    def __init__(self, channel: Channel, cpu_clock=None):
         self.channel = channel
+        self.cpu_clock = cpu_clock  # the CPU seconds of the child's cgroup (None: no cgroup): ``Context.submission_clock``
         self.ends: float | None = None  # when the current ``time_limit`` block ends (time.monotonic)
         self.sources: dict[str, str] = {}  # component -> the file the child says provides it (for sentences)
 
