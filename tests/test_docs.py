@@ -118,7 +118,7 @@ def _docstrings() -> list[tuple[str, str]]:
     from graders.hidden import checks as hidden
 
     return [
-        ("tokenizer.speed", f"at most {tokenizer.SPEED_MULTIPLE}x the reference's time"),
+        ("tokenizer.speed", f"at most {tokenizer.SPEED_MULTIPLE}x the reference's CPU time"),
         ("tokenizer.behaviour", f"bits per byte (worst seed +{tokenizer.BPB_MARGIN:.0%})"),
         ("tokenizer.behaviour", f"tokens of at most {tokenizer.MAX_TOKEN_BYTES} bytes"),
         ("attention.matches_reference", f"atol {sci(attention.ATOL)}"),
