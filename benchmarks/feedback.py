@@ -7,9 +7,11 @@ command to its exit (interpreter start and ``import torch`` included), median of
 ``--repeats`` runs; the cold run is done once. Peak memory is the most the command's
 processes held resident at once (its lanes together; sampled every 0.2 s from /proc). Targets (2 cores):
 
-    toolkit run solutions/ -c COMPONENT --fast     < 5 s, each of the five components
+    toolkit run solutions/ -c COMPONENT --fast     < 5 s, each of the seven components
     toolkit run solutions/ -c sft_mask             < 20 s, warm cache
     toolkit run solutions/ -c sampler              < 30 s, warm cache (the temperature dial included)
+    toolkit run solutions/ -c block                < 30 s, warm cache (40 steps from scratch, the reference's weights)
+    toolkit run solutions/ -c optimizer            < 30 s, warm cache (two 50-step pretrainings)
     toolkit run solutions/                         < 60 s, warm cache (all five, behavioural checks included)
     toolkit run solutions/                         < 180 s, cold cache (an empty TOOLKIT_CACHE; the base and baseline chat
                                                    models are the toolkit's own, toolkit/data: run.py times pretraining and SFT)
@@ -146,6 +148,8 @@ def main() -> int:
     if not args.skip_slow:
         runs += [("sft_mask_warm", ["-c", "sft_mask"], 20, "warm", args.repeats),
                  ("sampler_warm", ["-c", "sampler"], 30, "warm", args.repeats),
+                 ("block_warm", ["-c", "block"], 30, "warm", args.repeats),  # issue 34: the behavioural part in 30 s
+                 ("optimizer_warm", ["-c", "optimizer"], 30, "warm", args.repeats),
                  ("whole_warm", [], 60, "warm", args.repeats)]
         if not args.skip_cold:
             runs.insert(0, ("whole_cold", [], 180, "cold", 1))  # first: its cache fills the pool

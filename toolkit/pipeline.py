@@ -12,6 +12,7 @@ pinned, so a run gives the same numbers every time on one machine.
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import time
 from dataclasses import asdict
@@ -27,8 +28,8 @@ from toolkit.config import PipelineConfig
 from toolkit.data_stages import BASE_DATA, DataStages
 from toolkit.model import GPT, MLP, Block, GPTConfig, reference_block
 from toolkit.plugins import Components, PluginError
-from toolkit.train import (BETAS, EPS, TrainConfig, by_length, fit, lr_at, masked_loss_sum, next_token_loss, pretrain,
-                           reach, sft, stream_batch)
+from toolkit.train import (TrainConfig, adamw, by_length, cross_entropy, fit, lr_at, masked_loss_sum, next_token_loss,
+                           pretrain, reach, sft, stream_batch)
 
 PIPELINE_VERSION = 1  # bump when a change to code that no key hashes (``code_digest``) changes what a stage produces
 
@@ -46,8 +47,8 @@ def seed_everything(seed: int, threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-PRETRAINING_CODE = (GPTConfig, MLP, Block, reference_block, GPT, TrainConfig, lr_at, fit, stream_batch, next_token_loss,
-                    pretrain, seed_everything)
+PRETRAINING_CODE = (GPTConfig, MLP, Block, reference_block, GPT, TrainConfig, adamw, cross_entropy, lr_at, fit,
+                    stream_batch, next_token_loss, pretrain, seed_everything)
 """What pretraining runs, but the components' code (``components_code``): its digest (``code_digest``) is
 part of the base model's key."""
 SFT_CODE = (sft, masked_loss_sum, reach, by_length)
@@ -55,12 +56,15 @@ SFT_CODE = (sft, masked_loss_sum, reach, by_length)
 
 
 def components_code(components: Components, config: GPTConfig) -> tuple:
-    """The components' code pretraining runs, as ``code_digest`` reads it: the classes of the modules and
-    the optimizer their hooks make, and the loss hook's function."""
+    """The components' code pretraining runs, as ``code_digest`` reads it: the classes of the modules their
+    hooks make, the functions of the loss and optimizer hooks, and the optimizer classes defined beside the
+    latter. No optimizer is made: the first one torch makes imports its compiler (1.3 s)."""
     block = components.block(config)
-    optimizer = components.optimizer([torch.zeros(1, requires_grad=True)], 1e-3, BETAS, EPS, 0.0)
-    loss = components.function("toolkit_cross_entropy")  # None: it lives in a child (no key is kept then)
-    return type(block), type(getattr(block, "attn", None)), type(optimizer), *([loss] if loss else [])
+    hooks = [components.function(h) for h in ("toolkit_cross_entropy", "toolkit_optimizer")]
+    hooks = [f for f in hooks if f is not None]  # None: it lives in a child (no key is kept then)
+    classes = dict.fromkeys(v for f in hooks for v in vars(inspect.getmodule(f) or object).values()
+                            if isinstance(v, type) and issubclass(v, torch.optim.Optimizer) and v.__module__ == f.__module__)
+    return type(block), type(getattr(block, "attn", None)), *hooks, *classes
 
 
 class Pipeline(DataStages):
