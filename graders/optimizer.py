@@ -153,17 +153,18 @@ class Plan:
         return [p.clone().requires_grad_(i not in self.frozen) for i, p in enumerate(self.initial)]
 
 
-def run_plan(make, plan: Plan) -> list[list[torch.Tensor]]:
-    """The parameters after each step of the optimizer ``make(params, lr, betas, eps, weight_decay)``."""
-    params = plan.params()
-    opt = make(params, plan.lrs[0], UNIT["betas"], UNIT["eps"], UNIT["weight_decay"])
+def run_plan(make, plan: Plan, settings: dict = UNIT, dtype=torch.float64) -> list[list[torch.Tensor]]:
+    """The parameters (in float64) after each step of the optimizer ``make(params, lr, betas, eps, weight_decay)``
+    with ``settings``, fed ``plan`` in ``dtype``."""
+    params = [p.detach().to(dtype).requires_grad_(p.requires_grad) for p in plan.params()]
+    opt = make(params, plan.lrs[0], settings["betas"], settings["eps"], settings["weight_decay"])
     trajectory = []
     for step, lr in enumerate(plan.lrs):
         for p, g in zip(params, plan.grads[step]):
-            p.grad = None if g is None else g.clone()
+            p.grad = None if g is None else g.to(dtype, copy=True)
         opt.param_groups[0]["lr"] = lr
         opt.step()
-        trajectory.append([p.detach().clone() for p in params])
+        trajectory.append([p.detach().to(torch.float64, copy=True) for p in params])
     return trajectory
 
 

@@ -12,7 +12,7 @@ from graders.attention import pipeline_cases as attention_cases
 from graders.block import Case as BlockCase
 from graders.block import seeded as seeded_block
 from graders.hidden import SOLUTIONS, solution
-from graders.optimizer import CE_ATOL, call_loss
+from graders.optimizer import CE_ATOL, call_loss, run_plan
 from graders.optimizer import Plan as AdamPlan
 from graders.reward import reward_gain
 from graders.sampler import (DRAW_BATCH, Case, Row, Setting, check_draws, check_pipeline_draws, dial, differs, pipeline_size,
@@ -104,28 +104,14 @@ def unseen_adam_plan(rng: random.Random) -> tuple[AdamPlan, dict]:
     return plan, settings
 
 
-def adam_steps(make, plan: AdamPlan, settings: dict, dtype) -> list[list[torch.Tensor]]:
-    """The parameters (in ``dtype``) after each step of ``make``'s optimizer, fed ``plan`` with ``settings``."""
-    params = [p.detach().to(dtype).requires_grad_(p.requires_grad) for p in plan.params()]
-    opt = make(params, plan.lrs[0], settings["betas"], settings["eps"], settings["weight_decay"])
-    out = []
-    for step, lr in enumerate(plan.lrs):
-        for p, g in zip(params, plan.grads[step]):
-            p.grad = None if g is None else g.to(dtype)
-        opt.param_groups[0]["lr"] = lr
-        opt.step()
-        out.append([p.detach().double().clone() for p in params])
-    return out
-
-
 @check("optimizer", points=2)
 def adamw_unseen_settings(ctx):
     "Equals the solution's AdamW on parameters, gradients, betas, eps, weight decay and a schedule the public checks never use (float64, atol 1e-10; float32, 1e-5)."
     rng = contexts.run_seed(ctx)
     for dtype, atol in ((torch.float64, 1e-10), (torch.float32, 1e-5)):
         plan, settings = unseen_adam_plan(rng)
-        got = adam_steps(ctx.components.optimizer, plan, settings, dtype)
-        want = adam_steps(solution("optimizer").optimizer, plan, settings, dtype)
+        got = run_plan(ctx.components.optimizer, plan, settings, dtype)
+        want = run_plan(solution("optimizer").optimizer, plan, settings, dtype)
         for step, (mine, theirs) in enumerate(zip(got, want)):
             error = max((a - b).abs().max().item() for a, b in zip(mine, theirs))
             if not error <= atol:

@@ -14,10 +14,15 @@ from toolkit.grading.wire import Op
 from toolkit.plugins import PluginError, hook_arguments
 
 
+def makes_optimizer(hook: str) -> bool:
+    """Whether ``hook`` returns an optimizer of the tensors it is given: it takes ``params``, as torch.optim does."""
+    return "params" in hook_arguments(hook)
+
+
 def steps_in_child(component: str) -> bool:
-    """Whether ``component`` makes an optimizer (a hook that takes ``params``): under ``toolkit grade`` it
-    steps in the child (``RemoteOptimizer``), so a model trained with it has no key."""
-    return any("params" in hook_arguments(hook) for hook in COMPONENTS[component].hooks)
+    """Whether ``component`` makes an optimizer: under ``toolkit grade`` it steps in the child
+    (``RemoteOptimizer``), so a model trained with it has no key."""
+    return any(makes_optimizer(hook) for hook in COMPONENTS[component].hooks)
 
 
 class RemoteOptimizer:

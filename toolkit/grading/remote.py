@@ -37,7 +37,7 @@ from toolkit.components import COMPONENTS, HOOKS, is_public_grader
 from toolkit.grading import autograd
 from toolkit.grading.child_pipeline import ChildPipeline
 from toolkit.grading.wire import DTYPES, MAX_MESSAGE, Channel, ChildGone, Op
-from toolkit.grading.optimizer import RemoteOptimizer
+from toolkit.grading.optimizer import RemoteOptimizer, makes_optimizer
 from toolkit.plugins import NotImplementedYet, PluginError, hook_arguments, with_wrapped
 
 # a parameter's dotted name: whatever nn.Module accepts (any name without a dot: digits in
@@ -244,8 +244,8 @@ class RemoteComponents:
             return self._baselines.call(hook, **with_wrapped(self, hook, args, kwargs))
         result = autograd.call(self._child, ("hook", self.only, hook), args, kwargs, [],
                                lambda: (Op.CALL, self.only, hook, args, kwargs))
-        named = {**kwargs, **dict(zip(hook_arguments(hook), args))}
-        if isinstance(result, RemoteObject) and "params" in named:
+        if isinstance(result, RemoteObject) and makes_optimizer(hook):
+            named = {**kwargs, **dict(zip(hook_arguments(hook), args))}
             return RemoteOptimizer(self._child, object.__getattribute__(result, "_oid"), list(named["params"]),
                                    {k: v for k, v in named.items() if k != "params"})
         return result
