@@ -163,6 +163,7 @@ COMPONENTS = {  # tests/hostile/components/
 TRUST = {  # graded without --fast: what the child computes with the submission's code is never believed
     "forge_curve_in_child": ({"graded"}, 2),
     "forge_reward_stage": ({"graded"}, 4.67),  # issue 31: tests/plugins/reward_sign_flipped.py, honestly graded
+    "forge_gradient_reward": ({"graded"}, 4.67),  # the right loss's gradients behind the flipped loss: audited
 }
 GOOD = {"main": ["good_file", "good_folder", FORMULA_GOOD], "stop": ["good_file"], "similarity": ["good_file"],
         "intake": ["good_file"], "components": ["good_folder"], "trust": ["good_folder"]}
@@ -297,7 +298,7 @@ def _components_class(base: Path, klass: Path) -> None:
 
 
 def _trust_class(base: Path, klass: Path) -> None:
-    for name in ("forge_curve_in_child", "forge_reward_stage"):
+    for name in TRUST:
         shutil.copy(HOSTILE / f"{name}.py", klass / f"{name}.py")
     (klass / "good_folder").mkdir()
     for name in ("attn_einsum.py", "reward_gather.py"):
@@ -439,12 +440,17 @@ def test_a_child_that_replaces_the_toolkits_training_in_itself_gains_nothing(bat
     reward model itself, so an attention without the mask whose child returns the reference curve
     earns no ``trains_like_reference``, and a flipped loss whose child trains with the right one fails
     the accuracy and RLHF as the flipped loss does honestly (the grader computes exactly what
-    ``toolkit run`` computes for it: the child's copy of ``toolkit.rlhf`` plays no part)."""
+    ``toolkit run`` computes for it: the child's copy of ``toolkit.rlhf`` plays no part). A flipped loss
+    whose child answers its backward with the right loss's gradients fails the gradients' audit: its
+    feedback says they "are not those of its outputs"."""
     batch = batches("trust")
     curve, forged = (batch.rows.get(s) or {} for s in ("forge_curve_in_child", "forge_reward_stage"))
     assert float(curve.get("attention.trains_like_reference", -1)) == 0, (curve, batch.why())
     assert float(forged.get("reward.accuracy", -1)) == 0 and float(forged.get("reward.loss_sanity", -1)) == 0, forged
     assert float(forged.get("reward.rlhf_improves", 4)) < 4, forged
+    gradients = batch.rows.get("forge_gradient_reward") or {}
+    assert float(gradients.get("reward.accuracy", -1)) == 0, (gradients, batch.why())
+    assert "are not those of its outputs" in _page(batch, "forge_gradient_reward"), _page(batch, "forge_gradient_reward")[-1500:]
 
 
 def test_a_correct_student_graded_in_full_earns_the_behavioural_and_hidden_points(batches):

@@ -12,7 +12,8 @@ trains nothing and sends no model, no curve and no figure.
 
 What is only as strong as the child's word: a module's initial weights where the grader does not
 give them itself (a reward model's head; its backbone must come back unchanged), and outputs and
-gradients of the submission's code, which are checked for their types and shapes only.
+gradients of the submission's code, checked for their types and shapes, and the gradients against
+the outputs at calls the child cannot predict (``toolkit.grading.autograd.Audit``).
 """
 
 from __future__ import annotations

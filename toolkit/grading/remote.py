@@ -35,6 +35,7 @@ from toolkit.alarm import OutOfTime
 from toolkit.text import one_line
 from toolkit.components import COMPONENTS, HOOKS, is_public_grader
 from toolkit.grading import autograd
+from toolkit.grading.autograd import HANDLE
 from toolkit.grading.child_pipeline import ChildPipeline
 from toolkit.grading.wire import DTYPES, MAX_MESSAGE, Channel, ChildGone, Op
 from toolkit.grading.optimizer import RemoteOptimizer, makes_optimizer
@@ -64,6 +65,10 @@ class _Pickler(pickle.Pickler):
     def persistent_id(self, obj):
         if isinstance(obj, RemoteModule):
             return ("module", getattr(obj, HANDLE).oid, _state_to_send(obj), _dtype(obj))
+        if isinstance(obj, autograd.AtState):  # an audit's call: other values, then its own again
+            handle = getattr(obj.module, HANDLE)
+            handle.sent = None
+            return ("module", handle.oid, obj.state, _dtype(obj.module))
         if isinstance(obj, RemoteObject):
             return ("object", object.__getattribute__(obj, "_oid"))
         if isinstance(obj, torch.Generator):
@@ -90,6 +95,7 @@ class Child:
         self.cpu_clock = cpu_clock  # the CPU seconds of the child's cgroup (None: no cgroup): ``Context.submission_clock``
         self.ends: float | None = None  # when the current ``time_limit`` block ends (time.monotonic)
         self.sources: dict[str, str] = {}  # component -> the file the child says provides it (for sentences)
+        self.audit = autograd.Audit(autograd.audit_seed())  # which of its gradients the grader checks
 
     def hello(self) -> dict:
         """The child's first message: ``{"provided": [components]}`` or ``{"error": sentence}``."""
@@ -338,7 +344,6 @@ class RemoteModule(_Mirror):
                              lambda: (Op.FORWARD, handle.oid, _state_to_send(self), _dtype(self), args, False, self.training))
 
 
-HANDLE = "remote.handle"  # the attribute holding a RemoteModule's _Handle
 
 
 @dataclass
