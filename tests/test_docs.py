@@ -148,6 +148,7 @@ def _prose() -> list[tuple[str, str]]:
     from graders import calibration
     from toolkit.grading.similarity import SIMILARITY_THRESHOLD
     from toolkit.grading import wire
+    from toolkit.grading.batch import BACKSTOP
     from toolkit.model import GPTConfig
     from toolkit.config import PipelineConfig
     from toolkit.probe import prompt_set
@@ -167,6 +168,8 @@ def _prose() -> list[tuple[str, str]]:
         ("docs/grading.md", f"at most {wire.MAX_DEPTH} levels of nesting and {wire.MAX_ITEMS:,} values"),
         ("docs/grading.md", f"all of them together at most {wire.MAX_FRAME >> 20} MB"),
         ("docs/grading.md", f"similarity ≥ {SIMILARITY_THRESHOLD:g}"),
+        ("docs/grading.md", f"a wall-clock backstop of {BACKSTOP} times `--timeout`"),
+        ("docs/grading.md", f"within {BACKSTOP * 600} s of wall-clock time ({BACKSTOP} times its 600 s of CPU time)"),
         ("assignments/README.md", f"`ExecutePreprocessor.timeout = {course.TIMEOUT}`"),
         ("assignments/README.md", f"nbgrader's default of {Execute().timeout} s per cell"),
         ("tokenizer", f"a small GPT ({small.model.n_layer} layers, {small.pretrain.steps} steps)"),
@@ -296,6 +299,8 @@ STALE = [  # (pattern, case-insensitive, of a claim that is no longer true: why)
                                     "checkout, '.[extra]'"),
     (r"\bdask-(?:scheduler|worker)\b", "Dask's commands are `dask scheduler` and `dask worker` "
                                         "(distributed 2026 has no dask-scheduler)"),
+    (r"wall-clock\s+(?:limit\s+per\s+submission|`--timeout`)", "--timeout counts the child's CPU time where it has a "
+                                                         "cgroup, with a wall-clock backstop"),
 ]
 
 

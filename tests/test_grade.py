@@ -2,10 +2,11 @@
 
 The class: alice (correct attention, SFT mask and reward), bob (attention without the causal
 mask, nothing else), carol (raises at import), dave (alice with renamed variables, new
-comments and another layout), erin (loops forever at import) and frank (kills its own
-process). It is graded twice with ``--fast`` and without the tokenizer, whose checks are the
-slowest, by three workers (erin only sleeps): about 90 s of CPU in all, under two minutes on
-two busy cores.
+comments and another layout), erin (sleeps forever at import, spending no CPU time: where
+children have cgroups the wall-clock backstop ends it, after 3 times ``--timeout``) and frank
+(kills its own process). It is graded twice with ``--fast`` and without the tokenizer, whose
+checks are the slowest, by three workers: about 90 s of CPU in all, under two minutes on two
+busy cores.
 """
 
 import csv
@@ -22,8 +23,8 @@ from click.testing import CliRunner
 from toolkit.checks import CheckStatus, Result
 from toolkit.cli import main
 from toolkit.components import COMPONENTS
-from toolkit.grading import wire
-from toolkit.grading.batch import Options, child_slots, why_gone
+from toolkit.grading import cgroup, wire
+from toolkit.grading.batch import BACKSTOP, Options, child_slots, why_gone
 from toolkit.grading.exports import cell, to_gradescope
 from toolkit.grading.intake import find_submissions, inspect
 from toolkit.grading.record import Record, Status
@@ -31,9 +32,11 @@ from toolkit.grading.similarity import normalised_tokens, similarity, submission
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = ROOT / "tests" / "plugins"
+HOSTILE = ROOT / "tests" / "hostile"
 HAS_NBGRADER = importlib.util.find_spec("nbgrader") is not None
 OPTIONS = ["--fast", "--timeout", "30", "--workers", "3", "-c", "attention", "-c", "sft_mask", "-c", "reward"]
 MAX_TOTAL = (7 + 2) + (3 + 2) + (4 + 1)  # attention, sft_mask, reward unit checks: (public + hidden)
+ERIN = f"did not finish within {30 * BACKSTOP if cgroup.mode() else 30} s of wall-clock time"  # she sleeps
 
 
 def _dave_attention() -> str:
@@ -127,7 +130,7 @@ def test_gradescope_results(graded):
     assert bob["attention.causal"]["status"] == "failed" and "mask" in bob["attention.causal"]["output"]
     assert bob["reward.loss_sanity"]["output"].startswith("not provided")
     erin = json.loads((out / "gradescope" / "erin" / "results.json").read_text())
-    assert erin["score"] == 0 and "within 30 s" in erin["output"]
+    assert erin["score"] == 0 and ERIN in erin["output"]
 
 
 def test_feedback_gives_the_reasons(graded):
@@ -137,7 +140,7 @@ def test_feedback_gives_the_reasons(graded):
     assert "not provided: the submission has no reward hooks" in bob
     assert "not graded: " in (feedback / "carol" / "index.html").read_text()
     assert "RuntimeError: work in progress" in (feedback / "carol" / "index.html").read_text()
-    assert "within 30 s" in (feedback / "erin" / "index.html").read_text()
+    assert ERIN in (feedback / "erin" / "index.html").read_text()
     assert "exited with code 3" in (feedback / "frank" / "index.html").read_text()
 
 
@@ -260,11 +263,13 @@ def test_why_a_child_stopped_answering():
     assert why_gone(gone, -11, None, 60, 1 << 29) == (Status.CRASHED, "the submission's process was killed by "
                                                                       "SIGSEGV before grading ended")
     assert why_gone(gone, 139, None, 60, 1 << 29)[1] == why_gone(gone, -11, None, 60, 1 << 29)[1]  # bwrap: 128 + 11
-    assert why_gone(gone, -9, "timeout", 15, 1 << 29) == (Status.TIMEOUT, "did not finish within 15 s")
+    wall, cpu = "did not finish within 15 s of wall-clock time", "did not finish within 15 s of CPU time"
+    assert why_gone(gone, -9, "timeout", 15, 1 << 29) == (Status.TIMEOUT, wall)  # no cgroup: the wall clock
+    assert why_gone(gone, -9, "cpu", 15, 1 << 29, cpu_clock=True) == (Status.TIMEOUT, cpu)
     assert why_gone(gone, -9, "scratch", 15, 512 << 20) == (Status.CRASHED, "wrote more than 512 MB of scratch files")
     sent = "the submission's process sent data nested more than 12 deep"
     assert why_gone(sent, 0, None, 15, 1 << 29) == (Status.CRASHED, sent)
-    assert why_gone(wire.LATE, -9, None, 300, 1 << 29) == (Status.TIMEOUT, "did not finish within 300 s")
+    assert why_gone(wire.LATE, -9, None, 15, 1 << 29) == (Status.TIMEOUT, wall)
     late_call = f"{wire.CALL_LATE} (60 s left in its check) and did not stop"  # not the submission's 300 s
     assert why_gone(late_call, -9, None, 300, 1 << 29) == (Status.TIMEOUT, late_call)
 
@@ -366,3 +371,62 @@ def test_slowed_by_others_needs_a_long_wait_for_the_cpu_and_little_cpu(waited, c
 
     group = SimpleNamespace(waited=lambda: waited, cpu_seconds=lambda: cpu)
     assert slowed_by_others(group, timeout=20) is slowed
+
+
+# -- the child's clock ------------------------------------------------------------------------
+CPU_TIMEOUT = 10  # seconds: a correct attention's child spends about 3 s of CPU time (9 s of wall) under --fast
+SLEEP = 12  # seconds its first hook call sleeps: past CPU_TIMEOUT, well within the backstop (30 s)
+
+
+def _grade_in_process(students: dict[str, Path], cgroups: bool) -> subprocess.Popen:
+    """``grade_one`` of each student at once (one CPU each, as two workers on 2 cores get), with
+    ``--fast -c attention --timeout CPU_TIMEOUT``, in a process of its own (``TOOLKIT_CGROUP=off``
+    unless ``cgroups``); it prints {student: [status, total, error]} as its last line."""
+    script = ("import json, sys\nfrom concurrent.futures import ThreadPoolExecutor\nfrom pathlib import Path\n"
+              "from toolkit.grading.batch import Options, grade_one\nfrom toolkit.grading.intake import inspect\n"
+              f"o = Options(fast=True, components=('attention',), timeout={CPU_TIMEOUT}, nproc=64, memory=3 << 30)\n"
+              f"students = {({s: str(p) for s, p in students.items()})!r}\n"
+              "with ThreadPoolExecutor(len(students)) as pool:\n"
+              "    futures = {s: pool.submit(grade_one, inspect(s, Path(p)), o, None, 1.0)\n"
+              "               for s, p in students.items()}\n"
+              "print(json.dumps({s: [f.result().status, f.result().total, f.result().error]\n"
+              "                  for s, f in futures.items()}))\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **({} if cgroups else {"TOOLKIT_CGROUP": "off"})}
+    return subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _records(proc: subprocess.Popen) -> dict[str, list]:
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not cgroup.mode(), reason="no writable cgroup here: --timeout is wall-clock seconds")
+def test_the_timeout_counts_the_childs_cpu_time_not_its_sleep(tmp_path):
+    """With a cgroup, --timeout is CPU seconds of the child's processes: a correct attention that
+    sleeps SLEEP s in its first hook call (past --timeout on the wall clock, spending no CPU) is graded
+    in full, one that spins in forward times out with the CPU sentence; without a cgroup the sleeper
+    times out on the wall clock, as before."""
+    correct = (PLUGINS / "attn_einsum.py").read_text()
+    sleeper = correct.replace("def toolkit_attention(config):\n", "def toolkit_attention(config):\n"
+                              f"    if not SLEPT:\n        SLEPT.append(1)\n        time.sleep({SLEEP})\n")
+    sleeper = f"import time\n\nSLEPT = []\n{sleeper}"
+    assert sleeper != correct
+    (tmp_path / "sleeper.py").write_text(sleeper)
+    spinner = HOSTILE / "infinite_loop.py"  # forward spins forever
+    with_cgroup = _grade_in_process({"sleeper": tmp_path / "sleeper.py", "spinner": spinner}, cgroups=True)
+    without = _grade_in_process({"sleeper": tmp_path / "sleeper.py"}, cgroups=False)
+    records, wall = _records(with_cgroup), _records(without)
+    assert records["sleeper"] == ["graded", 9, ""], records  # attention's FULL
+    assert records["spinner"] == ["timeout", 0, f"did not finish within {CPU_TIMEOUT} s of CPU time"], records
+    assert wall["sleeper"] == ["timeout", 0, f"did not finish within {CPU_TIMEOUT} s of wall-clock time"], wall
+
+
+def test_the_backstop_is_stated_where_the_timeout_is_set():
+    """The CLI's help states the backstop's multiple (it does not import the grading code to say it)."""
+    help_ = " ".join(CliRunner().invoke(main, ["grade", "--help"]).output.split())
+    assert f"a wall-clock backstop of {BACKSTOP} times as many seconds" in help_
+    assert why_gone(wire.LATE, -9, None, 20, 1 << 29, cpu_clock=True) == (
+        Status.TIMEOUT, f"did not finish within {BACKSTOP * 20} s of wall-clock time ({BACKSTOP} times its 20 s of "
+                        "CPU time): it slept or waited")

@@ -193,7 +193,10 @@ def _print_table(result) -> None:
               help="Submissions graded at the same time (without --fast, at most one per 2 cores: each trains "
                    "models with 2 torch threads).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=600, show_default=True,
-              metavar="SECONDS", help="Wall-clock limit per submission; past it the submission's status is timeout.")
+              metavar="SECONDS",
+              help="Time limit per submission: CPU seconds of all its processes where the grader can give it a "
+                   "cgroup (with a wall-clock backstop of 3 times as many seconds for one that sleeps), else "
+                   "wall-clock seconds; past it the submission's status is timeout.")
 @click.option("--gradebook", type=click.Path(dir_okay=False, path_type=Path), metavar="GRADEBOOK_DB",
               help="Also write the scores into this nbgrader gradebook (an SQLite file, created if missing), with "
                    "the assignment, notebook and cell ids of toolkit.course: one assignment per component, so a "

@@ -32,6 +32,7 @@ from toolkit.grading.sandbox import Limits
 from toolkit.grading.wire import CALL_LATE, LATE, Channel, ChildGone
 
 CHILD_CPUS = 2  # the most CPUs a child may use: it trains with 2 torch threads (each child weighs the same)
+BACKSTOP = 3  # wall-clock seconds a child with a cgroup may take per CPU second of its --timeout (``deadlines``)
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Options:
 
     fast: bool = False  # unit checks only
     components: tuple[str, ...] = ()  # empty: every component
-    timeout: float = 600.0  # seconds per submission
+    timeout: float = 600.0  # seconds per submission: CPU time of its cgroup, or wall-clock time without one
     memory: int = Limits.memory  # bytes of address space (RLIMIT_AS)
     nproc: int = Limits.nproc  # processes and threads (RLIMIT_NPROC)
     max_output: int = Limits.max_output  # bytes of stdout and of stderr kept
@@ -74,6 +75,19 @@ def prepare_shared_models(options: Options) -> Path:
     return cache
 
 
+def deadlines(timeout: float, group: cgroup.Group | None) -> tuple[float | None, float]:
+    """(CPU seconds, wall-clock seconds) a child may take: ``timeout`` seconds of its cgroup's CPU time,
+    all its processes together, which the load of the others does not move; and a backstop of
+    ``BACKSTOP`` times that on the wall clock, for a child that sleeps or blocks and so never spends
+    its CPU time. A correct child waits on the wall clock too, for the grader's checks between its calls
+    and, beside others, for a CPU: with a third of one it can still spend its whole budget (measured,
+    without --fast: a correct attention spent 16 s of CPU time in 33 s of wall-clock time besides the
+    grader's own work). That work (``Channel.paused``) moves the backstop on and, done in the grader's
+    process, is never the child's CPU time.
+    Without a cgroup (None) there is no CPU clock of the child's: ``timeout`` is wall-clock seconds."""
+    return (None, timeout) if group is None else (timeout, BACKSTOP * timeout)
+
+
 def limits(options: Options) -> Limits:
     """The resource limits of one grading child with ``options``."""
     return Limits(cpu_seconds=int(options.timeout * 2) + 30, memory=options.memory, nproc=options.nproc,
@@ -97,7 +111,6 @@ def grade_one(sub: Submission, options: Options, feedback: Path | None = None, c
         return done(Status.LOAD_ERROR, error=sub.refused)
     sandbox.warn_once()
     cache = None if options.fast else prepare_shared_models(options)
-    deadline = t0 + options.timeout
     uid = sandbox.child_uid() if sandbox.bwrap_works() or sandbox.fallback_can_drop_uid() else None
     lim = limits(options)
     lim = Limits(lim.cpu_seconds, lim.memory, sandbox.nproc_limit(lim, uid), lim.file_size, lim.scratch,
@@ -109,12 +122,14 @@ def grade_one(sub: Submission, options: Options, feedback: Path | None = None, c
         answers_r, answers_w = os.pipe()
         argv = [sys.executable, "-m", "toolkit.grading.child", str(sandbox.submission_inside(box, sub)),
                 "--fds", f"{requests_r},{answers_w}", *(["--uid", str(uid)] if uid is not None else [])]
+        cpu_seconds, wall_seconds = deadlines(options.timeout, group)
+        started = time.monotonic()  # the child's clock starts with it (not with the shared models' loading)
         proc, readers, stderr = sandbox.start(argv, box, models, lim, (requests_r, answers_w), group)
         os.close(requests_r)
         os.close(answers_w)
-        channel = Channel(requests_w, answers_r, deadline)
+        channel = Channel(requests_w, answers_r, started + wall_seconds)
         watchdog = sandbox.Watchdog(proc, lambda: channel.deadline, None if sandbox.bwrap_works() else box,
-                                    lim.scratch, uid, group)
+                                    lim.scratch, uid, group, cpu_seconds)
         watchdog.start()
         try:
             judged, outcome = _judge(Child(channel, group and group.cpu_seconds), options, cache, feedback, _code(sub))
@@ -129,10 +144,11 @@ def grade_one(sub: Submission, options: Options, feedback: Path | None = None, c
         return done(Status.LOAD_ERROR, error=outcome)
     if channel.gone is None:
         return done(Status.GRADED, judged, provided=outcome)
-    status, error = why_gone(channel.gone, proc.returncode, watchdog.why, options.timeout, lim.scratch)
+    status, error = why_gone(channel.gone, proc.returncode, watchdog.why, options.timeout, lim.scratch,
+                             cpu_clock=cpu_seconds is not None)
     record = done(status, judged, error, outcome)
     record.log = last_lines(b"".join(stderr).decode(errors="replace"))
-    record.starved = status == Status.TIMEOUT and slowed
+    record.starved = status == Status.TIMEOUT and watchdog.why != "cpu" and slowed  # CPU time it spent itself
     return record
 
 
@@ -142,7 +158,8 @@ STARVED = 0.25  # of the timeout: waiting this long for a CPU, with less than th
 def slowed_by_others(group: cgroup.Group, timeout: float) -> bool:
     """Did the child wait long for a CPU the others held, without getting much of it? (A child that
     spins on its own gets CPU time; one that hangs or sleeps does not wait.) Where the kernel does not
-    say how long it waited, assume so."""
+    say how long it waited, assume so. With a cgroup only the wall-clock backstop can end such a child
+    (its CPU time does not run while it waits): the case of one starved to less than a third of a CPU."""
     waited = group.waited()
     return waited is None or (waited >= STARVED * timeout and group.cpu_seconds() < STARVED * timeout)
 
@@ -194,12 +211,19 @@ def last_lines(stderr: str, n: int = 5, width: int = 300) -> str:
     return "\n".join(lines[-n:])
 
 
-def why_gone(gone: str, returncode: int, watchdog: str | None, timeout: float, scratch: int) -> tuple[Status, str]:
-    """The status and the one sentence of a child that stopped answering."""
+def why_gone(gone: str, returncode: int, watchdog: str | None, timeout: float, scratch: int,
+             cpu_clock: bool = False) -> tuple[Status, str]:
+    """The status and the one sentence of a child that stopped answering. ``cpu_clock``: its ``timeout``
+    was CPU seconds of its cgroup, with the wall-clock backstop (``deadlines``)."""
     import signal
 
+    if watchdog == "cpu":
+        return Status.TIMEOUT, f"did not finish within {timeout:g} s of CPU time"
+    if (watchdog == "timeout" or gone == LATE) and cpu_clock:
+        return Status.TIMEOUT, (f"did not finish within {BACKSTOP * timeout:g} s of wall-clock time ({BACKSTOP} times "
+                                f"its {timeout:g} s of CPU time): it slept or waited")
     if watchdog == "timeout" or gone == LATE:
-        return Status.TIMEOUT, f"did not finish within {timeout:g} s"
+        return Status.TIMEOUT, f"did not finish within {timeout:g} s of wall-clock time"
     if gone.startswith(CALL_LATE):  # a check's limit on one call, which the child did not enforce
         return Status.TIMEOUT, gone
     if watchdog == "scratch":
@@ -232,12 +256,13 @@ def grade_submissions(submissions: dict[str, Submission], out: Path, options: Op
 
     Records are kept in ``out/results.sqlite`` as they finish (``toolkit.grading.store``): a
     submission already graded with the same content and grader version is not graded again. One that
-    timed out while the others took its CPU (``Record.starved``) is graded again alone, after the
-    others, before its timeout is recorded.
+    timed out on the wall clock while the others took its CPU (``Record.starved``: without a cgroup, or
+    at the backstop) is graded again alone, after the others, before its timeout is recorded.
     """
     from toolkit.grading.store import Store, grader_version
 
-    store, version = Store(out / "results.sqlite"), grader_version(options, sandbox.mode())
+    # the cgroups decide what --timeout counts (CPU or wall-clock seconds): a grade depends on them too
+    store, version = Store(out / "results.sqlite"), grader_version(options, f"{sandbox.mode()}; {cgroup.mode()}")
     keys = {student: _content_hash(sub) for student, sub in submissions.items()}
     records = {s: r for s in submissions if (r := store.get(s, keys[s], version)) is not None}
     todo = {s: sub for s, sub in submissions.items() if s not in records}

@@ -23,7 +23,7 @@ class Status(StrEnum):
 
     GRADED = "graded"  # every check of the rubric ran or was not provided
     LOAD_ERROR = "load_error"  # refused at intake, or its code could not be loaded
-    TIMEOUT = "timeout"  # past the wall-clock limit: checks not judged by then score 0
+    TIMEOUT = "timeout"  # past its time (CPU time of its cgroup, or wall clock): checks not judged by then score 0
     CRASHED = "crashed"  # its process ended or broke the protocol: checks not judged by then score 0
 
     @property

@@ -189,7 +189,12 @@ class Child:
         """The calls in the block may take the child ``seconds`` together, as ``toolkit.checks.alarm``
         limits the block in one process: each call is sent with what is left (the child stops the
         call itself; if it does not, the grader stops waiting ``SLACK`` seconds later and the child
-        is gone), and a call with nothing left raises OutOfTime here."""
+        is gone), and a call with nothing left raises OutOfTime here.
+
+        Wall-clock seconds, unlike the run's CPU budget (``toolkit.grading.batch.deadlines``): a call
+        that sleeps or blocks must fail its check, not hold the run until the backstop; the child's
+        timer signal counts time in its own process only, not its group's; and the limits are generous
+        multiples of what a correct call takes (a speed is judged on ``Context.submission_clock``)."""
         previous = self.ends
         ends = time.monotonic() + seconds
         self.ends = ends if previous is None else min(previous, ends)

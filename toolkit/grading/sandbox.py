@@ -18,9 +18,10 @@
   set in ``preexec_fn``; stdout and stderr are read by ``drain`` and kept up to
   ``max_output`` bytes each, the rest read and dropped.
 
-**A watchdog** (``Watchdog``) kills the child's whole session at the wall-clock deadline, whatever
-the grader's thread is doing, and without bubblewrap also when the box grows past the scratch
-cap. The box is removed afterwards by ``toolkit.grading.intake.remove_tree`` (any depth).
+**A watchdog** (``Watchdog``) kills the child's whole session once its cgroup has used its CPU
+seconds, or at the wall-clock deadline, whatever the grader's thread is doing, and without
+bubblewrap also when the box grows past the scratch cap. The box is removed afterwards by
+``toolkit.grading.intake.remove_tree`` (any depth).
 
 The child runs no check and is believed in nothing: see ``toolkit.grading.remote`` and ``toolkit.grading.wire``.
 """
@@ -280,21 +281,24 @@ def submission_inside(box_path: Path, submission: intake.Submission) -> Path:
 
 
 class Watchdog(threading.Thread):
-    """Kills the child (``kill``) once ``deadline()`` (time.monotonic) has passed, or without bubblewrap
-    when the box grows past ``scratch`` bytes; ``why`` says which ("timeout", "scratch") if it did.
-    ``deadline`` is asked again each time: the grader's own work for the child moves it on."""
+    """Kills the child (``kill``) once its ``group`` has used ``cpu_seconds`` of CPU time (if given),
+    once ``deadline()`` (time.monotonic) has passed, or without bubblewrap when the box grows past
+    ``scratch`` bytes; ``why`` says which ("cpu", "timeout", "scratch") if it did. ``deadline`` is
+    asked again each time: the grader's own work for the child moves it on."""
 
     def __init__(self, proc: subprocess.Popen, deadline: Callable[[], float], box_path: Path | None, scratch: int,
-                 uid: int | None = None, group: cgroup.Group | None = None):
+                 uid: int | None = None, group: cgroup.Group | None = None, cpu_seconds: float | None = None):
         super().__init__(daemon=True)
         self.proc, self.deadline, self.box_path, self.scratch = proc, deadline, box_path, scratch
-        self.uid, self.group = uid, group
+        self.uid, self.group, self.cpu_seconds = uid, group, cpu_seconds
         self.why: str | None = None
         self.stopped = threading.Event()
 
     def run(self) -> None:
         while not self.stopped.wait(0.2) and self.proc.poll() is None:
-            if time.monotonic() >= self.deadline():
+            if self.cpu_seconds is not None and self.group.cpu_seconds() >= self.cpu_seconds:
+                self.why = "cpu"
+            elif time.monotonic() >= self.deadline():
                 self.why = "timeout"
             elif self.box_path is not None and _size(self.box_path, self.scratch) > self.scratch:
                 self.why = "scratch"

@@ -23,7 +23,8 @@ def _files(path: Path) -> list[Path]:
 
 
 def grader_version(options, sandbox_mode: str) -> str:
-    """sha256 of what decides a grade besides the submission: sources, snapshots, options, sandbox."""
+    """sha256 of what decides a grade besides the submission: sources, snapshots, options, sandbox
+    (``sandbox_mode``: the isolation and the cgroups, which decide what ``--timeout`` counts)."""
     h = hashlib.sha256(json.dumps([asdict(options), sandbox_mode], sort_keys=True, default=str).encode())
     for folder in (TOOLKIT, GRADERS):
         for f in _files(folder):

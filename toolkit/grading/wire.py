@@ -221,9 +221,10 @@ def read_answer(frame: bytes):
 
 # -- the grader's end of the pipe -----------------------------------------------------------
 class Channel:
-    """The grader's end of the two pipes to one child, with the run's deadline. While the grader
-    works for the child on its own (``paused``: a chat model fine-tuned from its mask), the child's
-    clock stops: that time is not charged to the child."""
+    """The grader's end of the two pipes to one child, with the run's wall-clock deadline (the
+    backstop, where the child's time is counted on its cgroup's CPU clock: ``toolkit.grading.batch.deadlines``).
+    While the grader works for the child on its own (``paused``: a chat model fine-tuned from its
+    mask), that deadline moves on: that time is not charged to the child."""
 
     def __init__(self, to_child: int, from_child: int, deadline: float):
         self.to_child, self.from_child, self._deadline = to_child, from_child, deadline
