@@ -104,25 +104,25 @@ def _forward(module, x, pipeline_case: bool = False):
 
 @check("attention", points=3)
 def matches_reference(ctx):
-    "Same output as the reference on seeded weights and inputs, for several shapes and the pipeline's contexts (float64, atol 1e-9; float32, atol 1e-5)."
+    "Same output as the reference on seeded weights and inputs, for several shapes and the pipeline's contexts, with gradients on and off, in train and eval mode (float64, atol 1e-9; float32, atol 1e-5)."
     expected = ctx.snapshot()["outputs"]
     own = [Case(B, T, C, nh, 0) for B, T, C, nh in SHAPES]
     rng = contexts.run_seed(ctx)
-    cases = own + pipeline_cases(ctx, rng)
+    cases = contexts.with_modes(rng, own, pipeline_cases(ctx, rng))
     errors = {}
     for i in [*range(len(own)), *rng.sample(range(len(own), len(cases)), len(cases) - len(own))]:  # judged in order
-        case = cases[i]
+        case, mode = cases[i]
         with on_case(str(case)):
             module, x, state = seeded(ctx.components, case.B, case.T, case.C, case.nh, case.seed, case.dtype)
-            with torch.no_grad():
-                got = _forward(module, x, pipeline_case=i >= len(own))
+            with contexts.called_in(module, mode):
+                got = _forward(module, x, pipeline_case=i >= len(own)).detach()
         want = torch.tensor(expected[i], dtype=torch.float64) if i < len(own) else reference_output(state, x, case.nh)
         errors[i] = ((got.double() - want).abs().max().item(), state, x, got)
-    for i, case in enumerate(cases):
+    for i, (case, mode) in enumerate(cases):
         tol = TOLERANCE[case.dtype]
         error, state, x, got = errors[i]
         if not error <= tol:
-            raise CheckFailed(f"output differs from the reference by {error:.2e} (> {tol:g}) for {case}: "
+            raise CheckFailed(f"output differs from the reference by {error:.2e} (> {tol:g}) {mode}, for {case}: "
                               f"{name_mistake(state, x, case.nh, got)}")
 
 
@@ -171,30 +171,31 @@ def name_mistake(state: dict, x: torch.Tensor, n_head: int, got: torch.Tensor) -
 
 @check("attention", points=2)
 def causal(ctx):
-    "Output at position t does not change when tokens after t change (float64, atol 1e-9; and the pipeline's contexts)."
+    "Output at position t does not change when tokens after t change (float64, atol 1e-9; and the pipeline's contexts), with gradients on and off, in train and eval mode."
     rng = contexts.run_seed(ctx)
-    cases = [Case(2, 8, 16, 4, 1)] + pipeline_cases(ctx, rng, max_batch=OBSERVED_BATCH)  # 4 forwards each
-    for i, case in enumerate(cases):
+    own = [Case(2, 8, 16, 4, 1)]
+    cases = contexts.with_modes(rng, own, pipeline_cases(ctx, rng, max_batch=OBSERVED_BATCH))  # 4 forwards each
+    for i, (case, mode) in enumerate(cases):
         with on_case(str(case)):
             module, x, state = seeded(ctx.components, case.B, case.T, case.C, case.nh, case.seed, case.dtype)
             positions = range(case.T - 1) if i == 0 else sorted(rng.sample(range(case.T - 1), min(3, case.T - 1)))
-            _check_causal(module, x, state, positions, case, pipeline_case=i > 0)
+            with contexts.called_in(module, mode):
+                _check_causal(module, x, state, positions, case, mode, pipeline_case=i > 0)
 
 
-def _check_causal(module, x, state: dict, positions, case: Case, pipeline_case: bool) -> None:
+def _check_causal(module, x, state: dict, positions, case: Case, mode, pipeline_case: bool) -> None:
     """Change the tokens after each t of ``positions`` and compare the outputs up to t (CheckFailed if they moved)."""
     B, T, C = x.shape
-    tol, where = TOLERANCE[case.dtype], f" ({case})" if pipeline_case else ""
-    with torch.no_grad():
-        y = _forward(module, x, pipeline_case)
-        for t in positions:
-            x2 = x.clone()
-            noise = torch.randn(B, T - t - 1, C, dtype=torch.float64, generator=torch.Generator().manual_seed(t))
-            x2[:, t + 1 :] += noise.to(x.dtype)
-            diff = (_forward(module, x2, pipeline_case)[:, : t + 1] - y[:, : t + 1]).abs().max().item()
-            if not diff <= tol:  # "not <=" so that NaN fails too
-                raise CheckFailed(f"output at position {t} changed by {diff:.2e} when only tokens after {t} "
-                                  f"changed{where}: {future_leak(state, x, case.nh, y)}")
+    tol, where = TOLERANCE[case.dtype], f" ({case}, {mode})" if pipeline_case else ""
+    y = _forward(module, x, pipeline_case).detach()
+    for t in positions:
+        x2 = x.clone()
+        noise = torch.randn(B, T - t - 1, C, dtype=torch.float64, generator=torch.Generator().manual_seed(t))
+        x2[:, t + 1 :] += noise.to(x.dtype)
+        diff = (_forward(module, x2, pipeline_case).detach()[:, : t + 1] - y[:, : t + 1]).abs().max().item()
+        if not diff <= tol:  # "not <=" so that NaN fails too
+            raise CheckFailed(f"output at position {t} changed by {diff:.2e} when only tokens after {t} "
+                              f"changed{where}: {future_leak(state, x, case.nh, y)}")
 
 
 def future_leak(state: dict, x: torch.Tensor, n_head: int, y: torch.Tensor) -> str:
@@ -207,16 +208,16 @@ def future_leak(state: dict, x: torch.Tensor, n_head: int, y: torch.Tensor) -> s
 
 @check("attention", points=1)
 def stable(ctx):
-    "Inputs whose attention scores exceed 100 give finite outputs (float32, where exp(89) is inf; the pipeline's widths too)."
+    "Inputs whose attention scores exceed 100 give finite outputs (float32, where exp(89) is inf; the pipeline's widths too), with gradients on and off, in train and eval mode."
     rng = contexts.run_seed(ctx)
-    cases = [Case(2, 6, 16, 4, 2, torch.float32)]
-    cases += [c for c in pipeline_cases(ctx, rng, max_batch=OBSERVED_BATCH) if c.dtype == torch.float32]
-    for i, case in enumerate(cases):
+    own = [Case(2, 6, 16, 4, 2, torch.float32)]
+    pipeline = [c for c in pipeline_cases(ctx, rng, max_batch=OBSERVED_BATCH) if c.dtype == torch.float32]
+    for i, (case, mode) in enumerate(contexts.with_modes(rng, own, pipeline)):
         with on_case(str(case)):
             module, x, state = seeded(ctx.components, case.B, case.T, case.C, case.nh, case.seed, torch.float32)
             largest, x = _large_scores(state, x, case.nh)
-            with torch.no_grad():
-                y = _forward(module, x, pipeline_case=i > 0)
+            with contexts.called_in(module, mode):
+                y = _forward(module, x, pipeline_case=i > 0).detach()
         assert largest > 100, largest  # the check tests what it says
         if not torch.isfinite(y).all():
             raise CheckFailed(f"the output has inf or NaN when attention scores reach {largest:.0f}: subtract each "

@@ -6,9 +6,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from graders import calibration
+from graders import calibration, contexts
 from toolkit import probe
-from toolkit.checks import CheckFailed, check, child_side, on_case
+from toolkit.checks import CheckFailed, check, on_case
 from toolkit.model import GPT, Block, GPTConfig, SDPAttention
 from toolkit.pipeline import Pipeline
 from toolkit.plugins import Components
@@ -165,116 +165,193 @@ def parameters(ctx):
         wrong = sorted(n for n in set(mine) | set(want) if mine.get(n) != want.get(n))[:3]
         says = ", ".join(f"{n} {mine.get(n, 'missing')} (expected {want.get(n, 'none')})" for n in wrong)
         raise CheckFailed(f"the block's parameters differ from the contract at C={C}: {says}")
-    norms = ctx.in_child(initial_norms, C, nh)
-    for name, value in sorted(norms.items()) if isinstance(norms, dict) else []:
-        expected = 1.0 if name.endswith("weight") else 0.0
-        if not (isinstance(value, torch.Tensor) and value.shape == (C,) and bool((value == expected).all())):
+    initial = ctx.initial_parameters(block)  # under toolkit grade, the values the block holds in the child
+    for name in ("ln_1.weight", "ln_1.bias", "ln_2.weight", "ln_2.bias"):
+        value, expected = initial[name], 1.0 if name.endswith("weight") else 0.0
+        if not bool((value == expected).all()):
             what = "γ (weight)" if name.endswith("weight") else "β (bias)"
-            seen = f"{value.mean().item():g} on average" if isinstance(value, torch.Tensor) else "unknown"
-            zero = isinstance(value, torch.Tensor) and bool((value == 0).all())
-            why = ("γ initialised to zero switches the branch off at the start" if expected == 1 and zero
-                   else f"{what.split()[0]} must start at {expected:g}")
-            raise CheckFailed(f"{name.split('.')[0]}'s {what} starts at {seen}, not {expected:g}: {why}; keep "
-                              "nn.LayerNorm's defaults, γ = 1 and β = 0")
-    if not (isinstance(norms, dict) and len(norms) == 4):
-        raise CheckFailed("could not read the LayerNorms' initial parameters")
+            why = ("γ initialised to zero switches the branch off at the start" if expected == 1 and
+                   bool((value == 0).all()) else f"{what.split()[0]} must start at {expected:g}")
+            raise CheckFailed(f"{name.split('.')[0]}'s {what} starts at {value.mean().item():g} on average, not "
+                              f"{expected:g}: {why}; keep nn.LayerNorm's defaults, γ = 1 and β = 0")
 
 
-@child_side
-def initial_norms(pipeline, C: int, nh: int) -> dict:
-    """The initial LayerNorm parameters of a new block: under ``toolkit grade`` the grader holds only their
-    shapes (a child may replace this function: the check is only as strong as that observation)."""
-    config = GPTConfig(n_embd=C, n_head=nh)
-    block = pipeline.components.block(config, attention=SDPAttention(config))
-    return {n: p.detach().clone() for n, p in block.named_parameters() if n.startswith(("ln_1.", "ln_2."))}
+def pipeline_cases(ctx, rng, max_batch: int | None = None) -> list[Case]:
+    """A case per model width of the pipeline (``graders.contexts``: n_embd 128 and 4 heads, 64 and 2),
+    in float32 as the pipeline runs its blocks, a batch size (at most ``max_batch``) and a length drawn by ``rng``."""
+    return [Case(w.batch, w.tokens, w.model.n_embd, w.model.n_head, rng.getrandbits(31), w.dtype)
+            for w in contexts.pipeline_contexts(ctx.config, rng, dtypes=(torch.float32,), max_batch=max_batch)]
 
 
 @check("block", points=3)
 def matches_reference(ctx):
-    "Same output as the reference block on seeded weights and inputs, for several shapes (float64, atol 1e-9; float32, atol 1e-5)."
+    "Same output as the reference block on seeded weights and inputs, for several shapes and the pipeline's contexts, with gradients on and off, in train and eval mode (float64, atol 1e-9; float32, atol 1e-5)."
     expected = ctx.snapshot()["outputs"]
-    cases = [Case(*s) for s in SHAPES] + [Case(*s, seed=7, dtype=torch.float32) for s in FLOAT32_CASES]
-    for i, case in enumerate(cases):
-        with on_case(str(case)):
+    rng = contexts.run_seed(ctx)
+    own = [Case(*s) for s in SHAPES] + [Case(*s, seed=7, dtype=torch.float32) for s in FLOAT32_CASES]
+    for i, (case, mode) in enumerate(contexts.with_modes(rng, own, pipeline_cases(ctx, rng))):
+        with on_case(str(case)) if i < len(own) else contexts.message_hidden(f"{case}, {mode}"):
             block, x, state = seeded(ctx.components, case)
-            with torch.no_grad():
-                got = forward(block, x)
+            with contexts.called_in(block, mode):
+                got = forward(block, x).detach()
         if i < len(expected):
             want = torch.tensor(expected[i], dtype=torch.float64)
         else:
             with torch.no_grad():
-                want = reference(state, x.double(), case.nh)(x.double())
+                want = reference(rounded(state, case.dtype), x.double(), case.nh)(x.double())
         err, tol = (got.double() - want).abs().max().item(), ATOL if case.dtype == torch.float64 else ATOL32
         if not err <= tol:
-            raise CheckFailed(f"output differs from the reference by {err:.2e} (> {tol:g}) for {case}: "
+            raise CheckFailed(f"output differs from the reference by {err:.2e} (> {tol:g}) {mode}, for {case}: "
                               f"{name_mistake(state, x, case.nh, got)}")
+
+
+def rounded(state: dict, dtype: torch.dtype) -> dict:
+    """The weights as a block in ``dtype`` holds them (float64 again): what its output is judged on."""
+    return {k: v.to(dtype).double() for k, v in state.items()}
 
 
 @check("block", points=1)
 def causal(ctx):
-    "Output at position t does not change when tokens after t change (float64, atol 1e-9)."
-    case = Case(2, 8, 16, 4, seed=1)
-    with on_case(str(case)):
-        block, x, state = seeded(ctx.components, case)
-        with torch.no_grad():
-            y = forward(block, x)
-            for t in range(case.T - 1):
-                x2 = x.clone()
-                x2[:, t + 1:] += torch.randn(case.B, case.T - t - 1, case.C, dtype=x.dtype,
-                                             generator=torch.Generator().manual_seed(t))
-                diff = (forward(block, x2)[:, : t + 1] - y[:, : t + 1]).abs().max().item()
-                if not diff <= ATOL:
-                    leak = (y - textbook(state, x, case.nh, ln_dim=1)).abs().max().item() <= MISTAKE_ATOL[x.dtype]
-                    why = ("the LayerNorm runs over the time axis (dim 1), which mixes in later positions: normalise "
-                           "over the channels, the last axis" if leak else "only the attention may mix positions, "
-                           "and causally: the LayerNorms and the MLP work on each position alone")
-                    raise CheckFailed(f"output at position {t} changed by {diff:.2e} when only tokens after {t} "
-                                      f"changed: {why}")
+    "Output at position t does not change when tokens after t change (float64, atol 1e-9; and the pipeline's contexts, float32, atol 1e-5), with gradients on and off, in train and eval mode."
+    rng = contexts.run_seed(ctx)
+    own = [Case(2, 8, 16, 4, seed=1)]
+    for i, (case, mode) in enumerate(contexts.with_modes(rng, own, pipeline_cases(ctx, rng, max_batch=SMALL_BATCH))):
+        positions = range(case.T - 1) if i == 0 else sorted(rng.sample(range(case.T - 1), min(3, case.T - 1)))
+        with on_case(str(case)) if i == 0 else contexts.message_hidden(f"{case}, {mode}"):
+            block, x, state = seeded(ctx.components, case)
+            with contexts.called_in(block, mode):
+                y, moved = _moved(block, x, positions)
+        if moved is not None:
+            t, diff = moved
+            leak = (y - textbook(state, x, case.nh, ln_dim=1)).abs().max().item() <= MISTAKE_ATOL[x.dtype]
+            why = ("the LayerNorm runs over the time axis (dim 1), which mixes in later positions: normalise "
+                   "over the channels, the last axis" if leak else "only the attention may mix positions, "
+                   "and causally: the LayerNorms and the MLP work on each position alone")
+            where = f" ({case}, {mode})" if i > 0 else ""
+            raise CheckFailed(f"output at position {t} changed by {diff:.2e} when only tokens after {t} "
+                              f"changed{where}: {why}")
+
+
+SMALL_BATCH = 8  # the largest batch of the pipeline's contexts in ``causal`` and ``gradients``
+
+
+def _moved(block, x: torch.Tensor, positions) -> tuple[torch.Tensor, tuple[int, float] | None]:
+    """The block's output on x, and (t, by how much) for the first t of ``positions`` whose outputs up
+    to t moved, beyond the tolerance of x's dtype, when the tokens after t changed (None: none did)."""
+    B, T, C = x.shape
+    tol = ATOL if x.dtype == torch.float64 else ATOL32
+    y = forward(block, x).detach()
+    for t in positions:
+        x2 = x.clone()
+        x2[:, t + 1:] += torch.randn(B, T - t - 1, C, dtype=torch.float64,
+                                     generator=torch.Generator().manual_seed(t)).to(x.dtype)
+        diff = (forward(block, x2).detach()[:, : t + 1] - y[:, : t + 1]).abs().max().item()
+        if not diff <= tol:  # "not <=" so that NaN fails too
+            return y, (t, diff)
+    return y, None
 
 
 @check("block", points=2)
 def gradients(ctx):
-    "Backward gives the gradients of the block's own forward: the input's and every parameter's, against central differences (float64)."
-    case = Case(2, 5, 12, 3, seed=2)
-    weights = torch.randn(case.B, case.T, case.C, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
-    with on_case(str(case)):
-        block, x, state = seeded(ctx.components, case)
-        x.requires_grad_(True)
-        (forward(block, x) * weights).sum().backward()
-        grads = {"the input": x.grad, **{n: p.grad for n, p in block.named_parameters()}}
-        x = x.detach()
-        wrong = {}
-        for i, name in enumerate(grads):
-            v = torch.randn(x.shape if i == 0 else state[name].shape, dtype=torch.float64,
-                            generator=torch.Generator().manual_seed(10 + i))
-            numeric = (_loss(block, state, x, weights, name, v, GRAD_EPS)
-                       - _loss(block, state, x, weights, name, v, -GRAD_EPS)) / (2 * GRAD_EPS)
-            g = grads[name]
-            analytic = (g.double() * v).sum().item() if isinstance(g, torch.Tensor) and g.shape == v.shape else 0.0
-            if not abs(analytic - numeric) <= GRAD_TOL * max(1.0, abs(numeric)):
-                wrong[name] = (analytic, numeric, g is None or not bool(g.abs().sum() > 0))
-    if not wrong:
-        return
-    none = [n for n, (_, _, missing) in wrong.items() if missing]
-    if none:
-        branch = "MLP" if any(n.startswith(("mlp.", "ln_2.")) for n in none) else "attention"
-        raise CheckFailed(f"{', '.join(none[:3])} get no gradient, though the output depends on them: a detached "
-                          f"branch (.detach() on the {branch} branch cuts the gradients of everything inside it)")
-    name, (analytic, numeric, _) = next(iter(wrong.items()))
-    raise CheckFailed(f"the gradient of {name} along a random direction is {analytic:.6g}, but the output moves by "
-                      f"{numeric:.6g}: backward does not follow the forward (a custom autograd Function, or a "
-                      "tensor modified in place?)")
+    "Backward gives the gradients of the block's own forward: the input's and every parameter's, against central differences (float64) and, in the pipeline's contexts, the reference's (float32, 1e-4 of the largest), in train and eval mode."
+    rng = contexts.run_seed(ctx)
+    own = [Case(2, 5, 12, 3, seed=2)]
+    for i, (case, mode) in enumerate(contexts.with_modes(rng, own, pipeline_cases(ctx, rng, max_batch=SMALL_BATCH))):
+        mode = contexts.Mode(True, mode.train)  # gradients on: the pipeline's training
+        if i == 0:
+            weights = torch.randn(case.B, case.T, case.C, dtype=torch.float64,
+                                  generator=torch.Generator().manual_seed(3))
+            with on_case(str(case)):
+                grads, wrong = _own_gradients(ctx, case, mode, weights)
+        else:
+            weights = torch.randn(case.B, case.T, case.C, dtype=torch.float64, generator=contexts.torch_seed(rng))
+            with contexts.message_hidden(f"{case}, {mode}"):
+                grads, wrong = _pipeline_gradients(ctx, case, mode, weights)
+        if wrong:
+            raise CheckFailed(_gradient_failure(wrong, grads, "" if i == 0 else f" ({case}, {mode})"))
 
 
 GRAD_EPS = 1e-6  # float64 central differences: error ~1e-9 here
 GRAD_TOL = 1e-5
+GRAD_TOL32 = 1e-4  # float32 gradients, relative to the largest of the reference's: correct blocks' differ by < 1e-6
+DIFF_TOL32 = 1e-3  # float32 gradients against float64 central differences: wrong forwards' differ by up to 1.5e-5
 
 
-def _loss(block, state: dict, x: torch.Tensor, weights: torch.Tensor, name: str, v: torch.Tensor, eps: float) -> float:
-    """The check's scalar, sum(block(x) * weights), with ``name`` (a parameter, or "the input") moved by eps * v."""
-    block.load_state_dict({**state, name: state[name] + eps * v} if name in state else state, strict=False)
-    with torch.no_grad():
-        y = forward(block, x + eps * v if name == "the input" else x)
+def _backward(block, x: torch.Tensor, weights: torch.Tensor, mode) -> tuple[torch.Tensor, dict]:
+    """The output of ``block`` on x, and the gradients of sum(block(x) * weights) in float64: the input's
+    and each parameter's (None: none)."""
+    x = x.clone().requires_grad_(True)
+    with contexts.called_in(block, mode):
+        y = forward(block, x)
+        (y * weights.to(x.dtype)).sum().backward()
+    grads = {"the input": x.grad, **{n: p.grad for n, p in block.named_parameters()}}
+    return y.detach(), {n: g.double() if isinstance(g, torch.Tensor) else None for n, g in grads.items()}
+
+
+def _own_gradients(ctx, case: Case, mode, weights: torch.Tensor) -> tuple[dict, str | None]:
+    """The check's own case: the gradients, and what differs (None: nothing) when each is compared with
+    central differences of the block's own forward (float64)."""
+    block, x, state = seeded(ctx.components, case)
+    _, grads = _backward(block, x, weights, mode)
+    return grads, _against_differences(block, state, x, weights, grads, mode.train, GRAD_TOL, [[n] for n in grads])
+
+
+def _pipeline_gradients(ctx, case: Case, mode, weights: torch.Tensor) -> tuple[dict, str | None]:
+    """A context of the pipeline's (float32): the gradients, and what differs (None: nothing) when they are
+    compared with the reference's where the block's output is the reference's; else, all together, with
+    central differences of its own forward in float64 (a wrong forward is ``matches_reference``'s business;
+    here, only whether backward follows it)."""
+    block, x, state = seeded(ctx.components, case)
+    y, grads = _backward(block, x, weights, mode)
+    ref = reference(rounded(state, case.dtype), x, case.nh)
+    want_y, want = _backward(ref, x.double(), weights, mode)
+    if not (y.double() - want_y).abs().max().item() <= ATOL32:
+        block64, x64, state64 = seeded(ctx.components, replace(case, dtype=torch.float64))
+        return grads, _against_differences(block64, state64, x64, weights, grads, mode.train, DIFF_TOL32, [list(grads)])
+    for name, g in grads.items():
+        error = (g - want[name]).abs().max().item() if g is not None and g.shape == want[name].shape else float("inf")
+        if not error <= GRAD_TOL32 * max(1.0, want[name].abs().max().item()):
+            return grads, (f"the gradient of {name} differs from the reference block's by {error:.2e}, though the "
+                           "outputs agree")
+    return grads, None
+
+
+def _against_differences(block, state: dict, x: torch.Tensor, weights: torch.Tensor, grads: dict, train: bool,
+                         tol: float, groups: list[list[str]]) -> str | None:
+    """What differs (None: nothing) when ``grads`` along a random direction of each group of names (the input,
+    parameters) are compared with the central difference of the block's own forward (float64, holding ``state``)."""
+    directions = {name: torch.randn(x.shape if name == "the input" else state[name].shape, dtype=torch.float64,
+                                    generator=torch.Generator().manual_seed(10 + i)) for i, name in enumerate(grads)}
+    for group in groups:
+        v = {name: directions[name] for name in group}
+        numeric = (_loss(block, state, x, weights, v, GRAD_EPS, train)
+                   - _loss(block, state, x, weights, v, -GRAD_EPS, train)) / (2 * GRAD_EPS)
+        analytic = sum((grads[n] * v[n]).sum().item() for n in group
+                       if isinstance(grads[n], torch.Tensor) and grads[n].shape == v[n].shape)
+        if not abs(analytic - numeric) <= tol * max(1.0, abs(numeric)):
+            what = group[0] if len(group) == 1 else "the input and every parameter together"
+            return (f"the gradient of {what} along a random direction is {analytic:.6g}, but the output moves by "
+                    f"{numeric:.6g}")
+    return None
+
+
+def _gradient_failure(says: str, grads: dict, where: str) -> str:
+    """The reason of ``gradients``: a detached branch if some of ``grads`` are missing, else what differs."""
+    none = [n for n, g in grads.items() if g is None or not bool(g.abs().sum() > 0)]
+    if none:
+        branch = "MLP" if any(n.startswith(("mlp.", "ln_2.")) for n in none) else "attention"
+        return (f"{', '.join(none[:3])} get no gradient{where}, though the output depends on them: a detached "
+                f"branch (.detach() on the {branch} branch cuts the gradients of everything inside it)")
+    return (f"{says}{where}: backward does not follow the forward (a custom autograd Function, or a tensor modified "
+            "in place?)")
+
+
+def _loss(block, state: dict, x: torch.Tensor, weights: torch.Tensor, moves: dict, eps: float, train: bool) -> float:
+    """The check's scalar, sum(block(x) * weights), with each name of ``moves`` (a parameter, or "the input")
+    moved by eps times its direction; under torch.no_grad(), in train or eval mode."""
+    block.load_state_dict({**state, **{n: state[n] + eps * v for n, v in moves.items() if n in state}}, strict=False)
+    with contexts.called_in(block, contexts.Mode(False, train)):
+        y = forward(block, x + eps * moves["the input"] if "the input" in moves else x)
     block.load_state_dict(state, strict=False)
     return (y.double() * weights).sum().item()
 

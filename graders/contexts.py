@@ -6,9 +6,12 @@ to 64 rows; it samples the next token from logits over its tokenizer's vocabular
 the baseline's tokenizer, up to the 1024 asked) in batches as large; it puts the reward head on its
 own base model. A unit check that only ever used float64 at width 16, or rows of 12 logits, could
 be told from the pipeline by its inputs, and a submission could behave one way in the check and
-another in the pipeline. So each unit check of attention, reward and sampler runs its cases in the
-pipeline's contexts as well as in its own, with shapes, sizes and an order drawn from the
-instructor's seed (``run_seed``): no constant a submission can read says which call is a check's.
+another in the pipeline. So each unit check of attention, block, reward, sampler and optimizer runs
+its cases in the pipeline's contexts as well as in its own, with shapes, sizes and an order drawn
+from the instructor's seed (``run_seed``): no constant a submission can read says which call is a
+check's. The pipeline also calls a module in two modes (``Mode``): with gradients on and in
+``.train()`` while it trains, under ``torch.no_grad()`` and in ``.eval()`` while it probes; the
+checks of attention and block call theirs in both, drawn per case (``with_modes``).
 
 The seed is kept in the check's metrics (``contexts_seed``), so that a verdict can be replayed.
 When the submission's code raises on a context's inputs, its message is not shown
@@ -23,6 +26,7 @@ import random
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from graders import instructor_seed
 from toolkit.model import GPTConfig
@@ -133,3 +137,42 @@ def pipeline_contexts(config: PipelineConfig, rng: random.Random, dtypes=DTYPES,
     first = out[0]
     out[0] = Where(first.dtype, first.model, first.batch, first.model.block_size)  # the whole block, once
     return out
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How the pipeline calls a module: with gradients on (``grad``: training) or off (probing and
+    generating), in ``.train()`` or ``.eval()`` state (``train``)."""
+
+    grad: bool
+    train: bool
+
+    def __str__(self) -> str:
+        return (f"{'with gradients on' if self.grad else 'under torch.no_grad()'}, "
+                f"in .{'train' if self.train else 'eval'}() mode")
+
+
+def modes(rng: random.Random, n: int) -> list[Mode]:
+    """A mode for each of ``n`` calls, drawn by ``rng``: all four once if n >= 4 (else a mode and its
+    opposite: both values of each), the rest at random, in a drawn order. A module that computes
+    right in some modes only meets one of the others."""
+    every = [Mode(grad, train) for grad in (True, False) for train in (True, False)]
+    rng.shuffle(every)
+    first = every if n >= 4 else [every[0], Mode(not every[0].grad, not every[0].train)]
+    out = (first + [rng.choice(every) for _ in range(n)])[:n]
+    rng.shuffle(out)
+    return out
+
+
+def with_modes(rng: random.Random, *groups: list) -> list[tuple[object, Mode]]:
+    """Each case of each group (a check's own cases, the pipeline's) with its mode (``modes``, drawn
+    per group: each group meets every mode it can)."""
+    return [(case, mode) for group in groups for case, mode in zip(group, modes(rng, len(group)))]
+
+
+@contextlib.contextmanager
+def called_in(module: nn.Module, mode: Mode):
+    """Calls of ``module`` within the block run in ``mode``: gradients on or off, ``.train()`` or ``.eval()``."""
+    module.train(mode.train)
+    with torch.set_grad_enabled(mode.grad):
+        yield

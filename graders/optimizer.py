@@ -2,9 +2,12 @@
 
 The unit checks compare with torch's own, computed here in the grader: ``F.cross_entropy`` on the
 same logits, ``torch.optim.AdamW`` stepped on copies of the same parameters with the same gradients
-and learning rates. A check makes its parameters itself, sets their gradients and the learning rate
-(``param_groups[0]["lr"]``) before each ``step()``, and reads them back: the same code under ``toolkit
-run`` and under ``toolkit grade`` (where the optimizer steps in the child, ``RemoteOptimizer``).
+and learning rates; on their own small cases in float64, and in the pipeline's contexts
+(``graders.contexts``): float32 logits of its vocabularies and batch sizes, the parameters of a GPT
+with its settings (betas, eps, weight decay) and learning-rate schedule. A check makes its parameters
+itself, sets their gradients and the learning rate (``param_groups[0]["lr"]``) before each
+``step()``, and reads them back: the same code under ``toolkit run`` and under ``toolkit grade``
+(where the optimizer steps in the child, ``RemoteOptimizer``).
 A wrong trajectory is named by the classic mistake whose trajectory it is (``MISTAKES``), computed here.
 """
 
@@ -12,18 +15,19 @@ from __future__ import annotations
 
 import sys
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 from torch.nn import functional as F
 
-from graders import calibration
+from graders import calibration, contexts
 from toolkit.checks import CheckFailed, check, child_side, on_case
+from toolkit.config import PipelineConfig
 from toolkit.model import GPT, GPTConfig
 from toolkit.pipeline import Pipeline
 from toolkit.source_scan import names_used
-from toolkit.train import BETAS, EPS, adamw, cross_entropy, pretrain
+from toolkit.train import BETAS, EPS, adamw, cross_entropy, lr_at, pretrain
 
 # -- the cross-entropy ------------------------------------------------------------------------
 CE_CASES = [(2, 5, 7, 1.0), (1, 1, 3, 3.0), (3, 4, 11, 10.0), (4, 6, 50, 0.5)]  # (B, T, V, logit scale)
@@ -94,23 +98,43 @@ def name_ce_mistake(logits, targets, got: torch.Tensor) -> str:
 
 @check("optimizer", points=2)
 def cross_entropy_matches(ctx):
-    "The loss and its gradient equal F.cross_entropy's on several shapes (float64, atol 1e-9)."
+    "The loss and its gradient equal F.cross_entropy's on several shapes (float64, atol 1e-9) and on logits of the pipeline's vocabularies and batch sizes (float32: 1e-6 of the loss, 3e-5 of the largest gradient)."
     for i, (B, T, V, scale) in enumerate(CE_CASES):
         logits, targets = ce_case(B, T, V, scale, seed=i)
         with on_case(f"B={B} T={T} V={V}"):
             got, grad = call_loss(ctx, logits, targets)
-        ref = logits.clone().requires_grad_(True)
-        want = cross_entropy(ref, targets)
-        want.backward()
-        error = abs(got - want.detach()).item()
-        if not error <= CE_ATOL:
-            raise CheckFailed(f"the loss is {got.item():.6g} where F.cross_entropy gives {want.item():.6g} for B={B} "
-                              f"T={T} V={V}: {name_ce_mistake(logits, targets, got)}")
-        grad_error = (grad - ref.grad).abs().max().item()
-        if not grad_error <= CE_ATOL:
-            raise CheckFailed(f"the loss is right but its gradient differs from F.cross_entropy's by {grad_error:.2e} "
-                              f"for B={B} T={T} V={V}: let autograd differentiate the loss (no .detach() on a part "
-                              "that depends on the logits but the row maximum)")
+        _judge_loss(logits, targets, got, grad, f"B={B} T={T} V={V}")
+    rng = contexts.run_seed(ctx)
+    training = ctx.config.pretrain.batch_size  # the loss's largest batch: pretraining's (SFT's replay: 8)
+    for w in contexts.pipeline_contexts(ctx.config, rng, dtypes=(torch.float32,), max_batch=training):
+        B, T, V = w.batch, w.tokens, w.model.vocab_size
+        logits, targets = ce_case(B, T, V, 10 ** rng.uniform(-1, 1.3), rng.getrandbits(31), torch.float32)
+        where = f"B={B} T={T} V={V} in float32"
+        with contexts.message_hidden(where):
+            got, grad = call_loss(ctx, logits, targets)
+        _judge_loss(logits, targets, got, grad, where)
+
+
+CE_RTOL32 = 1e-6  # float32, of the loss: correct losses differ by ~1e-7
+CE_GRAD_RTOL32 = 3e-5  # float32, of the largest gradient: correct ones differ by up to 4e-6 (opt_foreach)
+
+
+def _judge_loss(logits, targets, got: torch.Tensor, grad: torch.Tensor, where: str) -> None:
+    """The loss and its gradient against F.cross_entropy's, computed in float64 from the same logits: within
+    CE_ATOL in float64; in float32, within CE_RTOL32 of the loss and CE_GRAD_RTOL32 of the largest gradient."""
+    ref = logits.double().requires_grad_(True)
+    want = cross_entropy(ref, targets)
+    want.backward()
+    f32 = logits.dtype != torch.float64
+    error = abs(got.double() - want.detach()).item()
+    if not error <= (CE_RTOL32 * max(1.0, abs(want.item())) if f32 else CE_ATOL):
+        raise CheckFailed(f"the loss is {got.item():.6g} where F.cross_entropy gives {want.item():.6g} for {where}: "
+                          f"{name_ce_mistake(logits, targets, got)}")
+    grad_error = (grad.double() - ref.grad).abs().max().item()
+    if not grad_error <= (CE_GRAD_RTOL32 * ref.grad.abs().max().item() if f32 else CE_ATOL):
+        raise CheckFailed(f"the loss is right but its gradient differs from F.cross_entropy's by {grad_error:.2e} "
+                          f"for {where}: let autograd differentiate the loss (no .detach() on a part "
+                          "that depends on the logits but the row maximum)")
 
 
 @check("optimizer", points=1)
@@ -135,14 +159,21 @@ UNIT = dict(betas=(0.9, 0.95), eps=1e-6, weight_decay=0.1)  # eps large enough t
 
 class Plan:
     """Parameters (float64), the gradient of each at each step (None: no gradient) and the learning rate
-    of each step: what a check feeds an optimizer."""
+    of each step: what a check feeds an optimizer. With ``clip``, each step's gradients are scaled down to
+    a total norm of at most ``clip``, as the pipeline's loop clips them (``toolkit.train.fit``)."""
 
-    def __init__(self, shapes, seed: int, lrs: list[float], frozen=(), skips: dict | None = None):
+    def __init__(self, shapes, seed: int, lrs: list[float], frozen=(), skips: dict | None = None,
+                 clip: float | None = None):
         gen = torch.Generator().manual_seed(seed)
         self.initial = [torch.randn(*s, generator=gen, dtype=torch.float64) for s in shapes]
         self.frozen, self.lrs, self.shapes, skips = set(frozen), lrs, shapes, skips or {}
         self.grads = [[self._grad(s, gen) if i not in self.frozen and not (i in skips and step % skips[i] == 1)
                        else None for i, s in enumerate(shapes)] for step in range(len(lrs))]
+        for grads in self.grads if clip else []:
+            norm = float(sum(g.square().sum() for g in grads if g is not None)) ** 0.5
+            for g in grads:
+                if g is not None and norm > clip:
+                    g.mul_(clip / norm)
 
     @staticmethod
     def _grad(shape, gen) -> torch.Tensor:
@@ -168,15 +199,15 @@ def run_plan(make, plan: Plan, settings: dict = UNIT, dtype=torch.float64) -> li
     return trajectory
 
 
-def textbook_adamw(plan: Plan, step_count: str = "own", lr_read: str = "each_step", key: str = "param",
-                   decay: str = "decoupled", bias_correction: bool = True, eps_inside: bool = False,
+def textbook_adamw(plan: Plan, settings: dict = UNIT, step_count: str = "own", lr_read: str = "each_step",
+                   key: str = "param", decay: str = "decoupled", bias_correction: bool = True, eps_inside: bool = False,
                    frozen_decay: bool = False) -> list[list[torch.Tensor]]:
     """AdamW by the contract's formula, or with one classic mistake: a step count for all parameters,
     counted once per step (``"global"``) or once per parameter updated (``"shared"``); the learning rate of
     the first step kept (``"stale"``); the state keyed by shape; weight decay added to the gradient (``"l2"``),
     after the update (``"after"``) or left out (``"none"``); no bias correction; eps inside the sqrt; weight
     decay of the parameters without a gradient."""
-    (beta1, beta2), eps, wd = UNIT["betas"], UNIT["eps"], UNIT["weight_decay"]
+    (beta1, beta2), eps, wd = settings["betas"], settings["eps"], settings["weight_decay"]
     params = [p.clone() for p in plan.initial]
     states, shared, trajectory = {}, 0, []
     for step, lr in enumerate(plan.lrs):
@@ -223,24 +254,38 @@ MISTAKES = [  # (the formula with one classic mistake, what the reason says), th
     (dict(eps_inside=True), "eps is inside the square root: sqrt(v_hat) + eps"),
     (dict(frozen_decay=True), "a parameter without a gradient is decayed: leave it alone (p.grad is None)"),
 ]
-MISTAKE_ATOL = 1e-8
+MISTAKE_ATOL = {torch.float64: 1e-8, torch.float32: 1e-5}  # float32 against the mistake's formula in float64
 
 
-def compare(got: list[list[torch.Tensor]], plan: Plan) -> tuple[int, int, float] | None:
-    """(step, parameter, error) of the first step whose parameters differ from torch.optim.AdamW's; None if none."""
-    want = run_plan(adamw, plan)
+@dataclass(frozen=True)
+class Feed:
+    """What a check feeds the optimizer: a plan, the settings, a dtype; compared with torch.optim.AdamW's
+    trajectory within ``atol``. ``where`` names a pipeline's context in a reason ("" for the check's own)."""
+
+    plan: Plan
+    settings: dict = field(default_factory=lambda: UNIT)
+    dtype: torch.dtype = torch.float64
+    atol: float = ADAM_ATOL
+    where: str = ""
+
+
+def compare(got: list[list[torch.Tensor]], feed: Feed) -> tuple[int, int, float] | None:
+    """(step, parameter, error) of the first step whose parameters differ from torch.optim.AdamW's (fed the same,
+    in the same dtype); None if none."""
+    want = run_plan(adamw, feed.plan, feed.settings, feed.dtype)
     for step, (mine, theirs) in enumerate(zip(got, want)):
         for i, (a, b) in enumerate(zip(mine, theirs)):
             error = (a - b).abs().max().item()
-            if not error <= ADAM_ATOL:
+            if not error <= feed.atol:
                 return step, i, error
     return None
 
 
-def name_adam_mistake(got: list[list[torch.Tensor]], plan: Plan) -> str:
+def name_adam_mistake(got: list[list[torch.Tensor]], feed: Feed) -> str:
+    atol = MISTAKE_ATOL[feed.dtype]
     for mistake, says in MISTAKES:
-        wrong = textbook_adamw(plan, **mistake)
-        if all((a - b).abs().max().item() <= MISTAKE_ATOL for mine, theirs in zip(got, wrong) for a, b in zip(mine, theirs)):
+        wrong = textbook_adamw(feed.plan, feed.settings, **mistake)
+        if all((a - b).abs().max().item() <= atol for mine, theirs in zip(got, wrong) for a, b in zip(mine, theirs)):
             return says
     return ("it is none of the classic mistakes (step count, stale lr, state keyed by shape, L2 decay, bias "
             "correction, eps): compare your step with the contract's formula line by line")
@@ -258,39 +303,68 @@ def several_parameters() -> Plan:
     return Plan([(3, 4), (5,), (2, 2), (3, 4), (2, 3, 2)], seed=2, lrs=lrs, frozen=(2,), skips={3: 3})
 
 
-def trajectory_of(ctx, plan: Plan) -> list[list[torch.Tensor]]:
-    with on_case(f"{len(plan.shapes)} parameter{'s' * (len(plan.shapes) > 1)} of shapes "
-                 f"{', '.join(str(tuple(s)) for s in plan.shapes)}"):
-        got = run_plan(ctx.components.optimizer, plan)
+# -- AdamW in the pipeline's contexts ---------------------------------------------------------
+PIPELINE_STEPS = 16  # steps of a pipeline's context: its schedule's first ones (the warm-up moves lr at every step)
+ADAM_ATOL32 = 1e-5  # float32 against torch's AdamW in float32: correct optimizers differ by ~1e-7
+GPT_SHAPES = replace(PipelineConfig.small().model, n_embd=32)  # the GPT whose parameters a context feeds: the small
+# configuration's, at a smaller width (a step of its 28 parameters is cheap); the vocabulary is drawn
+
+
+def pipeline_feed(ctx, rng, whole: bool) -> Feed:
+    """A context of the pipeline's, drawn by ``rng``: a training stage's settings (betas, eps, its weight decay)
+    and the first PIPELINE_STEPS learning rates of its schedule (``lr_at``), gradients clipped to a norm of 1,
+    in float32; the parameters of a GPT (``whole``: all of them, in the model's order, each with a gradient at
+    every step, as training gives them) or one of them at one learning rate of that schedule."""
+    config = ctx.config
+    stage = rng.choice([config.pretrain, config.sft, config.reward])
+    vocab = rng.choice(contexts.vocab_sizes(config, rng))
+    shapes = [tuple(p.shape) for p in GPT(replace(GPT_SHAPES, vocab_size=vocab)).parameters()]
+    lrs = [lr_at(step, stage) for step in range(PIPELINE_STEPS)]
+    if not whole:
+        shapes, lrs = [rng.choice(shapes)], [rng.choice(lrs)] * PIPELINE_STEPS
+    plan = Plan(shapes, seed=rng.getrandbits(31), lrs=lrs, clip=1.0)
+    settings = dict(betas=BETAS, eps=EPS, weight_decay=stage.weight_decay)
+    what = f"{len(shapes)} parameters of a GPT's" if whole else f"a parameter {shapes[0]} of a GPT's"
+    return Feed(plan, settings, torch.float32, ADAM_ATOL32, f" ({what}, in float32, the pipeline's settings)")
+
+
+def trajectory_of(ctx, feed: Feed) -> list[list[torch.Tensor]]:
+    plan = feed.plan
+    what = (f"{len(plan.shapes)} parameter{'s' * (len(plan.shapes) > 1)} of shapes "
+            f"{', '.join(str(tuple(s)) for s in plan.shapes)}")
+    with on_case(what) if not feed.where else contexts.message_hidden(feed.where.strip(" ()")):
+        got = run_plan(ctx.components.optimizer, plan, feed.settings, feed.dtype)
     return got
 
 
-def adam_failure(got, plan: Plan) -> str | None:
+def adam_failure(got, feed: Feed) -> str | None:
     """The reason a trajectory is wrong (the first differing step, and the mistake), or None."""
-    first = compare(got, plan)
+    first = compare(got, feed)
     if first is None:
         return None
     step, i, error = first
-    return (f"parameter #{i} {tuple(plan.shapes[i])} differs from torch.optim.AdamW's by {error:.2e} after step "
-            f"{step + 1}: {name_adam_mistake(got, plan)}")
+    return (f"parameter #{i} {tuple(feed.plan.shapes[i])} differs from torch.optim.AdamW's by {error:.2e} after step "
+            f"{step + 1}{feed.where}: {name_adam_mistake(got, feed)}")
+
+
+def judge_adam(ctx, feeds: list[Feed]) -> None:
+    """Each feed's trajectory against torch.optim.AdamW's: CheckFailed with the first that differs."""
+    for feed in feeds:
+        reason = adam_failure(trajectory_of(ctx, feed), feed)
+        if reason:
+            raise CheckFailed(reason)
 
 
 @check("optimizer", points=2)
 def adamw_update(ctx):
-    "One parameter, 32 steps at one learning rate: the values equal torch.optim.AdamW's (float64, atol 1e-10)."
-    plan = one_parameter()
-    reason = adam_failure(trajectory_of(ctx, plan), plan)
-    if reason:
-        raise CheckFailed(reason)
+    "One parameter, 32 steps at one learning rate: the values equal torch.optim.AdamW's (float64, atol 1e-10); and one of a GPT's parameters at one learning rate of the pipeline's schedule, its settings (float32, atol 1e-5)."
+    judge_adam(ctx, [Feed(one_parameter()), pipeline_feed(ctx, contexts.run_seed(ctx), whole=False)])
 
 
 @check("optimizer", points=2)
 def adamw_state(ctx):
-    "Five parameters (two of one shape, one frozen, one without a gradient every third step), the learning rate changed at every step: 32 steps equal torch.optim.AdamW's (float64, atol 1e-10)."
-    plan = several_parameters()
-    reason = adam_failure(trajectory_of(ctx, plan), plan)
-    if reason:
-        raise CheckFailed(reason)
+    "Five parameters (two of one shape, one frozen, one without a gradient every third step), the learning rate changed at every step: 32 steps equal torch.optim.AdamW's (float64, atol 1e-10); and a GPT's parameters under the pipeline's schedule and settings (float32, atol 1e-5)."
+    judge_adam(ctx, [Feed(several_parameters()), pipeline_feed(ctx, contexts.run_seed(ctx), whole=True)])
 
 
 # -- written out --------------------------------------------------------------------------------
@@ -395,8 +469,8 @@ def gaps(pipeline: Pipeline, optimizer, loss, seed: int = 0) -> list[float]:
 
 def diagnose(ctx) -> str:
     """Why training moved: the first mistake the unit trajectories show (they are cheap), or where to look."""
-    for plan in (several_parameters(), one_parameter()):
-        reason = adam_failure(trajectory_of(ctx, plan), plan)
+    for feed in (Feed(several_parameters()), Feed(one_parameter())):
+        reason = adam_failure(trajectory_of(ctx, feed), feed)
         if reason:
             return f"the optimizer's steps differ from AdamW's ({reason})"
     for i, (B, T, V, scale) in enumerate(CE_CASES):

@@ -95,3 +95,20 @@ def test_trains_like_reference_passes_on_a_correct_block_written_differently(tmp
 @pytest.mark.parametrize("check_name, path, says", harness.behaviour_cases(TABLES))
 def test_behaviour_fails_on_a_block_whose_forward_is_right(check_name, path, says):
     assert_fails(harness.run([check_name], path)[check_name], says)
+
+
+# -- the pipeline's contexts (graders/contexts.py) ------------------------------------------------------
+HOSTILE = ROOT / "tests" / "hostile" / "components"
+
+
+def test_a_block_post_norm_only_in_the_pipelines_training_fails_as_post_norm_does():
+    """forge_context_block is post-norm only with gradients on, in float32, at width 64 or more: where the
+    pipeline trains its GPT, and where no unit check used to look. ``matches_reference`` now meets it there
+    (the pipeline's widths, in every mode) and names the mistake; ``gradients`` compares its backward, there,
+    with central differences of its own float64 forward, the pre-norm one. Its honest version, block_post_norm,
+    passes ``gradients`` (its backward follows its forward) and fails the hidden check: both earn 5 of 10."""
+    results = harness.run(BLOCK.checks, HOSTILE / "forge_context_block.py")
+    assert_fails(results["block.matches_reference"], "in float32: post-norm: the LayerNorm comes after the residual sum")
+    assert_fails(results["block.gradients"], "backward does not follow the forward")
+    assert all(r.status == "passed" for name, r in results.items() if name not in ("block.matches_reference",
+                                                                                   "block.gradients")), results

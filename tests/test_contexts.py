@@ -3,10 +3,13 @@ when a submission's code raises there, the reason says where, but not the error'
 text is the student's to choose and could carry those inputs out (as a hidden check's reason does).
 
 Each plugin below is correct on the checks' own small cases and, on the pipeline's larger inputs,
-raises an error whose text holds the inputs it was given."""
+raises an error whose text holds the inputs it was given. The modules' checks also call them in the
+pipeline's modes (gradients on or off, train or eval): a module right in some of them only fails."""
 
 import pytest
 
+from tests import harness
+from tests.harness import assert_fails
 from toolkit.runner import run_submission
 
 LEAK = "LEAKED-INPUTS"
@@ -34,8 +37,55 @@ def toolkit_reward_loss(chosen, rejected):
     return -F.logsigmoid(chosen - rejected).mean()
 '''
 
+BLOCK = f'''
+import solutions.block as correct  # the module, not its hook: only the one below is registered
+import toolkit
+
+@toolkit.hookimpl
+def toolkit_block(config, attention):
+    module = correct.toolkit_block(config, attention)
+    forward = module.forward
+
+    def leaky(x):
+        if x.shape[-1] == 64:  # the pipeline's small width, never of the checks' own cases
+            raise ValueError("{LEAK} " + repr(x[0, 0, :8].tolist()))
+        return forward(x)
+
+    module.forward = leaky
+    return module
+'''
+
+OPTIMIZER = f'''
+import torch
+import solutions.optimizer as correct  # the module, not its hooks: only those below are registered
+import toolkit
+
+@toolkit.hookimpl
+def toolkit_cross_entropy(logits, targets):
+    if logits.shape[-1] > 100:  # a vocabulary of the pipeline's, never of the checks' own cases
+        raise ValueError("{LEAK} " + repr(logits[0, 0, :8].tolist()))
+    return correct.toolkit_cross_entropy(logits, targets)
+
+class Leaky(correct.AdamW):
+    def step(self, closure=None):
+        params = self.param_groups[0]["params"]
+        if params[0].dtype == torch.float32:  # the pipeline's parameters, never the AdamW checks' own
+            raise ValueError("{LEAK} " + repr(params[0].flatten()[:8].tolist()))
+        return super().step()
+
+@toolkit.hookimpl
+def toolkit_optimizer(params, lr, betas, eps, weight_decay):
+    return Leaky(params, lr, betas, eps, weight_decay)
+'''
+
 
 @pytest.mark.parametrize("component,source,check", [
+    ("block", BLOCK, "block.matches_reference"),
+    ("block", BLOCK, "block.causal"),
+    ("block", BLOCK, "block.gradients"),
+    ("optimizer", OPTIMIZER, "optimizer.cross_entropy_matches"),
+    ("optimizer", OPTIMIZER, "optimizer.adamw_update"),
+    ("optimizer", OPTIMIZER, "optimizer.adamw_state"),
     ("sampler", SAMPLER, "sampler.greedy"),
     ("sampler", SAMPLER, "sampler.top_k"),
     ("sampler", SAMPLER, "sampler.uses_generator"),
@@ -50,3 +100,43 @@ def test_an_error_on_the_pipelines_inputs_is_told_without_its_message(component,
     assert result.status == "failed" and result.score == 0, result
     assert "raised an error on the pipeline's" in result.reason and "message is not shown" in result.reason, result.reason
     assert LEAK not in result.reason, result.reason
+
+
+MOODY = '''
+import torch
+import solutions.{component} as correct  # the module, not its hook: only the one below is registered
+import toolkit
+
+@toolkit.hookimpl
+def toolkit_{component}({arguments}):
+    module = correct.toolkit_{component}({arguments})
+    forward = module.forward
+
+    def moody(x):  # right in some modes only: off by 1e-3 in the others
+        y = forward(x)
+        return y if {right_when} else y + 1e-3
+
+    module.forward = moody
+    return module
+'''
+ARGUMENTS = {"attention": "config", "block": "config, attention"}
+WRONG_IN = {  # right only when ... -> the mode a reason then names
+    "torch.is_grad_enabled()": "under torch.no_grad()",
+    "not torch.is_grad_enabled()": "with gradients on",
+    "module.training": "in .eval() mode",
+    "not module.training": "in .train() mode",
+}
+
+
+@pytest.mark.parametrize("right_when", list(WRONG_IN))
+@pytest.mark.parametrize("component", ["attention", "block"])
+def test_a_module_right_in_some_modes_only_fails(component, right_when, tmp_path):
+    """The pipeline trains with gradients on and in .train() mode, and probes under torch.no_grad() in .eval()
+    mode: ``matches_reference`` calls the module in every mode (drawn per case, ``contexts.with_modes``), so a
+    module right with gradients on only (or off, or in one of train and eval only) fails it, and the reason
+    says in which mode it was wrong."""
+    path = tmp_path / f"{component}_moody.py"
+    path.write_text(MOODY.format(component=component, arguments=ARGUMENTS[component], right_when=right_when))
+    result = harness.run([f"{component}.matches_reference"], path)[f"{component}.matches_reference"]
+    assert_fails(result, "output differs from the reference by 1.00e-03")
+    assert WRONG_IN[right_when] in result.reason, result.reason

@@ -6,11 +6,12 @@ git cannot hold or that must point at this machine's paths, built here at test t
 ``_main_class``). They are graded by ``toolkit grade`` in six batches, each with correct students:
 
 - ``main``: forging scores, escaping into the feedback, exhausting the grader, injecting markup;
-- ``components``: the same classes of attack on the other four components, and the attention again
+- ``components``: the same classes of attack on the other six components, and the attention again
   (``tests/hostile/components/``): the toolkit's own exceptions raised, stride-0 views that grow
   when copied, the global generator touched, control characters, objects where data is expected,
-  unit checks told from the pipeline by their inputs (``forge_context_*``, ``forge_dtype_attention``),
-  merges fixed in advance to spell the public held-out text;
+  unit checks told from the pipeline by their inputs or by how they call a module (``forge_context_*``,
+  ``forge_dtype_attention``), a block's initial weights hidden from a function the child could replace
+  (``forge_child_side_block``), merges fixed in advance to spell the public held-out text;
 - ``stop``: stopping or hanging the batch (each one alone would end a grader that is not ready);
 - ``similarity``: two near-identical 40,000-token hooks (quadratic similarity);
 - ``intake``: symlinks, /proc/self/pagemap, a 1,200-deep folder, 2,000 files, 300 MB, an
@@ -62,15 +63,16 @@ PLUGINS = ROOT / "tests" / "plugins"
 CORRECT = PLUGINS / "attn_einsum.py"
 NO_MASK = PLUGINS / "attn_no_mask.py"  # earns 2: stable and written_out
 FULL = 3 + 2 + 1 + 1 + 2  # attention: public unit checks + hidden random_shapes
-LIMITS = ["--timeout", "25", "--workers", "2", "--nproc", "64", "--memory-gb", "3"]
-OPTIONS = ["--fast", "-c", "attention", *LIMITS]
-COMPONENTS_FULL = 11 + FULL + 5 + 5 + 14  # tokenizer, attention, sft_mask, reward, sampler: unit checks, hidden ones included
-COMPONENTS_OPTIONS = ["--fast", "-c", "tokenizer", "-c", "attention", "-c", "sft_mask", "-c", "reward", "-c", "sampler",
-                      *LIMITS]
+LIMITS = ["--workers", "2", "--nproc", "64", "--memory-gb", "3"]
+OPTIONS = ["--fast", "-c", "attention", "--timeout", "25", *LIMITS]
+COMPONENTS_FULL = 11 + FULL + 10 + 11 + 5 + 5 + 14  # tokenizer, attention, block, optimizer, sft_mask, reward, sampler:
+# unit checks, hidden ones included
+COMPONENTS_OPTIONS = ["--fast", "-c", "tokenizer", "-c", "attention", "-c", "block", "-c", "optimizer",
+                      "-c", "sft_mask", "-c", "reward", "-c", "sampler", "--timeout", "60", *LIMITS]  # 60 s: 7 components
 TRUST_FULL = 14 + 14  # attention and reward, behavioural checks and hidden ones included
 TRUST_OPTIONS = ["-c", "attention", "-c", "reward", "--timeout", "600", "--workers", "2", "--nproc", "64",
                  "--memory-gb", "3"]  # without --fast: the behavioural checks, where the grader trains the models
-BATCH_TIMEOUT = {"main": 360, "stop": 240, "similarity": 150, "intake": 180, "components": 240,
+BATCH_TIMEOUT = {"main": 360, "stop": 240, "similarity": 150, "intake": 180, "components": 300,
                  "trust": 1500}  # seconds; then: hung
 GRADER_ADDRESS_SPACE = 5 << 30  # the grader's RLIMIT_AS here: a safety net for the machine, not the limit under test
 GRADER_RSS_MB = 1536  # the grader's resident memory may not pass this (a quiet batch: under 300 MB)
@@ -157,6 +159,9 @@ COMPONENTS = {  # tests/hostile/components/
     "forge_dtype_attention": ({"graded"}, 4),
     "forge_context_reward": ({"graded"}, 3),
     "forge_context_sampler": ({"graded"}, 2),
+    "forge_context_block": ({"graded"}, 5),  # post-norm only with gradients on, in float32 at width >= 64
+    "forge_context_optimizer": ({"graded"}, 5),  # no bias correction given > 10 parameters or float32 ones
+    "forge_child_side_block": ({"graded"}, 9),  # γ = 0 at init, hidden from graders.block.initial_norms in the child
     # spins in dozens of sessions, beside the next one; charged its CPU time, it may live on until torch
     # cannot start its threads (its spinners hold its process limit): crashed
     "exhaust_cpu_sessions": (HEAVY, 14),
@@ -171,8 +176,8 @@ GOOD = {"main": ["good_file", "good_folder", FORMULA_GOOD], "stop": ["good_file"
         "intake": ["good_file"], "components": ["good_folder"], "trust": ["good_folder"]}
 EXPECTED = {"main": MAIN, "stop": STOP, "similarity": SIMILARITY, "intake": INTAKE, "components": COMPONENTS,
             "trust": TRUST}
-GOOD_COMPONENTS = ["tok_incremental.py", "attn_einsum.py", "sft_vectorised.py", "reward_gather.py",
-                   "samp_gumbel.py"]  # in tests/plugins
+GOOD_COMPONENTS = ["tok_incremental.py", "attn_einsum.py", "block_handwritten.py", "opt_foreach.py",
+                   "sft_vectorised.py", "reward_gather.py", "samp_gumbel.py"]  # in tests/plugins
 # attacks the design does not stop (see each file's docstring): their totals may pass the honest one (xfail)
 DESIGN_GAPS = {"forge_snapshot_lookup": "public inputs are predictable: the shipped snapshot is a lookup table"}
 
@@ -624,7 +629,7 @@ def test_a_correct_reward_model_with_names_nn_module_accepts_is_graded_in_full(b
 
 def test_no_student_can_slow_another_into_a_timeout(batches):
     """exhaust_cpu_sessions spins in dozens of processes, each in a session of its own (where the kernel
-    gives each session a share of the CPU), while exhaust_cpu_victim, correct in four components, is graded
+    gives each session a share of the CPU), while exhaust_cpu_victim, correct in seven components, is graded
     beside it (--workers 2): in a cgroup per child their processes share one weight, and the victim's
     --timeout counts its own CPU time, which does not run while it waits: it never times out, and is not
     graded again. Without cgroups (TOOLKIT_CGROUP=off) it times out beside it, and is graded again alone."""
@@ -635,6 +640,24 @@ def test_no_student_can_slow_another_into_a_timeout(batches):
     assert row and row["status"] == "graded" and float(row["total"]) == COMPONENTS_FULL, (row, batch.why())
     if cgroup.mode():
         assert "exhaust_cpu_victim: timed out" not in batch.stderr, batch.why()
+
+
+def test_a_block_and_an_optimizer_that_hide_from_the_checks_fail_them_under_grade(batches):
+    """Issue 31 for the block and the optimizer, under ``toolkit grade``: forge_child_side_block's γ starts
+    at 0 and its child reports γ = 1 through graders.block.initial_norms, which it replaced; the grader reads
+    the block's own parameters instead (``Context.initial_parameters``). forge_context_block is post-norm
+    only while the pipeline trains (gradients on, float32, width 64 and more: the modes cross the pipe to the
+    child), forge_context_optimizer wrong only on a GPT's parameters in float32: each fails the checks that
+    now run there."""
+    batch = batches("components")
+    rows = {s: batch.rows.get(s) or {}
+            for s in ("forge_child_side_block", "forge_context_block", "forge_context_optimizer")}
+    assert rows["forge_child_side_block"].get("block.parameters") == "0", (rows, batch.why())
+    assert "γ initialised to zero" in _page(batch, "forge_child_side_block")
+    assert [rows["forge_context_block"].get(c) for c in ("block.matches_reference", "block.gradients")] \
+        == ["0", "0"], rows
+    assert [rows["forge_context_optimizer"].get(c) for c in ("optimizer.adamw_update", "optimizer.adamw_state")] \
+        == ["0", "0"], rows
 
 
 def test_views_that_would_grow_when_copied_are_refused_by_the_grader(batches):

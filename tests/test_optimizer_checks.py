@@ -137,3 +137,38 @@ def test_under_toolkit_grade_the_checks_read_the_same(tmp_path):
     assert stale in tests["bo"]["optimizer.adamw_state"]["output"]
     assert stale in tests["bo"][BEHAVIOUR]["output"] and tests["bo"][BEHAVIOUR]["score"] == 0
     assert (out / "feedback" / "bo" / "optimizer_gap.png").is_file()
+
+
+# -- the pipeline's contexts (graders/contexts.py) ------------------------------------------------------
+HOSTILE = ROOT / "tests" / "hostile" / "components"
+LARGE_VOCABULARY_SUM = '''
+import solutions.optimizer as correct  # the module, not its hooks: only those below are registered
+import toolkit
+
+@toolkit.hookimpl
+def toolkit_cross_entropy(logits, targets):
+    loss = correct.toolkit_cross_entropy(logits, targets)
+    return loss if logits.shape[-1] <= 100 else loss * targets.numel()  # the sum, beyond the checks' vocabularies
+
+@toolkit.hookimpl
+def toolkit_optimizer(params, lr, betas, eps, weight_decay):
+    return correct.toolkit_optimizer(params, lr, betas, eps, weight_decay)
+'''
+
+
+def test_an_optimizer_wrong_only_on_a_gpts_parameters_in_float32_fails_both_adamw_checks():
+    """forge_context_optimizer skips the bias correction when given more than 10 parameters or float32 ones,
+    as the pipeline gives them; ``adamw_update`` and ``adamw_state`` now also feed it a GPT's parameters (one,
+    or all) in float32 with the pipeline's settings and schedule, and name the mistake."""
+    results = harness.run(OPTIMIZER.checks, HOSTILE / "forge_context_optimizer.py", sources=True)
+    for name in ("optimizer.adamw_update", "optimizer.adamw_state"):
+        assert_fails(results[name], "of a GPT's, in float32, the pipeline's settings): no bias correction")
+    assert all(r.status == "passed" for name, r in results.items() if "adamw" not in name), results
+
+
+def test_a_loss_wrong_only_on_the_pipelines_vocabularies_fails_cross_entropy_matches(tmp_path):
+    """The loss of the pipeline's logits (its vocabularies, float32, its batch sizes) is judged too."""
+    path = tmp_path / "optimizer_large_vocabulary.py"
+    path.write_text(LARGE_VOCABULARY_SUM)
+    result = harness.run(["optimizer.cross_entropy_matches"], path)["optimizer.cross_entropy_matches"]
+    assert_fails(result, "in float32: the loss is the sum over the B*T positions")

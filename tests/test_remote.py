@@ -514,3 +514,32 @@ def test_an_optimizer_step_that_gives_parameters_of_another_shape_is_refused(tmp
     with pytest.raises(PluginError, match="shape and dtype"):
         opt.step()
     assert params[0].tolist() == [[1.0, 1.0], [1.0, 1.0]]
+
+
+def test_a_modules_initial_parameters_are_read_from_the_module_in_the_child():
+    """``Context.initial_parameters`` of a module of the child's: the values its module holds there
+    (``Op.STATE``, as ``ChildPipeline.own`` fetches a module's initial weights), exactly its parameters'
+    names, shapes and dtypes. ``block.parameters`` reads the LayerNorms' γ and β so, not through a function
+    of the graders that the child could replace in its interpreter: a block whose γ starts at 0 fails it as
+    under ``toolkit run``; an answer with a parameter missing ends the conversation."""
+    from toolkit.checks import Context, collect, run_check
+    from toolkit.config import PipelineConfig
+
+    def drop_one(frame):
+        answer = torch.load(io.BytesIO(frame), weights_only=True)
+        if isinstance(answer.get("value"), dict) and "ln_1.weight" in answer["value"]:
+            del answer["value"]["ln_1.weight"]
+        buf = io.BytesIO()
+        torch.save(answer, buf)
+        return buf.getvalue()
+
+    plugin = Path(__file__).resolve().parents[1] / "tests" / "plugins" / "block_gamma_zero.py"
+    parameters = next(c for c in collect(["block"]) if c.name == "block.parameters")
+    child, _ = _child(plugin)
+    ctx = Context(child.components("block"), "block", PipelineConfig(), log=lambda msg: None, remote=child)
+    result = run_check(parameters, ctx)
+    assert result.status == "failed" and "γ initialised to zero switches the branch off" in result.reason, result
+    child, _ = _child(plugin, lie=drop_one)
+    block = child.components("block").block(GPTConfig(n_embd=8, n_head=2), attention=nn.Identity())
+    with pytest.raises(ChildGone, match="parameters are not the expected ones"):
+        Context(child.components("block"), "block", PipelineConfig(), remote=child).initial_parameters(block)

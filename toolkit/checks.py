@@ -241,6 +241,14 @@ class Context:
             return fn(self.pipeline_for(config), *args)
         return self.remote.run(self.component, config, fn, args)
 
+    def initial_parameters(self, module: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """The parameters a module the submission's hook has just built holds, by name: its own under ``toolkit
+        run``; under ``toolkit grade`` those it holds in the child, fetched as the grader's pipeline fetches a
+        module's initial weights (``Child.parameters``: exactly the names, shapes and dtypes it reported)."""
+        if self.remote is None or self.remote.oid(module) is None:
+            return {n: p.detach().clone() for n, p in module.named_parameters()}
+        return self.remote.parameters(module)
+
     def snapshot(self) -> dict:
         return load_snapshot(self.component)
 

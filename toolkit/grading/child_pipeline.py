@@ -87,7 +87,13 @@ for _name in STAGES:
 
 def load_parameters(model: nn.Module, params) -> None:
     """``params`` (name -> tensor, from the child: a module's initial weights) into ``model``: exactly
-    its parameters' names, shapes and dtypes, or ChildGone."""
+    its parameters' names, shapes and dtypes (``checked_parameters``), or ChildGone."""
+    model.load_state_dict(checked_parameters(model, params), strict=False)  # tied weights (lm_head) follow; mirrors are assigned
+
+
+def checked_parameters(model: nn.Module, params) -> dict[str, torch.Tensor]:
+    """``params`` (name -> tensor, from the child) if they are exactly ``model``'s parameters' names, shapes
+    and dtypes; else ChildGone."""
     mine = dict(model.named_parameters())
     if not isinstance(params, dict) or set(params) != set(mine):
         raise ChildGone("the submission's process sent a model whose parameters are not the expected ones")
@@ -95,4 +101,4 @@ def load_parameters(model: nn.Module, params) -> None:
         v = params[name]
         if not isinstance(v, torch.Tensor) or v.shape != p.shape or v.dtype != p.dtype:
             raise ChildGone(f"the submission's process sent parameter {one_line(name, 200)} with the wrong shape or dtype")
-    model.load_state_dict(params, strict=False)  # tied weights (lm_head) follow; mirrors are assigned
+    return params

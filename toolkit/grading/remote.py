@@ -36,7 +36,7 @@ from toolkit.text import one_line
 from toolkit.components import COMPONENTS, HOOKS, is_public_grader
 from toolkit.grading import autograd
 from toolkit.grading.autograd import HANDLE
-from toolkit.grading.child_pipeline import ChildPipeline
+from toolkit.grading.child_pipeline import ChildPipeline, checked_parameters
 from toolkit.grading.wire import DTYPES, MAX_MESSAGE, Channel, ChildGone, Op
 from toolkit.grading.optimizer import RemoteOptimizer, makes_optimizer
 from toolkit.plugins import NotImplementedYet, PluginError, hook_arguments, with_wrapped
@@ -176,6 +176,11 @@ class Child:
     def oid(self, module) -> int | None:
         """The handle of a module of the child's (a ``RemoteModule``); None for any other object."""
         return getattr(module, HANDLE).oid if isinstance(module, RemoteModule) else None
+
+    def parameters(self, module: RemoteModule) -> dict[str, torch.Tensor]:
+        """The parameters ``module`` holds in the child (``Op.STATE``): exactly the names, shapes and dtypes it
+        reported (``checked_parameters``), else ChildGone."""
+        return checked_parameters(module, self.request(Op.STATE, self.oid(module)))
 
     def run(self, component: str, config, fn, args: tuple):
         """``fn(pipeline, *args)`` in the child, on its pipeline of ``component`` and ``config``."""
