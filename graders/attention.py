@@ -118,6 +118,8 @@ def matches_reference(ctx):
                 got = _forward(module, x, pipeline_case=i >= len(own)).detach()
         want = torch.tensor(expected[i], dtype=torch.float64) if i < len(own) else reference_output(state, x, case.nh)
         errors[i] = ((got.double() - want).abs().max().item(), state, x, got)
+    contexts.record_verdicts(ctx, [(f"{case}, {mode}", errors[i][0] <= TOLERANCE[case.dtype])
+                                   for i, (case, mode) in enumerate(cases) if contexts.telling(case.B, case.T, case.nh)])
     for i, (case, mode) in enumerate(cases):
         tol = TOLERANCE[case.dtype]
         error, state, x, got = errors[i]
@@ -428,6 +430,7 @@ def _plot_heatmaps(ctx, ref: Pipeline, model: GPT) -> None:
 @check("attention", points=3, behavioural=True)
 def reference_weights(ctx):
     "With the reference base model's weights, the GPT gives the reference's logits, validation loss and greedy replies."
+    contexts.same_everywhere(ctx, "attention.matches_reference")
     ref = reference_pipeline(ctx)
     base = ref.base_model.eval()
     model = with_reference_weights(ctx, ref)
@@ -456,6 +459,7 @@ def reference_weights(ctx):
 @check("attention", points=2, behavioural=True)
 def trains_like_reference(ctx):
     "Trained from scratch for 60 steps, the GPT's loss over the last 20 stays within 0.03 nats of the reference's."
+    contexts.same_everywhere(ctx, "attention.matches_reference")
     want = ctx.snapshot()["curve"]
     with ctx.grader_work():
         got = short_training_curve(ctx.pipeline)

@@ -189,7 +189,10 @@ def matches_reference(ctx):
     expected = ctx.snapshot()["outputs"]
     rng = contexts.run_seed(ctx)
     own = [Case(*s) for s in SHAPES] + [Case(*s, seed=7, dtype=torch.float32) for s in FLOAT32_CASES]
-    for i, (case, mode) in enumerate(contexts.with_modes(rng, own, pipeline_cases(ctx, rng))):
+    cases = list(enumerate(contexts.with_modes(rng, own, pipeline_cases(ctx, rng))))
+
+    def judge(numbered) -> None:
+        i, (case, mode) = numbered
         with on_case(str(case)) if i < len(own) else contexts.message_hidden(f"{case}, {mode}"):
             block, x, state = seeded(ctx.components, case)
             with contexts.called_in(block, mode):
@@ -203,6 +206,9 @@ def matches_reference(ctx):
         if not err <= tol:
             raise CheckFailed(f"output differs from the reference by {err:.2e} (> {tol:g}) {mode}, for {case}: "
                               f"{name_mistake(state, x, case.nh, got)}")
+
+    contexts.judged_everywhere(ctx, cases, judge, said=lambda numbered: f"{numbered[1][0]}, {numbered[1][1]}",
+                               counts=lambda numbered: contexts.telling(numbered[1][0].B, numbered[1][0].T, numbered[1][0].nh))
 
 
 def rounded(state: dict, dtype: torch.dtype) -> dict:
@@ -399,6 +405,7 @@ def with_reference_weights(ctx, ref: Pipeline) -> GPT:
 @check("block", points=3, behavioural=True)
 def reference_weights(ctx):
     "With the reference base model's weights, the GPT of your blocks gives the reference's logits, validation loss and greedy replies."
+    contexts.same_everywhere(ctx, "block.matches_reference")
     ref = Pipeline(Components(), ctx.config, ctx.cache_dir, log=ctx.log)
     base = ref.base_model.eval()
     model = with_reference_weights(ctx, ref)
@@ -431,6 +438,7 @@ def curve_band() -> float:
 @check("block", points=2, behavioural=True)
 def trains_like_reference(ctx):
     "Trained from scratch for 40 steps, the GPT's loss over the last 10 stays within a band of the reference's (the seed sweep's worst gap + 0.05 nats)."
+    contexts.same_everywhere(ctx, "block.matches_reference")
     want, band = ctx.snapshot()["curve"], curve_band()
     with ctx.grader_work():
         got = short_training_curve(ctx.pipeline)

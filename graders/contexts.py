@@ -176,3 +176,54 @@ def called_in(module: nn.Module, mode: Mode):
     module.train(mode.train)
     with torch.set_grad_enabled(mode.grad):
         yield
+
+
+# -- one behaviour in every context: what the behavioural checks stand on -------------------------
+def telling(B: int, T: int, n_head: int = 2) -> bool:
+    """Whether a case can tell the classic mistakes from right code: batch rows, positions and heads
+    mixed, a mask missing, a sum for a mean all vanish with one row, one position or one head. Only
+    such cases count when a check says the code is right in some contexts and wrong in others."""
+    return B >= 2 and T >= 2 and n_head >= 2
+
+
+def judged_everywhere(ctx, cases: list, judge, said=str, counts=lambda case: True) -> None:
+    """``judge(case)`` on every case, each raising CheckFailed where the code is wrong; the first failure
+    is raised once all have run. The verdicts of the cases that ``counts`` (``telling`` ones) are kept
+    (``record_verdicts``, each case as ``said``)."""
+    failures = []
+    for case in cases:
+        try:
+            judge(case)
+        except CheckFailed as e:
+            failures.append(e)
+        else:
+            failures.append(None)
+    record_verdicts(ctx, [(said(case), f is None) for case, f in zip(cases, failures) if counts(case)])
+    first = next((f for f in failures if f is not None), None)
+    if first is not None:
+        raise first
+
+
+def record_verdicts(ctx, verdicts: list[tuple[str, bool]]) -> None:
+    """Keep in the check's metrics a case it found right and one it found wrong, if there are both
+    (``right_and_wrong``; ``verdicts``: each case as said, and whether it was right): the code computes
+    right in some contexts and wrong in others, which the behavioural checks standing on this check
+    then refuse (``same_everywhere``)."""
+    right = next((case for case, ok in verdicts if ok), None)
+    wrong = next((case for case, ok in verdicts if not ok), None)
+    if right is not None and wrong is not None:
+        ctx.metrics["right_and_wrong"] = [right, wrong]
+
+
+def same_everywhere(ctx, *checks: str) -> None:
+    """Before a behavioural check that stands on the unit ``checks``: fail it if one of them found the
+    code right in some of its contexts and wrong in others (``record_verdicts``). The pipeline's
+    behaviour is evidence only for code that computes the same wherever it is called: code right in the
+    pipeline's contexts and wrong in a check's would otherwise earn the behavioural points it would lose
+    written wrong everywhere (issue 31), and it is refused before any model is trained for it. Before
+    the unit check has run (a notebook's cell), nothing is known, and nothing refused."""
+    for check in checks:
+        split = ctx.earlier.get(check, {}).get("right_and_wrong")
+        if split:
+            raise CheckFailed(f"{check} found your code right for {split[0]} but wrong for {split[1]}: the "
+                              "pipeline's behaviour counts only for code that computes the same in every context")

@@ -99,20 +99,22 @@ def name_ce_mistake(logits, targets, got: torch.Tensor) -> str:
 @check("optimizer", points=2)
 def cross_entropy_matches(ctx):
     "The loss and its gradient equal F.cross_entropy's on several shapes (float64, atol 1e-9) and on logits of the pipeline's vocabularies and batch sizes (float32: 1e-6 of the loss, 3e-5 of the largest gradient)."
-    for i, (B, T, V, scale) in enumerate(CE_CASES):
-        logits, targets = ce_case(B, T, V, scale, seed=i)
-        with on_case(f"B={B} T={T} V={V}"):
-            got, grad = call_loss(ctx, logits, targets)
-        _judge_loss(logits, targets, got, grad, f"B={B} T={T} V={V}")
     rng = contexts.run_seed(ctx)
     training = ctx.config.pretrain.batch_size  # the loss's largest batch: pretraining's (SFT's replay: 8)
+    cases = [(ce_case(B, T, V, scale, seed=i), f"B={B} T={T} V={V}", False) for i, (B, T, V, scale) in enumerate(CE_CASES)]
     for w in contexts.pipeline_contexts(ctx.config, rng, dtypes=(torch.float32,), max_batch=training):
         B, T, V = w.batch, w.tokens, w.model.vocab_size
-        logits, targets = ce_case(B, T, V, 10 ** rng.uniform(-1, 1.3), rng.getrandbits(31), torch.float32)
-        where = f"B={B} T={T} V={V} in float32"
-        with contexts.message_hidden(where):
+        cases.append((ce_case(B, T, V, 10 ** rng.uniform(-1, 1.3), rng.getrandbits(31), torch.float32),
+                      f"B={B} T={T} V={V} in float32", True))
+
+    def judge(case) -> None:
+        (logits, targets), where, pipeline = case
+        with contexts.message_hidden(where) if pipeline else on_case(where):
             got, grad = call_loss(ctx, logits, targets)
         _judge_loss(logits, targets, got, grad, where)
+
+    contexts.judged_everywhere(ctx, cases, judge, said=lambda case: case[1],
+                               counts=lambda case: case[0][1].numel() >= 2)  # one target: a sum is its mean
 
 
 CE_RTOL32 = 1e-6  # float32, of the loss: correct losses differ by ~1e-7
@@ -348,11 +350,15 @@ def adam_failure(got, feed: Feed) -> str | None:
 
 
 def judge_adam(ctx, feeds: list[Feed]) -> None:
-    """Each feed's trajectory against torch.optim.AdamW's: CheckFailed with the first that differs."""
-    for feed in feeds:
+    """Each feed's trajectory against torch.optim.AdamW's: CheckFailed with the first that differs (all are
+    judged: ``contexts.judged_everywhere``)."""
+    def judge(feed: Feed) -> None:
         reason = adam_failure(trajectory_of(ctx, feed), feed)
         if reason:
             raise CheckFailed(reason)
+
+    contexts.judged_everywhere(ctx, feeds, judge, said=lambda feed: feed.where.strip(" ()") or
+                               f"{len(feed.plan.shapes)} parameter(s) in float64, the check's own case")
 
 
 @check("optimizer", points=2)
@@ -484,6 +490,7 @@ def diagnose(ctx) -> str:
 @check("optimizer", points=3, behavioural=True)
 def trains_like_reference(ctx):
     "A short pretraining (50 steps) with your loss and optimizer: each of the first 30 steps' loss stays within a calibrated band of the reference's, and each of the last 20 within a wider one."
+    contexts.same_everywhere(ctx, "optimizer.cross_entropy_matches", "optimizer.adamw_update", "optimizer.adamw_state")
     band = bands()
     pipeline = ctx.pipeline
     with ctx.grader_work():

@@ -6,11 +6,15 @@ Each plugin below is correct on the checks' own small cases and, on the pipeline
 raises an error whose text holds the inputs it was given. The modules' checks also call them in the
 pipeline's modes (gradients on or off, train or eval): a module right in some of them only fails."""
 
+from pathlib import Path
+
 import pytest
 
 from tests import harness
 from tests.harness import assert_fails
 from toolkit.runner import run_submission
+
+ROOT = Path(__file__).resolve().parents[1]
 
 LEAK = "LEAKED-INPUTS"
 
@@ -140,3 +144,54 @@ def test_a_module_right_in_some_modes_only_fails(component, right_when, tmp_path
     result = harness.run([f"{component}.matches_reference"], path)[f"{component}.matches_reference"]
     assert_fails(result, "output differs from the reference by 1.00e-03")
     assert WRONG_IN[right_when] in result.reason, result.reason
+
+
+# -- the behavioural checks stand on code that computes the same everywhere ---------------------------
+RIGHT_IN_FLOAT32 = {  # component -> a plugin right in float32 (where the pipeline trains) and wrong in float64
+    "attention": (ROOT / "tests" / "hostile" / "components" / "forge_dtype_attention.py").read_text(),
+    "block": MOODY.format(component="block", arguments=ARGUMENTS["block"], right_when="x.dtype == torch.float32"),
+    "optimizer": '''
+import torch
+import solutions.optimizer as correct
+from solutions.optimizer import toolkit_cross_entropy  # noqa: F401 - the loss is right everywhere
+import toolkit
+
+@toolkit.hookimpl
+def toolkit_optimizer(params, lr, betas, eps, weight_decay):
+    params = list(params)
+    wrong = any(p.dtype == torch.float64 for p in params)
+    return correct.toolkit_optimizer(params, lr, betas, eps, 2 * weight_decay if wrong else weight_decay)
+''',
+}
+STANDS_ON = {"attention": ("matches_reference", ["reference_weights", "trains_like_reference"]),
+             "block": ("matches_reference", ["reference_weights", "trains_like_reference"]),
+             "optimizer": ("adamw_update", ["trains_like_reference"])}
+
+
+@pytest.mark.parametrize("component", list(RIGHT_IN_FLOAT32))
+def test_code_right_only_where_the_pipeline_trains_earns_no_behavioural_point(component, tmp_path):
+    """Issue 31's example 3, for each component whose behaviour the pipeline measures: code right in float32
+    (the pipeline's) and wrong in float64 (where the checks also look) fails the unit check, which keeps a
+    case it found right and one it found wrong; the behavioural checks standing on it then fail before any
+    model is trained, saying "computes the same in every context" (its honest version, wrong everywhere,
+    earns none of them either)."""
+    path = tmp_path / f"{component}_right_in_float32.py"
+    path.write_text(RIGHT_IN_FLOAT32[component])
+    unit, behavioural = STANDS_ON[component]
+    results = harness.run([f"{component}.{unit}"] + [f"{component}.{c}" for c in behavioural], path)
+    assert_fails(results[f"{component}.{unit}"], "differs from")
+    assert "float32" in results[f"{component}.{unit}"].metrics["right_and_wrong"][0]
+    for check in behavioural:
+        assert_fails(results[f"{component}.{check}"], "computes the same in every context")
+        assert results[f"{component}.{check}"].seconds < 1, results[f"{component}.{check}"]  # nothing trained
+
+
+@pytest.mark.parametrize("plugin, check", [("attn_no_mask.py", "attention.matches_reference"),
+                                           ("opt_ce_sum.py", "optimizer.cross_entropy_matches")])
+def test_a_mistake_that_vanishes_with_one_row_position_or_head_is_not_called_context_dependent(plugin, check):
+    """No mask is right with one position, a sum is the mean with one target: cases where a classic mistake
+    cannot show do not count as right (``contexts.telling``), so an honest mistake keeps its own behavioural
+    reasons (and points: a summed loss trains like the mean under Adam)."""
+    result = harness.run([check], ROOT / "tests" / "plugins" / plugin)[check]
+    assert_fails(result, "differs from" if plugin.startswith("attn") else "the loss is")
+    assert "right_and_wrong" not in result.metrics, result.metrics

@@ -171,6 +171,9 @@ TRUST = {  # graded without --fast: what the child computes with the submission'
     "forge_curve_in_child": ({"graded"}, 2),
     "forge_reward_stage": ({"graded"}, 4.67),  # issue 31: tests/plugins/reward_sign_flipped.py, honestly graded
     "forge_gradient_reward": ({"graded"}, 4.67),  # the right loss's gradients behind the flipped loss: audited
+    # right where the pipeline trains (float32 at width 128), wrong where the checks also look (float64): its
+    # behavioural checks stand on a unit check that found it right and wrong (graders.contexts.same_everywhere)
+    "forge_dtype_attention": ({"graded"}, 4),
 }
 GOOD = {"main": ["good_file", "good_folder", FORMULA_GOOD], "stop": ["good_file"], "similarity": ["good_file"],
         "intake": ["good_file"], "components": ["good_folder"], "trust": ["good_folder"]}
@@ -306,7 +309,7 @@ def _components_class(base: Path, klass: Path) -> None:
 
 def _trust_class(base: Path, klass: Path) -> None:
     for name in TRUST:
-        shutil.copy(HOSTILE / f"{name}.py", klass / f"{name}.py")
+        shutil.copy(next(HOSTILE.glob(f"**/{name}.py")), klass / f"{name}.py")
     (klass / "good_folder").mkdir()
     for name in ("attn_einsum.py", "reward_gather.py"):
         shutil.copy(PLUGINS / name, klass / "good_folder" / name)
@@ -458,6 +461,17 @@ def test_a_child_that_replaces_the_toolkits_training_in_itself_gains_nothing(bat
     gradients = batch.rows.get("forge_gradient_reward") or {}
     assert float(gradients.get("reward.accuracy", -1)) == 0, (gradients, batch.why())
     assert "are not those of its outputs" in _page(batch, "forge_gradient_reward"), _page(batch, "forge_gradient_reward")[-1500:]
+
+
+def test_code_right_only_in_the_pipelines_contexts_earns_no_behavioural_point(batches):
+    """Issue 31's example 3 without --fast: an attention right in float32 at width 128 (where the pipeline
+    trains) and wrong in float64 (where the checks also look) used to earn both behavioural checks (9/14,
+    honest 4). Its matches_reference found it right in some contexts and wrong in others, so the behavioural
+    checks standing on it fail, saying so, before any model is trained for it."""
+    batch = batches("trust")
+    row = batch.rows.get("forge_dtype_attention") or {}
+    assert [row.get(f"attention.{c}") for c in ("reference_weights", "trains_like_reference")] == ["0", "0"], row
+    assert "computes the same in every context" in _page(batch, "forge_dtype_attention"), batch.why()
 
 
 def test_a_correct_student_graded_in_full_earns_the_behavioural_and_hidden_points(batches):
