@@ -23,7 +23,7 @@ everything); the configurations take turns in each repeat, and the figures are m
 - ``checks_in_process_s`` and ``checks_over_pipe_s``: the checks' own seconds for one submission
   (the sum of every result's ``seconds``, start-up excluded), run in one process by ``toolkit run
   --json`` and judged in the grader over the pipe by ``toolkit grade``; ``pipe_overhead_s`` is
-  their difference: what "the child trains, the grader judges" costs per submission.
+  their difference: what "the child answers, the grader computes and judges" costs per submission.
 
 It exits 1 if a run fails or its ``grades.csv`` does not have every student ``graded``.
 These machines are shared: quote the medians of one run on a quiet machine.
