@@ -108,7 +108,9 @@ def matches_reference(ctx):
     expected = ctx.snapshot()["outputs"]
     own = [Case(B, T, C, nh, 0) for B, T, C, nh in SHAPES]
     rng = contexts.run_seed(ctx)
-    cases = contexts.with_modes(rng, own, pipeline_cases(ctx, rng))
+    cases = contexts.with_modes(rng, own, pipeline_cases(ctx, rng)) + [
+        (Case(w.batch, w.tokens, w.model.n_embd, w.model.n_head, rng.getrandbits(31), w.dtype), mode)
+        for w, mode in contexts.pipeline_calls(ctx.config)]  # and exactly as the pipeline calls it
     errors = {}
     for i in [*range(len(own)), *rng.sample(range(len(own), len(cases)), len(cases) - len(own))]:  # judged in order
         case, mode = cases[i]

@@ -189,7 +189,9 @@ def matches_reference(ctx):
     expected = ctx.snapshot()["outputs"]
     rng = contexts.run_seed(ctx)
     own = [Case(*s) for s in SHAPES] + [Case(*s, seed=7, dtype=torch.float32) for s in FLOAT32_CASES]
-    cases = list(enumerate(contexts.with_modes(rng, own, pipeline_cases(ctx, rng))))
+    exact = [(Case(w.batch, w.tokens, w.model.n_embd, w.model.n_head, rng.getrandbits(31), w.dtype), mode)
+             for w, mode in contexts.pipeline_calls(ctx.config)]  # and exactly as the pipeline calls it
+    cases = list(enumerate(contexts.with_modes(rng, own, pipeline_cases(ctx, rng)) + exact))
 
     def judge(numbered) -> None:
         i, (case, mode) = numbered

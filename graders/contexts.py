@@ -139,6 +139,18 @@ def pipeline_contexts(config: PipelineConfig, rng: random.Random, dtypes=DTYPES,
     return out
 
 
+def pipeline_calls(config: PipelineConfig) -> list[tuple[Where, "Mode"]]:
+    """The calls the pipeline and the behavioural checks make of a module, exactly, at the configuration's
+    width: a training step's (``pretrain.batch_size`` rows of a whole block, float32, gradients on, in
+    ``.train()``), an evaluation's (as many rows, and 8 for the logits a check compares, under no_grad, in
+    ``.eval()``). A unit check holds them among its cases: code right only where the pipeline runs it is
+    then right and wrong in one check (``same_everywhere``)."""
+    m, B = config.model, config.pretrain.batch_size
+    return [(Where(torch.float32, m, B, m.block_size), Mode(grad=True, train=True)),
+            (Where(torch.float32, m, B, m.block_size), Mode(grad=False, train=False)),
+            (Where(torch.float32, m, 8, m.block_size), Mode(grad=False, train=False))]
+
+
 @dataclass(frozen=True)
 class Mode:
     """How the pipeline calls a module: with gradients on (``grad``: training) or off (probing and

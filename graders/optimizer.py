@@ -106,6 +106,9 @@ def cross_entropy_matches(ctx):
         B, T, V = w.batch, w.tokens, w.model.vocab_size
         cases.append((ce_case(B, T, V, 10 ** rng.uniform(-1, 1.3), rng.getrandbits(31), torch.float32),
                       f"B={B} T={T} V={V} in float32", True))
+    B, T, V = BATCH, CURVE_MODEL["block_size"], contexts.reference_pipeline(ctx).model_config.vocab_size
+    cases.append((ce_case(B, T, V, 1.0, rng.getrandbits(31), torch.float32), f"B={B} T={T} V={V} in float32",
+                  True))  # exactly trains_like_reference's call: its batch, block and vocabulary, a new model's logits
 
     def judge(case) -> None:
         (logits, targets), where, pipeline = case
@@ -330,6 +333,19 @@ def pipeline_feed(ctx, rng, whole: bool) -> Feed:
     return Feed(plan, settings, torch.float32, ADAM_ATOL32, f" ({what}, in float32, the pipeline's settings)")
 
 
+def curve_feed(ctx, rng) -> Feed:
+    """Exactly what ``trains_like_reference`` gives the optimizer: the parameters of its GPT (CURVE_MODEL at
+    the pipeline's vocabulary), pretraining's settings and the first PIPELINE_STEPS learning rates of its
+    schedule, float32: code right only there is then right and wrong in ``adamw_state``."""
+    vocab = contexts.reference_pipeline(ctx).model_config.vocab_size
+    shapes = [tuple(p.shape) for p in GPT(GPTConfig(vocab_size=vocab, **CURVE_MODEL)).parameters()]
+    cfg = replace(ctx.config.pretrain, steps=CURVE_STEPS)
+    plan = Plan(shapes, seed=rng.getrandbits(31), lrs=[lr_at(step, cfg) for step in range(PIPELINE_STEPS)], clip=1.0)
+    settings = dict(betas=BETAS, eps=EPS, weight_decay=cfg.weight_decay)
+    return Feed(plan, settings, torch.float32, ADAM_ATOL32,
+                f" ({len(shapes)} parameters of the GPT trains_like_reference trains, in float32, its settings)")
+
+
 def trajectory_of(ctx, feed: Feed) -> list[list[torch.Tensor]]:
     plan = feed.plan
     what = (f"{len(plan.shapes)} parameter{'s' * (len(plan.shapes) > 1)} of shapes "
@@ -370,7 +386,8 @@ def adamw_update(ctx):
 @check("optimizer", points=2)
 def adamw_state(ctx):
     "Five parameters (two of one shape, one frozen, one without a gradient every third step), the learning rate changed at every step: 32 steps equal torch.optim.AdamW's (float64, atol 1e-10); and a GPT's parameters under the pipeline's schedule and settings (float32, atol 1e-5)."
-    judge_adam(ctx, [Feed(several_parameters()), pipeline_feed(ctx, contexts.run_seed(ctx), whole=True)])
+    rng = contexts.run_seed(ctx)
+    judge_adam(ctx, [Feed(several_parameters()), pipeline_feed(ctx, rng, whole=True), curve_feed(ctx, rng)])
 
 
 # -- written out --------------------------------------------------------------------------------

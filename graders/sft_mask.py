@@ -1,13 +1,15 @@
 """Checks of the SFT loss mask component."""
 
+import contextlib
 import random
 
 import torch
 
-from graders import calibration
+from graders import calibration, contexts
 from toolkit import probe
 from toolkit.checks import CheckFailed, Partial, check
 from toolkit.data_stages import check_mask
+from toolkit.template import encode_batch
 from toolkit.tokenizer import SPECIAL_TOKENS
 
 SPECIAL = {s: 256 + i for i, s in enumerate(SPECIAL_TOKENS)}
@@ -69,14 +71,47 @@ def diagnose(tokens: torch.Tensor, got: torch.Tensor, want: torch.Tensor) -> str
     return f"row {b}: target {t} (an assistant's token) is not supervised; every turn of the assistant counts"
 
 
+def assistant_targets(tokens: torch.Tensor, special: dict[str, int]) -> torch.Tensor:
+    """(N, T - 1): True where the target tokens[b, t + 1] is the assistant's (its content, and the <|end|>
+    that closes its turn), with the tokenizer's own ids ``special``: the mask, as the snapshot holds it."""
+    assistant, end = special["<|assistant|>"], special["<|end|>"]
+    ids = set(special.values())
+    out = torch.zeros_like(tokens, dtype=torch.bool)
+    for b, row in enumerate(tokens.tolist()):
+        speaking = False
+        for t, tok in enumerate(row):
+            out[b, t] = speaking and (tok not in ids or tok == end)
+            speaking = tok == assistant or (speaking and tok not in ids)
+    return out[:, 1:]
+
+
+def pipeline_conversations(ctx) -> tuple[torch.Tensor, dict[str, int]]:
+    """The SFT conversations as the pipeline hands them to the mask (``sft_data``: encoded by its
+    tokenizer, a block and one token wide) and that tokenizer's special ids."""
+    ref = contexts.reference_pipeline(ctx)
+    tokens, _ = encode_batch(ref.tokenizer, ref.conversations, ref.model_config.block_size + 1)
+    return tokens, dict(ref.tokenizer.special_tokens)
+
+
 @check("sft_mask", points=3)
 def matches_reference(ctx):
-    "Exactly the reference mask on 48 chats (1-3 turns, truncated, padded)."
-    tokens = mask_cases()
-    want = torch.tensor(ctx.snapshot()["masks"], dtype=torch.bool)
-    got = check_mask(ctx.components.sft_mask(tokens.clone(), dict(SPECIAL)), tokens, ctx.components.source("sft_mask"))
-    if not torch.equal(got, want):
-        raise CheckFailed(diagnose(tokens, got, want))
+    "Exactly the reference mask on 48 chats (1-3 turns, truncated, padded), and on the pipeline's own conversations, as it calls the mask (all of them, and some drawn)."
+    rng = contexts.run_seed(ctx)
+    tokens, special = pipeline_conversations(ctx)
+    rows = sorted(rng.sample(range(len(tokens)), rng.randint(2, len(tokens) - 1)))
+    cases = [(mask_cases(), dict(SPECIAL), "48 chats of the check's own", True),
+             (tokens, special, f"the pipeline's {len(tokens)} conversations", False),
+             (tokens[rows], special, f"{len(rows)} of the pipeline's conversations", False)]
+
+    def judge(case) -> None:
+        tokens, special, what, own = case
+        with contextlib.nullcontext() if own else contexts.message_hidden(what):
+            got = check_mask(ctx.components.sft_mask(tokens.clone(), dict(special)), tokens, ctx.components.source("sft_mask"))
+        want = torch.tensor(ctx.snapshot()["masks"], dtype=torch.bool) if own else assistant_targets(tokens, special)
+        if not torch.equal(got, want):
+            raise CheckFailed(diagnose(tokens, got, want) if own else f"the mask differs from the reference's on {what}")
+
+    contexts.judged_everywhere(ctx, cases, judge, said=lambda case: case[2])
 
 
 # -- behaviour -------------------------------------------------------------------------
@@ -152,6 +187,7 @@ def score(m: dict, limits: dict[str, float]) -> tuple[float, list[str]]:
 @check("sft_mask", points=5, behavioural=True)
 def behaviour(ctx):
     "After SFT with this mask the chat model answers, asks back on ambiguous questions, stops, and leaves the user's turn alone."
+    contexts.same_everywhere(ctx, "sft_mask.matches_reference")
     from toolkit.plots import plot_curves, plot_distributions
 
     m = behaviour_metrics(ctx.pipeline)

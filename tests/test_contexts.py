@@ -147,8 +147,8 @@ def test_a_module_right_in_some_modes_only_fails(component, right_when, tmp_path
 
 
 # -- the behavioural checks stand on code that computes the same everywhere ---------------------------
-RIGHT_IN_FLOAT32 = {  # component -> a plugin right in float32 (where the pipeline trains) and wrong in float64
-    "attention": (ROOT / "tests" / "hostile" / "components" / "forge_dtype_attention.py").read_text(),
+RIGHT_ONLY_IN_THE_PIPELINE = {  # component -> a plugin right where the pipeline runs it and wrong elsewhere
+    "attention": (ROOT / "tests" / "hostile" / "components" / "forge_dtype_attention.py").read_text(),  # float32 only
     "block": MOODY.format(component="block", arguments=ARGUMENTS["block"], right_when="x.dtype == torch.float32"),
     "optimizer": '''
 import torch
@@ -162,25 +162,36 @@ def toolkit_optimizer(params, lr, betas, eps, weight_decay):
     wrong = any(p.dtype == torch.float64 for p in params)
     return correct.toolkit_optimizer(params, lr, betas, eps, 2 * weight_decay if wrong else weight_decay)
 ''',
+    "sft_mask": '''
+import solutions.sft_mask as correct
+import toolkit
+
+@toolkit.hookimpl
+def toolkit_sft_mask(tokens, special_tokens):  # the pipeline fine-tunes on its 260 conversations at once
+    mask = correct.toolkit_sft_mask(tokens, special_tokens)
+    return mask if len(tokens) > 100 else ~mask
+''',
 }
-STANDS_ON = {"attention": ("matches_reference", ["reference_weights", "trains_like_reference"]),
-             "block": ("matches_reference", ["reference_weights", "trains_like_reference"]),
-             "optimizer": ("adamw_update", ["trains_like_reference"])}
+STANDS_ON = {  # component -> (its unit check, what its reason says, the case it found right, the behavioural ones)
+    "attention": ("matches_reference", "differs from", "float32", ["reference_weights", "trains_like_reference"]),
+    "block": ("matches_reference", "differs from", "float32", ["reference_weights", "trains_like_reference"]),
+    "optimizer": ("adamw_update", "differs from", "float32", ["trains_like_reference"]),
+    "sft_mask": ("matches_reference", "the mask is inverted", "the pipeline's", ["behaviour"])}
 
 
-@pytest.mark.parametrize("component", list(RIGHT_IN_FLOAT32))
-def test_code_right_only_where_the_pipeline_trains_earns_no_behavioural_point(component, tmp_path):
-    """Issue 31's example 3, for each component whose behaviour the pipeline measures: code right in float32
-    (the pipeline's) and wrong in float64 (where the checks also look) fails the unit check, which keeps a
-    case it found right and one it found wrong; the behavioural checks standing on it then fail before any
-    model is trained, saying "computes the same in every context" (its honest version, wrong everywhere,
-    earns none of them either)."""
-    path = tmp_path / f"{component}_right_in_float32.py"
-    path.write_text(RIGHT_IN_FLOAT32[component])
-    unit, behavioural = STANDS_ON[component]
+@pytest.mark.parametrize("component", list(RIGHT_ONLY_IN_THE_PIPELINE))
+def test_code_right_only_where_the_pipeline_runs_it_earns_no_behavioural_point(component, tmp_path):
+    """Issue 31's example 3, for each component whose behaviour the pipeline measures: code right where the
+    pipeline runs it (float32; a batch of all its conversations) and wrong where the checks also look
+    fails the unit check, which keeps a case it found right and one it found wrong; the behavioural checks
+    standing on it then fail before any model is trained, saying "computes the same in every context" (its
+    honest version, wrong everywhere, earns none of them either)."""
+    path = tmp_path / f"{component}_right_in_the_pipeline.py"
+    path.write_text(RIGHT_ONLY_IN_THE_PIPELINE[component])
+    unit, says, right, behavioural = STANDS_ON[component]
     results = harness.run([f"{component}.{unit}"] + [f"{component}.{c}" for c in behavioural], path)
-    assert_fails(results[f"{component}.{unit}"], "differs from")
-    assert "float32" in results[f"{component}.{unit}"].metrics["right_and_wrong"][0]
+    assert_fails(results[f"{component}.{unit}"], says)
+    assert right in results[f"{component}.{unit}"].metrics["right_and_wrong"][0]
     for check in behavioural:
         assert_fails(results[f"{component}.{check}"], "computes the same in every context")
         assert results[f"{component}.{check}"].seconds < 1, results[f"{component}.{check}"]  # nothing trained
