@@ -10,13 +10,14 @@ git cannot hold or that must point at this machine's paths, built here at test t
   (``tests/hostile/components/``): the toolkit's own exceptions raised, stride-0 views that grow
   when copied, the global generator touched, control characters, objects where data is expected,
   unit checks told from the pipeline by their inputs (``forge_context_*``, ``forge_dtype_attention``),
-  merges fixed in advance to spell the public held-out text;
+  merges fixed in advance to spell the public held-out text, a table of the public held-out pairs;
 - ``stop``: stopping or hanging the batch (each one alone would end a grader that is not ready);
 - ``similarity``: two near-identical 40,000-token hooks (quadratic similarity);
 - ``intake``: symlinks, /proc/self/pagemap, a 1,200-deep folder, 2,000 files, 300 MB, an
   unparsable unused file: refused before any sandbox (``load_error``) or graded as usual;
 - ``trust``: without ``--fast``, submissions that replace, in the child, the toolkit's and the
-  graders' code that used to compute their figures there (the grader now trains every model itself).
+  graders' code that used to compute their figures there (the grader now trains every model itself),
+  and a reward model that ranks the public held-out pairs from a table (the grader draws its own).
 
 For every batch the tests assert: it completes (grades.csv, summary.html, a feedback page per
 student), correct students get full marks, each hostile one gets the status the design decides and no
@@ -149,6 +150,7 @@ COMPONENTS = {  # tests/hostile/components/
     "inject_control_characters": ({"graded"}, 0),
     "inject_objects_tokenizer": (EITHER, 2),
     "forge_public_heldout_tokenizer": ({"graded"}, 3),  # merges fixed to spell the public held-out text: speed 0
+    "forge_public_pairs_reward": ({"graded"}, 3),  # a constant and a table; --fast: its behaviour is graded in trust
     "sequential_reward": ({"graded"}, 5),  # correct: tests/plugins/reward_sequential.py, the reward only
     "unicode_reward": ({"graded"}, 5),  # correct: tests/plugins/reward_unicode_names.py, the reward only
     # told the unit checks from the pipeline by their inputs (dtype, width, backbone, vocabulary): the checks
@@ -163,6 +165,7 @@ COMPONENTS = {  # tests/hostile/components/
 TRUST = {  # graded without --fast: what the child computes with the submission's code is never believed
     "forge_curve_in_child": ({"graded"}, 2),
     "forge_reward_stage": ({"graded"}, 4.67),  # issue 31: tests/plugins/reward_sign_flipped.py, honestly graded
+    "forge_public_pairs_reward": ({"graded"}, 5.67),  # tests/plugins/reward_constant.py, honestly graded
 }
 GOOD = {"main": ["good_file", "good_folder", FORMULA_GOOD], "stop": ["good_file"], "similarity": ["good_file"],
         "intake": ["good_file"], "components": ["good_folder"], "trust": ["good_folder"]}
@@ -297,8 +300,8 @@ def _components_class(base: Path, klass: Path) -> None:
 
 
 def _trust_class(base: Path, klass: Path) -> None:
-    for name in ("forge_curve_in_child", "forge_reward_stage"):
-        shutil.copy(HOSTILE / f"{name}.py", klass / f"{name}.py")
+    for name in ("forge_curve_in_child", "forge_reward_stage", "components/forge_public_pairs_reward"):
+        shutil.copy(HOSTILE / f"{name}.py", klass / f"{Path(name).name}.py")
     (klass / "good_folder").mkdir()
     for name in ("attn_einsum.py", "reward_gather.py"):
         shutil.copy(PLUGINS / name, klass / "good_folder" / name)
@@ -445,6 +448,18 @@ def test_a_child_that_replaces_the_toolkits_training_in_itself_gains_nothing(bat
     assert float(curve.get("attention.trains_like_reference", -1)) == 0, (curve, batch.why())
     assert float(forged.get("reward.accuracy", -1)) == 0 and float(forged.get("reward.loss_sanity", -1)) == 0, forged
     assert float(forged.get("reward.rlhf_improves", 4)) < 4, forged
+
+
+def test_a_table_of_the_public_held_out_pairs_earns_no_accuracy(batches):
+    """A constant reward, and the public held-out pairs' rejected rows ranked below it (all of the public
+    pairs right, tests/test_checks.py): the grader ranks pairs drawn from its own seed, and the table
+    earns no more accuracy than the constant it is (ties count as wrong)."""
+    batch = batches("trust")
+    forged = batch.rows.get("forge_public_pairs_reward") or {}
+    assert float(forged.get("reward.accuracy", -1)) == 0, (forged, batch.why())
+    results = json.loads((batch.out / "gradescope" / "forge_public_pairs_reward" / "results.json").read_text())
+    reason = next(t["output"] for t in results["tests"] if t["name"] == "reward.accuracy")
+    assert "held-out pairwise accuracy 0.44 " in reason, reason  # the pairs whose rejected row it tabled
 
 
 def test_a_correct_student_graded_in_full_earns_the_behavioural_and_hidden_points(batches):
