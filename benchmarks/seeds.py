@@ -83,7 +83,8 @@ TARGETS = [  # (figure, comparison, bound): the worst seed must meet it
     ("pretrain_s", "<=", 180), ("sft_s", "<=", 60),
 ]
 CODE = ("toolkit/world.py", "toolkit/train.py", "toolkit/probe.py", "toolkit/rlhf.py", "toolkit/sample.py",
-        "graders/sft_mask.py", "graders/reward.py", "graders/tokenizer.py")  # what a seed's figures depend on
+        "toolkit/data_stages.py", "graders/sft_mask.py", "graders/reward.py", "graders/tokenizer.py",
+        "graders/hidden/__init__.py")  # what a seed's figures depend on (the hidden seeds: its held-out data)
 MASK_FIGURES = ("answer_seen", "answer_held_out", "clarification", "stops", "writes_user_turn")
 
 

@@ -219,15 +219,30 @@ def shuffle_seed() -> int:
     return instructor_seed("SHUFFLE_SEED", 0)
 
 
+def pairs_seed(seed: int) -> int:
+    """The seed of the held-out pairs ``held_out_accuracy`` measures on, for a pipeline of seed ``seed``:
+    the instructor's own (``graders.hidden``) plus ``seed``, so that the pairs a submission can compute are
+    not those it is graded on; without it (a student's ``toolkit run``): ``seed``, the pipeline's own
+    held-out pairs. It hides which rejected answers are drawn, not what the public world can write: each
+    chosen answer is its fact's one correct statement under every seed."""
+    return instructor_seed("PAIRS_SEED", 0) + seed
+
+
+def held_out_pairs(pipeline) -> tuple:
+    """The pairs on the facts held out of SFT (and of the reward model's training) drawn from
+    ``pairs_seed``: ((tokens, lengths) chosen, (tokens, lengths) rejected)."""
+    return pipeline.preference_pairs(pairs_seed(pipeline.config.seed), "held_out")
+
+
 def held_out_accuracy(pipeline, seed: int | None = None) -> tuple[float, torch.Tensor, torch.Tensor]:
-    """The share of held-out pairs whose chosen answer gets the higher reward; the rewards of the
-    chosen answers and of the rejected ones.
+    """The share of held-out pairs (``held_out_pairs``) whose chosen answer gets the higher reward; the
+    rewards of the chosen answers and of the rejected ones.
 
     Both sets are scored in ONE call, their rows padded to one width and shuffled together, then
     put back in order: neither the order of the calls nor a row's place in the batch tells a
     chosen answer from a rejected one, only its text does (a row-wise reward model gets the same
     rewards in any order). ``seed`` seeds the shuffle; None: ``shuffle_seed()``."""
-    (ct, cl), (rt, rl) = pipeline.preference_data["held_out"]
+    (ct, cl), (rt, rl) = held_out_pairs(pipeline)
     N, T = len(cl), max(ct.shape[1], rt.shape[1])
     pad = pipeline.tokenizer.special_tokens[PAD]
     tokens = torch.cat([F.pad(t, (0, T - t.shape[1]), value=pad) for t in (ct, rt)])  # (2N, T): chosen, then rejected

@@ -599,7 +599,7 @@ class TokenSign(nn.Module):
 def preference_pipeline(path: Path) -> SimpleNamespace:
     """A pipeline whose reward model is the plugin's on ``TokenSign`` with every weight 1, so a model that
     reads the last real token gives every chosen answer 4 (+ a bias of 1) and every rejected one -4 (+ 1);
-    its held-out pairs: 24 chosen rows, right-padded to 7 tokens, and 24 rejected rows, to 11."""
+    its held-out pairs, whatever the seed: 24 chosen rows, right-padded to 7 tokens, and 24 rejected rows, to 11."""
     model = Components(build_manager(load_submission(str(path))), only="reward").reward_model(TokenSign())
     with torch.no_grad():
         for p in model.parameters():
@@ -614,8 +614,9 @@ def preference_pipeline(path: Path) -> SimpleNamespace:
             tokens[i, n - 1] = last
         return tokens, lengths
 
-    return SimpleNamespace(preference_data={"held_out": (rows(GOOD, 7), rows(BAD, 11))}, reward_model=model.eval(),
-                           tokenizer=SimpleNamespace(special_tokens={"<|pad|>": PAD_ID}))
+    held_out = rows(GOOD, 7), rows(BAD, 11)
+    return SimpleNamespace(preference_pairs=lambda seed, split: held_out, config=PipelineConfig(),
+                           reward_model=model.eval(), tokenizer=SimpleNamespace(special_tokens={"<|pad|>": PAD_ID}))
 
 
 def run_on(check_name: str, pipeline) -> Result:
@@ -630,7 +631,7 @@ def test_held_out_accuracy_scores_both_sets_in_one_call_and_puts_them_back_in_or
 
     p = preference_pipeline(CORRECT["reward"][variant])
     acc, rc, rr = held_out_accuracy(p, seed=0)
-    (ct, cl), (rt, rl) = p.preference_data["held_out"]
+    (ct, cl), (rt, rl) = p.preference_pairs(0, "held_out")
     assert torch.allclose(rc, rlhf.rewards(p.reward_model, ct, cl))  # back in order, though padded wider
     assert torch.allclose(rr, rlhf.rewards(p.reward_model, rt, rl))
     assert acc == 1.0 and (rc > 0).all() and (rr < 0).all()
@@ -642,7 +643,7 @@ def test_held_out_accuracy_cannot_be_forged_from_the_order_of_the_calls():
     from graders.reward import held_out_accuracy
 
     p = preference_pipeline(PLUGINS / "reward_call_order.py")
-    (ct, cl), (rt, rl) = p.preference_data["held_out"]
+    (ct, cl), (rt, rl) = p.preference_pairs(0, "held_out")
     chosen, rejected = rlhf.rewards(p.reward_model, ct, cl), rlhf.rewards(p.reward_model, rt, rl)
     assert (chosen > rejected).all()  # in two calls, chosen first, its ranking is perfect
     assert held_out_accuracy(p)[0] == 0.0  # in one call, every row gets the same reward
@@ -672,6 +673,39 @@ def test_the_shuffle_is_the_same_on_every_run_and_its_seed_is_the_instructors():
     assert shuffle_seed() == hidden.SHUFFLE_SEED != 0
     first, again = held_out_accuracy(p), held_out_accuracy(p)
     assert first[0] == again[0] and torch.equal(first[1], again[1]) and torch.equal(first[2], again[2])
+
+
+FORGED_PAIRS = ROOT / "tests" / "hostile" / "components" / "forge_public_pairs_reward.py"
+"""A constant reward, and a table of the rejected rows of the public held-out pairs, ranked far below it."""
+
+
+def test_held_out_pairs_are_drawn_from_the_instructors_seed_and_a_table_of_the_public_ones_ranks_few(monkeypatch):
+    """reward.accuracy ranks held-out pairs drawn from ``graders/hidden``'s PAIRS_SEED, the same on every run:
+    other rejected answers to the same held-out questions. A student's release, without it, ranks the
+    pipeline's own held-out pairs, as before. The forged table of the public pairs ranks all of those
+    right, and under half of the grader's."""
+    from graders import hidden
+    from graders import reward as grader
+    from toolkit.pipeline import Pipeline
+
+    p = Pipeline(config=PipelineConfig(), log=lambda msg: None)
+    public, mine = p.preference_data["held_out"], grader.held_out_pairs(p)
+    assert grader.pairs_seed(0) == hidden.PAIRS_SEED != 0
+    assert all(torch.equal(a, b) for a, b in zip(_flat(mine), _flat(grader.held_out_pairs(p))))  # every run
+    rows = lambda tokens, lengths: {tuple(r[:n].tolist()) for r, n in zip(tokens, lengths)}  # noqa: E731
+    assert rows(*mine[0]) == rows(*public[0])  # chosen: each held-out fact's one correct statement, under any seed
+    new = rows(*mine[1]) - rows(*public[1])
+    assert len(new) > len(rows(*mine[1])) / 2, len(new)  # rejected: most of them drawn afresh
+    p.__dict__["reward_model"] = Components(build_manager(load_submission(str(FORGED_PAIRS))),
+                                            only="reward").reward_model(p.base_model)
+    assert grader.held_out_accuracy(p)[0] < 0.5
+    monkeypatch.setattr(grader, "instructor_seed", lambda name, public: public)  # a student's release
+    assert all(torch.equal(a, b) for a, b in zip(_flat(grader.held_out_pairs(p)), _flat(public)))
+    assert grader.held_out_accuracy(p)[0] == 1.0
+
+
+def _flat(pairs) -> list[torch.Tensor]:
+    return [t for tokens_lengths in pairs for t in tokens_lengths]
 
 
 def test_every_behavioural_reward_check_fails_on_some_wrong_plugin():

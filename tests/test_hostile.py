@@ -11,13 +11,15 @@ git cannot hold or that must point at this machine's paths, built here at test t
   when copied, the global generator touched, control characters, objects where data is expected,
   unit checks told from the pipeline by their inputs or by how they call a module (``forge_context_*``,
   ``forge_dtype_attention``), a block's initial weights hidden from a function the child could replace
-  (``forge_child_side_block``), merges fixed in advance to spell the public held-out text;
+  (``forge_child_side_block``), merges fixed in advance to spell the public held-out text, a table of the
+  public held-out pairs;
 - ``stop``: stopping or hanging the batch (each one alone would end a grader that is not ready);
 - ``similarity``: two near-identical 40,000-token hooks (quadratic similarity);
 - ``intake``: symlinks, /proc/self/pagemap, a 1,200-deep folder, 2,000 files, 300 MB, an
   unparsable unused file: refused before any sandbox (``load_error``) or graded as usual;
 - ``trust``: without ``--fast``, submissions that replace, in the child, the toolkit's and the
-  graders' code that used to compute their figures there (the grader now trains every model itself).
+  graders' code that used to compute their figures there (the grader now trains every model itself),
+  and a reward model that ranks the public held-out pairs from a table (the grader draws its own).
 
 For every batch the tests assert: it completes (grades.csv, summary.html, a feedback page per
 student), correct students get full marks, each hostile one gets the status the design decides and no
@@ -151,6 +153,7 @@ COMPONENTS = {  # tests/hostile/components/
     "inject_control_characters": ({"graded"}, 0),
     "inject_objects_tokenizer": (EITHER, 2),
     "forge_public_heldout_tokenizer": ({"graded"}, 3),  # merges fixed to spell the public held-out text: speed 0
+    "forge_public_pairs_reward": ({"graded"}, 3),  # a constant and a table; --fast: its behaviour is graded in trust
     "sequential_reward": ({"graded"}, 5),  # correct: tests/plugins/reward_sequential.py, the reward only
     "unicode_reward": ({"graded"}, 5),  # correct: tests/plugins/reward_unicode_names.py, the reward only
     # told the unit checks from the pipeline by their inputs (dtype, width, backbone, vocabulary): the checks
@@ -174,6 +177,7 @@ TRUST = {  # graded without --fast: what the child computes with the submission'
     # right where the pipeline trains (float32 at width 128), wrong where the checks also look (float64): its
     # behavioural checks stand on a unit check that found it right and wrong (graders.contexts.same_everywhere)
     "forge_dtype_attention": ({"graded"}, 4),
+    "forge_public_pairs_reward": ({"graded"}, 5.67),  # tests/plugins/reward_constant.py, honestly graded
 }
 GOOD = {"main": ["good_file", "good_folder", FORMULA_GOOD], "stop": ["good_file"], "similarity": ["good_file"],
         "intake": ["good_file"], "components": ["good_folder"], "trust": ["good_folder"]}
@@ -472,6 +476,18 @@ def test_code_right_only_in_the_pipelines_contexts_earns_no_behavioural_point(ba
     row = batch.rows.get("forge_dtype_attention") or {}
     assert [row.get(f"attention.{c}") for c in ("reference_weights", "trains_like_reference")] == ["0", "0"], row
     assert "computes the same in every context" in _page(batch, "forge_dtype_attention"), batch.why()
+
+
+def test_a_table_of_the_public_held_out_pairs_earns_no_accuracy(batches):
+    """A constant reward, and the public held-out pairs' rejected rows ranked below it (all of the public
+    pairs right, tests/test_checks.py): the grader ranks pairs drawn from its own seed, and the table
+    earns no more accuracy than the constant it is (ties count as wrong)."""
+    batch = batches("trust")
+    forged = batch.rows.get("forge_public_pairs_reward") or {}
+    assert float(forged.get("reward.accuracy", -1)) == 0, (forged, batch.why())
+    results = json.loads((batch.out / "gradescope" / "forge_public_pairs_reward" / "results.json").read_text())
+    reason = next(t["output"] for t in results["tests"] if t["name"] == "reward.accuracy")
+    assert "held-out pairwise accuracy 0.44 " in reason, reason  # the pairs whose rejected row it tabled
 
 
 def test_a_correct_student_graded_in_full_earns_the_behavioural_and_hidden_points(batches):

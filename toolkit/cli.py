@@ -177,7 +177,8 @@ def _print_table(result) -> None:
     scope = "public and hidden checks" if result.hidden_included else "public checks only"
     console.print(f"total: {result.score:g} / {result.max_score:g} ({scope})")
     if importlib.import_module(CHECKS).seeds_are_public():  # a student's copy: grading draws held-out data of its own
-        console.print("held-out data: public (this copy has no instructor's seed; grading draws its own held-out text)")
+        console.print("held-out data: public (this copy has no instructor's seed; grading draws its own held-out text "
+                      "and pairs)")
     if result.missing:
         console.print(f"not provided: {', '.join(result.missing)}")
 

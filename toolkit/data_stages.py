@@ -33,6 +33,9 @@ DATA_CODE = (world_module, template_module, tokenizer_module, WholeWordTokenizer
 """What the baseline's tokenizer and the stream are made by: its digest is part of their key in the cache."""
 BASE_DATA = ("world", "corpus", "conversations", "tokenizer", "stream", "model_config")
 """The data stages the base model is built from (``Pipeline.sharing_base`` shares them)."""
+PAIRS_PER_FACT = {"train": 4, "held_out": 8}
+"""Preference pairs drawn per fact (a pair drawn twice is kept once): up to 8 per held-out fact, so that
+the accuracy measured on them is not a coin's worth of noise."""
 
 
 class DataStages:
@@ -125,18 +128,19 @@ class DataStages:
     @cached_property
     def preference_data(self) -> dict[str, tuple]:
         """Preference pairs as ((tokens, lengths) chosen, (tokens, lengths) rejected), split by fact:
-        ``train`` on the facts of SFT (up to 4 pairs each), ``held_out`` on the facts held out of it
-        (up to 8 pairs each, so that the accuracy measured on them is not a coin's worth of noise)."""
+        ``train`` on the facts of SFT, ``held_out`` on the facts held out of it, drawn from the seed."""
+        return {split: self.preference_pairs(self.config.seed, split) for split in PAIRS_PER_FACT}
+
+    def preference_pairs(self, seed: int, split: str) -> tuple:
+        """The pairs of ``split`` drawn from ``seed`` (``World.preference_pairs``, ``PAIRS_PER_FACT[split]``
+        draws per fact), encoded as the reward model reads them: ((tokens, lengths) chosen, (tokens, lengths)
+        rejected). The grader draws the held-out ones it measures on from a seed of its own."""
         held = {self.world.question(f) for f in self.world.held_out}
-        out = {}
-        for split, per_fact in (("train", 4), ("held_out", 8)):
-            pairs = [p for p in self.world.preference_pairs(self.config.seed, per_fact)
-                     if (p[0] in held) == (split == "held_out")]
-            qs, chosen, rejected = zip(*pairs)
-            T = self.model_config.block_size
-            out[split] = (rlhf.encode_replies(self.tokenizer, qs, chosen, T),
-                          rlhf.encode_replies(self.tokenizer, qs, rejected, T))
-        return out
+        pairs = [p for p in self.world.preference_pairs(seed, PAIRS_PER_FACT[split])
+                 if (p[0] in held) == (split == "held_out")]
+        qs, chosen, rejected = zip(*pairs)
+        T = self.model_config.block_size
+        return rlhf.encode_replies(self.tokenizer, qs, chosen, T), rlhf.encode_replies(self.tokenizer, qs, rejected, T)
 
     # -- what a model does on this data, with the sampler component ---------------------------
     def val_loss(self, model: GPT) -> float:
