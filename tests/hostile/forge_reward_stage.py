@@ -1,5 +1,5 @@
 """Hostile: a reward component whose loss has its sign flipped, and which, only when it is being
-graded (the grading child is in ``sys.modules``), replaces ``toolkit.rlhf.train_reward_model`` in its
+graded (it runs as ``python -m toolkit.grading.child``), replaces ``toolkit.rlhf.train_reward_model`` in its
 own interpreter with one that trains with the correct loss; issue 31's example 2 (11/14 against an
 honest 4.67 when the child trained the reward model). The grader now trains the reward model itself,
 with its own loop, calling this loss and this model in the child for their outputs and gradients.
@@ -18,8 +18,14 @@ def _right_loss(chosen, rejected):
     return -F.logsigmoid(chosen - rejected).mean()
 
 
+def being_graded() -> bool:
+    """Whether this interpreter is toolkit grade's child (run as ``python -m toolkit.grading.child``)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return "toolkit.grading.child" in sys.modules or getattr(spec, "name", None) == "toolkit.grading.child"
+
+
 def forge() -> None:
-    if "toolkit.grading.child" not in sys.modules:
+    if not being_graded():
         return
     import toolkit.rlhf
     import toolkit.train
