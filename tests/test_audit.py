@@ -214,3 +214,17 @@ def _shapes(x):
     if isinstance(x, dict):
         return [s for v in x.values() for s in _shapes(v)]
     return []
+
+
+def test_a_hooks_call_never_differentiated_does_not_stop_its_audits(every_call, tmp_path):
+    """A hook called with gradients on whose output is never differentiated (a check may do that) leaves its
+    graph open in the child; a hook has no weights to move, so its later calls are audited all the same, and
+    the right loss's gradients behind a flipped loss's values still fail."""
+    plugin = tmp_path / "liar.py"
+    plugin.write_text(WRONG_LOSS_RIGHT_GRADIENTS)
+    child, _ = _child(plugin)
+    loss = child.components("reward").reward_loss
+    r = torch.randn(2, 16, requires_grad=True, generator=torch.Generator().manual_seed(4))
+    loss(r[0], r[1])  # never differentiated
+    with pytest.raises(AuditFailed, match="are not those of its outputs"):
+        loss(r[0], r[1]).backward()

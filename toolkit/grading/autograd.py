@@ -96,7 +96,8 @@ class Call:
                 raise self.child._gone("a gradient whose dtype or shape is not its input's")
         audit = self.child.audit
         audit.open[self.key] -= 1
-        if not self.audited and audit.due(self.key) and audit.open[self.key] == 0:  # no other graph holds its weights
+        # a module's weights are moved in the child only when no other graph of it is open; a hook has none
+        if not self.audited and audit.due(self.key) and (not self.names or audit.open[self.key] == 0):
             audit.check(self, upstream, expected, grads)
         return grads
 
