@@ -354,8 +354,6 @@ class RemoteModule(_Mirror):
                              lambda: (Op.FORWARD, handle.oid, _state_to_send(self), _dtype(self), args, False, self.training))
 
 
-
-
 @dataclass
 class _Handle:
     child: Child
