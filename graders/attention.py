@@ -78,11 +78,15 @@ class Case:
         return f"B={self.B} T={self.T} C={self.C} n_head={self.nh}{dtype}"
 
 
+def case_at(w: contexts.Where, rng) -> Case:
+    """The case of one context of the pipeline's (``graders.contexts``), its weights and input seeded by ``rng``."""
+    return Case(w.batch, w.tokens, w.model.n_embd, w.model.n_head, rng.getrandbits(31), w.dtype)
+
+
 def pipeline_cases(ctx, rng, max_batch: int | None = None) -> list[Case]:
     """A case per context of the pipeline (``graders.contexts``): its widths, float32 and float64, a
     batch size (at most ``max_batch``) and a length drawn by ``rng``."""
-    return [Case(w.batch, w.tokens, w.model.n_embd, w.model.n_head, rng.getrandbits(31), w.dtype)
-            for w in contexts.pipeline_contexts(ctx.config, rng, max_batch=max_batch)]
+    return [case_at(w, rng) for w in contexts.pipeline_contexts(ctx.config, rng, max_batch=max_batch)]
 
 
 def _forward(module, x, pipeline_case: bool = False):
@@ -109,8 +113,7 @@ def matches_reference(ctx):
     own = [Case(B, T, C, nh, 0) for B, T, C, nh in SHAPES]
     rng = contexts.run_seed(ctx)
     cases = contexts.with_modes(rng, own, pipeline_cases(ctx, rng)) + [
-        (Case(w.batch, w.tokens, w.model.n_embd, w.model.n_head, rng.getrandbits(31), w.dtype), mode)
-        for w, mode in contexts.pipeline_calls(ctx.config)]  # and exactly as the pipeline calls it
+        (case_at(w, rng), mode) for w, mode in contexts.pipeline_calls(ctx.config)]  # as the pipeline calls it
     errors = {}
     for i in [*range(len(own)), *rng.sample(range(len(own), len(cases)), len(cases) - len(own))]:  # judged in order
         case, mode = cases[i]

@@ -176,10 +176,15 @@ def parameters(ctx):
                               f"{expected:g}: {why}; keep nn.LayerNorm's defaults, γ = 1 and β = 0")
 
 
+def case_at(w: contexts.Where, rng) -> Case:
+    """The case of one context of the pipeline's (``graders.contexts``), its weights and input seeded by ``rng``."""
+    return Case(w.batch, w.tokens, w.model.n_embd, w.model.n_head, rng.getrandbits(31), w.dtype)
+
+
 def pipeline_cases(ctx, rng, max_batch: int | None = None) -> list[Case]:
     """A case per model width of the pipeline (``graders.contexts``: n_embd 128 and 4 heads, 64 and 2),
     in float32 as the pipeline runs its blocks, a batch size (at most ``max_batch``) and a length drawn by ``rng``."""
-    return [Case(w.batch, w.tokens, w.model.n_embd, w.model.n_head, rng.getrandbits(31), w.dtype)
+    return [case_at(w, rng)
             for w in contexts.pipeline_contexts(ctx.config, rng, dtypes=(torch.float32,), max_batch=max_batch)]
 
 
@@ -189,8 +194,7 @@ def matches_reference(ctx):
     expected = ctx.snapshot()["outputs"]
     rng = contexts.run_seed(ctx)
     own = [Case(*s) for s in SHAPES] + [Case(*s, seed=7, dtype=torch.float32) for s in FLOAT32_CASES]
-    exact = [(Case(w.batch, w.tokens, w.model.n_embd, w.model.n_head, rng.getrandbits(31), w.dtype), mode)
-             for w, mode in contexts.pipeline_calls(ctx.config)]  # and exactly as the pipeline calls it
+    exact = [(case_at(w, rng), mode) for w, mode in contexts.pipeline_calls(ctx.config)]  # as the pipeline calls it
     cases = list(enumerate(contexts.with_modes(rng, own, pipeline_cases(ctx, rng)) + exact))
 
     def judge(numbered) -> None:

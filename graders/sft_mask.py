@@ -31,17 +31,28 @@ def mask_cases(n: int = 48, seed: int = 0, max_len: int = 28) -> torch.Tensor:
     return torch.tensor([r + [PAD] * (T - len(r)) for r in rows])
 
 
+def turns(tokens: torch.Tensor, special: dict[str, int]) -> dict[str, torch.Tensor]:
+    """(N, T - 1) each, with the tokenizer's ids ``special``: where the target tokens[b, t + 1] is a token
+    the user wrote (``"user"``: tags aside), and where it is the assistant's (``"assistant"``: its content
+    and the <|end|> that closes its turn; the mask, as the snapshot holds it)."""
+    speaker = {special["<|user|>"]: "user", special["<|assistant|>"]: "assistant"}
+    out = {who: torch.zeros_like(tokens, dtype=torch.bool) for who in ("user", "assistant")}
+    for b, row in enumerate(tokens.tolist()):
+        who = None  # whose turn it is
+        for t, tok in enumerate(row):
+            if tok not in special.values():
+                if who:
+                    out[who][b, t] = True
+                continue
+            if tok == special["<|end|>"] and who == "assistant":
+                out["assistant"][b, t] = True  # the <|end|> closing its turn is the assistant's to write
+            who = speaker.get(tok)
+    return {who: m[:, 1:] for who, m in out.items()}
+
+
 def user_content(tokens: torch.Tensor) -> torch.Tensor:
     """(B, T - 1): True where the target tokens[b, t + 1] is a token the user wrote (tags aside)."""
-    speaker = torch.zeros_like(tokens, dtype=torch.bool)
-    for b in range(tokens.shape[0]):
-        in_user = False
-        for t, tok in enumerate(tokens[b].tolist()):
-            if tok in SPECIAL.values():
-                in_user = tok == USER
-            else:
-                speaker[b, t] = in_user
-    return speaker[:, 1:]
+    return turns(tokens, SPECIAL)["user"]
 
 
 def diagnose(tokens: torch.Tensor, got: torch.Tensor, want: torch.Tensor) -> str:
@@ -71,20 +82,6 @@ def diagnose(tokens: torch.Tensor, got: torch.Tensor, want: torch.Tensor) -> str
     return f"row {b}: target {t} (an assistant's token) is not supervised; every turn of the assistant counts"
 
 
-def assistant_targets(tokens: torch.Tensor, special: dict[str, int]) -> torch.Tensor:
-    """(N, T - 1): True where the target tokens[b, t + 1] is the assistant's (its content, and the <|end|>
-    that closes its turn), with the tokenizer's own ids ``special``: the mask, as the snapshot holds it."""
-    assistant, end = special["<|assistant|>"], special["<|end|>"]
-    ids = set(special.values())
-    out = torch.zeros_like(tokens, dtype=torch.bool)
-    for b, row in enumerate(tokens.tolist()):
-        speaking = False
-        for t, tok in enumerate(row):
-            out[b, t] = speaking and (tok not in ids or tok == end)
-            speaking = tok == assistant or (speaking and tok not in ids)
-    return out[:, 1:]
-
-
 def pipeline_conversations(ctx) -> tuple[torch.Tensor, dict[str, int]]:
     """The SFT conversations as the pipeline hands them to the mask (``sft_data``: encoded by its
     tokenizer, a block and one token wide) and that tokenizer's special ids."""
@@ -107,7 +104,7 @@ def matches_reference(ctx):
         tokens, special, what, own = case
         with contextlib.nullcontext() if own else contexts.message_hidden(what):
             got = check_mask(ctx.components.sft_mask(tokens.clone(), dict(special)), tokens, ctx.components.source("sft_mask"))
-        want = torch.tensor(ctx.snapshot()["masks"], dtype=torch.bool) if own else assistant_targets(tokens, special)
+        want = torch.tensor(ctx.snapshot()["masks"], dtype=torch.bool) if own else turns(tokens, special)["assistant"]
         if not torch.equal(got, want):
             raise CheckFailed(diagnose(tokens, got, want) if own else f"the mask differs from the reference's on {what}")
 
